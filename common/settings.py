@@ -1,0 +1,97 @@
+"""The one settings object of tunebatch.
+
+Read once from the environment (prefix ``TUNEBATCH_``) at the edge — the CLI or the worker's start —
+and passed down as an argument; no other module reads the environment. Every field has a default
+that works on a fresh machine with no servers: no broker means embedded mode, no bucket means the
+local artifact directory.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Configuration for producer and workers alike."""
+
+    model_config = SettingsConfigDict(env_prefix="TUNEBATCH_", extra="ignore")
+
+    # --- where things live -------------------------------------------------------------------
+    data_dir: Path = Field(
+        default=Path("artifacts"),
+        description="Local artifact store (embedded mode) and the root of caches.",
+    )
+    cache_dir: Path | None = Field(
+        default=None, description="Model and corpus cache; defaults to <data_dir>/cache."
+    )
+
+    # --- distributed mode ---------------------------------------------------------------------
+    broker_url: str | None = Field(
+        default=None, description="redis:// URL; unset means everything runs in-process."
+    )
+    visibility_timeout_s: int = Field(
+        default=6 * 3600,
+        description="Redis redelivers an unacked job after this long; keep it above the longest job.",
+    )
+    max_attempts: int = Field(
+        default=3, ge=1, description="Deliveries before a job is dead-lettered."
+    )
+    chunk_size: int = Field(default=256, ge=1, description="Tunes per generation job.")
+
+    # --- S3-compatible bucket -----------------------------------------------------------------
+    s3_bucket: str | None = Field(default=None, description="Bucket name; unset means local disk.")
+    s3_endpoint_url: str | None = Field(default=None, description="e.g. http://minio:9000")
+    s3_region: str = "us-east-1"
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: SecretStr | None = None
+    s3_prefix: str = Field(default="", description="Key prefix inside the bucket, e.g. 'team-a/'.")
+
+    # --- generation ---------------------------------------------------------------------------
+    sample_batch_size: int = Field(
+        default=256, ge=1, description="Tunes advanced together per step (B)."
+    )
+    steps_per_call: int = Field(
+        default=32, ge=1, description="Steps run inside one compiled call before Python looks."
+    )
+    max_chars: int = Field(default=1500, ge=16, description="Longest tune the sampler writes.")
+    max_tries: int = Field(default=5, ge=1, description="Samples per tune with --valid-only.")
+
+    # --- rendering ----------------------------------------------------------------------------
+    abc2midi: str = "abc2midi"
+    timidity: str = "timidity"
+    abcm2ps: str = "abcm2ps"
+    timidity_config: Path = Field(
+        default=Path("/etc/timidity/freepats.cfg"),
+        description="Soundfont config; named explicitly because timidity's default changes "
+        "when another soundfont package is installed.",
+    )
+    render_timeout_s: float = Field(default=60.0, gt=0, description="Wall time per tool run.")
+    render_cpu_s: int = Field(default=60, ge=1, description="CPU seconds per tool run.")
+    render_memory_bytes: int = Field(default=1 << 30, description="Address-space limit per tool.")
+    render_max_output_bytes: int = Field(
+        default=128 << 20, description="Largest file a tool may write (WAV of ~12 min)."
+    )
+    max_midi_seconds: float = Field(default=600.0, gt=0, description="Longest tune synthesised.")
+    render_workers: int = Field(default=0, ge=0, description="Parallel renders; 0 = CPU count.")
+
+    log_level: str = "INFO"
+
+    @model_validator(mode="after")
+    def _check_s3(self) -> Settings:
+        if self.s3_bucket and bool(self.s3_access_key_id) != bool(self.s3_secret_access_key):
+            raise ValueError(
+                "set both TUNEBATCH_S3_ACCESS_KEY_ID and TUNEBATCH_S3_SECRET_ACCESS_KEY, or neither "
+                "(to use the default AWS credential chain)"
+            )
+        return self
+
+    @property
+    def cache_path(self) -> Path:
+        return self.cache_dir if self.cache_dir is not None else self.data_dir / "cache"
+
+    @property
+    def distributed(self) -> bool:
+        return self.broker_url is not None
