@@ -1,0 +1,297 @@
+"""Pydantic models of everything that is stored or sent: corpora, models, batches, tunes, manifests.
+
+Records are JSON documents (no pickle anywhere) and carry their own provenance, so a file fetched
+from a bucket years later still says which model, corpus, parameters and tool versions made it.
+Ids are generated here and validated on the way in, because storage keys are built from ids only.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from common.errors import InvalidInputError, InvalidTransitionError
+
+_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+_BATCH_ID = re.compile(r"^b[0-9]{8}-[0-9]{6}-[0-9a-f]{6}$")
+_RUN_ID = re.compile(r"^r[0-9]{8}-[0-9]{6}-[0-9a-f]{6}$")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _new_id(prefix: str) -> str:
+    return f"{prefix}{now():%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
+
+
+def new_batch_id() -> str:
+    """Sortable by creation time, unguessable enough to not collide between producers."""
+    return _new_id("b")
+
+
+def new_run_id() -> str:
+    return _new_id("r")
+
+
+def _checker(pattern: re.Pattern[str], what: str, hint: str) -> Any:
+    def check(value: str) -> str:
+        if not pattern.match(value):
+            raise InvalidInputError(f"{value!r} is not a valid {what}; {hint}")
+        return value
+
+    return check
+
+
+check_name = _checker(
+    _NAME, "name", "use 1-64 lowercase letters, digits, '-' or '_', starting with a letter or digit"
+)
+check_batch_id = _checker(_BATCH_ID, "batch id", "batch ids look like b20261125-093000-1a2b3c")
+check_run_id = _checker(_RUN_ID, "training run id", "run ids look like r20261125-093000-1a2b3c")
+check_sha256 = _checker(_SHA256, "model id", "model ids are 64 hex characters (SHA-256)")
+
+Name = Annotated[str, AfterValidator(check_name)]
+BatchId = Annotated[str, AfterValidator(check_batch_id)]
+ModelId = Annotated[str, AfterValidator(check_sha256)]
+
+
+def tune_id(index: int) -> str:
+    """Tune ids are positions in the batch: re-running a job rewrites the same keys."""
+    return f"t{index:06d}"
+
+
+def tune_index(tid: str) -> int:
+    if not re.fullmatch(r"t[0-9]{6}", tid):
+        raise InvalidInputError(f"{tid!r} is not a tune id (they look like t000042)")
+    return int(tid[1:])
+
+
+class Record(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=False)
+
+
+# --- corpora --------------------------------------------------------------------------------
+class CorpusRecord(Record):
+    name: Name
+    source: str
+    created_at: datetime = Field(default_factory=now)
+    files: int
+    tunes_found: int
+    dropped_unsafe: int
+    dropped_duplicates: int
+    dropped_missing_headers: int
+    dropped_invalid: int
+    valid_only: bool
+    train_tunes: int
+    valid_tunes: int
+    train_chars: int
+    valid_chars: int
+    vocab_size: int
+    sha256: str = Field(description="SHA-256 of train text + valid text: changes when the data does.")
+
+
+# --- models ---------------------------------------------------------------------------------
+class ModelRecord(Record):
+    id: ModelId
+    preset: str
+    vocab_size: int
+    embedding_dim: int
+    units: int
+    chars: list[str]
+    corpus: str
+    corpus_sha256: str
+    epochs: int
+    seq_len: int
+    window_step: int
+    batch_size: int
+    learning_rate: float
+    precision: str = "float32"
+    train_loss: float | None = None
+    valid_loss: float | None = None
+    valid_bits_per_char: float | None = None
+    history: list[dict[str, float]] = Field(default_factory=list)
+    train_seconds: float = 0.0
+    chars_processed: int = 0
+    sample_validity: float | None = None
+    run_id: str | None = None
+    created_at: datetime = Field(default_factory=now)
+    versions: dict[str, str] = Field(default_factory=dict)
+
+    @property
+    def short_id(self) -> str:
+        return self.id[:12]
+
+
+# --- training runs --------------------------------------------------------------------------
+class TrainSpec(Record):
+    corpus: Name
+    preset: str = "small"
+    epochs: int | None = Field(default=None, ge=1, le=1000)
+    window_step: int | None = Field(default=None, ge=1)
+    batch_size: int | None = Field(default=None, ge=1)
+    seed: int = 0
+    max_train_chars: int | None = Field(default=None, ge=1000)
+
+
+class RunStatus(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class RunRecord(Record):
+    id: str
+    spec: TrainSpec
+    status: RunStatus = RunStatus.QUEUED
+    epochs_done: int = 0
+    checkpoint_sha256: str | None = None
+    history: list[dict[str, float]] = Field(default_factory=list)
+    model_id: str | None = None
+    error: str | None = None
+    created_at: datetime = Field(default_factory=now)
+    updated_at: datetime = Field(default_factory=now)
+
+
+# --- batches and tunes ----------------------------------------------------------------------
+class TuneStatus(StrEnum):
+    QUEUED = "queued"
+    GENERATING = "generating"
+    GENERATED = "generated"
+    RENDERING = "rendering"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def final(self) -> bool:
+        return self in FINAL_STATUSES
+
+
+FINAL_STATUSES = frozenset({TuneStatus.DONE, TuneStatus.FAILED, TuneStatus.CANCELLED})
+
+#: A tune only moves forward; a retry (``producer retry --failed``) is the one way back, and it
+#: goes through `retry_status`. Re-entering the same status is allowed: jobs are idempotent.
+ALLOWED_TRANSITIONS: dict[TuneStatus, frozenset[TuneStatus]] = {
+    TuneStatus.QUEUED: frozenset(
+        {TuneStatus.GENERATING, TuneStatus.FAILED, TuneStatus.CANCELLED}
+    ),
+    TuneStatus.GENERATING: frozenset(
+        {TuneStatus.GENERATED, TuneStatus.FAILED, TuneStatus.CANCELLED}
+    ),
+    TuneStatus.GENERATED: frozenset(
+        {TuneStatus.RENDERING, TuneStatus.FAILED, TuneStatus.CANCELLED}
+    ),
+    TuneStatus.RENDERING: frozenset({TuneStatus.DONE, TuneStatus.FAILED, TuneStatus.CANCELLED}),
+    TuneStatus.DONE: frozenset(),
+    TuneStatus.FAILED: frozenset(),
+    TuneStatus.CANCELLED: frozenset(),
+}
+
+
+def check_transition(current: TuneStatus, new: TuneStatus) -> None:
+    if new != current and new not in ALLOWED_TRANSITIONS[current]:
+        raise InvalidTransitionError(f"a tune cannot go from {current} to {new}")
+
+
+class BatchSpec(Record):
+    """What the user asked for; everything needed to reproduce the batch."""
+
+    count: int = Field(ge=1, le=1_000_000)
+    model_id: ModelId
+    temperature: float = Field(default=1.0, ge=0.0, le=10.0)
+    top_k: int = Field(default=0, ge=0)
+    seed: int = Field(default=0, ge=0, le=2**63 - 1)
+    max_chars: int = Field(default=1500, ge=16, le=100_000)
+    primer: str = "X:"
+    primers: list[str] | None = Field(
+        default=None, description="One primer per tune (dataset-wide batches); overrides primer."
+    )
+    primed_by: list[str] | None = Field(
+        default=None, description="Per tune: the dataset tune whose header primed it."
+    )
+    valid_only: bool = False
+    max_tries: int = Field(default=5, ge=1, le=100)
+    formats: list[str] = Field(default_factory=lambda: ["abc", "mid", "wav"])
+    chunk_size: int = Field(default=256, ge=1)
+
+    def primer_for(self, index: int) -> str:
+        return self.primers[index] if self.primers else self.primer
+
+    @property
+    def chunks(self) -> int:
+        return -(-self.count // self.chunk_size)
+
+    def chunk_indices(self, chunk_no: int) -> range:
+        if not 0 <= chunk_no < self.chunks:
+            raise InvalidInputError(f"chunk {chunk_no} is outside 0..{self.chunks - 1}")
+        start = chunk_no * self.chunk_size
+        return range(start, min(self.count, start + self.chunk_size))
+
+
+class BatchRecord(Record):
+    id: BatchId
+    spec: BatchSpec
+    created_at: datetime = Field(default_factory=now)
+    finished_at: datetime | None = None
+    cancelled: bool = False
+    manifest_key: str | None = None
+
+
+class ArtifactFile(BaseModel):
+    format: str
+    key: str
+    size: int
+    sha256: str
+
+
+class TuneRecord(Record):
+    batch_id: BatchId
+    tune_id: str
+    index: int
+    status: TuneStatus = TuneStatus.QUEUED
+    title: str | None = None
+    valid: bool | None = Field(default=None, description="Raw validity of the accepted sample.")
+    tries: int = 0
+    truncated: bool = False
+    check_errors: list[str] = Field(default_factory=list)
+    files: list[ArtifactFile] = Field(default_factory=list)
+    error: str | None = None
+    attempts: int = 0
+    primed_by: str | None = None
+    updated_at: datetime = Field(default_factory=now)
+
+    def move_to(self, status: TuneStatus) -> None:
+        check_transition(self.status, status)
+        self.status = status
+        self.updated_at = now()
+
+
+class BatchCounts(BaseModel):
+    total: int
+    by_status: dict[str, int]
+
+    @property
+    def final(self) -> int:
+        return sum(self.by_status.get(s.value, 0) for s in FINAL_STATUSES)
+
+
+class Manifest(BaseModel):
+    """Written once, when every tune of the batch is in a final state."""
+
+    batch_id: str
+    created_at: datetime
+    finished_at: datetime
+    spec: BatchSpec
+    model: dict[str, Any]
+    tool_versions: dict[str, str]
+    software: dict[str, str]
+    counts: dict[str, int]
+    tunes: list[TuneRecord]
