@@ -13,8 +13,12 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 #: Header fields that carry bibliography rather than music; dropped so the model spends its
-#: capacity on tunes. B book, D discography, F file URL, H history, N notes, S source, Z transcriber.
+#: capacity on tunes. B book, D discography, F file URL, H history, N notes, S source,
+#: Z transcriber.
 DROPPED_FIELDS = frozenset("BDFHNSZ")
+
+#: What a sampled tune starts with when the user gives no primer.
+DEFAULT_PRIMER = "X:"
 
 #: Fields a playable tune needs; X and T are added when missing, M and K cannot be guessed.
 REQUIRED_FIELDS = ("X", "T", "M", "K")
@@ -183,3 +187,23 @@ def tune_body_key(tune: str) -> str:
     Collections number tunes per file, so the same tune appears under different numbers.
     """
     return "\n".join(line for line in tune.split("\n") if not line.startswith("X:"))
+
+
+def build_primer(
+    primer: str | None = None, meter: str | None = None, key: str | None = None
+) -> str:
+    """The text every tune of a batch starts with.
+
+    An explicit primer wins; otherwise ``X:1`` plus the requested meter and key, which are the
+    header fields the model sees before the music (the title is the model's own idea).
+    """
+    if primer:
+        return primer
+    if not meter and not key:
+        return DEFAULT_PRIMER
+    lines = ["X:1"]
+    if meter:
+        lines.append(f"M:{meter}")
+    if key:
+        lines.append(f"K:{key}")
+    return "\n".join(lines) + "\n"

@@ -1,7 +1,8 @@
 """One error hierarchy for the whole project.
 
 Every failure a user can cause or a deployment can suffer is one of two kinds, and the kind decides
-what happens next: a `PermanentError` (bad input: a broken tune, an unknown corpus, a tampered model)
+what happens next: a `PermanentError` (bad input: a broken tune, an unknown corpus, a tampered
+model)
 is recorded and never retried; a `TransientError` (Redis gone, bucket unreachable, a tool killed,
 disk full) is retried with backoff. Messages say what happened, which input caused it and what to
 do next, because they are shown to people as one line.

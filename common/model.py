@@ -7,7 +7,6 @@ buckets and caches that other people can write to.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -16,6 +15,10 @@ from typing import Any
 import keras
 
 from common.errors import IntegrityError, InvalidInputError, NotFoundError
+from common.model_registry import file_sha256, model_file, resolve_model
+from common.schemas import ModelRecord
+from common.storage import ArtifactStore
+from common.vocab import Vocab
 
 log = logging.getLogger(__name__)
 
@@ -132,14 +135,6 @@ def architecture(model: keras.Model) -> tuple[int, int, int]:
     return int(emb.input_dim), int(emb.output_dim), int(lstm.units)
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def save_inference_model(model: keras.Model, path: Path) -> str:
     """Save weights and architecture only (no optimizer state) and return the file's SHA-256.
 
@@ -151,14 +146,14 @@ def save_inference_model(model: keras.Model, path: Path) -> str:
     clean.set_weights(model.get_weights())
     path.parent.mkdir(parents=True, exist_ok=True)
     clean.save(path)
-    return sha256_file(path)
+    return file_sha256(path)
 
 
 def load_verified(path: Path, expected_sha256: str, *, compile: bool = False) -> keras.Model:
     """Load a `.keras` file only if its SHA-256 is the one it was registered with."""
     if not path.is_file():
         raise NotFoundError(f"model file {path} does not exist")
-    actual = sha256_file(path)
+    actual = file_sha256(path)
     if actual != expected_sha256:
         raise IntegrityError(
             f"model file {path} has SHA-256 {actual[:16]}…, but its record says "
@@ -170,3 +165,13 @@ def load_verified(path: Path, expected_sha256: str, *, compile: bool = False) ->
         raise InvalidInputError(f"model file {path} could not be loaded: {exc}") from exc
     architecture(model)
     return model
+
+
+def load_registered(
+    store: ArtifactStore, ref: str, cache_dir: Path, *, corpus: str | None = None
+) -> tuple[ModelRecord, keras.Model, Vocab]:
+    """Resolve a model reference, fetch and verify its file, and load it with its vocabulary."""
+    record = resolve_model(store, ref, corpus=corpus)
+    path = model_file(store, record, cache_dir)
+    model = load_verified(path, record.id)
+    return record, model, Vocab(tuple(record.chars))

@@ -28,13 +28,13 @@ import numpy as np
 import numpy.typing as npt
 import tensorflow as tf
 
+from common.abc_notation import DEFAULT_PRIMER
 from common.errors import CancelledError, InvalidInputError
 from common.model import EMBEDDING_LAYER, HEAD_LAYER, LSTM_LAYER, architecture
 from common.vocab import Vocab
 
 log = logging.getLogger(__name__)
 
-DEFAULT_PRIMER = "X:"
 
 _GOLDEN = 0x9E3779B9
 _M1 = 0x7FEB352D
@@ -82,26 +82,6 @@ def tune_seed(seed: int, index: int, attempt: int) -> int:
     """32-bit stream key of one try of one tune; stable across versions and machines."""
     digest = hashlib.sha256(f"tunebatch:{seed}:{index}:{attempt}".encode()).digest()
     return int.from_bytes(digest[:4], "little")
-
-
-def build_primer(
-    primer: str | None = None, meter: str | None = None, key: str | None = None
-) -> str:
-    """The text every tune of a batch starts with.
-
-    An explicit primer wins; otherwise ``X:1`` plus the requested meter and key, which are the
-    header fields the model sees before the music (the title is the model's own idea).
-    """
-    if primer:
-        return primer
-    if not meter and not key:
-        return DEFAULT_PRIMER
-    lines = ["X:1"]
-    if meter:
-        lines.append(f"M:{meter}")
-    if key:
-        lines.append(f"K:{key}")
-    return "\n".join(lines) + "\n"
 
 
 def _mix32(x: tf.Tensor) -> tf.Tensor:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import secrets
+from collections.abc import Callable
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any
@@ -40,7 +41,7 @@ def new_run_id() -> str:
     return _new_id("r")
 
 
-def _checker(pattern: re.Pattern[str], what: str, hint: str) -> Any:
+def _checker(pattern: re.Pattern[str], what: str, hint: str) -> Callable[[str], str]:
     def check(value: str) -> str:
         if not pattern.match(value):
             raise InvalidInputError(f"{value!r} is not a valid {what}; {hint}")
@@ -93,7 +94,9 @@ class CorpusRecord(Record):
     train_chars: int
     valid_chars: int
     vocab_size: int
-    sha256: str = Field(description="SHA-256 of train text + valid text: changes when the data does.")
+    sha256: str = Field(
+        description="SHA-256 of train text + valid text: changes when the data does."
+    )
 
 
 # --- models ---------------------------------------------------------------------------------
@@ -180,9 +183,7 @@ FINAL_STATUSES = frozenset({TuneStatus.DONE, TuneStatus.FAILED, TuneStatus.CANCE
 #: A tune only moves forward; a retry (``producer retry --failed``) is the one way back, and it
 #: goes through `retry_status`. Re-entering the same status is allowed: jobs are idempotent.
 ALLOWED_TRANSITIONS: dict[TuneStatus, frozenset[TuneStatus]] = {
-    TuneStatus.QUEUED: frozenset(
-        {TuneStatus.GENERATING, TuneStatus.FAILED, TuneStatus.CANCELLED}
-    ),
+    TuneStatus.QUEUED: frozenset({TuneStatus.GENERATING, TuneStatus.FAILED, TuneStatus.CANCELLED}),
     TuneStatus.GENERATING: frozenset(
         {TuneStatus.GENERATED, TuneStatus.FAILED, TuneStatus.CANCELLED}
     ),

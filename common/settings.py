@@ -34,7 +34,8 @@ class Settings(BaseSettings):
     )
     visibility_timeout_s: int = Field(
         default=6 * 3600,
-        description="Redis redelivers an unacked job after this long; keep it above the longest job.",
+        description="Redis redelivers an unacked job after this long; keep it above the "
+        "longest job.",
     )
     max_attempts: int = Field(
         default=3, ge=1, description="Deliveries before a job is dead-lettered."
@@ -83,8 +84,8 @@ class Settings(BaseSettings):
     def _check_s3(self) -> Settings:
         if self.s3_bucket and bool(self.s3_access_key_id) != bool(self.s3_secret_access_key):
             raise ValueError(
-                "set both TUNEBATCH_S3_ACCESS_KEY_ID and TUNEBATCH_S3_SECRET_ACCESS_KEY, or neither "
-                "(to use the default AWS credential chain)"
+                "set both TUNEBATCH_S3_ACCESS_KEY_ID and TUNEBATCH_S3_SECRET_ACCESS_KEY, "
+                "or neither (to use the default AWS credential chain)"
             )
         return self
 

@@ -1,0 +1,351 @@
+"""Training and evaluation of the char-LSTM, with a checkpoint every epoch and resume after a kill.
+
+A training run is a record (``runs/<run_id>/run.json``) plus a checkpoint
+(``runs/<run_id>/checkpoint.keras``, optimizer state included) in the artifact store. Both are
+rewritten after every epoch, record last, so a run killed at any moment resumes from the last
+complete epoch; the checkpoint's hash is in the record and is checked before it is loaded.
+
+Windows: the original recipe cut a window of ``seq_len`` (100) chars every ``window_step`` (10)
+chars, so each epoch pushes every character through the network ``seq_len / window_step`` times.
+The step is an option; the README says what it costs and buys.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import keras
+import numpy as np
+import numpy.typing as npt
+import tensorflow as tf
+
+from common.corpus import load_corpus
+from common.errors import CancelledError, IntegrityError, InvalidInputError, NotFoundError
+from common.model import build_model, get_preset, load_verified, save_inference_model
+from common.model_registry import file_sha256, register_model
+from common.schemas import ModelRecord, RunRecord, RunStatus, TrainSpec, check_run_id, now
+from common.storage import ArtifactStore
+from common.vocab import Vocab
+
+log = logging.getLogger(__name__)
+
+LN2 = math.log(2.0)
+
+
+class TrainingObserver(Protocol):
+    """Receives progress; the CLI draws a bar with it, a worker writes it to the job record."""
+
+    def on_start(
+        self, run_id: str, epochs: int, steps_per_epoch: int, initial_epoch: int
+    ) -> None: ...
+
+    def on_batch(self, epoch: int, step: int, loss: float) -> None: ...
+
+    def on_epoch(self, epoch: int, metrics: dict[str, float]) -> None: ...
+
+
+class SilentObserver:
+    def on_start(self, run_id: str, epochs: int, steps_per_epoch: int, initial_epoch: int) -> None:
+        pass
+
+    def on_batch(self, epoch: int, step: int, loss: float) -> None:
+        pass
+
+    def on_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
+        pass
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """The resolved training parameters of one run (spec overrides applied to the preset)."""
+
+    preset: str
+    embedding_dim: int
+    units: int
+    seq_len: int
+    window_step: int
+    batch_size: int
+    epochs: int
+    learning_rate: float
+
+    @classmethod
+    def from_spec(cls, spec: TrainSpec) -> Recipe:
+        p = get_preset(spec.preset)
+        return cls(
+            preset=p.name,
+            embedding_dim=p.embedding_dim,
+            units=p.units,
+            seq_len=p.seq_len,
+            window_step=spec.window_step or p.window_step,
+            batch_size=spec.batch_size or p.batch_size,
+            epochs=spec.epochs or p.epochs,
+            learning_rate=p.learning_rate,
+        )
+
+
+def window_starts(n_chars: int, seq_len: int, step: int) -> npt.NDArray[np.int64]:
+    """Start offsets of every (input, target) window of ``seq_len + 1`` chars."""
+    if step < 1:
+        raise InvalidInputError(f"window step must be ≥ 1, got {step}")
+    last = n_chars - seq_len - 1
+    if last < 0:
+        return np.zeros(0, np.int64)
+    return np.arange(0, last + 1, step, dtype=np.int64)
+
+
+def window_dataset(
+    ids: npt.NDArray[np.int32],
+    seq_len: int,
+    step: int,
+    batch_size: int,
+    *,
+    shuffle_seed: int | None = None,
+) -> tf.data.Dataset:
+    """Batches of (x, y) windows, y = x shifted by one char; shuffled when a seed is given."""
+    starts = window_starts(len(ids), seq_len, step)
+    if starts.size == 0:
+        raise InvalidInputError(
+            f"text of {len(ids)} chars is shorter than one window of {seq_len + 1} chars"
+        )
+    table = tf.constant(ids, tf.int32)
+    offsets = tf.range(seq_len + 1, dtype=tf.int64)
+    ds = tf.data.Dataset.from_tensor_slices(starts)
+    if shuffle_seed is not None:
+        ds = ds.shuffle(len(starts), seed=shuffle_seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size)
+
+    def cut(s: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        w = tf.gather(table, s[:, None] + offsets[None, :])
+        return w[:, :-1], w[:, 1:]
+
+    return ds.map(cut, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    bits_per_char: float
+    chars: int
+    unknown_chars: int
+
+    def to_dict(self) -> dict[str, float | int]:
+        return {
+            "bits_per_char": self.bits_per_char,
+            "chars": self.chars,
+            "unknown_chars": self.unknown_chars,
+        }
+
+
+def evaluate_ids(
+    model: keras.Model, ids: npt.NDArray[np.int32], seq_len: int, batch_size: int = 64
+) -> float:
+    """Mean cross-entropy in nats per predicted char over non-overlapping windows."""
+    ds = window_dataset(ids, seq_len, seq_len, batch_size)
+    total, count = 0.0, 0
+    for x, y in ds:
+        probs = model(x, training=False)
+        nll = keras.losses.sparse_categorical_crossentropy(y, probs)
+        total += float(tf.reduce_sum(nll))
+        count += int(tf.size(nll))
+    return total / max(count, 1)
+
+
+def evaluate_text(model: keras.Model, vocab: Vocab, text: str, seq_len: int = 100) -> Evaluation:
+    """Bits/char of `model` on any text; characters outside the vocabulary are counted, skipped."""
+    ids, unknown = vocab.encode_lenient(text)
+    seq_len = min(seq_len, max(1, len(ids) - 1))
+    if len(ids) < 2:
+        raise InvalidInputError(
+            f"text has {len(ids)} characters the model knows ({unknown} unknown); nothing to score"
+        )
+    nats = evaluate_ids(model, ids, seq_len)
+    return Evaluation(bits_per_char=nats / LN2, chars=len(ids), unknown_chars=unknown)
+
+
+def run_key(run_id: str, name: str) -> str:
+    return f"runs/{check_run_id(run_id)}/{name}"
+
+
+def load_run(store: ArtifactStore, run_id: str) -> RunRecord:
+    key = run_key(run_id, "run.json")
+    if not store.exists(key):
+        raise NotFoundError(f"no training run {run_id!r}; see `producer train --help`")
+    return RunRecord.model_validate_json(store.get_bytes(key))
+
+
+def save_run(store: ArtifactStore, run: RunRecord) -> None:
+    run.updated_at = now()
+    store.put_bytes(run_key(run.id, "run.json"), run.model_dump_json(indent=2).encode())
+
+
+class _Checkpointer(keras.callbacks.Callback):  # type: ignore[misc]  # Keras is untyped
+    """Saves the full model and the run record after every epoch; reports progress; cancels."""
+
+    def __init__(
+        self,
+        store: ArtifactStore,
+        run: RunRecord,
+        workdir: Path,
+        observer: TrainingObserver,
+        should_stop: Callable[[], bool] | None,
+    ) -> None:
+        super().__init__()
+        self.store, self.run, self.workdir = store, run, workdir
+        self.observer, self.should_stop = observer, should_stop
+        self.cancelled = False
+        self._epoch = 0
+
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        self.observer.on_batch(self._epoch, batch + 1, float((logs or {}).get("loss", math.nan)))
+        if self.should_stop is not None and batch % 20 == 0 and self.should_stop():
+            self.cancelled = True
+            self.model.stop_training = True
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        if self.cancelled:
+            return
+        logs = dict(logs or {})
+        metrics = {
+            "epoch": float(epoch + 1),
+            "loss": float(logs.get("loss", math.nan)),
+            "val_loss": float(logs.get("val_loss", math.nan)),
+        }
+        metrics["val_bits_per_char"] = metrics["val_loss"] / LN2
+        path = self.workdir / "checkpoint.keras"
+        self.model.save(path)
+        sha = file_sha256(path)
+        self.store.put_file(run_key(self.run.id, "checkpoint.keras"), path)
+        self.run.epochs_done = epoch + 1
+        self.run.checkpoint_sha256 = sha
+        self.run.history.append(metrics)
+        save_run(self.store, self.run)  # record last: it names a checkpoint that exists
+        self.observer.on_epoch(epoch + 1, metrics)
+
+
+def _restore(store: ArtifactStore, run: RunRecord, workdir: Path) -> keras.Model:
+    if run.checkpoint_sha256 is None:
+        raise IntegrityError(f"run {run.id} has epochs done but no checkpoint hash")
+    path = workdir / "resume.keras"
+    store.get_file(run_key(run.id, "checkpoint.keras"), path)
+    return load_verified(path, run.checkpoint_sha256, compile=True)
+
+
+def train(
+    store: ArtifactStore,
+    spec: TrainSpec,
+    run_id: str,
+    *,
+    observer: TrainingObserver | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    resume: bool = False,
+) -> ModelRecord:
+    """Train (or resume) run `run_id` and register the resulting model.
+
+    With `resume`, an existing run continues after its last checkpointed epoch with the spec it
+    was started with; without it, an existing run id is an error (ids are never reused).
+    """
+    observer = observer or SilentObserver()
+    recipe = Recipe.from_spec(spec)
+    corpus = load_corpus(store, spec.corpus)
+    existing = store.exists(run_key(run_id, "run.json"))
+    if resume and existing:
+        run = load_run(store, run_id)
+        if run.status == RunStatus.DONE and run.model_id:
+            raise InvalidInputError(f"run {run_id} already finished as model {run.model_id[:12]}")
+        spec = run.spec
+        recipe = Recipe.from_spec(spec)
+    elif existing:
+        raise InvalidInputError(f"run {run_id} exists; pass --resume {run_id} to continue it")
+    else:
+        run = RunRecord(id=run_id, spec=spec)
+    run.status = RunStatus.RUNNING
+    run.error = None
+    save_run(store, run)
+
+    train_text = corpus.train_text
+    if spec.max_train_chars is not None:
+        train_text = train_text[: spec.max_train_chars]
+    train_ids = corpus.vocab.encode(train_text)
+    valid_ids = corpus.vocab.encode(corpus.valid_text or corpus.train_text[-20_000:])
+    keras.utils.set_random_seed(spec.seed)
+    train_ds = window_dataset(
+        train_ids, recipe.seq_len, recipe.window_step, recipe.batch_size, shuffle_seed=spec.seed
+    )
+    valid_seq = min(recipe.seq_len, len(valid_ids) - 2)
+    valid_ds = window_dataset(valid_ids, valid_seq, valid_seq, recipe.batch_size)
+    windows = len(window_starts(len(train_ids), recipe.seq_len, recipe.window_step))
+    steps = math.ceil(windows / recipe.batch_size)
+
+    with tempfile.TemporaryDirectory(prefix="tunebatch-train-") as tmp:
+        workdir = Path(tmp)
+        if run.epochs_done > 0:
+            model = _restore(store, run, workdir)
+            log.info("resuming run %s after epoch %d", run.id, run.epochs_done)
+        else:
+            model = build_model(len(corpus.vocab), recipe.embedding_dim, recipe.units)
+            model.compile(
+                optimizer=keras.optimizers.Adam(recipe.learning_rate),
+                loss=keras.losses.SparseCategoricalCrossentropy(),
+            )
+        observer.on_start(run.id, recipe.epochs, steps, run.epochs_done)
+        checkpointer = _Checkpointer(store, run, workdir, observer, should_stop)
+        started = time.perf_counter()
+        if run.epochs_done < recipe.epochs:
+            model.fit(
+                train_ds,
+                epochs=recipe.epochs,
+                initial_epoch=run.epochs_done,
+                validation_data=valid_ds,
+                callbacks=[checkpointer],
+                verbose=0,
+            )
+        seconds = time.perf_counter() - started
+        if checkpointer.cancelled:
+            run.status = RunStatus.CANCELLED
+            save_run(store, run)
+            raise CancelledError(
+                f"training run {run.id} cancelled after epoch {run.epochs_done}; "
+                f"resume with --resume {run.id}"
+            )
+        final = run.history[-1] if run.history else {}
+        path = workdir / "model.keras"
+        save_inference_model(model, path)
+        record = register_model(
+            store,
+            path,
+            {
+                "preset": recipe.preset,
+                "vocab_size": len(corpus.vocab),
+                "embedding_dim": recipe.embedding_dim,
+                "units": recipe.units,
+                "chars": list(corpus.vocab.chars),
+                "corpus": corpus.record.name,
+                "corpus_sha256": corpus.record.sha256,
+                "epochs": run.epochs_done,
+                "seq_len": recipe.seq_len,
+                "window_step": recipe.window_step,
+                "batch_size": recipe.batch_size,
+                "learning_rate": recipe.learning_rate,
+                "train_loss": final.get("loss"),
+                "valid_loss": final.get("val_loss"),
+                "valid_bits_per_char": final.get("val_bits_per_char"),
+                "history": run.history,
+                "train_seconds": seconds,
+                "chars_processed": windows * recipe.seq_len * run.epochs_done,
+                "run_id": run.id,
+                "versions": {"tensorflow": tf.__version__, "keras": keras.__version__},
+            },
+        )
+    run.status = RunStatus.DONE
+    run.model_id = record.id
+    save_run(store, run)
+    return record
