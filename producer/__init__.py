@@ -1,0 +1,1 @@
+"""The tunebatch producer: a light CLI client (no TensorFlow at import)."""

@@ -1,0 +1,450 @@
+"""``producer``: import corpora, train models, submit batches, follow them and get the files back.
+
+With ``TUNEBATCH_BROKER_URL`` unset every command runs in this process on local disk (embedded
+mode); the heavy modules (TensorFlow) are imported only inside the commands that need them, so
+``producer --help`` and the read commands stay instant. Every error a user can cause ends as one
+line on stderr and a non-zero exit code, never a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, ParamSpec, TypeVar
+
+import typer
+from common.errors import TunebatchError
+from common.settings import Settings
+from producer import views
+from pydantic import ValidationError
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+app = typer.Typer(
+    name="producer",
+    help="tunebatch: generate folk tunes in batches with a character-level LSTM.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+    add_completion=False,
+)
+corpus_app = typer.Typer(help="Import and list corpora.", no_args_is_help=True)
+model_app = typer.Typer(help="List, inspect and evaluate trained models.", no_args_is_help=True)
+app.add_typer(corpus_app, name="corpus")
+app.add_typer(model_app, name="model")
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    views.err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
+def handles_errors(fn: Callable[P, R]) -> Callable[P, R]:
+    """Turn our errors into one line and an exit code; a traceback is for bugs only."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return fn(*args, **kwargs)
+        except TunebatchError as exc:
+            raise fail(str(exc), exc.exit_code) from None
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            raise fail(f"invalid {where}: {first['msg']}", 2) from None
+        except KeyboardInterrupt:
+            raise fail("interrupted", 130) from None
+
+    return wrapper
+
+
+@functools.cache
+def settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise fail(f"bad TUNEBATCH_ setting {first['loc']}: {first['msg']}", 2) from None
+
+
+def local_context() -> Any:
+    """The embedded-mode job context (local disk or the configured bucket)."""
+    from common.batches import Context
+    from common.records import LocalRecords
+    from common.storage import make_store
+
+    s = settings()
+    return Context(settings=s, store=make_store(s), records=LocalRecords(s.data_dir / "records"))
+
+
+def store() -> Any:
+    from common.storage import make_store
+
+    return make_store(settings())
+
+
+# --- corpus -------------------------------------------------------------------------------
+@corpus_app.command("list")
+@handles_errors
+def corpus_list(as_json: JsonOpt = False) -> None:
+    """List the bundled collections and the corpora imported so far."""
+    from common.corpus import BUNDLED, list_corpora
+
+    imported = list_corpora(store())
+    if as_json:
+        views.print_json(
+            {
+                "bundled": {k: v[1] for k, v in BUNDLED.items()},
+                "imported": [r.model_dump(mode="json") for r in imported],
+            }
+        )
+        return
+    views.table("Bundled collections (music21)", ["name", "description"],
+                [(k, v[1]) for k, v in BUNDLED.items()])  # fmt: skip
+    views.table(
+        "Imported corpora",
+        ["name", "train tunes", "valid tunes", "train chars", "vocab", "valid-only", "source"],
+        [
+            (r.name, r.train_tunes, r.valid_tunes, r.train_chars, r.vocab_size, r.valid_only,
+             r.source)
+            for r in imported
+        ],
+    )  # fmt: skip
+
+
+@corpus_app.command("import")
+@handles_errors
+def corpus_import(
+    source: Annotated[
+        str,
+        typer.Argument(help="Bundled name (oneills, ryans, airds, ...) or a .abc file or folder."),
+    ],
+    name: Annotated[str | None, typer.Option(help="Corpus name (default from the source).")] = None,
+    valid_only: Annotated[
+        bool, typer.Option("--valid-only", help="Keep only tunes abc2midi converts cleanly.")
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Split, clean, de-duplicate and store a corpus with a train/validation split."""
+    from common import render
+    from common.corpus import import_corpus
+
+    s = settings()
+    record = import_corpus(
+        store(),
+        source,
+        name=name,
+        valid_only=valid_only,
+        is_valid=lambda tune: render.check_abc(tune, s).ok,
+        workers=(os.cpu_count() or 1) * 2,
+    )
+    if as_json:
+        views.print_json(record)
+        return
+    views.console.print(
+        f"corpus [bold]{record.name}[/]: {record.tunes_found} tunes found in {record.files} "
+        f"files; dropped {record.dropped_duplicates} duplicates, {record.dropped_unsafe} unsafe, "
+        f"{record.dropped_missing_headers} without M:/K:, {record.dropped_invalid} rejected by "
+        f"abc2midi; kept {record.train_tunes} train + {record.valid_tunes} validation tunes "
+        f"({record.train_chars + record.valid_chars:,} chars, {record.vocab_size} symbols)"
+    )
+
+
+# --- training -----------------------------------------------------------------------------
+@app.command()
+@handles_errors
+def train(
+    corpus: Annotated[str, typer.Option(help="Imported corpus to train on.")] = "oneills",
+    preset: Annotated[str, typer.Option(help="Model preset: seed, small or tiny.")] = "small",
+    epochs: Annotated[
+        int | None, typer.Option(min=1, help="Epochs (default: the preset's).")
+    ] = None,
+    window_step: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Chars between training windows; the original recipe uses 10 "
+            "(each char seen 10x per epoch), equal to the window length means "
+            "each char once.",
+        ),
+    ] = None,
+    batch_size: Annotated[int | None, typer.Option(min=1, help="Windows per step.")] = None,
+    max_train_chars: Annotated[
+        int | None, typer.Option(min=1000, help="Train on the first N chars only (quick runs).")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed for initialisation and shuffling.")] = 0,
+    resume: Annotated[
+        str | None, typer.Option(help="Continue a killed or cancelled run from its checkpoint.")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Train a model (checkpoint every epoch) and register it."""
+    from common.schemas import TrainSpec, new_run_id
+    from common.training import train as run_training
+
+    spec = TrainSpec(
+        corpus=corpus,
+        preset=preset,
+        epochs=epochs,
+        window_step=window_step,
+        batch_size=batch_size,
+        max_train_chars=max_train_chars,
+        seed=seed,
+    )
+    run_id = resume or new_run_id()
+    with views.progress_bar(transient=True) as progress:
+        record = run_training(
+            store(), spec, run_id, observer=views.TrainingBar(progress), resume=bool(resume)
+        )
+    if as_json:
+        views.print_json(record)
+        return
+    views.console.print(
+        f"model [bold]{record.id}[/] ({record.preset} on {record.corpus}, {record.epochs} "
+        f"epochs, {record.train_seconds:.0f} s): validation "
+        f"{views.fmt_float(record.valid_bits_per_char)} bits/char"
+    )
+
+
+# --- models -------------------------------------------------------------------------------
+@model_app.command("list")
+@handles_errors
+def model_list(as_json: JsonOpt = False) -> None:
+    """List registered models, newest first."""
+    from common.model_registry import list_models
+
+    models = list_models(store())
+    if as_json:
+        views.print_json(models)
+        return
+    views.table(
+        "Models",
+        ["id", "preset", "corpus", "epochs", "valid bits/char", "validity", "created"],
+        [
+            (m.short_id, m.preset, m.corpus, m.epochs, views.fmt_float(m.valid_bits_per_char),
+             views.fmt_float(m.sample_validity, 2), f"{m.created_at:%Y-%m-%d %H:%M}")
+            for m in models
+        ],
+    )  # fmt: skip
+
+
+@model_app.command("show")
+@handles_errors
+def model_show(
+    model: Annotated[str, typer.Argument(help="Model id, unique prefix or 'latest'.")] = "latest",
+) -> None:
+    """Print a model's full record as JSON."""
+    from common.model_registry import resolve_model
+
+    views.print_json(resolve_model(store(), model))
+
+
+@model_app.command("evaluate")
+@handles_errors
+def model_evaluate(
+    model: Annotated[str, typer.Argument(help="Model id, unique prefix or 'latest'.")],
+    file: Annotated[Path, typer.Option(help="ABC file to score.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Bits/char of a model on any ABC file (unknown characters are counted and skipped)."""
+    from common.corpus import read_abc_file
+    from common.errors import NotFoundError
+    from common.model import load_registered
+    from common.training import evaluate_text
+
+    if not file.is_file():
+        raise NotFoundError(f"no file {file}")
+    text = read_abc_file(file)
+    record, keras_model, vocab = load_registered(store(), model, settings().cache_path)
+    result = evaluate_text(keras_model, vocab, text, record.seq_len)
+    if as_json:
+        views.print_json({"model": record.id, "file": str(file), **result.to_dict()})
+        return
+    views.console.print(
+        f"{file}: {result.bits_per_char:.3f} bits/char over {result.chars:,} chars "
+        f"({result.unknown_chars} chars outside the model's vocabulary skipped)"
+    )
+
+
+# --- batches ------------------------------------------------------------------------------
+@app.command("submit-batch")
+@handles_errors
+def submit_batch(
+    count: Annotated[int, typer.Option(min=1, help="Number of tunes.")] = 20,
+    model: Annotated[str, typer.Option(help="Model id, unique prefix or 'latest'.")] = "latest",
+    temperature: Annotated[
+        float, typer.Option(min=0.0, help="0 = always the likeliest char.")
+    ] = 1.0,
+    top_k: Annotated[int, typer.Option(min=0, help="Sample among the k likeliest (0 = all).")] = 0,
+    seed: Annotated[int, typer.Option(min=0, help="Same seed + model + params = same tunes.")] = 0,
+    primer: Annotated[str | None, typer.Option(help="Text every tune starts with.")] = None,
+    meter: Annotated[
+        str | None, typer.Option(help="Prime tunes with this meter, e.g. 6/8.")
+    ] = None,
+    key: Annotated[
+        str | None, typer.Option(help="Prime tunes with this key, e.g. D or Ador.")
+    ] = None,
+    max_chars: Annotated[int, typer.Option(min=16, help="Longest tune in chars.")] = 1500,
+    valid_only: Annotated[
+        bool,
+        typer.Option("--valid-only/--any", help="Resample until abc2midi accepts each tune."),
+    ] = True,
+    max_tries: Annotated[int, typer.Option(min=1, help="Samples per tune with --valid-only.")] = 5,
+    formats: Annotated[
+        str, typer.Option(help="Comma list of abc,mid,wav,svg,ogg,mp3.")
+    ] = "abc,mid,wav",
+    as_json: JsonOpt = False,
+) -> None:
+    """Generate and render a batch of tunes; prints the batch id and where the files are."""
+    from common import render
+    from common.abc_notation import build_primer
+    from common.model_registry import resolve_model
+    from common.schemas import BatchSpec
+
+    s = settings()
+    record = resolve_model(store(), model)
+    spec = BatchSpec(
+        count=count,
+        model_id=record.id,
+        temperature=temperature,
+        top_k=top_k,
+        seed=seed,
+        max_chars=max_chars,
+        primer=build_primer(primer, meter, key),
+        valid_only=valid_only,
+        max_tries=max_tries,
+        formats=list(render.parse_formats(formats)),
+        chunk_size=s.chunk_size,
+    )
+    from common.local_runner import run_batch
+
+    ctx = local_context()
+    with views.stage_progress(not as_json) as bars:
+        manifest = run_batch(
+            ctx,
+            spec,
+            progress=bars,
+            on_created=lambda b: views.err_console.print(f"batch [bold]{b.id}[/]"),
+        )
+    folder = ctx.store.local_path(f"batches/{manifest.batch_id}/manifest.json")
+    if as_json:
+        views.print_json({"batch_id": manifest.batch_id, "counts": manifest.counts,
+                          "manifest": str(folder) if folder else None})  # fmt: skip
+        return
+    valid = sum(1 for t in manifest.tunes if t.valid)
+    views.console.print(
+        f"batch [bold]{manifest.batch_id}[/]: {manifest.counts.get('done', 0)} done, "
+        f"{manifest.counts.get('failed', 0)} failed; {valid}/{len(manifest.tunes)} valid on "
+        f"the first check or after resampling"
+    )
+    if folder is not None:
+        views.console.print(f"files: {folder.parent}")
+
+
+@app.command()
+@handles_errors
+def status(
+    batch: Annotated[str, typer.Argument(help="Batch id.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Show a batch: parameters, counts per status, failures."""
+    ctx = local_context()
+    record = ctx.records.get_batch(batch)
+    counts = ctx.records.counts(batch)
+    if as_json:
+        views.print_json({"batch": record.model_dump(mode="json"), "counts": counts})
+        return
+    views.show_batch(record, counts, ctx.records.tunes(batch))
+
+
+@app.command("list")
+@handles_errors
+def list_batches(as_json: JsonOpt = False) -> None:
+    """List batches, newest first."""
+    ctx = local_context()
+    found = ctx.records.list_batches()
+    if as_json:
+        views.print_json(found)
+        return
+    rows = []
+    for b in found:
+        counts = ctx.records.counts(b.id)
+        rows.append((b.id, b.spec.count, counts["done"], counts["failed"], counts["cancelled"],
+                     b.spec.model_id[:12], f"{b.created_at:%Y-%m-%d %H:%M}",
+                     "yes" if b.manifest_key else "no"))  # fmt: skip
+    views.table("Batches", ["id", "tunes", "done", "failed", "cancelled", "model", "created",
+                            "manifest"], rows)  # fmt: skip
+
+
+@app.command()
+@handles_errors
+def fetch(
+    batch: Annotated[str, typer.Argument(help="Batch id.")],
+    to: Annotated[Path, typer.Option(help="Folder to download into (a subfolder per batch).")],
+    formats: Annotated[str | None, typer.Option(help="Only these formats, e.g. abc,mid.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Download a finished batch's files, verifying every SHA-256; re-running resumes."""
+    from common import render
+    from common.fetch import fetch_batch
+
+    wanted = set(render.parse_formats(formats)) if formats else None
+    result = fetch_batch(store(), batch, to, formats=wanted)
+    if as_json:
+        views.print_json({"directory": str(result.directory), "downloaded": result.downloaded,
+                          "skipped": result.skipped, "bytes": result.bytes})  # fmt: skip
+        return
+    views.console.print(
+        f"{result.directory}: {result.downloaded} files downloaded, {result.skipped} already "
+        f"there ({result.bytes / 1e6:.1f} MB, all hashes verified)"
+    )
+
+
+@app.command()
+@handles_errors
+def cancel(batch: Annotated[str, typer.Argument(help="Batch id.")]) -> None:
+    """Cancel a batch: queued tunes are skipped, running generation stops at its next step."""
+    from common.batches import cancel_batch
+
+    n = cancel_batch(local_context(), batch)
+    views.console.print(f"batch {batch} cancelled ({n} tunes not started are cancelled)")
+
+
+@app.command()
+@handles_errors
+def retry(
+    batch: Annotated[str, typer.Argument(help="Batch id.")],
+    failed: Annotated[bool, typer.Option("--failed", help="Retry the failed tunes.")] = False,
+) -> None:
+    """Run the failed tunes of a batch again (render only when their ABC exists)."""
+    from common.batches import retry_failed
+    from common.local_runner import resume_batch
+
+    if not failed:
+        raise fail("say what to retry: --failed", 2)
+    ctx = local_context()
+    work = retry_failed(ctx, batch)
+    views.console.print(
+        f"retrying {len(work['render'])} renders and {len(work['generate'])} generation chunks"
+    )
+    with views.stage_progress() as bars:
+        manifest = resume_batch(ctx, batch, progress=bars)
+    views.console.print(f"batch {batch}: {manifest.counts}")
+
+
+def main() -> None:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    logging.basicConfig(
+        level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    app()
+
+
+if __name__ == "__main__":
+    main()
