@@ -269,7 +269,10 @@ def render_tune(ctx: Context, batch_id: str, tid: str) -> TuneRecord:
                 files.append(ArtifactFile(format=fmt, key=key, size=info.size, sha256=info.sha256))
     except (RenderError, PermanentError) as exc:
         log.info("tune %s/%s failed: %s", batch_id, tid, exc)
-        return ctx.records.update_tune(batch_id, tid, TuneStatus.FAILED, error=str(exc))
+        # The ABC stays listed: people want to see what the tools rejected.
+        return ctx.records.update_tune(
+            batch_id, tid, TuneStatus.FAILED, error=str(exc), files=files[:1]
+        )
     return ctx.records.update_tune(batch_id, tid, TuneStatus.DONE, files=files, error=None)
 
 

@@ -200,9 +200,11 @@ class _Checkpointer(keras.callbacks.Callback):  # type: ignore[misc]  # Keras is
         self.observer, self.should_stop = observer, should_stop
         self.cancelled = False
         self._epoch = 0
+        self._started = time.perf_counter()
 
     def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         self._epoch = epoch
+        self._started = time.perf_counter()
 
     def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
         self.observer.on_batch(self._epoch, batch + 1, float((logs or {}).get("loss", math.nan)))
@@ -218,6 +220,7 @@ class _Checkpointer(keras.callbacks.Callback):  # type: ignore[misc]  # Keras is
             "epoch": float(epoch + 1),
             "loss": float(logs.get("loss", math.nan)),
             "val_loss": float(logs.get("val_loss", math.nan)),
+            "seconds": time.perf_counter() - self._started,
         }
         metrics["val_bits_per_char"] = metrics["val_loss"] / LN2
         path = self.workdir / "checkpoint.keras"
@@ -298,7 +301,6 @@ def train(
             )
         observer.on_start(run.id, recipe.epochs, steps, run.epochs_done)
         checkpointer = _Checkpointer(store, run, workdir, observer, should_stop)
-        started = time.perf_counter()
         if run.epochs_done < recipe.epochs:
             model.fit(
                 train_ds,
@@ -306,9 +308,9 @@ def train(
                 initial_epoch=run.epochs_done,
                 validation_data=valid_ds,
                 callbacks=[checkpointer],
+                shuffle=False,  # the dataset shuffles itself, seeded
                 verbose=0,
             )
-        seconds = time.perf_counter() - started
         if checkpointer.cancelled:
             run.status = RunStatus.CANCELLED
             save_run(store, run)
@@ -339,7 +341,8 @@ def train(
                 "valid_loss": final.get("val_loss"),
                 "valid_bits_per_char": final.get("val_bits_per_char"),
                 "history": run.history,
-                "train_seconds": seconds,
+                # Summed per epoch, so time before a resume counts too.
+                "train_seconds": sum(h.get("seconds", 0.0) for h in run.history),
                 "chars_processed": windows * recipe.seq_len * run.epochs_done,
                 "run_id": run.id,
                 "versions": {"tensorflow": tf.__version__, "keras": keras.__version__},

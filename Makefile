@@ -1,0 +1,67 @@
+# tunebatch — every target installs what it needs first, so `make demo` and `make test` work on a
+# fresh Debian machine with Python 3.11 and root (sudo is used when not root).
+
+PYTHON ?= python3.11
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+APT_PACKAGES := abcmidi timidity freepats abcm2ps vorbis-tools lame redis-server
+DEMO_DIR ?= artifacts
+DEMO_EPOCHS ?= 3
+
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+
+.DEFAULT_GOAL := help
+.PHONY: help system venv install demo test test-fast lint format bench clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(VENV)/.system-stamp:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if ! $(PYTHON) -c 'import ensurepip, venv' >/dev/null 2>&1; then missing="$$missing python3-venv"; fi; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+	@mkdir -p $(VENV) && touch $@
+
+system: $(VENV)/.system-stamp ## Install the Debian packages (abcmidi, timidity, freepats, abcm2ps, encoders, redis)
+
+$(BIN)/producer: pyproject.toml | $(VENV)/.system-stamp
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	@touch $@
+
+venv: $(BIN)/producer ## Create .venv with tunebatch and its dev tools
+
+install: system venv ## Everything: Debian packages and the virtualenv
+
+demo: install ## Import O'Neill's, train the small preset (~4 min on CPU), generate and render 20 tunes
+	TUNEBATCH_DATA_DIR=$(DEMO_DIR) $(BIN)/producer corpus import oneills --valid-only
+	TUNEBATCH_DATA_DIR=$(DEMO_DIR) $(BIN)/producer train --corpus oneills --preset small --epochs $(DEMO_EPOCHS)
+	TUNEBATCH_DATA_DIR=$(DEMO_DIR) $(BIN)/producer submit-batch --count 20 --model latest --temperature 0.8
+	@echo; echo "Your tunes (ABC, MIDI, WAV) and manifest.json are in $(DEMO_DIR)/batches/<batch id>/"; \
+	ls -d $(DEMO_DIR)/batches/*/ | tail -n 1
+
+test: install ## Install everything and run every test (starts its own redis-server, S3 server, workers)
+	$(BIN)/pytest
+
+test-fast: venv ## Run the tests without reinstalling
+	$(BIN)/pytest -x -q
+
+lint: venv ## ruff (lint + format check) and mypy
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: venv ## Format the code with ruff
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+bench: venv ## Print generation speed side by side with the original per-char predict loop
+	$(BIN)/python bench/generation.py
+
+clean: ## Remove the virtualenv and caches (keeps artifacts/)
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

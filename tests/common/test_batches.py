@@ -1,0 +1,157 @@
+"""A batch through the job functions on local disk: the path workers and embedded mode share."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+
+from common import batches
+from common.batches import Context, tune_key
+from common.errors import IntegrityError, InvalidInputError, InvalidTransitionError
+from common.fetch import fetch_batch
+from common.local_runner import run_batch
+from common.records import LocalRecords
+from common.schemas import BatchSpec, TuneStatus, tune_id
+from common.storage import LocalStore
+from tests.model_fixtures import TinyEnv, tiny_settings
+
+
+@pytest.fixture
+def ctx(tiny_env: TinyEnv, tmp_path: Path) -> Context:
+    """A fresh data dir holding a copy of the session's tiny model."""
+    store = LocalStore(tmp_path / "data")
+    for key in tiny_env.store.list("models/"):
+        store.put_bytes(key, tiny_env.store.get_bytes(key))
+    settings = tiny_settings(tmp_path / "data")
+    return Context(settings=settings, store=store, records=LocalRecords(tmp_path / "records"))
+
+
+def spec(model_id: str, **kw: object) -> BatchSpec:
+    base: dict[str, object] = {
+        "count": 10, "model_id": model_id, "seed": 5, "max_chars": 400, "chunk_size": 4,
+        "valid_only": False,
+    }  # fmt: skip
+    base.update(kw)
+    return BatchSpec.model_validate(base)
+
+
+def test_batch_end_to_end_writes_files_and_manifest(ctx: Context, tiny_env: TinyEnv) -> None:
+    manifest = run_batch(ctx, spec(tiny_env.model.id, formats=["abc", "mid", "wav"]))
+    assert len(manifest.tunes) == 10 and sum(manifest.counts.values()) == 10
+    assert all(t.status.final for t in manifest.tunes)
+    assert manifest.tool_versions["abc2midi"] and manifest.tool_versions["timidity"]
+    assert manifest.model["id"] == tiny_env.model.id
+    for tune in manifest.tunes:
+        assert tune.tries == 1 and tune.valid is not None
+        formats = {f.format for f in tune.files}
+        assert "abc" in formats
+        if tune.status == TuneStatus.DONE:
+            assert formats == {"abc", "mid", "wav"}
+        else:
+            assert tune.status == TuneStatus.FAILED and tune.error
+        for f in tune.files:
+            data = ctx.store.get_bytes(f.key)
+            assert len(data) == f.size and hashlib.sha256(data).hexdigest() == f.sha256
+    stored = json.loads(ctx.store.get_bytes(batches.manifest_key(manifest.batch_id)))
+    assert stored["batch_id"] == manifest.batch_id
+    first = ctx.store.get_bytes(tune_key(manifest.batch_id, "t000000", "abc")).decode()
+    assert first.startswith("X:1\n")  # numbered (and titled when the model wrote no title)
+
+
+GOOD = "X:1\nT:Good\nM:2/4\nL:1/8\nK:D\nDE FA|dc BA|d4|]\n"
+
+
+def test_render_tune_stores_every_requested_format(ctx: Context, tiny_env: TinyEnv) -> None:
+    batch = batches.create_batch(
+        ctx, spec(tiny_env.model.id, count=2, formats=["abc", "mid", "wav", "svg"])
+    )
+    for i, text in enumerate([GOOD, "X:1\nT:Bad\nM:2/4\nK:D\n((((]]] [K:Qq\n"]):
+        tid = tune_id(i)
+        ctx.store.put_bytes(tune_key(batch.id, tid, "abc"), text.encode())
+        ctx.records.update_tune(batch.id, tid, TuneStatus.GENERATING)
+        ctx.records.update_tune(batch.id, tid, TuneStatus.GENERATED)
+    good = batches.render_tune(ctx, batch.id, "t000000")
+    assert good.status == TuneStatus.DONE
+    assert [f.format for f in good.files] == ["abc", "mid", "wav", "svg"]
+    assert ctx.store.get_bytes(tune_key(batch.id, "t000000", "wav"))[:4] == b"RIFF"
+    bad = batches.render_tune(ctx, batch.id, "t000001")
+    assert bad.status == TuneStatus.FAILED and "abc2midi" in (bad.error or "")
+    assert [f.format for f in bad.files] == ["abc"]
+    manifest = batches.finalize_batch(ctx, batch.id)
+    assert manifest is not None and manifest.counts == {"done": 1, "failed": 1, "cancelled": 0}
+
+
+def test_same_seed_same_tunes_and_reruns_are_idempotent(ctx: Context, tiny_env: TinyEnv) -> None:
+    a = batches.create_batch(ctx, spec(tiny_env.model.id, formats=["abc"]))
+    b = batches.create_batch(ctx, spec(tiny_env.model.id, formats=["abc"], chunk_size=10))
+    ready_a = [tid for c in range(a.spec.chunks) for tid in batches.generate_chunk(ctx, a.id, c)]
+    batches.generate_chunk(ctx, b.id, 0)
+    texts_a = [ctx.store.get_bytes(tune_key(a.id, tune_id(i), "abc")) for i in range(10)]
+    texts_b = [ctx.store.get_bytes(tune_key(b.id, tune_id(i), "abc")) for i in range(10)]
+    assert texts_a == texts_b  # chunking does not change the tunes
+    # A redelivered chunk neither regenerates nor duplicates.
+    assert batches.generate_chunk(ctx, a.id, 0) == ready_a[:4]
+    for tid in ready_a:
+        batches.render_tune(ctx, a.id, tid)
+        batches.render_tune(ctx, a.id, tid)
+    assert ctx.records.counts(a.id)["done"] == 10
+    assert sorted(k for k in ctx.store.list(f"batches/{a.id}/")) == sorted(
+        tune_key(a.id, tune_id(i), "abc") for i in range(10)
+    )
+
+
+def test_valid_only_resamples_and_records_tries(ctx: Context, tiny_env: TinyEnv) -> None:
+    manifest = run_batch(ctx, spec(tiny_env.model.id, count=6, valid_only=True, max_tries=3,
+                                   formats=["abc", "mid"]))  # fmt: skip
+    for tune in manifest.tunes:
+        assert 1 <= tune.tries <= 3
+        assert tune.valid or tune.tries == 3  # an invalid tune only after every try
+
+
+def test_cancel_and_retry(ctx: Context, tiny_env: TinyEnv) -> None:
+    batch = batches.create_batch(ctx, spec(tiny_env.model.id, formats=["abc", "mid"]))
+    ready = batches.generate_chunk(ctx, batch.id, 0)
+    assert batches.cancel_batch(ctx, batch.id) == 10  # 4 generated + 6 queued
+    assert batches.generate_chunk(ctx, batch.id, 1) == []
+    assert batches.render_tune(ctx, batch.id, ready[0]).status == TuneStatus.CANCELLED
+    counts = ctx.records.counts(batch.id)
+    assert counts["cancelled"] == 10
+    manifest = batches.finalize_batch(ctx, batch.id)
+    assert manifest is not None and manifest.counts["cancelled"] == 10
+    with pytest.raises(InvalidTransitionError):
+        ctx.records.update_tune(batch.id, ready[0], TuneStatus.RENDERING)
+
+
+def test_failed_tunes_are_retried(ctx: Context, tiny_env: TinyEnv) -> None:
+    batch = batches.create_batch(ctx, spec(tiny_env.model.id, count=3, formats=["abc", "mid"]))
+    ready = batches.generate_chunk(ctx, batch.id, 0)
+    batches.fail_tune(ctx, batch.id, ready[0], "worker died")
+    work = batches.retry_failed(ctx, batch.id)
+    assert work == {"render": [ready[0]], "generate": []}
+    assert ctx.records.get_tune(batch.id, ready[0]).status == TuneStatus.GENERATED
+
+
+def test_fetch_downloads_verifies_and_resumes(
+    ctx: Context, tiny_env: TinyEnv, tmp_path: Path
+) -> None:
+    manifest = run_batch(ctx, spec(tiny_env.model.id, count=4, formats=["abc", "mid"]))
+    files = sum(len(t.files) for t in manifest.tunes)
+    first = fetch_batch(ctx.store, manifest.batch_id, tmp_path / "out")
+    assert first.downloaded == files and first.skipped == 0
+    assert (first.directory / "manifest.json").is_file()
+    again = fetch_batch(ctx.store, manifest.batch_id, tmp_path / "out")
+    assert again.downloaded == 0 and again.skipped == files
+    ctx.store.put_bytes(tune_key(manifest.batch_id, "t000001", "abc"), b"X:1\nT:evil\n")
+    with pytest.raises(IntegrityError, match="differs from the manifest"):
+        fetch_batch(ctx.store, manifest.batch_id, tmp_path / "other")
+
+
+def test_bad_batch_requests(ctx: Context, tiny_env: TinyEnv) -> None:
+    with pytest.raises(InvalidInputError, match="does not know"):
+        batches.create_batch(ctx, spec(tiny_env.model.id, primer="X:1\nT:\u20ac"))
+    with pytest.raises(InvalidInputError):
+        batches.create_batch(ctx, spec(tiny_env.model.id, formats=["abc", "flac"]))
+    assert ctx.records.list_batches() == []

@@ -1,0 +1,88 @@
+"""Training on the tiny preset: checkpoints, resume after an interruption, evaluation."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from common.corpus import import_corpus, load_corpus
+from common.errors import CancelledError, IntegrityError, InvalidInputError
+from common.model import load_registered
+from common.schemas import RunStatus, TrainSpec, new_run_id
+from common.storage import LocalStore
+from common.training import (
+    evaluate_text,
+    load_run,
+    run_key,
+    train,
+    window_starts,
+)
+from tests.model_fixtures import TINY_CORPUS, TinyEnv
+
+
+def test_window_starts_cover_the_text() -> None:
+    assert window_starts(25, 10, 5).tolist() == [0, 5, 10]
+    assert window_starts(10, 10, 1).size == 0
+    with pytest.raises(InvalidInputError):
+        window_starts(100, 10, 0)
+
+
+def test_trained_model_is_registered_with_its_metrics(tiny_env: TinyEnv) -> None:
+    m = tiny_env.model
+    assert m.preset == "tiny" and m.epochs == 2 and m.corpus == "tiny"
+    assert m.valid_bits_per_char is not None
+    assert 0 < m.valid_bits_per_char < math.log2(m.vocab_size)  # learned something
+    assert len(m.history) == 2 and m.chars_processed > 0
+    run = load_run(tiny_env.store, m.run_id or "")
+    assert run.status == RunStatus.DONE and run.model_id == m.id
+    assert tiny_env.store.exists(run_key(run.id, "checkpoint.keras"))
+
+
+def test_interrupted_run_resumes_from_its_last_checkpoint(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path)
+    import_corpus(store, str(TINY_CORPUS), name="tiny")
+    spec = TrainSpec(corpus="tiny", preset="tiny", epochs=3)
+    run_id = new_run_id()
+    calls = {"n": 0}
+
+    def stop_in_second_epoch() -> bool:
+        calls["n"] += 1
+        run = load_run(store, run_id)
+        return run.epochs_done >= 1
+
+    with pytest.raises(CancelledError, match="--resume"):
+        train(store, spec, run_id, should_stop=stop_in_second_epoch)
+    run = load_run(store, run_id)
+    assert run.epochs_done == 1 and run.status == RunStatus.CANCELLED
+    with pytest.raises(InvalidInputError, match="--resume"):
+        train(store, spec, run_id)
+    record = train(store, spec, run_id, resume=True)
+    assert record.epochs == 3
+    assert [h["epoch"] for h in record.history] == [1.0, 2.0, 3.0]
+
+
+def test_resume_refuses_a_tampered_checkpoint(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path)
+    import_corpus(store, str(TINY_CORPUS), name="tiny")
+    run_id = new_run_id()
+    spec = TrainSpec(corpus="tiny", preset="tiny", epochs=2)
+    with pytest.raises(CancelledError):
+        train(store, spec, run_id, should_stop=lambda: load_run(store, run_id).epochs_done >= 1)
+    store.put_bytes(run_key(run_id, "checkpoint.keras"), b"not the checkpoint")
+    with pytest.raises(IntegrityError):
+        train(store, spec, run_id, resume=True)
+
+
+def test_evaluate_counts_unknown_chars(tiny_env: TinyEnv, tmp_path: Path) -> None:
+    record, model, vocab = load_registered(tiny_env.store, tiny_env.model.id, tmp_path)
+    text = load_corpus(tiny_env.store, "tiny").train_text[:3000]
+    plain = evaluate_text(model, vocab, text, record.seq_len)
+    assert plain.unknown_chars == 0 and 0 < plain.bits_per_char < 8
+    odd = evaluate_text(model, vocab, text + "\u00e9\u00e8\u20ac", record.seq_len)
+    assert odd.unknown_chars == 3
+    assert np.isclose(odd.bits_per_char, plain.bits_per_char, atol=0.2)
+    with pytest.raises(InvalidInputError, match="nothing to score"):
+        evaluate_text(model, vocab, "\u20ac\u20ac", record.seq_len)

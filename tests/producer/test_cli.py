@@ -1,0 +1,141 @@
+"""The producer CLI in embedded mode, through Typer's CliRunner, as a user would run it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from producer import cli
+from tests.model_fixtures import TINY_CORPUS, TinyEnv
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    data = tmp_path / "data"
+    monkeypatch.setenv("TUNEBATCH_DATA_DIR", str(data))
+    monkeypatch.setenv("TUNEBATCH_SAMPLE_BATCH_SIZE", "8")
+    monkeypatch.delenv("TUNEBATCH_BROKER_URL", raising=False)
+    monkeypatch.delenv("TUNEBATCH_S3_BUCKET", raising=False)
+    cli.settings.cache_clear()
+    yield data
+    cli.settings.cache_clear()
+
+
+def run(*args: str) -> tuple[int, str, str]:
+    result = runner.invoke(cli.app, list(args))
+    return result.exit_code, result.stdout, result.stderr
+
+
+def assert_one_line_error(code: int, err: str, match: str) -> None:
+    assert code != 0
+    assert "Traceback" not in err
+    lines = [line for line in err.strip().splitlines() if line.strip()]
+    assert lines and lines[0].startswith("error:"), err
+    assert match in " ".join(err.split()), err
+
+
+def test_import_train_generate_fetch(env: Path, tmp_path: Path) -> None:
+    code, out, err = run("corpus", "import", str(TINY_CORPUS), "--name", "tiny", "--json")
+    assert code == 0, err
+    assert json.loads(out)["name"] == "tiny"
+    code, out, _ = run("corpus", "list", "--json")
+    assert [c["name"] for c in json.loads(out)["imported"]] == ["tiny"]
+    assert "oneills" in json.loads(out)["bundled"]
+
+    code, out, err = run("train", "--corpus", "tiny", "--preset", "tiny", "--epochs", "1", "--json")
+    assert code == 0, err
+    model_id = json.loads(out)["id"]
+    assert "epoch 1" in err  # progress is shown on stderr
+    code, out, _ = run("model", "list", "--json")
+    assert [m["id"] for m in json.loads(out)] == [model_id]
+    code, out, err = run("model", "evaluate", model_id[:10], "--file", str(TINY_CORPUS), "--json")
+    assert code == 0, err
+    scored = json.loads(out)
+    assert scored["bits_per_char"] > 0 and scored["unknown_chars"] > 0  # '%' comments, '@'
+
+    code, out, err = run(
+        "submit-batch", "--count", "3", "--any", "--formats", "abc,mid", "--seed", "4",
+        "--meter", "6/8", "--json",
+    )  # fmt: skip
+    assert code == 0, err
+    batch_id = json.loads(out)["batch_id"]
+    assert sum(json.loads(out)["counts"].values()) == 3
+    folder = env / "batches" / batch_id
+    assert (folder / "manifest.json").is_file()
+    assert (folder / "t000000.abc").read_text().startswith("X:1\n")
+    assert "M:6/8" in (folder / "t000002.abc").read_text()
+
+    code, out, _ = run("status", batch_id, "--json")
+    assert json.loads(out)["batch"]["id"] == batch_id
+    code, out, _ = run("status", batch_id)
+    assert code == 0 and "3/3 final" in out
+    code, out, _ = run("list", "--json")
+    assert [b["id"] for b in json.loads(out)] == [batch_id]
+    code, out, err = run("fetch", batch_id, "--to", str(tmp_path / "got"), "--json")
+    assert code == 0, err
+    fetched = json.loads(out)
+    assert fetched["downloaded"] >= 3
+    assert (tmp_path / "got" / batch_id / "t000001.abc").is_file()
+
+
+def test_unknown_corpus_empty_file_and_broken_abc(env: Path, tmp_path: Path) -> None:
+    code, _, err = run("corpus", "import", "no-such-collection")
+    assert_one_line_error(code, err, "unknown corpus 'no-such-collection'")
+    empty = tmp_path / "empty.abc"
+    empty.write_text("")
+    code, _, err = run("corpus", "import", str(empty))
+    assert_one_line_error(code, err, "no usable tunes")
+    broken = tmp_path / "broken.abc"
+    broken.write_bytes(b"X:1\nT:x\n%%abc-include /etc/shadow\nK:C\nC\n\nX:2\n\x00\x01\x02\n")
+    code, _, err = run("corpus", "import", str(broken))
+    assert_one_line_error(code, err, "no usable tunes")
+    code, _, err = run("train", "--corpus", "nothing-here", "--preset", "tiny")
+    assert_one_line_error(code, err, "corpus 'nothing-here' is not imported")
+    assert not (env / "runs").exists()  # nothing half-written
+
+
+def test_missing_model_and_bad_parameters(env: Path, tiny_env: TinyEnv) -> None:
+    code, _, err = run("submit-batch", "--count", "2")
+    assert_one_line_error(code, err, "no model is registered")
+    code, _, err = run("submit-batch", "--count", "2", "--model", "deadbeef0000")
+    assert_one_line_error(code, err, "no model id starts with 'deadbeef0000'")
+    code, _, err = run("model", "evaluate", "latest", "--file", "/no/such/file.abc")
+    assert_one_line_error(code, err, "no file /no/such/file.abc")
+    code, _, err = run("status", "b20260101-000000-abcdef")
+    assert_one_line_error(code, err, "no batch b20260101-000000-abcdef")
+    code, _, err = run("status", "../../etc")
+    assert_one_line_error(code, err, "not a valid batch id")
+    code, _, err = run("train", "--corpus", "x", "--preset", "enormous")
+    assert_one_line_error(code, err, "unknown preset 'enormous'")
+
+
+def test_unwritable_data_dir_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("TUNEBATCH_DATA_DIR", str(blocker / "data"))
+    cli.settings.cache_clear()
+    try:
+        code, _, err = run("corpus", "import", str(TINY_CORPUS))
+    finally:
+        cli.settings.cache_clear()
+    assert_one_line_error(code, err, str(blocker))
+
+
+def test_producer_never_imports_tensorflow() -> None:
+    code = (
+        "import sys, producer.cli\n"
+        "from typer.testing import CliRunner\n"
+        "CliRunner().invoke(producer.cli.app, ['--help'])\n"
+        "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules, 'TF imported'\n"
+    )
+    env = {**os.environ, "TUNEBATCH_DATA_DIR": "/tmp/unused"}
+    subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=60)
