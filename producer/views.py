@@ -117,8 +117,9 @@ class TrainingBar:
             self.progress.update(self.task, completed=self.steps)
             self.task = None
         err_console.print(
-            f"epoch {epoch}: loss {metrics['loss']:.3f}, validation "
-            f"{metrics['val_bits_per_char']:.3f} bits/char (checkpoint saved)"
+            f"epoch {epoch}: train {metrics['loss'] / math.log(2):.3f} bits/char, validation "
+            f"{metrics['val_bits_per_char']:.3f} bits/char, {metrics.get('seconds', 0):.0f} s "
+            "(checkpoint saved)"
         )
 
 
