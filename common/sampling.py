@@ -15,6 +15,7 @@ worker that ran them — which is what makes a re-run generation job idempotent.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import logging
 import math
 import time
@@ -383,6 +384,8 @@ class SamplingRun:
         self._should_stop = should_stop
         self._pending: deque[int] = deque()
         self._requests: dict[int, TuneRequest] = {}
+        self._seeds: dict[int, int] = {}
+        self._rows: dict[int, int] = {}
         self._buffers: dict[int, list[npt.NDArray[np.int32]]] = {}
         self._primer_rows: dict[str, int] = {}
         self._primer_ids: list[npt.NDArray[np.int32]] = []
@@ -408,6 +411,8 @@ class SamplingRun:
         rid = self._next_id
         self._next_id += 1
         self._requests[rid] = request
+        self._seeds[rid] = tune_seed(self.params.seed, request.index, request.attempt)
+        self._rows[rid] = self._primer_rows[request.primer]
         self._buffers[rid] = []
         self._pending.append(rid)
 
@@ -441,19 +446,11 @@ class SamplingRun:
                 return
             if self._should_stop is not None and self._should_stop():
                 raise CancelledError("generation cancelled")
-            self._maybe_shrink(active)
-            queue = list(self._pending)[: self._batch * self._s.steps_per_call]
+            self._resize(active)
+            queue = list(itertools.islice(self._pending, self._batch * self._s.steps_per_call))
             q_job = np.asarray(queue, np.int32)
-            q_seed = np.asarray(
-                [
-                    tune_seed(p.seed, self._requests[r].index, self._requests[r].attempt)
-                    for r in queue
-                ],
-                np.uint32,
-            )
-            q_prow = np.asarray(
-                [self._primer_rows[self._requests[r].primer] for r in queue], np.int32
-            )
+            q_seed = np.asarray([self._seeds[r] for r in queue], np.uint32)
+            q_prow = np.asarray([self._rows[r] for r in queue], np.int32)
             primers, lengths = self._primer_table()
             started = time.perf_counter()
             out = self._s._block(
@@ -476,14 +473,22 @@ class SamplingRun:
                 self._pending.popleft()
             yield from self._collect(tok, job, done)
 
-    def _maybe_shrink(self, active: int) -> None:
-        """Drop idle slots once no work is queued, so the tail of a run costs less per step."""
+    def _resize(self, active: int) -> None:
+        """Fit the batch to the work: drop idle slots once nothing is queued (the tail of a run
+        then costs less per step), add slots back when retries are queued again."""
         assert self._state is not None
-        if self._pending or active == 0 or active > self._batch // 2:
-            return
-        keep = tf.where(self._state[4] >= 0)[:, 0]
-        self._state = [tf.gather(t, keep) for t in self._state]
-        self._batch = active
+        if not self._pending and 0 < active <= self._batch // 2:
+            keep = tf.where(self._state[4] >= 0)[:, 0]
+            self._state = [tf.gather(t, keep) for t in self._state]
+            self._batch = active
+        elif self._pending and self._batch < self._s.batch_size:
+            grow = min(self._s.batch_size, active + len(self._pending)) - self._batch
+            if grow > 0:
+                extra = self._initial_state(grow)
+                self._state = [
+                    tf.concat([t, e], 0) for t, e in zip(self._state, extra, strict=True)
+                ]
+                self._batch += grow
 
     def _collect(
         self, tok: npt.NDArray[np.int32], job: npt.NDArray[np.int32], done: npt.NDArray[np.bool_]
@@ -506,6 +511,7 @@ class SamplingRun:
 
     def _finish(self, rid: int) -> SampledTune:
         request = self._requests.pop(rid)
+        del self._seeds[rid], self._rows[rid]
         parts = self._buffers.pop(rid)
         ids = np.concatenate(parts) if parts else np.zeros(0, np.int32)
         text = request.primer[0] + "".join(self._chars[ids].tolist())

@@ -158,3 +158,21 @@ def test_bad_requests_and_cancellation(model: tf.keras.Model) -> None:
 def test_vocab_mismatch_is_refused(model: tf.keras.Model) -> None:
     with pytest.raises(InvalidInputError, match="different corpora"):
         Sampler(model, Vocab.from_texts(["abc"]))
+
+
+def test_requests_submitted_while_running_grow_the_batch_again(model: tf.keras.Model) -> None:
+    sampler = Sampler(model, VOCAB, batch_size=6, steps_per_call=4)
+    params = SamplingParams(seed=9, max_chars=50)
+    run = sampler.start(params)
+    run.submit(TuneRequest(0))
+    seen = []
+    for tune in run:
+        seen.append(tune)
+        if tune.attempt == 0 and tune.index == 0:
+            for i in range(1, 6):
+                run.submit(TuneRequest(i, 1))  # like --valid-only retries
+    assert sorted((t.index, t.attempt) for t in seen) == [(0, 0)] + [(i, 1) for i in range(1, 6)]
+    reference = generate(
+        Sampler(model, VOCAB, batch_size=6), params, [TuneRequest(i, 1) for i in range(1, 6)]
+    )
+    assert sorted(t.text for t in seen[1:]) == sorted(t.text for t in reference)
