@@ -170,7 +170,7 @@ def generate_chunk(
         return ready
     record, sampler = ctx.sampler(spec.model_id)
     for index in todo:
-        ctx.records.update_tune(batch_id, tune_id(index), TuneStatus.GENERATING, attempts=1)
+        ctx.records.update_tune(batch_id, tune_id(index), TuneStatus.GENERATING)
     params = SamplingParams(
         temperature=spec.temperature, top_k=spec.top_k, max_chars=spec.max_chars, seed=spec.seed
     )
