@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PACKAGES := abcmidi timidity freepats abcm2ps vorbis-tools lame redis-server
 DEMO_DIR ?= artifacts
-DEMO_EPOCHS ?= 3
+DEMO_EPOCHS ?= 4
 
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
