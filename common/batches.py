@@ -63,30 +63,33 @@ class Context:
     settings: Settings
     store: ArtifactStore
     records: JobRecords
-    _samplers: dict[str, tuple[ModelRecord, Sampler]] = field(default_factory=dict)
+    _samplers: dict[tuple[str, str], tuple[ModelRecord, Sampler]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def sampler(self, model_id: str) -> tuple[ModelRecord, Sampler]:
+    def sampler(self, model_id: str, precision: str = "auto") -> tuple[ModelRecord, Sampler]:
         """The model's sampler, loaded (hash-checked) once per process and kept."""
+        from common import precision as precisions
         from common.model import load_registered
         from common.sampling import Sampler
 
+        resolved = precisions.resolve(precision)
         with self._lock:
-            if model_id not in self._samplers:
+            if (model_id, resolved) not in self._samplers:
                 record, model, vocab = load_registered(
                     self.store, model_id, self.settings.cache_path
                 )
                 self._samplers.clear()  # one model at a time: a seed model is 100+ MB
-                self._samplers[model_id] = (
+                self._samplers[model_id, resolved] = (
                     record,
                     Sampler(
                         model,
                         vocab,
                         batch_size=self.settings.sample_batch_size,
                         steps_per_call=self.settings.steps_per_call,
+                        precision=resolved,
                     ),
                 )
-            return self._samplers[model_id]
+            return self._samplers[model_id, resolved]
 
 
 def artifact_key(batch_id: str, name: str) -> str:
@@ -168,7 +171,7 @@ def generate_chunk(
             todo.append(index)
     if not todo:
         return ready
-    record, sampler = ctx.sampler(spec.model_id)
+    record, sampler = ctx.sampler(spec.model_id, spec.precision)
     for index in todo:
         ctx.records.update_tune(batch_id, tune_id(index), TuneStatus.GENERATING)
     params = SamplingParams(
@@ -201,6 +204,7 @@ def generate_chunk(
                 tries=sample.attempt + 1,
                 truncated=sample.truncated,
                 check_errors=errors[:10],
+                precision=sampler.precision,
             )
             ready.append(tid)
     except CancelledError:

@@ -32,6 +32,7 @@ import tensorflow as tf
 from common.abc_notation import DEFAULT_PRIMER
 from common.errors import CancelledError, InvalidInputError
 from common.model import EMBEDDING_LAYER, HEAD_LAYER, LSTM_LAYER, architecture
+from common.precision import Precision
 from common.vocab import Vocab
 
 log = logging.getLogger(__name__)
@@ -150,7 +151,8 @@ class Sampler:
 
     The input half of the LSTM's first matmul is folded into the embedding (E·K is a V×4U table)
     because the input is always one character: the step is then one gather, one U×4U matmul and
-    the small output projection.
+    the small output projection. With ``precision="bfloat16"`` (or ``mixed_float16``) those two
+    matmuls take 16-bit inputs; the state, gates and logits stay float32 (see `precision`).
     """
 
     def __init__(
@@ -161,6 +163,7 @@ class Sampler:
         batch_size: int = 256,
         steps_per_call: int = 32,
         jit_compile: bool = False,
+        precision: Precision = "float32",
     ) -> None:
         vocab_size, _, units = architecture(model)
         if vocab_size != len(vocab):
@@ -181,14 +184,19 @@ class Sampler:
             tf.convert_to_tensor(emb.embeddings, tf.float32),
             tf.convert_to_tensor(cell.kernel, tf.float32),
         )
-        self._recurrent = tf.convert_to_tensor(cell.recurrent_kernel, tf.float32)
+        if precision not in ("float32", "bfloat16", "mixed_float16"):
+            raise InvalidInputError(f"unknown precision {precision!r}")
+        self.precision = precision
+        self._compute = {"float32": tf.float32, "bfloat16": tf.bfloat16}.get(precision, tf.float16)
+        self._recurrent = tf.cast(tf.convert_to_tensor(cell.recurrent_kernel), self._compute)
         self._bias = tf.convert_to_tensor(cell.bias, tf.float32)
-        self._head_w = tf.convert_to_tensor(head.kernel, tf.float32)
+        self._head_w = tf.cast(tf.convert_to_tensor(head.kernel), self._compute)
         self._head_b = tf.convert_to_tensor(head.bias, tf.float32)
         self._newline = vocab.chars.index("\n") if "\n" in vocab else -1
         self._x_char = vocab.chars.index("X") if "X" in vocab else -1
         i32, u32, f32 = tf.int32, tf.uint32, tf.float32
         spec = tf.TensorSpec
+        self._score = tf.function(self._score_impl, reduce_retracing=True)
         self._block = tf.function(
             self._run_block,
             jit_compile=jit_compile,
@@ -216,11 +224,14 @@ class Sampler:
     def _step(
         self, x: tf.Tensor, h: tf.Tensor, c: tf.Tensor
     ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-        z = tf.gather(self._emb_kernel, x) + tf.matmul(h, self._recurrent) + self._bias
-        i, f, g, o = tf.split(z, 4, axis=1)
+        hc = tf.cast(h, self._compute)
+        z = tf.gather(self._emb_kernel, x) + tf.cast(tf.matmul(hc, self._recurrent), tf.float32)
+        i, f, g, o = tf.split(z + self._bias, 4, axis=1)
         c = tf.sigmoid(f) * c + tf.sigmoid(i) * tf.tanh(g)
         h = tf.sigmoid(o) * tf.tanh(c)
-        logits = tf.matmul(h, self._head_w) + self._head_b
+        logits = (
+            tf.cast(tf.matmul(tf.cast(h, self._compute), self._head_w), tf.float32) + self._head_b
+        )
         return logits, h, c
 
     def _run_block(
@@ -313,6 +324,28 @@ class Sampler:
             h, c, x, pos, job, seed, prow,
             out_tok.stack(), out_job.stack(), out_done.stack(), taken,
         )  # fmt: skip
+
+    def nats_per_char(self, segments: npt.NDArray[np.int32]) -> float:
+        """Mean cross-entropy of the step function, teacher-forced over [B, T] id segments.
+
+        Each row starts from a zero state, as a sampled tune does; this scores exactly what
+        generation computes, in this sampler's precision (the Keras model scores float32).
+        """
+        if segments.ndim != 2 or segments.shape[1] < 2:
+            raise InvalidInputError("segments must be [rows, ≥ 2 chars]")
+        ids = tf.constant(segments, tf.int32)
+        return float(self._score(ids))  # compiled in __init__
+
+    def _score_impl(self, ids: tf.Tensor) -> tf.Tensor:
+        rows, length = tf.shape(ids)[0], tf.shape(ids)[1]
+        h = tf.zeros([rows, self.units])
+        c = tf.zeros([rows, self.units])
+        total = tf.constant(0.0)
+        for t in tf.range(length - 1):
+            logits, h, c = self._step(ids[:, t], h, c)
+            nll = tf.nn.sparse_softmax_cross_entropy_with_logits(ids[:, t + 1], logits)
+            total += tf.reduce_sum(nll)
+        return total / tf.cast(rows * (length - 1), tf.float32)
 
     @staticmethod
     def _refill(

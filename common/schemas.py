@@ -12,7 +12,7 @@ import secrets
 from collections.abc import Callable
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
@@ -222,6 +222,9 @@ class BatchSpec(Record):
     max_tries: int = Field(default=5, ge=1, le=100)
     formats: list[str] = Field(default_factory=lambda: ["abc", "mid", "wav"])
     chunk_size: int = Field(default=256, ge=1)
+    precision: Literal["auto", "float32", "bfloat16", "mixed_float16"] = Field(
+        default="auto", description="Matmul precision of the sampler; auto = per hardware."
+    )
 
     def primer_for(self, index: int) -> str:
         return self.primers[index] if self.primers else self.primer
@@ -267,6 +270,7 @@ class TuneRecord(Record):
     error: str | None = None
     attempts: int = 0
     primed_by: str | None = None
+    precision: str | None = Field(default=None, description="Precision the sampler ran in.")
     updated_at: datetime = Field(default_factory=now)
 
     def move_to(self, status: TuneStatus) -> None:

@@ -46,6 +46,7 @@ def test_batch_end_to_end_writes_files_and_manifest(ctx: Context, tiny_env: Tiny
     assert manifest.model["id"] == tiny_env.model.id
     for tune in manifest.tunes:
         assert tune.tries == 1 and tune.valid is not None
+        assert tune.precision in {"float32", "bfloat16"}  # resolved from "auto", recorded
         formats = {f.format for f in tune.files}
         assert "abc" in formats
         if tune.status == TuneStatus.DONE:
@@ -147,6 +148,13 @@ def test_fetch_downloads_verifies_and_resumes(
     ctx.store.put_bytes(tune_key(manifest.batch_id, "t000001", "abc"), b"X:1\nT:evil\n")
     with pytest.raises(IntegrityError, match="differs from the manifest"):
         fetch_batch(ctx.store, manifest.batch_id, tmp_path / "other")
+
+
+def test_requested_precision_is_honoured(ctx: Context, tiny_env: TinyEnv) -> None:
+    manifest = run_batch(ctx, spec(tiny_env.model.id, count=2, formats=["abc"],
+                                   precision="float32"))  # fmt: skip
+    assert manifest.spec.precision == "float32"
+    assert {t.precision for t in manifest.tunes} == {"float32"}
 
 
 def test_bad_batch_requests(ctx: Context, tiny_env: TinyEnv) -> None:

@@ -1,0 +1,71 @@
+"""Which number format the matmuls run in, chosen per hardware by a rule we measured.
+
+The LSTM step is one big matmul per character. On this project's reference CPU (x86 with AMX),
+TensorFlow's oneDNN runs a 1,024×2,048 · 2,048×8,192 matmul about 4-5× faster in bfloat16 than in
+float32, and GPUs have the same split with tensor cores. Weights and matmul inputs can be bf16
+while the LSTM state, the gate arithmetic and the softmax stay float32, which keeps the model's
+bits/char within a hundredth of float32's (see tests). The rule for ``auto``:
+
+* a GPU that TensorFlow sees: ``bfloat16`` on compute capability ≥ 8.0 (Ampere, Hopper),
+  else ``mixed_float16``;
+* a CPU that reports ``amx_bf16`` or ``avx512_bf16``: ``bfloat16``;
+* anything else: ``float32`` (bf16 without hardware support is emulated and slower).
+
+Tunes sampled in different precisions from the same seed may differ: the probabilities differ
+in the third decimal, and a sample near a boundary flips.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from pathlib import Path
+from typing import Literal
+
+from common.errors import InvalidInputError
+
+log = logging.getLogger(__name__)
+
+Precision = Literal["float32", "bfloat16", "mixed_float16"]
+CHOICES: tuple[str, ...] = ("auto", "float32", "bfloat16", "mixed_float16")
+
+
+def cpu_has_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
+    try:
+        flags = cpuinfo.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+@functools.cache
+def _gpu_capability() -> tuple[int, int] | None:
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    if not gpus:
+        return None
+    details = tf.config.experimental.get_device_details(gpus[0])
+    cap = details.get("compute_capability")
+    return (int(cap[0]), int(cap[1])) if cap else (0, 0)
+
+
+def resolve(requested: str) -> Precision:
+    """The precision to use for `requested` on this machine; logs why when it falls back."""
+    if requested not in CHOICES:
+        raise InvalidInputError(f"unknown precision {requested!r}; choose one of {CHOICES}")
+    gpu = _gpu_capability()
+    if requested == "auto":
+        if gpu is not None:
+            return "bfloat16" if gpu >= (8, 0) else "mixed_float16"
+        return "bfloat16" if cpu_has_bf16() else "float32"
+    if requested == "bfloat16" and gpu is None and not cpu_has_bf16():
+        log.warning(
+            "bfloat16 requested but this CPU has no bf16 instructions (amx_bf16/avx512_bf16): "
+            "falling back to float32, which is faster here"
+        )
+        return "float32"
+    if requested == "mixed_float16" and gpu is None:
+        log.warning("mixed_float16 needs a GPU; falling back to float32 on this CPU")
+        return "float32"
+    return requested  # type: ignore[return-value]
