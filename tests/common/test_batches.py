@@ -161,5 +161,5 @@ def test_bad_batch_requests(ctx: Context, tiny_env: TinyEnv) -> None:
     with pytest.raises(InvalidInputError, match="does not know"):
         batches.create_batch(ctx, spec(tiny_env.model.id, primer="X:1\nT:\u20ac"))
     with pytest.raises(InvalidInputError):
-        batches.create_batch(ctx, spec(tiny_env.model.id, formats=["abc", "flac"]))
+        batches.create_batch(ctx, spec(tiny_env.model.id, formats=["abc", "exe"]))
     assert ctx.records.list_batches() == []
