@@ -1,8 +1,10 @@
 """Turn one ABC tune into files: the only place in tunebatch that runs external programs.
 
-A render is abc2midi (ABC → MIDI), then timidity (MIDI → WAV), optionally abcm2ps (ABC → SVG
-score), oggenc (WAV → Ogg Vorbis) and lame (WAV → MP3). The tune text comes from a model or
-from a user, so every tool is treated as something that may misbehave on it:
+A render is abc2midi (ABC → MIDI), then a synthesiser (MIDI → WAV: timidity with freepats by
+default, or fluidsynth with a General MIDI soundfont, ``TUNEBATCH_SYNTH``), the WAV's loudness
+normalised in-process (`common.loudness`), and optionally abcm2ps (ABC → SVG score), rsvg-convert
+(SVG → PDF), oggenc (WAV → Ogg Vorbis), lame (WAV → MP3) and flac (WAV → FLAC). The tune text
+comes from a model or from a user, so every tool is treated as something that may misbehave on it:
 
 * **No shell, no user text in argv.** Argument lists are fixed; the tune only ever reaches a tool
   as the file ``tune.abc`` that we wrote into a fresh private directory. Text that would make a
@@ -31,6 +33,7 @@ import contextlib
 import errno
 import functools
 import logging
+import math
 import os
 import re
 import resource
@@ -40,6 +43,7 @@ import signal
 import subprocess
 import tempfile
 import time
+import wave
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,20 +58,23 @@ from common.errors import (
     ToolMissingError,
     TransientError,
 )
+from common.loudness import Normalisation, normalise_wav
+from common.schemas import RenderInfo
 from common.settings import Settings
 
 logger = logging.getLogger(__name__)
 
 #: Every format a render can produce, in the canonical order used everywhere (CLI, manifests).
-FORMATS: tuple[str, ...] = ("abc", "mid", "wav", "svg", "ogg", "mp3")
+FORMATS: tuple[str, ...] = ("abc", "mid", "wav", "svg", "pdf", "ogg", "mp3", "flac")
 #: What a batch renders when the user names nothing: the tune, something to play, something to hear.
 DEFAULT_FORMATS: tuple[str, ...] = ("abc", "mid", "wav")
 
 #: Name of the tune inside its private directory; tools only ever see this fixed name.
 TUNE_FILE = "tune.abc"
 
-_NEEDS_MIDI = frozenset({"mid", "wav", "ogg", "mp3"})
-_NEEDS_WAV = frozenset({"wav", "ogg", "mp3"})
+_NEEDS_MIDI = frozenset({"mid", "wav", "ogg", "mp3", "flac"})
+_NEEDS_WAV = frozenset({"wav", "ogg", "mp3", "flac"})
+_NEEDS_SVG = frozenset({"svg", "pdf"})
 
 #: A RIFF/WAVE header alone is 44 bytes: timidity writes exactly that for input it cannot play.
 _WAV_HEADER_BYTES = 44
@@ -125,6 +132,24 @@ class RenderResult:
     midi_seconds: float | None
     #: Wall seconds per stage ("abc2midi", "timidity", ...), for logs and benchmarks.
     seconds: dict[str, float] = field(default_factory=dict)
+    #: The synthesiser that made the WAV ("timidity" or "fluidsynth"); None when no audio.
+    synth: str | None = None
+    #: The WAV's loudness before and the gain applied; None when no audio or not normalised.
+    loudness: Normalisation | None = None
+
+    def info(self) -> RenderInfo:
+        """What a tune record keeps of this render (`TuneRecord.render`), JSON-safe.
+
+        Silence has a loudness of -inf, which JSON cannot hold: it is recorded as unknown.
+        """
+        measured = self.loudness.before.integrated_lufs if self.loudness else None
+        return RenderInfo(
+            synth=self.synth,
+            midi_seconds=self.midi_seconds,
+            loudness_lufs=measured if measured is not None and math.isfinite(measured) else None,
+            gain_db=self.loudness.gain_db if self.loudness else None,
+            seconds={stage: round(secs, 4) for stage, secs in self.seconds.items()},
+        )
 
 
 # --------------------------------------------------------------------------------------------
@@ -175,9 +200,12 @@ class _Tool:
 _ABC2MIDI = _Tool("abc2midi", "abcmidi", "abc2midi")
 _TIMIDITY = _Tool("timidity", "timidity", "timidity")
 _ABCM2PS = _Tool("abcm2ps", "abcm2ps", "abcm2ps")
-# oggenc and lame have no Settings field: they are only ever found on PATH.
+_FLUIDSYNTH = _Tool("fluidsynth", "fluidsynth", "fluidsynth")
+# The encoders have no Settings field: they are only ever found on PATH.
 _OGGENC = _Tool("oggenc", "vorbis-tools", None)
 _LAME = _Tool("lame", "lame", None)
+_FLAC = _Tool("flac", "flac", None)
+_RSVG = _Tool("rsvg-convert", "librsvg2-bin", None)
 
 
 def _resolve(tool: _Tool, configured: str) -> str:
@@ -378,6 +406,10 @@ def _run(tool: _Tool, exe: str, args: Sequence[str], workdir: Path, limits: _Lim
         "HOME": str(workdir),
         "TMPDIR": str(workdir),
         "LANG": "C",
+        # No tool of ours plays sound. Without this, SDL (linked by fluidsynth) probes PulseAudio
+        # at start-up, which sizes a 64 MB shared-memory file and dies of RLIMIT_FSIZE (SIGXFSZ)
+        # under a small limit, or talks to a sound server where one happens to run.
+        "SDL_AUDIODRIVER": "dummy",
     }
     argv = [exe, *args]
     started = time.monotonic()
@@ -543,6 +575,10 @@ def _has_magic(fmt: str, head: bytes) -> bool:
         return head.startswith(b"OggS")
     if fmt == "mp3":
         return head.startswith(b"ID3") or (len(head) > 1 and head[0] == 0xFF and head[1] >= 0xE0)
+    if fmt == "flac":
+        return head.startswith(b"fLaC")
+    if fmt == "pdf":
+        return head.startswith(b"%PDF-")
     if fmt == "svg":
         return b"<svg" in head
     return True
@@ -652,6 +688,59 @@ def _timidity(workdir: Path, mid: Path, settings: Settings) -> tuple[Path, _Comp
     return wav, run
 
 
+def _fluidsynth(workdir: Path, mid: Path, settings: Settings) -> tuple[Path, _Completed]:
+    """Synthesise tune.mid → tune.wav with fluidsynth and the configured SoundFont.
+
+    ``-n -i`` start no MIDI input driver and no interactive shell, ``-F`` renders straight to the
+    file as fast as the CPU allows (no audio device is opened), and ``-T wav -O s16 -r 44100``
+    give the same 16-bit stereo 44.1 kHz WAV as timidity. ``-q`` drops the banner. fluidsynth
+    loads the whole SoundFont (~150 MB for FluidR3_GM) per run, which fits the default 1 GiB
+    address-space limit with room to spare.
+    """
+    exe = _resolve(_FLUIDSYNTH, settings.fluidsynth)
+    soundfont = settings.soundfont.absolute()
+    if not soundfont.is_file():
+        raise ToolMissingError(
+            f"the SoundFont {soundfont} does not exist; install the Debian package "
+            "'fluid-soundfont-gm' or set TUNEBATCH_SOUNDFONT to a .sf2 file"
+        )
+    wav = workdir / "tune.wav"
+    limits = _Limits.from_settings(settings)
+    args = ["-n", "-i", "-q", "-F", wav.name, "-T", "wav", "-O", "s16", "-r", "44100"]
+    run = _run(_FLUIDSYNTH, exe, [*args, str(soundfont), mid.name], workdir, limits)
+    _require_output(wav, "wav", run, workdir, limits, min_bytes=_WAV_HEADER_BYTES + 1)
+    return wav, run
+
+
+def _synthesise(workdir: Path, mid: Path, settings: Settings) -> tuple[Path, _Completed]:
+    """MIDI → WAV with the synthesiser `settings.synth` names."""
+    if settings.synth == "fluidsynth":
+        return _fluidsynth(workdir, mid, settings)
+    return _timidity(workdir, mid, settings)
+
+
+def _normalise(wav: Path, settings: Settings) -> Normalisation:
+    """Bring tune.wav to the loudness target in place (see `common.loudness`).
+
+    In-process rather than a tool: it is our own bounded numpy code reading a file our own
+    synthesiser wrote, in fixed-size chunks, so it needs no sandbox. The normalised copy is
+    written beside the WAV and renamed over it, so a failure never leaves a half-scaled file.
+    """
+    out = wav.with_name("tune.normalised.wav")
+    try:
+        with _storage_guard("normalising the WAV's loudness"):
+            result = normalise_wav(
+                wav, out, settings.loudness_target_lufs, settings.loudness_peak_dbfs
+            )
+            out.replace(wav)
+    except (ValueError, EOFError, wave.Error) as exc:
+        raise RenderError(
+            f"the synthesiser's WAV could not be read for loudness normalisation ({exc})",
+            tool="loudness",
+        ) from exc
+    return result
+
+
 def _abcm2ps(workdir: Path, settings: Settings) -> tuple[Path, _Completed]:
     """Engrave tune.abc → tune.svg.
 
@@ -682,6 +771,20 @@ def _encode(
     limits = _Limits.from_settings(settings)
     run = _run(tool, exe, args, workdir, limits)
     return _require_output(out, fmt, run, workdir, limits), run
+
+
+def _pdf(workdir: Path, svg: Path, settings: Settings) -> tuple[Path, _Completed]:
+    """Convert the score tune.svg → tune.pdf with rsvg-convert (librsvg, memory-safe Rust).
+
+    Chosen over abcm2ps → PostScript → ghostscript's ps2pdf: one 6 MB package instead of a
+    PostScript interpreter (13 packages, and a history of -dSAFER escapes) fed text derived from
+    untrusted input. The page is the SVG's size — the music, cropped — as abcm2ps ``-g`` draws
+    it. librsvg only loads images from the SVG's own directory, which holds nothing but ours.
+    """
+    return _encode(
+        _RSVG, ["-f", "pdf", "-o", "tune.pdf", svg.name], workdir / "tune.pdf", "pdf", workdir,
+        settings,
+    )  # fmt: skip
 
 
 def _tool_warnings(run: _Completed, lines: Sequence[str] | None = None) -> list[str]:
@@ -727,10 +830,12 @@ def rendered(abc_text: str, formats: Sequence[str], settings: Settings) -> Itera
     A context manager because the files are big (a WAV is ~10 MB a minute) and only needed
     until the caller has uploaded them: the directory goes away on exit, error or not.
 
-    Stages run only when a requested format needs them: abc2midi for mid/wav/ogg/mp3,
-    timidity for wav/ogg/mp3 (a WAV made only for an encoder is not returned), abcm2ps for svg.
-    Before timidity, the MIDI's duration is checked against ``max_midi_seconds``, so an absurd
-    tempo fails in milliseconds instead of synthesising hours of audio.
+    Stages run only when a requested format needs them: abc2midi for mid and the audio
+    formats; the synthesiser (``settings.synth``) and loudness normalisation for wav/ogg/mp3/flac
+    (a WAV made only for an encoder is not returned, and the encoders get the normalised one);
+    abcm2ps for svg and pdf (likewise). Before synthesis, the MIDI's duration is checked against
+    ``max_midi_seconds``, so an absurd tempo fails in milliseconds instead of synthesising hours
+    of audio.
 
     Raises `RenderError` (the tune is refused, or a tool rejected it), `RenderLimitError` (a
     limit was hit), `ToolMissingError`, `StorageFullError` or `TransientError`.
@@ -751,9 +856,8 @@ def _render_into(
     workdir: Path, abc_text: str, wanted: tuple[str, ...], settings: Settings
 ) -> RenderResult:
     files: dict[str, Path] = {"abc": _write_tune(workdir, abc_text)}
-    warnings: list[str] = []
-    seconds: dict[str, float] = {}
-    midi_seconds: float | None = None
+    result = RenderResult(files={}, warnings=[], midi_seconds=None)
+    warnings, seconds = result.warnings, result.seconds
 
     if _NEEDS_MIDI.intersection(wanted):
         check, run, mid = _abc2midi(workdir, settings)
@@ -766,58 +870,55 @@ def _render_into(
                 detail=_trim(run.output),
             )
         warnings += _tool_warnings(run, check.warnings)
-        midi_seconds = midi_duration_seconds(mid.read_bytes())
+        result.midi_seconds = midi_duration_seconds(mid.read_bytes())
         files["mid"] = mid
-        if _NEEDS_WAV.intersection(wanted) and midi_seconds > settings.max_midi_seconds:
+        if _NEEDS_WAV.intersection(wanted) and result.midi_seconds > settings.max_midi_seconds:
             raise RenderLimitError(
-                f"the tune plays for {midi_seconds:.0f} s, longer than the limit of "
+                f"the tune plays for {result.midi_seconds:.0f} s, longer than the limit of "
                 f"{settings.max_midi_seconds:g} s (TUNEBATCH_MAX_MIDI_SECONDS); check its Q: "
                 "tempo and repeats",
-                tool="timidity",
+                tool=settings.synth,
             )
 
-    if "svg" in wanted:
+    if _NEEDS_SVG.intersection(wanted):
         files["svg"], run = _abcm2ps(workdir, settings)
         seconds["abcm2ps"] = run.seconds
         warnings += _tool_warnings(run)
+        if "pdf" in wanted:
+            files["pdf"], run = _pdf(workdir, files["svg"], settings)
+            seconds["rsvg-convert"] = run.seconds
+            warnings += _tool_warnings(run)
 
     if _NEEDS_WAV.intersection(wanted):
-        wav, run = _timidity(workdir, files["mid"], settings)
-        seconds["timidity"] = run.seconds
+        wav, run = _synthesise(workdir, files["mid"], settings)
+        seconds[run.tool] = run.seconds
+        result.synth = run.tool
         warnings += _tool_warnings(
             run, [line for line in run.output.splitlines() if not line.startswith("Playing ")]
         )
         files["wav"] = wav
-        if "ogg" in wanted:
-            files["ogg"], run = _encode(
-                _OGGENC,
-                ["-Q", "-o", "tune.ogg", wav.name],
-                workdir / "tune.ogg",
-                "ogg",
-                workdir,
-                settings,
-            )
-            seconds["oggenc"] = run.seconds
-            warnings += _tool_warnings(run)
-        if "mp3" in wanted:
-            files["mp3"], run = _encode(
-                _LAME,
-                ["--quiet", wav.name, "tune.mp3"],
-                workdir / "tune.mp3",
-                "mp3",
-                workdir,
-                settings,
-            )
-            seconds["lame"] = run.seconds
-            warnings += _tool_warnings(run)
+        if settings.loudness_normalise:
+            started = time.monotonic()
+            result.loudness = _normalise(wav, settings)
+            seconds["loudness"] = time.monotonic() - started
+        encoders = (
+            ("ogg", _OGGENC, ["-Q", "-o", "tune.ogg", wav.name]),
+            ("mp3", _LAME, ["--quiet", wav.name, "tune.mp3"]),
+            ("flac", _FLAC, ["--silent", "--force", "-o", "tune.flac", wav.name]),
+        )
+        for fmt, tool, args in encoders:
+            if fmt in wanted:
+                files[fmt], run = _encode(
+                    tool, args, workdir / f"tune.{fmt}", fmt, workdir, settings
+                )
+                seconds[tool.name] = run.seconds
+                warnings += _tool_warnings(run)
 
-    result_files = {fmt: files[fmt] for fmt in wanted}
+    result.files = {fmt: files[fmt] for fmt in wanted}
     for fmt, path in files.items():
-        if fmt not in result_files:
+        if fmt not in result.files:
             path.unlink(missing_ok=True)  # free the disk now, e.g. a WAV made only for lame
-    return RenderResult(
-        files=result_files, warnings=warnings, midi_seconds=midi_seconds, seconds=seconds
-    )
+    return result
 
 
 # --------------------------------------------------------------------------------------------
@@ -830,6 +931,9 @@ _VERSION_PROBES: tuple[tuple[_Tool, tuple[str, ...], re.Pattern[str]], ...] = (
     (_ABCM2PS, ("-V",), re.compile(r"abcm2ps-(\S+)")),
     (_OGGENC, ("--version",), re.compile(r"vorbis-tools\s+(\S+)")),
     (_LAME, ("--version",), re.compile(r"version\s+(\S+)")),
+    (_FLUIDSYNTH, ("--version",), re.compile(r"version\s+(\S+)")),
+    (_FLAC, ("--version",), re.compile(r"flac\s+(\S+)")),
+    (_RSVG, ("--version",), re.compile(r"version\s+(\S+)")),
 )
 
 
@@ -838,14 +942,31 @@ def tool_versions(settings: Settings) -> dict[str, str]:
 
     A tool that is missing is left out rather than failing: a producer records what exists.
     Cached per process on the configured paths, since a version does not change under a
-    running worker and asking costs a process start per tool.
+    running worker and asking costs a process start per tool. Two entries describe how audio
+    is made rather than a tool's version, because they change the sound as much as a version
+    does: ``synth`` (the synthesiser and its soundfont) and ``loudness`` (the target, or "off").
     """
-    return dict(_tool_versions(settings.abc2midi, settings.timidity, settings.abcm2ps))
+    versions = dict(
+        _tool_versions(settings.abc2midi, settings.timidity, settings.abcm2ps, settings.fluidsynth)
+    )
+    soundfont = settings.timidity_config if settings.synth == "timidity" else settings.soundfont
+    versions["synth"] = f"{settings.synth} with {soundfont}"
+    versions["loudness"] = (
+        f"{settings.loudness_target_lufs:g} LUFS integrated (ITU-R BS.1770-4), sample peak "
+        f"at most {settings.loudness_peak_dbfs:g} dBFS"
+        if settings.loudness_normalise
+        else "off (as synthesised)"
+    )
+    return versions
 
 
 @functools.cache
-def _tool_versions(abc2midi: str, timidity: str, abcm2ps: str) -> tuple[tuple[str, str], ...]:
-    configured = {"abc2midi": abc2midi, "timidity": timidity, "abcm2ps": abcm2ps}
+def _tool_versions(
+    abc2midi: str, timidity: str, abcm2ps: str, fluidsynth: str
+) -> tuple[tuple[str, str], ...]:
+    configured = {
+        "abc2midi": abc2midi, "timidity": timidity, "abcm2ps": abcm2ps, "fluidsynth": fluidsynth,
+    }  # fmt: skip
     versions: list[tuple[str, str]] = []
     workdir = _make_workdir()
     try:

@@ -114,6 +114,7 @@ class ModelRecord(Record):
     window_step: int
     batch_size: int
     learning_rate: float
+    stateful: bool = False
     precision: str = "float32"
     train_loss: float | None = None
     valid_loss: float | None = None
@@ -140,6 +141,12 @@ class TrainSpec(Record):
     batch_size: int | None = Field(default=None, ge=1)
     seed: int = 0
     max_train_chars: int | None = Field(default=None, ge=1000)
+    stateful: bool | None = Field(
+        default=None, description="Carry LSTM state across consecutive windows (TBPTT)."
+    )
+    precision: Literal["float32", "mixed_bfloat16", "mixed_float16"] | None = Field(
+        default=None, description="Keras dtype policy for training; None = the preset's."
+    )
 
 
 class RunStatus(StrEnum):
@@ -256,6 +263,23 @@ class ArtifactFile(BaseModel):
     sha256: str
 
 
+class RenderInfo(BaseModel):
+    """How one tune's files were made, beyond the batch-wide tool versions of the manifest.
+
+    Optional everywhere: records written before it existed, and renders without audio, have none.
+    """
+
+    synth: str | None = Field(default=None, description="timidity or fluidsynth")
+    midi_seconds: float | None = Field(default=None, description="Playing time of the MIDI.")
+    loudness_lufs: float | None = Field(
+        default=None, description="Integrated loudness as synthesised (BS.1770-4), before gain."
+    )
+    gain_db: float | None = Field(default=None, description="Gain applied to reach the target.")
+    seconds: dict[str, float] = Field(
+        default_factory=dict, description="Wall seconds per stage (abc2midi, timidity, ...)."
+    )
+
+
 class TuneRecord(Record):
     batch_id: BatchId
     tune_id: str
@@ -270,6 +294,9 @@ class TuneRecord(Record):
     error: str | None = None
     attempts: int = 0
     primed_by: str | None = None
+    render: RenderInfo | None = Field(
+        default=None, description="Synth, loudness and stage times of the last render."
+    )
     precision: str | None = Field(default=None, description="Precision the sampler ran in.")
     updated_at: datetime = Field(default_factory=now)
 

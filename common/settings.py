@@ -9,6 +9,7 @@ local artifact directory.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -76,6 +77,31 @@ class Settings(BaseSettings):
         default=128 << 20, description="Largest file a tool may write (WAV of ~12 min)."
     )
     max_midi_seconds: float = Field(default=600.0, gt=0, description="Longest tune synthesised.")
+    synth: Literal["timidity", "fluidsynth"] = Field(
+        default="timidity",
+        description="MIDI → WAV synthesiser: timidity with timidity_config (freepats, small and "
+        "everywhere) or fluidsynth with the General MIDI soundfont (fuller sound, ~150 MB).",
+    )
+    fluidsynth: str = "fluidsynth"
+    soundfont: Path = Field(
+        default=Path("/usr/share/sounds/sf2/FluidR3_GM.sf2"),
+        description="SoundFont 2 file for fluidsynth (Debian package fluid-soundfont-gm).",
+    )
+    loudness_normalise: bool = Field(
+        default=True,
+        description="Bring every WAV to loudness_target_lufs before encoding: the synths' raw "
+        "output is quiet (peaks at -25 to -15 dBFS) and varies from tune to tune.",
+    )
+    loudness_target_lufs: float = Field(
+        default=-16.0, ge=-40.0, le=-5.0, description="Integrated loudness (ITU-R BS.1770-4)."
+    )
+    loudness_peak_dbfs: float = Field(
+        default=-1.0,
+        ge=-20.0,
+        le=0.0,
+        description="Ceiling for the sample peak after normalising; the gain is lowered rather "
+        "than clipping, so a very dynamic tune may end up quieter than the target.",
+    )
     render_workers: int = Field(default=0, ge=0, description="Parallel renders; 0 = CPU count.")
 
     log_level: str = "INFO"

@@ -1,8 +1,11 @@
-"""Tests of common.render against the real tools (abc2midi, timidity, abcm2ps, oggenc, lame).
+"""Tests of common.render against the real tools (abc2midi, timidity, abcm2ps, oggenc, lame, and
+fluidsynth, flac, rsvg-convert where installed).
 
 Nothing here mocks a tool: the point of render.py is how it drives real programs. The only
-stand-in is a tiny forking shell script, used where the property under test is our process
-management (a whole process group dies) and no real tool forks.
+stand-ins are tiny shell scripts, used where the property under test is our process management
+(a whole process group dies) or our reading of a failure (killed from outside, disk full) that
+no real tool can be made to produce on demand. Hostile inputs and the fuzz test are in
+test_render_hostile.py.
 """
 
 from __future__ import annotations
@@ -11,8 +14,11 @@ import errno
 import logging
 import os
 import re
+import shutil
+import signal
 import stat
 import struct
+import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -22,11 +28,14 @@ import pytest
 from common import render
 from common.errors import (
     InvalidInputError,
+    PermanentError,
     RenderError,
     RenderLimitError,
     StorageFullError,
     ToolMissingError,
+    TransientError,
 )
+from common.loudness import measure_wav
 from common.render import (
     DEFAULT_FORMATS,
     FORMATS,
@@ -36,6 +45,7 @@ from common.render import (
     rendered,
     tool_versions,
 )
+from common.schemas import RenderInfo, TuneRecord
 from common.settings import Settings
 
 GOOD = """X:1
@@ -74,7 +84,26 @@ def settings() -> Settings:
         render_memory_bytes=1 << 30,
         render_max_output_bytes=128 << 20,
         max_midi_seconds=600.0,
+        synth="timidity",
+        fluidsynth="fluidsynth",
+        soundfont=Path("/usr/share/sounds/sf2/FluidR3_GM.sf2"),
+        loudness_normalise=True,
+        loudness_target_lufs=-16.0,
+        loudness_peak_dbfs=-1.0,
     )
+
+
+#: Formats whose tool is optional on a machine (Debian packages flac, librsvg2-bin).
+OPTIONAL_TOOLS = {"pdf": "rsvg-convert", "flac": "flac"}
+#: Every format this machine can make.
+AVAILABLE_FORMATS = tuple(
+    fmt for fmt in FORMATS if fmt not in OPTIONAL_TOOLS or shutil.which(OPTIONAL_TOOLS[fmt])
+)
+needs_fluidsynth = pytest.mark.skipif(
+    shutil.which("fluidsynth") is None
+    or not Path("/usr/share/sounds/sf2/FluidR3_GM.sf2").is_file(),
+    reason="fluidsynth and fluid-soundfont-gm are not installed",
+)
 
 
 @pytest.fixture
@@ -150,9 +179,9 @@ def test_parse_formats_is_canonical_and_always_has_abc() -> None:
 
 def test_parse_formats_rejects_unknown_and_lists_known() -> None:
     with pytest.raises(InvalidInputError) as info:
-        parse_formats("mid,flac")
+        parse_formats("mid,aiff")
     message = str(info.value)
-    assert "'flac'" in message
+    assert "'aiff'" in message
     assert all(name in message for name in FORMATS)
 
 
@@ -165,14 +194,14 @@ def test_rendered_rejects_unknown_format(settings: Settings) -> None:
 
 
 def test_good_tune_renders_every_format(settings: Settings, tmp_root: Path) -> None:
-    with rendered(GOOD_TUNE, FORMATS, settings) as result:
-        assert list(result.files) == list(FORMATS)
+    with rendered(GOOD_TUNE, AVAILABLE_FORMATS, settings) as result:
+        assert list(result.files) == list(AVAILABLE_FORMATS)
         data = {fmt: path.read_bytes() for fmt, path in result.files.items()}
         workdir = result.files["abc"].parent
         assert all(path.parent == workdir for path in result.files.values())
         assert workdir.parent == tmp_root
         names = {path.name for path in result.files.values()}
-        assert {"tune.abc", "tune.mid", "tune.wav", "tune.svg", "tune.ogg", "tune.mp3"} == names
+        assert {f"tune.{fmt}" for fmt in AVAILABLE_FORMATS} == names
 
     assert data["abc"].decode() == GOOD_TUNE
     assert data["mid"].startswith(b"MThd")
@@ -183,8 +212,16 @@ def test_good_tune_renders_every_format(settings: Settings, tmp_root: Path) -> N
     assert data["ogg"].startswith(b"OggS")
     assert data["mp3"].startswith(b"ID3") or (data["mp3"][0] == 0xFF and data["mp3"][1] >= 0xE0)
     assert len(data["ogg"]) > 10_000 and len(data["mp3"]) > 10_000
+    if "flac" in data:
+        assert data["flac"].startswith(b"fLaC") and len(data["flac"]) > 100_000
+    if "pdf" in data:
+        assert data["pdf"].startswith(b"%PDF-") and data["pdf"].rstrip().endswith(b"%%EOF")
     assert result.midi_seconds is not None and 31.5 < result.midi_seconds < 33
-    assert set(result.seconds) == {"abc2midi", "abcm2ps", "timidity", "oggenc", "lame"}
+    tools = {"flac": "flac", "pdf": "rsvg-convert"}
+    assert set(result.seconds) == {"abc2midi", "abcm2ps", "timidity", "loudness", "oggenc"} | {
+        "lame"
+    } | {tools[fmt] for fmt in tools if fmt in AVAILABLE_FORMATS}
+    assert result.synth == "timidity"
     assert not workdir.exists()
     assert list(tmp_root.iterdir()) == []
 
@@ -506,3 +543,182 @@ def test_midi_duration_of_abc2midis_file(settings: Settings) -> None:
 def test_midi_duration_rejects_malformed_data(data: bytes, why: str) -> None:
     with pytest.raises(RenderError, match=why):
         midi_duration_seconds(data)
+
+
+# --- synthesisers and loudness ------------------------------------------------------------------
+
+
+def test_wav_is_normalised_to_the_target_or_the_peak_ceiling(settings: Settings) -> None:
+    with rendered(GOOD_TUNE, ["wav"], settings) as result:
+        measured = measure_wav(result.files["wav"])
+    norm = result.loudness
+    assert norm is not None
+    # The synth's raw level is far below the target (that is why we normalise).
+    assert norm.before.integrated_lufs < -20 and norm.gain_db > 3
+    # One gain: the target is met unless the peak ceiling stopped it first.
+    on_target = abs(measured.integrated_lufs - settings.loudness_target_lufs) < 0.05
+    at_ceiling = abs(measured.peak_dbfs - settings.loudness_peak_dbfs) < 0.05
+    assert on_target or at_ceiling
+    assert measured.peak_dbfs <= settings.loudness_peak_dbfs + 0.01
+    assert measured.integrated_lufs == pytest.approx(norm.after_lufs, abs=0.05)
+
+
+def test_loudness_normalisation_can_be_turned_off(settings: Settings) -> None:
+    raw = settings.model_copy(update={"loudness_normalise": False})
+    with rendered(GOOD_TUNE, ["wav"], raw) as result:
+        measured = measure_wav(result.files["wav"])
+    assert result.loudness is None and "loudness" not in result.seconds
+    assert measured.peak_dbfs < -10  # timidity's own, quiet level
+
+
+def test_encoders_get_the_normalised_wav(settings: Settings, tmp_path: Path) -> None:
+    """FLAC is lossless, so decoding it shows exactly which WAV the encoders were given."""
+    if shutil.which("flac") is None:
+        pytest.skip("flac is not installed")
+    with rendered(GOOD_TUNE, ["wav", "flac"], settings) as result:
+        wav = measure_wav(result.files["wav"])
+        decoded = tmp_path / "decoded.wav"
+        subprocess.run(
+            ["flac", "--silent", "-d", "-o", str(decoded), str(result.files["flac"])], check=True
+        )
+    assert measure_wav(decoded) == wav
+    assert result.loudness is not None and result.loudness.gain_db > 3
+
+
+@needs_fluidsynth
+def test_fluidsynth_renders_with_the_gm_soundfont(settings: Settings) -> None:
+    fluid = settings.model_copy(update={"synth": "fluidsynth"})
+    with rendered(GOOD_TUNE, ["wav", "ogg"], fluid) as result:
+        wav = result.files["wav"].read_bytes()
+        assert wav.startswith(b"RIFF") and result.files["ogg"].read_bytes().startswith(b"OggS")
+        measured = measure_wav(result.files["wav"])
+    assert result.synth == "fluidsynth" and "fluidsynth" in result.seconds
+    assert "timidity" not in result.seconds
+    assert 30 * 44100 * 4 < len(wav) < 40 * 44100 * 4
+    assert result.loudness is not None and result.loudness.before.peak_dbfs < -15
+    assert measured.peak_dbfs <= -0.99
+
+
+@needs_fluidsynth
+def test_fluidsynth_works_under_a_small_file_size_limit(settings: Settings) -> None:
+    """fluidsynth links SDL, which probes PulseAudio and sizes a 64 MB shared-memory file at
+    start-up unless told there is no sound device: under RLIMIT_FSIZE that was a SIGXFSZ."""
+    small = settings.model_copy(update={"synth": "fluidsynth", "render_max_output_bytes": 16 << 20})
+    with rendered(GOOD_TUNE, ["wav"], small) as result:
+        assert result.files["wav"].stat().st_size > 5_000_000
+    assert "fluidsynth" in tool_versions(small)
+
+
+def test_missing_soundfont_names_its_package(settings: Settings, tmp_path: Path) -> None:
+    fluid = settings.model_copy(update={"synth": "fluidsynth", "soundfont": tmp_path / "x.sf2"})
+    if shutil.which("fluidsynth") is None:
+        with (
+            pytest.raises(ToolMissingError, match="fluidsynth"),
+            rendered(GOOD_TUNE, ["wav"], fluid),
+        ):
+            pass
+        return
+    with (
+        pytest.raises(ToolMissingError, match="fluid-soundfont-gm"),
+        rendered(GOOD_TUNE, ["wav"], fluid),
+    ):
+        pass
+
+
+def test_svg_made_only_for_the_pdf_is_not_returned(settings: Settings) -> None:
+    if shutil.which("rsvg-convert") is None:
+        pytest.skip("rsvg-convert (librsvg2-bin) is not installed")
+    with rendered(GOOD_TUNE, ["pdf"], settings) as result:
+        assert set(result.files) == {"abc", "pdf"}
+        assert not (result.files["abc"].parent / "tune.svg").exists()
+        assert result.files["pdf"].read_bytes().startswith(b"%PDF-")
+    assert set(result.seconds) == {"abcm2ps", "rsvg-convert"}
+
+
+def test_tool_versions_describe_synth_and_loudness(settings: Settings) -> None:
+    versions = tool_versions(settings)
+    assert versions["synth"] == "timidity with /etc/timidity/freepats.cfg"
+    assert versions["loudness"].startswith("-16 LUFS")
+    fluid = settings.model_copy(update={"synth": "fluidsynth", "loudness_normalise": False})
+    versions = tool_versions(fluid)
+    assert versions["synth"].startswith("fluidsynth with ") and versions["loudness"].startswith(
+        "off"
+    )
+    for tool in ("flac", "fluidsynth", "rsvg-convert"):
+        if shutil.which(tool):
+            assert re.fullmatch(r"\d+\.\d+(\.\d+)?", versions[tool]), tool
+
+
+# --- how failures are classified -----------------------------------------------------------------
+
+
+def _fake_tool(tmp_path: Path, body: str) -> Path:
+    script = tmp_path / "fake-timidity"
+    script.write_text("#!/bin/sh\n" + body + "\n")
+    script.chmod(script.stat().st_mode | stat.S_IXUSR)
+    return script
+
+
+def test_a_bad_tune_is_permanent_and_keeps_the_tools_words(settings: Settings) -> None:
+    with pytest.raises(RenderError) as info, rendered(BROKEN_TUNE, ["wav"], settings):
+        pass
+    assert isinstance(info.value, PermanentError)
+    assert not isinstance(info.value, TransientError)
+    assert "Unrecognized character: #" in str(info.value)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGKILL, signal.SIGINT])
+def test_a_tool_killed_from_outside_is_transient(
+    signum: int, settings: Settings, tmp_path: Path, tmp_root: Path
+) -> None:
+    """A signal that is not one of our limits (an operator, the OOM killer) says nothing about
+    the tune: the job is worth retrying, and the worker (this process) lives on."""
+    fake = _fake_tool(tmp_path, f"kill -{signal.Signals(signum).name[3:]} $$\nsleep 5")
+    killed = settings.model_copy(update={"timidity": str(fake)})
+    with (
+        pytest.raises(TransientError, match=signal.Signals(signum).name) as info,
+        rendered(GOOD_TUNE, ["wav"], killed),
+    ):
+        pass
+    assert not isinstance(info.value, PermanentError)
+    assert list(tmp_root.iterdir()) == []
+
+
+def test_a_tool_that_finds_the_disk_full_is_transient(settings: Settings, tmp_path: Path) -> None:
+    fake = _fake_tool(tmp_path, "echo 'tune.wav: No space left on device' >&2\nexit 1")
+    full = settings.model_copy(update={"timidity": str(fake)})
+    with pytest.raises(StorageFullError, match="No space left"), rendered(GOOD_TUNE, ["wav"], full):
+        pass
+
+
+def test_our_own_write_on_a_full_disk_is_transient(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_space(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(render, "normalise_wav", no_space)
+    with (
+        pytest.raises(StorageFullError, match="normalising"),
+        rendered(GOOD_TUNE, ["wav"], settings),
+    ):
+        pass
+
+
+def test_render_info_for_the_tune_record(settings: Settings) -> None:
+    with rendered(GOOD_TUNE, ["wav"], settings) as result:
+        info = result.info()
+    assert info.synth == "timidity"
+    assert info.loudness_lufs is not None and info.loudness_lufs < -20
+    assert info.gain_db is not None and info.gain_db > 3
+    assert set(info.seconds) == {"abc2midi", "timidity", "loudness"}
+    assert (
+        TuneRecord.model_validate_json(
+            TuneRecord(
+                batch_id="b20261125-093500-0a1b2c", tune_id="t000000", index=0, render=info
+            ).model_dump_json()
+        ).render
+        == info
+    )
+    with rendered(GOOD_TUNE, ["abc"], settings) as result:
+        assert result.info() == RenderInfo()
