@@ -40,6 +40,8 @@ class Preset:
     epochs: int
     learning_rate: float
     description: str
+    stateful: bool = False
+    precision: str = "float32"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -100,11 +102,14 @@ def build_model(
     units: int,
     *,
     dtype_policy: str | None = None,
+    stateful_batch: int | None = None,
 ) -> keras.Model:
     """Embedding → LSTM (return_sequences) → Dense softmax over the characters.
 
     Built from explicit arguments, not a preset, so tests and benchmarks can make any size.
     Layer names are fixed: the sampler finds the weights it shares by these names.
+    `stateful_batch` makes a training model for truncated back-propagation through time: the
+    LSTM keeps its state between batches of `stateful_batch` parallel text streams.
     """
     if vocab_size < 2 or embedding_dim < 1 or units < 1:
         raise InvalidInputError(
@@ -112,9 +117,18 @@ def build_model(
             f"units {units})"
         )
     kwargs: dict[str, Any] = {"dtype": dtype_policy} if dtype_policy else {}
-    inputs = keras.Input(shape=(None,), dtype="int32", name="chars")
+    if stateful_batch is not None:
+        inputs = keras.Input(batch_shape=(stateful_batch, None), dtype="int32", name="chars")
+    else:
+        inputs = keras.Input(shape=(None,), dtype="int32", name="chars")
     x = keras.layers.Embedding(vocab_size, embedding_dim, name=EMBEDDING_LAYER, **kwargs)(inputs)
-    x = keras.layers.LSTM(units, return_sequences=True, name=LSTM_LAYER, **kwargs)(x)
+    x = keras.layers.LSTM(
+        units,
+        return_sequences=True,
+        stateful=stateful_batch is not None,
+        name=LSTM_LAYER,
+        **kwargs,
+    )(x)
     # The softmax is computed in float32 whatever the policy: probabilities need the range.
     outputs = keras.layers.Dense(
         vocab_size, activation="softmax", name=HEAD_LAYER, dtype="float32"

@@ -28,7 +28,13 @@ import tensorflow as tf
 
 from common.corpus import load_corpus
 from common.errors import CancelledError, IntegrityError, InvalidInputError, NotFoundError
-from common.model import build_model, get_preset, load_verified, save_inference_model
+from common.model import (
+    LSTM_LAYER,
+    build_model,
+    get_preset,
+    load_verified,
+    save_inference_model,
+)
 from common.model_registry import file_sha256, register_model
 from common.schemas import ModelRecord, RunRecord, RunStatus, TrainSpec, check_run_id, now
 from common.storage import ArtifactStore
@@ -74,6 +80,8 @@ class Recipe:
     batch_size: int
     epochs: int
     learning_rate: float
+    stateful: bool
+    precision: str
 
     @classmethod
     def from_spec(cls, spec: TrainSpec) -> Recipe:
@@ -87,7 +95,13 @@ class Recipe:
             batch_size=spec.batch_size or p.batch_size,
             epochs=spec.epochs or p.epochs,
             learning_rate=p.learning_rate,
+            stateful=p.stateful if spec.stateful is None else spec.stateful,
+            precision=spec.precision or p.precision,
         )
+
+    @property
+    def dtype_policy(self) -> str | None:
+        return None if self.precision == "float32" else self.precision
 
 
 def window_starts(n_chars: int, seq_len: int, step: int) -> npt.NDArray[np.int64]:
@@ -126,6 +140,29 @@ def window_dataset(
         return w[:, :-1], w[:, 1:]
 
     return ds.map(cut, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+
+def stream_dataset(
+    ids: npt.NDArray[np.int32], seq_len: int, batch_size: int
+) -> tuple[tf.data.Dataset, int]:
+    """Batches for truncated back-propagation through time, and the number of windows.
+
+    The text is cut into `batch_size` contiguous streams; batch k holds window k of every
+    stream, so row r of one batch continues row r of the previous one and a stateful LSTM can
+    carry its state across them. Each char is seen once per epoch, with all of its left context.
+    """
+    per_stream = (len(ids) - 1) // batch_size
+    n = per_stream // seq_len
+    if n < 1:
+        raise InvalidInputError(
+            f"text of {len(ids)} chars is too short for {batch_size} streams of {seq_len} chars"
+        )
+    used = batch_size * per_stream
+    x = ids[:used].reshape(batch_size, per_stream)[:, : n * seq_len]
+    y = ids[1 : used + 1].reshape(batch_size, per_stream)[:, : n * seq_len]
+    xs = x.reshape(batch_size, n, seq_len).transpose(1, 0, 2)
+    ys = y.reshape(batch_size, n, seq_len).transpose(1, 0, 2)
+    return tf.data.Dataset.from_tensor_slices((xs, ys)).prefetch(tf.data.AUTOTUNE), n * batch_size
 
 
 @dataclass(frozen=True)
@@ -194,10 +231,13 @@ class _Checkpointer(keras.callbacks.Callback):  # type: ignore[misc]  # Keras is
         workdir: Path,
         observer: TrainingObserver,
         should_stop: Callable[[], bool] | None,
+        validate: Callable[[keras.Model], float],
+        stateful: bool,
     ) -> None:
         super().__init__()
         self.store, self.run, self.workdir = store, run, workdir
         self.observer, self.should_stop = observer, should_stop
+        self.validate, self.stateful = validate, stateful
         self.cancelled = False
         self._epoch = 0
         self._started = time.perf_counter()
@@ -205,6 +245,8 @@ class _Checkpointer(keras.callbacks.Callback):  # type: ignore[misc]  # Keras is
     def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         self._epoch = epoch
         self._started = time.perf_counter()
+        if self.stateful:
+            self.model.get_layer(LSTM_LAYER).reset_state()
 
     def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
         self.observer.on_batch(self._epoch, batch + 1, float((logs or {}).get("loss", math.nan)))
@@ -216,11 +258,12 @@ class _Checkpointer(keras.callbacks.Callback):  # type: ignore[misc]  # Keras is
         if self.cancelled:
             return
         logs = dict(logs or {})
+        seconds = time.perf_counter() - self._started
         metrics = {
             "epoch": float(epoch + 1),
             "loss": float(logs.get("loss", math.nan)),
-            "val_loss": float(logs.get("val_loss", math.nan)),
-            "seconds": time.perf_counter() - self._started,
+            "val_loss": self.validate(self.model),
+            "seconds": seconds,
         }
         metrics["val_bits_per_char"] = metrics["val_loss"] / LN2
         path = self.workdir / "checkpoint.keras"
@@ -280,13 +323,22 @@ def train(
     train_ids = corpus.vocab.encode(train_text)
     valid_ids = corpus.vocab.encode(corpus.valid_text or corpus.train_text[-20_000:])
     keras.utils.set_random_seed(spec.seed)
-    train_ds = window_dataset(
-        train_ids, recipe.seq_len, recipe.window_step, recipe.batch_size, shuffle_seed=spec.seed
-    )
-    valid_seq = min(recipe.seq_len, len(valid_ids) - 2)
-    valid_ds = window_dataset(valid_ids, valid_seq, valid_seq, recipe.batch_size)
-    windows = len(window_starts(len(train_ids), recipe.seq_len, recipe.window_step))
+    if recipe.stateful:
+        train_ds, windows = stream_dataset(train_ids, recipe.seq_len, recipe.batch_size)
+    else:
+        train_ds = window_dataset(
+            train_ids, recipe.seq_len, recipe.window_step, recipe.batch_size, shuffle_seed=spec.seed
+        )
+        windows = len(window_starts(len(train_ids), recipe.seq_len, recipe.window_step))
     steps = math.ceil(windows / recipe.batch_size)
+    valid_seq = min(recipe.seq_len, len(valid_ids) - 2)
+
+    def validate(model: keras.Model) -> float:
+        """Nats/char on validation windows, always scored by a float32 stateless copy, so
+        every variant (stateful or not, any precision) is measured the same way."""
+        scorer = build_model(len(corpus.vocab), recipe.embedding_dim, recipe.units)
+        scorer.set_weights(model.get_weights())
+        return evaluate_ids(scorer, valid_ids, valid_seq, recipe.batch_size)
 
     with tempfile.TemporaryDirectory(prefix="tunebatch-train-") as tmp:
         workdir = Path(tmp)
@@ -294,19 +346,26 @@ def train(
             model = _restore(store, run, workdir)
             log.info("resuming run %s after epoch %d", run.id, run.epochs_done)
         else:
-            model = build_model(len(corpus.vocab), recipe.embedding_dim, recipe.units)
+            model = build_model(
+                len(corpus.vocab),
+                recipe.embedding_dim,
+                recipe.units,
+                dtype_policy=recipe.dtype_policy,
+                stateful_batch=recipe.batch_size if recipe.stateful else None,
+            )
             model.compile(
                 optimizer=keras.optimizers.Adam(recipe.learning_rate),
                 loss=keras.losses.SparseCategoricalCrossentropy(),
             )
         observer.on_start(run.id, recipe.epochs, steps, run.epochs_done)
-        checkpointer = _Checkpointer(store, run, workdir, observer, should_stop)
+        checkpointer = _Checkpointer(
+            store, run, workdir, observer, should_stop, validate, recipe.stateful
+        )
         if run.epochs_done < recipe.epochs:
             model.fit(
                 train_ds,
                 epochs=recipe.epochs,
                 initial_epoch=run.epochs_done,
-                validation_data=valid_ds,
                 callbacks=[checkpointer],
                 shuffle=False,  # the dataset shuffles itself, seeded
                 verbose=0,
@@ -337,6 +396,8 @@ def train(
                 "window_step": recipe.window_step,
                 "batch_size": recipe.batch_size,
                 "learning_rate": recipe.learning_rate,
+                "stateful": recipe.stateful,
+                "precision": recipe.precision,
                 "train_loss": final.get("loss"),
                 "valid_loss": final.get("val_loss"),
                 "valid_bits_per_char": final.get("val_bits_per_char"),

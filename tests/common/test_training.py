@@ -86,3 +86,35 @@ def test_evaluate_counts_unknown_chars(tiny_env: TinyEnv, tmp_path: Path) -> Non
     assert np.isclose(odd.bits_per_char, plain.bits_per_char, atol=0.2)
     with pytest.raises(InvalidInputError, match="nothing to score"):
         evaluate_text(model, vocab, "\u20ac\u20ac", record.seq_len)
+
+
+def test_stream_dataset_continues_each_row_in_the_next_batch() -> None:
+    from common.training import stream_dataset
+
+    ids = np.arange(1000, dtype=np.int32)
+    ds, windows = stream_dataset(ids, seq_len=10, batch_size=4)
+    batches = list(ds.as_numpy_iterator())
+    assert windows == len(batches) * 4
+    (x0, y0), (x1, _) = batches[0], batches[1]
+    assert x0.shape == (4, 10)
+    np.testing.assert_array_equal(y0, x0 + 1)  # targets are the next char
+    np.testing.assert_array_equal(x1[:, 0], x0[:, -1] + 1)  # row r continues row r
+
+
+@pytest.mark.parametrize(("stateful", "precision"), [(True, "float32"), (False, "mixed_bfloat16")])
+def test_stateful_and_bf16_training_variants(
+    tmp_path: Path, stateful: bool, precision: str
+) -> None:
+    store = LocalStore(tmp_path)
+    import_corpus(store, str(TINY_CORPUS), name="tiny")
+    spec = TrainSpec(
+        corpus="tiny", preset="tiny", epochs=2, stateful=stateful,
+        precision=precision,  # type: ignore[arg-type]
+    )  # fmt: skip
+    record = train(store, spec, new_run_id())
+    assert record.stateful is stateful and record.precision == precision
+    assert record.valid_bits_per_char is not None
+    assert record.valid_bits_per_char < math.log2(record.vocab_size)
+    _, model, vocab = load_registered(store, record.id, tmp_path / "cache")
+    assert model.get_layer("lstm").stateful is False  # the saved model samples like any other
+    assert model.get_layer("lstm").dtype_policy.name == "float32"
