@@ -115,6 +115,6 @@ def test_stateful_and_bf16_training_variants(
     assert record.stateful is stateful and record.precision == precision
     assert record.valid_bits_per_char is not None
     assert record.valid_bits_per_char < math.log2(record.vocab_size)
-    _, model, vocab = load_registered(store, record.id, tmp_path / "cache")
+    _, model, _ = load_registered(store, record.id, tmp_path / "cache")
     assert model.get_layer("lstm").stateful is False  # the saved model samples like any other
     assert model.get_layer("lstm").dtype_policy.name == "float32"
