@@ -6,7 +6,6 @@ the worker uploaded, and a file already on disk with the right hash is not fetch
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -16,7 +15,7 @@ from pathlib import Path
 from common.batches import manifest_key
 from common.errors import IntegrityError, NotFoundError
 from common.schemas import ArtifactFile, Manifest, check_batch_id
-from common.storage import ArtifactStore
+from common.storage import ArtifactStore, file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -39,19 +38,11 @@ def read_manifest(store: ArtifactStore, batch_id: str) -> Manifest:
     return Manifest.model_validate_json(store.get_bytes(key))
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _fetch_one(store: ArtifactStore, item: ArtifactFile, dest: Path) -> bool:
-    if dest.is_file() and dest.stat().st_size == item.size and _sha256(dest) == item.sha256:
+    if dest.is_file() and dest.stat().st_size == item.size and file_sha256(dest) == item.sha256:
         return False
     store.get_file(item.key, dest)
-    actual = _sha256(dest)
+    actual = file_sha256(dest)
     if actual != item.sha256:
         dest.unlink(missing_ok=True)
         raise IntegrityError(

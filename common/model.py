@@ -15,9 +15,9 @@ from typing import Any
 import keras
 
 from common.errors import IntegrityError, InvalidInputError, NotFoundError
-from common.model_registry import file_sha256, model_file, resolve_model
+from common.model_registry import model_file, resolve_model
 from common.schemas import ModelRecord
-from common.storage import ArtifactStore
+from common.storage import ArtifactStore, file_sha256
 from common.vocab import Vocab
 
 log = logging.getLogger(__name__)

@@ -7,7 +7,6 @@ TensorFlow in it so that the producer can list and resolve models instantly.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import shutil
 from pathlib import Path
@@ -15,7 +14,7 @@ from typing import Any
 
 from common.errors import IntegrityError, InvalidInputError, NotFoundError
 from common.schemas import ModelRecord, check_sha256
-from common.storage import ArtifactStore
+from common.storage import ArtifactStore, file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -24,14 +23,6 @@ LATEST = "latest"
 
 def model_key(model_id: str, ext: str) -> str:
     return f"models/{check_sha256(model_id)}.{ext}"
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def register_model(store: ArtifactStore, path: Path, fields: dict[str, Any]) -> ModelRecord:

@@ -253,33 +253,17 @@ class Sampler:
         max_chars: tf.Tensor,
     ) -> tuple[tf.Tensor, ...]:
         steps = self.steps_per_call
-        queue_len = tf.shape(q_job)[0]
         taken = tf.constant(0, tf.int32)
         out_tok = tf.TensorArray(tf.int32, size=steps)
         out_job = tf.TensorArray(tf.int32, size=steps)
         out_done = tf.TensorArray(tf.bool, size=steps)
         newline = tf.constant(self._newline, tf.int32)
         x_char = tf.constant(self._x_char, tf.int32)
-        zeros = tf.zeros_like(h)
+        queue = (q_job, q_seed, q_prow)
         # Idle slots pick up queued requests before the first step.
-        h, c, x, pos, job, seed, prow, taken = self._refill(
-            job < 0,
-            h,
-            c,
-            x,
-            pos,
-            job,
-            seed,
-            prow,
-            q_job,
-            q_seed,
-            q_prow,
-            primers,
-            taken,
-            queue_len,
-            zeros,
-        )
+        slots, taken = self._refill((h, c, x, pos, job, seed, prow), queue, primers, taken)
         for t in tf.range(steps):
+            h, c, x, pos, job, seed, prow = slots
             active = job >= 0
             logits, h, c = self._step(tf.maximum(x, 0), h, c)
             plen = tf.gather(primer_len, tf.maximum(prow, 0))
@@ -303,25 +287,9 @@ class Sampler:
             out_done = out_done.write(t, done)
             x = tf.where(active, nxt, x)
             job = tf.where(done, -1, job)
-            h, c, x, pos, job, seed, prow, taken = self._refill(
-                job < 0,
-                h,
-                c,
-                x,
-                pos,
-                job,
-                seed,
-                prow,
-                q_job,
-                q_seed,
-                q_prow,
-                primers,
-                taken,
-                queue_len,
-                zeros,
-            )
+            slots, taken = self._refill((h, c, x, pos, job, seed, prow), queue, primers, taken)
         return (
-            h, c, x, pos, job, seed, prow,
+            *slots,
             out_tok.stack(), out_job.stack(), out_done.stack(), taken,
         )  # fmt: skip
 
@@ -349,23 +317,16 @@ class Sampler:
 
     @staticmethod
     def _refill(
-        free: tf.Tensor,
-        h: tf.Tensor,
-        c: tf.Tensor,
-        x: tf.Tensor,
-        pos: tf.Tensor,
-        job: tf.Tensor,
-        seed: tf.Tensor,
-        prow: tf.Tensor,
-        q_job: tf.Tensor,
-        q_seed: tf.Tensor,
-        q_prow: tf.Tensor,
+        slots: tuple[tf.Tensor, ...],
+        queue: tuple[tf.Tensor, tf.Tensor, tf.Tensor],
         primers: tf.Tensor,
         taken: tf.Tensor,
-        queue_len: tf.Tensor,
-        zeros: tf.Tensor,
-    ) -> tuple[tf.Tensor, ...]:
+    ) -> tuple[tuple[tf.Tensor, ...], tf.Tensor]:
         """Give each free slot the next queued request, in slot order; reset its state."""
+        h, c, x, pos, job, seed, prow = slots
+        q_job, q_seed, q_prow = queue
+        queue_len = tf.shape(q_job)[0]
+        free = job < 0
         rank = tf.cumsum(tf.cast(free, tf.int32)) - 1
         take = taken + rank
         gets = tf.logical_and(free, take < queue_len)
@@ -382,10 +343,10 @@ class Sampler:
         x = tf.where(gets, first, x)
         pos = tf.where(gets, tf.ones_like(pos), pos)
         keep = tf.logical_not(gets)[:, None]
-        h = tf.where(keep, h, zeros)
-        c = tf.where(keep, c, zeros)
+        h = tf.where(keep, h, tf.zeros_like(h))
+        c = tf.where(keep, c, tf.zeros_like(c))
         taken = taken + tf.reduce_sum(tf.cast(gets, tf.int32))
-        return h, c, x, pos, job, seed, prow, taken
+        return (h, c, x, pos, job, seed, prow), taken
 
     # -- the Python driver -------------------------------------------------------------------
     def start(

@@ -85,6 +85,12 @@ _MAX_PRESIGN_S = 7 * 24 * 3600  # S3's limit for SigV4 presigned URLs
 _EXTRA_CONTENT_TYPES = {".abc": "text/vnd.abc; charset=utf-8", ".keras": "application/zip"}
 
 
+def file_sha256(path: Path) -> str:
+    """Hex SHA-256 of a local file, read in blocks (models are hundreds of MB)."""
+    with path.open("rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
+
+
 def validate_key(key: str) -> str:
     """Return `key` unchanged if it is a well-formed artifact key; else `InvalidInputError`."""
     if not isinstance(key, str):

@@ -35,9 +35,9 @@ from common.model import (
     load_verified,
     save_inference_model,
 )
-from common.model_registry import file_sha256, register_model
+from common.model_registry import register_model
 from common.schemas import ModelRecord, RunRecord, RunStatus, TrainSpec, check_run_id, now
-from common.storage import ArtifactStore
+from common.storage import ArtifactStore, file_sha256
 from common.vocab import Vocab
 
 log = logging.getLogger(__name__)
