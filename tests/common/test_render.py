@@ -722,3 +722,31 @@ def test_render_info_for_the_tune_record(settings: Settings) -> None:
     )
     with rendered(GOOD_TUNE, ["abc"], settings) as result:
         assert result.info() == RenderInfo()
+
+
+def test_limits_hold_without_prlimit(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where prlimit(1) is missing the limits are set by a preexec_fn instead: same results."""
+    monkeypatch.setattr(render, "_prlimit", lambda: None)
+    assert check_abc(GOOD_TUNE, settings).ok
+    one_second = settings.model_copy(update={"render_cpu_s": 1})
+    with pytest.raises(RenderLimitError, match="CPU"), rendered(LONG_TUNE, ["wav"], one_second):
+        pass
+    small = settings.model_copy(update={"render_max_output_bytes": 200_000})
+    with (
+        pytest.raises(RenderLimitError, match="larger than 200000"),
+        rendered(GOOD_TUNE, ["wav"], small),
+    ):
+        pass
+
+
+def test_tools_run_under_prlimit_when_it_exists(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    if render._prlimit() is None:
+        pytest.skip("prlimit (util-linux) is not installed")
+    caplog.set_level(logging.DEBUG, logger="common.render")
+    assert check_abc(GOOD_TUNE, settings).ok
+    started = [r.getMessage() for r in caplog.records if r.getMessage().startswith("started")]
+    assert len(started) == 1
+    assert "prlimit --cpu=60:61 --as=1073741824:1073741824" in started[0]
+    assert "-- /usr/bin/abc2midi tune.abc" in started[0]
