@@ -1,0 +1,57 @@
+# syntax=docker/dockerfile:1
+# GPU worker: trains and generates (queue `gpu`) with TensorFlow on CUDA.
+#
+# Base: plain python:3.11-slim-bookworm, not an nvidia/cuda or tensorflow/tensorflow image.
+# TensorFlow's `and-cuda` extra (tunebatch's `gpu` extra) installs CUDA and cuDNN as pip wheels
+# matched to that TensorFlow release, and TensorFlow finds them in site-packages; a CUDA base
+# image would carry a second copy. The host needs only the NVIDIA driver and the NVIDIA
+# Container Toolkit (Docker) or device plugin (Kubernetes). Without a GPU the image still runs,
+# on the CPU.
+#
+# Build from the repository root:  docker build -f docker/gpu-worker.Dockerfile -t tunebatch/gpu-worker .
+ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
+
+# --- build ------------------------------------------------------------------------------------
+FROM ${PYTHON_IMAGE} AS build
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1
+RUN python -m venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH
+WORKDIR /src
+COPY pyproject.toml docker/requirements.py ./
+# tensorflow-cpu (x86_64) and tensorflow (other machines) make way for tensorflow[and-cuda]:
+# both wheels own site-packages/tensorflow, so they must not be installed side by side.
+RUN python requirements.py pyproject.toml --without tensorflow-cpu --without tensorflow \
+        --extra gpu > requirements.txt \
+    && pip install --no-cache-dir -r requirements.txt
+COPY README.md ./
+COPY common ./common
+COPY producer ./producer
+COPY worker ./worker
+RUN pip install --no-cache-dir --no-deps .
+
+# --- runtime ----------------------------------------------------------------------------------
+FROM ${PYTHON_IMAGE}
+# abc2midi checks every generated tune (--valid-only) and the validity rate after training.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends abcmidi=20230208+ds1-1 \
+    && rm -rf /var/lib/apt/lists/* \
+    && groupadd --system --gid 10001 tunebatch \
+    && useradd --system --uid 10001 --gid tunebatch --home-dir /home/tunebatch --create-home \
+        --shell /usr/sbin/nologin tunebatch \
+    && install -d -o tunebatch -g tunebatch /var/lib/tunebatch
+COPY --from=build /opt/venv /opt/venv
+# NVIDIA_DRIVER_CAPABILITIES tells the container toolkit which driver libraries to mount
+# (libcuda for compute, nvidia-smi for utility). NVIDIA_VISIBLE_DEVICES is deliberately not set:
+# the device request (compose) or the device plugin (Kubernetes) chooses the GPUs.
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    HOME=/home/tunebatch \
+    MPLCONFIGDIR=/tmp/matplotlib \
+    TF_CPP_MIN_LOG_LEVEL=2 \
+    NVIDIA_DRIVER_CAPABILITIES=compute,utility \
+    TUNEBATCH_DATA_DIR=/var/lib/tunebatch
+WORKDIR /home/tunebatch
+USER 10001:10001
+ENTRYPOINT ["worker"]
+CMD ["gpu", "--concurrency", "1", "--name", "gpu@%h"]
