@@ -1,0 +1,1 @@
+"""Celery workers: the GPU role trains and generates, the CPU role renders and finalizes."""

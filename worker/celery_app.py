@@ -1,0 +1,146 @@
+"""The Celery app: one configuration, built from `Settings`, shared by workers and the producer.
+
+Why these settings (Celery's advice for long jobs, and what a killed worker must not cause):
+
+* JSON only (``accept_content=["json"]``): a message is ids and numbers; pickle is banned.
+* ``task_acks_late`` + ``task_reject_on_worker_lost``: a message is acknowledged when its job ends,
+  so a worker killed mid-job (OOM, preemption) does not lose it; Celery requeues it at once when a
+  pool process dies, and Redis redelivers it after ``visibility_timeout`` when the whole worker
+  died. Every job is idempotent, so a second delivery is safe; the attempt counter in
+  `worker.tasks` keeps a job that kills its worker every time from coming back forever.
+* ``worker_prefetch_multiplier=1`` and ``-Ofair``: a worker holds no more jobs than it runs, so a
+  second worker can take the next chunk instead of it waiting behind a long one.
+* ``visibility_timeout`` longer than the longest job: otherwise Redis hands a job that is still
+  running to a second worker. `configure` refuses settings where a job's hard time limit is longer.
+* Separate queues per resource: ``gpu`` (train, generate) and ``cpu`` (render, finalize), routed
+  by task name, so the producer enqueues by name (`send_task`) without importing the tasks.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from celery import Celery
+
+from common.errors import BrokerError, ConfigError
+from common.settings import Settings
+
+log = logging.getLogger(__name__)
+
+TRAIN = "tunebatch.train"
+GENERATE = "tunebatch.generate_chunk"
+RENDER = "tunebatch.render_tune"
+FINALIZE = "tunebatch.finalize_batch"
+
+GPU_QUEUE = "gpu"
+CPU_QUEUE = "cpu"
+QUEUES: dict[str, str] = {
+    TRAIN: GPU_QUEUE,
+    GENERATE: GPU_QUEUE,
+    RENDER: CPU_QUEUE,
+    FINALIZE: CPU_QUEUE,
+}
+
+#: Base and cap (seconds) of the exponential backoff between retries of a transient error.
+RETRY_BACKOFF_S = 2
+RETRY_BACKOFF_MAX_S = 300
+
+#: Headroom between the training job's hard limit and the visibility timeout.
+_TRAIN_MARGIN_S = 300
+
+app = Celery("tunebatch")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Soft limit: the job gets an exception it can clean up after. Hard: its process is killed."""
+
+    soft_s: int
+    hard_s: int
+
+
+#: Fixed limits of the short jobs. A chunk of 256 tunes takes a minute or two on a GPU and about
+#: ten on two CPU cores; a render is seconds (each tool has its own limit in `common.render`).
+FIXED_LIMITS: dict[str, Limits] = {
+    GENERATE: Limits(soft_s=45 * 60, hard_s=50 * 60),
+    RENDER: Limits(soft_s=5 * 60, hard_s=6 * 60),
+    FINALIZE: Limits(soft_s=10 * 60, hard_s=11 * 60),
+}
+
+
+def time_limits(settings: Settings) -> dict[str, Limits]:
+    """Every task's limits; training may run until shortly before the visibility timeout."""
+    longest_fixed = max(limit.hard_s for limit in FIXED_LIMITS.values())
+    train_hard = settings.visibility_timeout_s - _TRAIN_MARGIN_S
+    if train_hard <= longest_fixed:
+        raise ConfigError(
+            f"TUNEBATCH_VISIBILITY_TIMEOUT_S={settings.visibility_timeout_s} is too short: Redis "
+            "would hand a job that is still running to a second worker. Use at least "
+            f"{longest_fixed + _TRAIN_MARGIN_S + 60} s, and more than the longest training run "
+            "(default 21600 = 6 h)"
+        )
+    return {**FIXED_LIMITS, TRAIN: Limits(soft_s=train_hard - 120, hard_s=train_hard)}
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    """The Celery settings for `settings` (a plain dict, so tests can look at it)."""
+    if not settings.broker_url:
+        raise ConfigError(
+            "TUNEBATCH_BROKER_URL is not set: workers and the distributed producer need Redis, "
+            "e.g. TUNEBATCH_BROKER_URL=redis://127.0.0.1:6379/0"
+        )
+    limits = time_limits(settings)
+    return {
+        "broker_url": settings.broker_url,
+        "result_backend": settings.broker_url,
+        "task_serializer": "json",
+        "result_serializer": "json",
+        "accept_content": ["json"],
+        "result_accept_content": ["json"],
+        "task_routes": {name: {"queue": queue} for name, queue in QUEUES.items()},
+        "task_default_queue": CPU_QUEUE,
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        "broker_transport_options": {"visibility_timeout": settings.visibility_timeout_s},
+        "broker_connection_retry_on_startup": True,
+        # Progress lives in the job records; results would only be thousands of unread keys.
+        "task_ignore_result": True,
+        "result_expires": 24 * 3600,
+        "task_annotations": {
+            name: {
+                "soft_time_limit": limit.soft_s,
+                "time_limit": limit.hard_s,
+                "max_retries": settings.max_attempts - 1,
+            }
+            for name, limit in limits.items()
+        },
+        "worker_hijack_root_logger": False,
+        "enable_utc": True,
+    }
+
+
+def configure(settings: Settings, celery_app: Celery = app) -> Celery:
+    """Apply `settings` to the app; call before the worker starts or the first `send_task`."""
+    celery_app.conf.update(celery_config(settings))
+    return celery_app
+
+
+def enqueue(name: str, *args: Any, task_id: str | None = None, celery_app: Celery = app) -> str:
+    """Send task `name` by name (the sender needs no task code); return the message's task id.
+
+    Broker failures become `BrokerError` so every caller shows one line, not kombu's traceback.
+    """
+    try:
+        result = celery_app.send_task(
+            name, args=list(args), task_id=task_id, queue=QUEUES.get(name), ignore_result=True
+        )
+    except Exception as exc:  # kombu raises OperationalError and friends
+        from kombu.exceptions import KombuError
+
+        if isinstance(exc, KombuError | OSError):
+            raise BrokerError(f"cannot enqueue {name} ({exc}); is Redis running?") from None
+        raise
+    return str(result.id)

@@ -1,0 +1,145 @@
+"""``worker gpu`` / ``worker cpu``: start a Celery worker for one role, configured from settings.
+
+One command per role instead of a raw ``celery -A ... worker -Q ...`` line, so the queue, the pool,
+``-Ofair`` and a unique node name cannot be got wrong, and a missing Redis or bucket is one line
+at start instead of a retry loop. Settings come from the ``TUNEBATCH_*`` environment, as for the
+producer; both must name the same Redis and bucket.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import sys
+from typing import Annotated
+
+import typer
+
+from common.errors import TunebatchError
+from common.settings import Settings
+
+log = logging.getLogger(__name__)
+
+app = typer.Typer(
+    name="worker",
+    help="tunebatch workers: `worker gpu` trains and generates, `worker cpu` renders.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+    add_completion=False,
+)
+
+LogLevel = Annotated[str, typer.Option(help="DEBUG, INFO, WARNING or ERROR.")]
+Name = Annotated[
+    str | None,
+    typer.Option(help="Node name (default <role>-<pid>@<host>; must be unique per worker)."),
+]
+Include = Annotated[
+    list[str] | None,
+    typer.Option(help="Extra module with tasks to import (repeatable; e.g. test tasks)."),
+]
+
+
+def _fail(message: str, code: int) -> typer.Exit:
+    print(f"error: {message}", file=sys.stderr)
+    return typer.Exit(code)
+
+
+def _check_services(settings: Settings) -> None:
+    """Redis answers and the bucket exists: one clear line now beats a worker retrying forever."""
+    from common.redis_records import RedisRecords
+    from common.storage import make_store
+
+    assert settings.broker_url is not None
+    RedisRecords.from_url(settings.broker_url, retries=1, timeout_s=3.0).ping()
+    store = make_store(settings)
+    next(iter(store.list("models/")), None)
+    if not settings.s3_bucket:
+        log.warning(
+            "TUNEBATCH_S3_BUCKET is not set: artifacts go to %s, which only workers on this "
+            "machine share",
+            store.description,
+        )
+
+
+def run_worker(
+    role: str,
+    concurrency: int,
+    loglevel: str,
+    name: str | None,
+    include: list[str] | None,
+    pool: str = "prefork",
+) -> None:
+    """Configure the app for `role` and run a Celery worker on that role's queue until stopped."""
+    logging.basicConfig(
+        level=loglevel.upper(),
+        format="[%(asctime)s: %(levelname)s/%(processName)s] %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        settings = Settings()
+        from worker.celery_app import app as celery_app
+        from worker.celery_app import configure
+
+        configure(settings)
+        _check_services(settings)
+    except TunebatchError as exc:
+        raise _fail(str(exc), exc.exit_code) from None
+    except ValueError as exc:  # pydantic's ValidationError is one
+        raise _fail(f"bad TUNEBATCH_ setting: {exc}", 2) from None
+
+    from worker import tasks
+
+    tasks.init(settings, role)
+    hostname = name or f"{role}-{os.getpid()}@{socket.gethostname()}"
+    argv = [
+        "worker",
+        f"--queues={role}",
+        f"--concurrency={concurrency}",
+        f"--hostname={hostname}",
+        f"--pool={pool}",
+        "-Ofair",
+        f"--loglevel={loglevel.upper()}",
+        # No gossip/mingle: workers share nothing but the queues; they only slow the start.
+        "--without-gossip",
+        "--without-mingle",
+    ]
+    for module in include or []:
+        argv.append(f"--include={module}")
+    log.info("starting %s worker %s (concurrency %d)", role, hostname, concurrency)
+    celery_app.worker_main(argv)
+
+
+@app.command()
+def gpu(
+    concurrency: Annotated[
+        int, typer.Option(min=1, help="Jobs at once; 1 per GPU (a chunk already fills it).")
+    ] = 1,
+    loglevel: LogLevel = "INFO",
+    name: Name = None,
+    include: Include = None,
+) -> None:
+    """Train and generate (queue `gpu`); uses a GPU when TensorFlow sees one, else the CPU."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    run_worker("gpu", concurrency, loglevel, name, include)
+
+
+@app.command()
+def cpu(
+    concurrency: Annotated[
+        int | None, typer.Option(min=1, help="Renders at once (default: the CPU count).")
+    ] = None,
+    loglevel: LogLevel = "INFO",
+    name: Name = None,
+    include: Include = None,
+) -> None:
+    """Render tunes and write manifests (queue `cpu`)."""
+    run_worker("cpu", concurrency or os.cpu_count() or 1, loglevel, name, include)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()
