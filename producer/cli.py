@@ -1,9 +1,12 @@
 """``producer``: import corpora, train models, submit batches, follow them and get the files back.
 
 With ``TUNEBATCH_BROKER_URL`` unset every command runs in this process on local disk (embedded
-mode); the heavy modules (TensorFlow) are imported only inside the commands that need them, so
-``producer --help`` and the read commands stay instant. Every error a user can cause ends as one
-line on stderr and a non-zero exit code, never a traceback.
+mode). With it set (distributed mode) the commands write job records to Redis and enqueue work for
+the `worker gpu` / `worker cpu` processes by task name (`producer.client`), and return at once;
+``--wait`` follows the work to its end. Either way the heavy modules (TensorFlow) are imported
+only inside the commands that need them, so ``producer --help`` and the read commands stay
+instant. Every error a user can cause ends as one line on stderr and a non-zero exit code, never
+a traceback.
 """
 
 from __future__ import annotations
@@ -19,8 +22,9 @@ from typing import Annotated, Any, ParamSpec, TypeVar
 import typer
 from common.errors import TunebatchError
 from common.settings import Settings
-from producer import views
 from pydantic import ValidationError
+
+from producer import views
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -81,6 +85,22 @@ def local_context() -> Any:
 
     s = settings()
     return Context(settings=s, store=make_store(s), records=LocalRecords(s.data_dir / "records"))
+
+
+def distributed() -> bool:
+    return settings().distributed
+
+
+def client() -> Any:
+    """The distributed-mode client (Redis records + enqueue by task name)."""
+    from producer.client import Client
+
+    return Client(settings())
+
+
+def job_context() -> Any:
+    """The records and store of whichever mode is configured."""
+    return client().context if distributed() else local_context()
 
 
 def store() -> Any:
@@ -182,11 +202,20 @@ def train(
     resume: Annotated[
         str | None, typer.Option(help="Continue a killed or cancelled run from its checkpoint.")
     ] = None,
+    wait: Annotated[
+        bool,
+        typer.Option(
+            "--wait/--no-wait",
+            help="Distributed mode: follow the run to its end (embedded mode always does).",
+        ),
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Train a model (checkpoint every epoch) and register it."""
+    """Train a model (checkpoint every epoch) and register it.
+
+    Distributed mode: enqueue the run on the gpu queue and print its run id.
+    """
     from common.schemas import TrainSpec, new_run_id
-    from common.training import train as run_training
 
     spec = TrainSpec(
         corpus=corpus,
@@ -197,6 +226,11 @@ def train(
         max_train_chars=max_train_chars,
         seed=seed,
     )
+    if distributed():
+        _train_distributed(spec, resume, wait, as_json)
+        return
+    from common.training import train as run_training
+
     run_id = resume or new_run_id()
     with views.progress_bar(transient=True) as progress:
         record = run_training(
@@ -210,6 +244,68 @@ def train(
         f"epochs, {record.train_seconds:.0f} s): validation "
         f"{views.fmt_float(record.valid_bits_per_char)} bits/char"
     )
+
+
+def _train_distributed(spec: Any, resume: str | None, wait: bool, as_json: bool) -> None:
+    c = client()
+    run = c.train(spec, run_id=resume)
+    if not wait:
+        if as_json:
+            views.print_json({"run_id": run.id, "status": run.status})
+        else:
+            views.console.print(run.id, highlight=False)
+            views.err_console.print(
+                f"training run queued; follow it with `producer run {run.id} --wait`"
+            )
+        return
+    _follow_run(c, run.id, as_json)
+
+
+def _follow_run(c: Any, run_id: str, as_json: bool) -> None:
+    if as_json:
+        run = c.follow_run(run_id, lambda _run: None)
+    else:
+        with views.progress_bar(transient=True) as progress:
+            bar = views.RunBar(progress)
+            run = c.follow_run(run_id, bar.update)
+    if as_json:
+        views.print_json(run)
+    elif run.status == "done":
+        views.console.print(
+            f"run {run.id}: model [bold]{run.model_id}[/] ({run.epochs_done} epochs, validation "
+            f"{views.fmt_float(run.val_bits_per_char)} bits/char)"
+        )
+    if run.status != "done":
+        raise fail(f"training run {run.id} {run.status}: {run.error or 'see the worker log'}", 1)
+
+
+@app.command("run")
+@handles_errors
+def run_status(
+    run_id: Annotated[str, typer.Argument(help="Training run id (from `producer train`).")],
+    wait: Annotated[bool, typer.Option("--wait", help="Follow the run to its end.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Distributed mode: show a training run's progress (epoch, step, loss) or follow it."""
+    c = _require_client("run")
+    if wait:
+        _follow_run(c, run_id, as_json)
+        return
+    run = c.records.get_run(run_id)
+    if as_json:
+        views.print_json(run)
+        return
+    views.show_run(run)
+
+
+def _require_client(command: str) -> Any:
+    if not distributed():
+        raise fail(
+            f"`producer {command}` needs distributed mode: set TUNEBATCH_BROKER_URL "
+            "(see docs/distributed.md)",
+            2,
+        )
+    return client()
 
 
 # --- models -------------------------------------------------------------------------------
@@ -299,9 +395,19 @@ def submit_batch(
     formats: Annotated[
         str, typer.Option(help="Comma list of abc,mid,wav,svg,ogg,mp3.")
     ] = "abc,mid,wav",
+    wait: Annotated[
+        bool,
+        typer.Option(
+            "--wait/--no-wait",
+            help="Distributed mode: follow the batch to its end (embedded mode always does).",
+        ),
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Generate and render a batch of tunes; prints the batch id and where the files are."""
+    """Generate and render a batch of tunes; prints the batch id and where the files are.
+
+    Distributed mode: record the batch, enqueue its chunks and print the batch id at once.
+    """
     from common import render
     from common.abc_notation import build_primer
     from common.model_registry import resolve_model
@@ -322,6 +428,9 @@ def submit_batch(
         formats=list(render.parse_formats(formats)),
         chunk_size=s.chunk_size,
     )
+    if distributed():
+        _submit_distributed(spec, wait, as_json)
+        return
     from common.local_runner import run_batch
 
     ctx = local_context()
@@ -347,14 +456,48 @@ def submit_batch(
         views.console.print(f"files: {folder.parent}")
 
 
+def _submit_distributed(spec: Any, wait: bool, as_json: bool) -> None:
+    c = client()
+    batch = c.submit_batch(spec)
+    if not wait:
+        if as_json:
+            views.print_json({"batch_id": batch.id, "count": spec.count, "chunks": spec.chunks})
+        else:
+            views.console.print(batch.id, highlight=False)
+            views.err_console.print(
+                f"{spec.count} tunes queued in {spec.chunks} chunks; follow with "
+                f"`producer status {batch.id} --watch`"
+            )
+        return
+    if not as_json:
+        views.err_console.print(f"batch [bold]{batch.id}[/]")
+    with views.stage_progress(not as_json) as bars:
+        final = c.follow(batch.id, views.batch_progress_callback(bars))
+    counts = final.counts
+    if as_json:
+        views.print_json({"batch_id": batch.id, "counts": counts,
+                          "manifest": final.batch.manifest_key})  # fmt: skip
+        return
+    views.console.print(
+        f"batch [bold]{batch.id}[/]: {counts.get('done', 0)} done, {counts.get('failed', 0)} "
+        f"failed, {counts.get('cancelled', 0)} cancelled; manifest {final.batch.manifest_key}"
+    )
+
+
 @app.command()
 @handles_errors
 def status(
     batch: Annotated[str, typer.Argument(help="Batch id.")],
+    watch: Annotated[
+        bool, typer.Option("--watch", help="Redraw every second until the batch is finished.")
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Show a batch: parameters, counts per status, failures."""
-    ctx = local_context()
+    ctx = job_context()
+    if watch and not as_json:
+        views.watch_batch(ctx.records, batch)
+        return
     record = ctx.records.get_batch(batch)
     counts = ctx.records.counts(batch)
     if as_json:
@@ -367,7 +510,7 @@ def status(
 @handles_errors
 def list_batches(as_json: JsonOpt = False) -> None:
     """List batches, newest first."""
-    ctx = local_context()
+    ctx = job_context()
     found = ctx.records.list_batches()
     if as_json:
         views.print_json(found)
@@ -408,11 +551,54 @@ def fetch(
 
 @app.command()
 @handles_errors
+def url(
+    batch: Annotated[str, typer.Argument(help="Batch id.")],
+    tune: Annotated[
+        str | None, typer.Argument(help="Tune id (e.g. t000042); default: the manifest.")
+    ] = None,
+    expires: Annotated[
+        str, typer.Option(help="Lifetime of the URL: seconds or 30m, 1h, 2d (at most 7d).")
+    ] = "1h",
+    as_json: JsonOpt = False,
+) -> None:
+    """Print download URLs: presigned S3 URLs for a bucket, file:// on local disk."""
+    from common.batches import manifest_key
+    from common.errors import NotFoundError
+    from common.schemas import check_batch_id
+
+    seconds = views.parse_duration(expires)
+    ctx = job_context()
+    check_batch_id(batch)
+    if tune is None:
+        keys = [("manifest", manifest_key(batch))]
+        if not ctx.store.exists(keys[0][1]):
+            raise NotFoundError(
+                f"batch {batch} has no manifest yet (see `producer status {batch}`); "
+                "name a tune to get its files"
+            )
+    else:
+        record = ctx.records.get_tune(batch, tune)
+        keys = [(f.format, f.key) for f in record.files]
+        if not keys:
+            raise NotFoundError(f"tune {tune} of batch {batch} has no files yet ({record.status})")
+    urls = {name: ctx.store.url(key, seconds) for name, key in keys}
+    if as_json:
+        views.print_json(urls)
+        return
+    for name, link in urls.items():
+        views.console.print(f"{name}\t{link}", highlight=False, soft_wrap=True)
+
+
+@app.command()
+@handles_errors
 def cancel(batch: Annotated[str, typer.Argument(help="Batch id.")]) -> None:
     """Cancel a batch: queued tunes are skipped, running generation stops at its next step."""
-    from common.batches import cancel_batch
+    if distributed():
+        n = client().cancel(batch)
+    else:
+        from common.batches import cancel_batch
 
-    n = cancel_batch(local_context(), batch)
+        n = cancel_batch(local_context(), batch)
     views.console.print(f"batch {batch} cancelled ({n} tunes not started are cancelled)")
 
 
@@ -423,11 +609,18 @@ def retry(
     failed: Annotated[bool, typer.Option("--failed", help="Retry the failed tunes.")] = False,
 ) -> None:
     """Run the failed tunes of a batch again (render only when their ABC exists)."""
+    if not failed:
+        raise fail("say what to retry: --failed", 2)
+    if distributed():
+        work = client().retry_failed(batch)
+        views.console.print(
+            f"batch {batch}: {len(work['render'])} renders and {len(work['generate'])} "
+            "generation chunks queued again"
+        )
+        return
     from common.batches import retry_failed
     from common.local_runner import resume_batch
 
-    if not failed:
-        raise fail("say what to retry: --failed", 2)
     ctx = local_context()
     work = retry_failed(ctx, batch)
     views.console.print(
@@ -436,6 +629,26 @@ def retry(
     with views.stage_progress() as bars:
         manifest = resume_batch(ctx, batch, progress=bars)
     views.console.print(f"batch {batch}: {manifest.counts}")
+
+
+@app.command("dead-letter")
+@handles_errors
+def dead_letter(
+    limit: Annotated[int, typer.Option(min=1, help="Show the newest N entries.")] = 50,
+    as_json: JsonOpt = False,
+) -> None:
+    """Distributed mode: jobs given up on (killed their worker too often, or failed for good)."""
+    c = _require_client("dead-letter")
+    entries = c.dead_letters(limit)
+    if as_json:
+        views.print_json(entries)
+        return
+    views.table(
+        f"Dead-letter list ({len(entries)} shown, oldest first)",
+        ["when", "task", "args", "attempts", "reason", "error"],
+        [(f"{e.at:%Y-%m-%d %H:%M:%S}", e.task, " ".join(str(a) for a in e.args), e.attempts,
+          e.reason, e.error) for e in entries],
+    )  # fmt: skip
 
 
 def main() -> None:

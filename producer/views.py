@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -143,3 +143,114 @@ def show_batch(batch: Any, counts: dict[str, int], tunes: Sequence[Any]) -> None
         table("Failures (first 10)", ["tune", "error"], [(t.tune_id, t.error) for t in failed])
     if batch.manifest_key:
         console.print(f"manifest: {batch.manifest_key}")
+
+
+def parse_duration(text: str) -> int:
+    """Seconds in '90', '30m', '1h', '2d' (what `producer url --expires` accepts)."""
+    from common.errors import InvalidInputError
+
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    value = text.strip().lower()
+    factor = units.get(value[-1:], 0)
+    number = value[:-1] if factor else value
+    if not factor:
+        factor = 1
+    try:
+        seconds = int(float(number) * factor)
+    except ValueError:
+        raise InvalidInputError(
+            f"{text!r} is not a duration; use seconds or a number with s, m, h or d (e.g. 1h)"
+        ) from None
+    return seconds
+
+
+def batch_progress_callback(bars: StageProgress | None) -> Callable[[Any], None]:
+    """Feeds a `producer.client.BatchProgress` into the generate/render bars."""
+
+    def report(progress: Any) -> None:
+        if bars is None:
+            return
+        total = progress.batch.spec.count
+        bars("generate", progress.generated + progress.counts.get("cancelled", 0), total)
+        bars("render", progress.final, total)
+
+    return report
+
+
+class RunBar:
+    """A bar per epoch for a training run followed through its Redis record."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.task: TaskID | None = None
+        self.epochs_done = -1
+        self.announced = False
+
+    def update(self, run: Any) -> None:
+        if run.status == "queued" and not self.announced:
+            err_console.print(f"run [bold]{run.id}[/] queued; waiting for a gpu worker")
+            self.announced = True
+        if run.steps is None or run.epochs is None:
+            return
+        if run.epochs_done != self.epochs_done:
+            if self.task is not None:
+                self.progress.remove_task(self.task)
+                self.task = None
+            if self.epochs_done >= 0 and run.epochs_done > 0:
+                err_console.print(
+                    f"epoch {run.epochs_done}: validation {fmt_float(run.val_bits_per_char)} "
+                    "bits/char (checkpoint saved)"
+                )
+            self.epochs_done = run.epochs_done
+            if run.epochs_done < run.epochs:
+                self.task = self.progress.add_task(
+                    f"epoch {run.epochs_done + 1}/{run.epochs}", total=run.steps, info=""
+                )
+        if self.task is not None:
+            self.progress.update(self.task, completed=run.step, info=f"loss {fmt_float(run.loss)}")
+
+
+def show_run(run: Any) -> None:
+    console.print(
+        f"run [bold]{run.id}[/] ({run.status}): {run.spec.preset} on {run.spec.corpus}, "
+        f"epoch {run.epochs_done}/{run.epochs or '?'}, step {run.step}/{run.steps or '?'}, "
+        f"loss {fmt_float(run.loss)}, validation {fmt_float(run.val_bits_per_char)} bits/char"
+    )
+    if run.model_id:
+        console.print(f"model: {run.model_id}")
+    if run.error:
+        console.print(f"error: {run.error}")
+
+
+def watch_batch(records: Any, batch_id: str, interval_s: float = 1.0) -> None:
+    """Redraw the batch's status until its manifest is written (Ctrl-C stops watching only)."""
+    import time
+
+    from rich.live import Live
+
+    def render() -> Any:
+        from rich.console import Group
+        from rich.text import Text
+
+        batch = records.get_batch(batch_id)
+        counts = records.counts(batch_id)
+        total = batch.spec.count
+        final = counts.get("done", 0) + counts.get("failed", 0) + counts.get("cancelled", 0)
+        state = "finished" if batch.manifest_key else "cancelled" if batch.cancelled else "running"
+        t = Table(title=f"batch {batch_id} ({state})", title_justify="left")
+        t.add_column("status")
+        t.add_column("count", justify="right")
+        for name, n in counts.items():
+            if n:
+                t.add_row(name, str(n))
+        width = 40
+        filled = int(width * final / total) if total else width
+        bar = Text(f"[{'#' * filled}{'.' * (width - filled)}] {final}/{total} final")
+        return Group(t, bar), batch.manifest_key is not None
+
+    view, done = render()
+    with Live(view, console=console, auto_refresh=False) as live:
+        while not done:
+            time.sleep(interval_s)
+            view, done = render()
+            live.update(view, refresh=True)
