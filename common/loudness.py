@@ -9,12 +9,13 @@ music's dynamics and cannot distort it, at the price of some very dynamic tunes 
 below the target.
 
 Why numpy and not pyloudnorm: pyloudnorm needs scipy (~35 MB) for two biquad filters, and wants
-the whole signal in memory as float64 — 4 bytes of float per 2-byte sample, ~850 MB for the
-10-minute WAV our limits allow. Here the file is read in chunks of 64 Ki frames and the K-weighting
-filter is applied by FFT overlap-add with its impulse response (it decays below 1e-12 within a few
-thousand samples, so the truncation is exact to double precision); memory stays around a few MB
-whatever the tune's length. The result is checked against the EBU Tech 3341 test signals and the
-filter against the ITU's published 48 kHz coefficients in tests/common/test_loudness.py.
+the whole signal in memory as float64 — 4x the WAV's size, ~420 MB for the 10-minute WAV our
+limits allow, and more while filtering. Here the file is read in chunks of at most 64 Ki frames
+and the K-weighting filter is applied by FFT overlap-add with its impulse response (it decays
+below 1e-13 of its peak within ~5,000 samples, so the truncation is exact to double precision);
+memory stays around a few MB whatever the tune's length. The result is checked against the EBU
+Tech 3341 test signals and the filter against the ITU's published 48 kHz coefficients in
+tests/common/test_loudness.py.
 
 The measurement follows BS.1770-4: K-weighting (a high shelf of ~+4 dB above 1.5 kHz, then a
 38 Hz high-pass), mean square per channel over 400 ms blocks overlapping by 75 %, channel sum
