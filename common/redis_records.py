@@ -408,6 +408,11 @@ class RedisRecords(JobRecords):
             attempts, _ = pipe.execute()
         return int(attempts)
 
+    def attempts(self, task_id: str) -> int:
+        with self._errors("counting a task attempt"):
+            raw = self.r.get(attempts_key(task_id))
+        return int(raw) if raw else 0
+
     def uncount_attempt(self, task_id: str) -> None:
         """Take back a delivery that did no work (a requeue at worker shutdown)."""
         with self._errors("counting a task attempt"):

@@ -136,7 +136,7 @@ def show_batch(batch: Any, counts: dict[str, int], tunes: Sequence[Any]) -> None
     )
     width = 40
     filled = int(width * final / total) if total else width
-    console.print(f"[{'#' * filled}{'.' * (width - filled)}] {final}/{total} final")
+    console.print(f"[{'#' * filled}{'.' * (width - filled)}] {final}/{total} final", markup=False)
     table("Tunes by status", ["status", "count"], [(k, v) for k, v in counts.items() if v])
     failed = [t for t in tunes if t.status == "failed"][:10]
     if failed:

@@ -128,6 +128,19 @@ def configure(settings: Settings, celery_app: Celery = app) -> Celery:
     return celery_app
 
 
+def _defaults_from_environment() -> dict[str, Any]:
+    """``TUNEBATCH_*`` settings for ``celery -A worker.celery_app ...`` (beat, Flower, inspect).
+
+    Defaults only: `configure` (the worker command, the producer) overrides them, and without
+    ``TUNEBATCH_BROKER_URL`` there are none, so importing this module never needs Redis settings.
+    """
+    settings = Settings()
+    return celery_config(settings) if settings.broker_url else {}
+
+
+app.add_defaults(_defaults_from_environment)
+
+
 def enqueue(name: str, *args: Any, task_id: str | None = None, celery_app: Celery = app) -> str:
     """Send task `name` by name (the sender needs no task code); return the message's task id.
 
@@ -141,6 +154,11 @@ def enqueue(name: str, *args: Any, task_id: str | None = None, celery_app: Celer
         from kombu.exceptions import KombuError
 
         if isinstance(exc, KombuError | OSError):
-            raise BrokerError(f"cannot enqueue {name} ({exc}); is Redis running?") from None
+            from common.redis_records import safe_url
+
+            where = safe_url(str(celery_app.conf.broker_url))
+            raise BrokerError(
+                f"cannot enqueue {name} on Redis at {where} ({exc}); is redis-server running?"
+            ) from None
         raise
     return str(result.id)

@@ -241,7 +241,7 @@ def _on_hard_time_limit(
         sender.abandon(
             args,
             kwargs or {},
-            rt_attempts(task_id),
+            records().attempts(task_id),
             reason="killed at its hard time limit",
             error=_one_line(exception),
             task_id=task_id,
@@ -259,11 +259,6 @@ def job_task(name: str, give_up: GiveUp | None) -> Callable[[Callable[..., Any]]
         name=name, bind=True, base=JobTask, give_up=staticmethod(give_up) if give_up else None
     )
     return decorator
-
-
-def rt_attempts(task_id: str) -> int:
-    raw = records().r.get(f"tunebatch:attempts:{task_id}")
-    return int(raw) if raw else 0
 
 
 def finalize_when_done(rec: RedisRecords, batch_id: str) -> bool:
