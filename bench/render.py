@@ -1,0 +1,340 @@
+"""Render speed: our sandboxed `common.render` against calling the same tools directly.
+
+Prints, in one run and on one machine, over ~20 real tunes from O'Neill's Music of Ireland
+(music21's bundled copy, split and normalised as a corpus import does, the first ones abc2midi
+accepts):
+
+* the per-tune wall time of each stage (abc2midi, timidity or fluidsynth, loudness, abcm2ps,
+  rsvg-convert, oggenc, lame, flac), as our render measures it and as a bare
+  ``subprocess.run`` of the same argument list takes on the same files, side by side;
+* the whole render per tune both ways, and our overhead: the sandbox (rlimits set in the child,
+  a new session, pidfd wait, output checks, MIDI duration parse, temp directory) over the bare
+  calls. Loudness normalisation is a feature, not overhead, so this comparison runs with it off
+  and its own cost is shown as its own line. The two ways alternate tune by tune, and each
+  figure is the median of ``--rounds`` rounds, so drift on a shared machine hits both alike;
+* throughput with N renders in parallel (N = CPU count by default, as a CPU worker runs N
+  processes), next to one at a time, and the CPU utilisation of the parallel run: CPU seconds
+  used by the renders and their tools (getrusage of the worker and its children) ÷ wall ÷
+  cores. "A CPU worker keeps every core busy" means this is close to 100 %.
+
+    python bench/render.py                        # 20 tunes, every format, timidity
+    python bench/render.py --synth fluidsynth
+    python bench/render.py --quick                # 6 tunes, 1 round: a smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import platform
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+from common.abc_notation import normalise_tune, split_tunes, unsafe_reason
+from common.corpus import bundled_files
+from common.loudness import normalise_wav
+from common.render import FORMATS, check_abc, rendered, tool_versions
+from common.settings import Settings
+
+TARGET_OVERHEAD = 0.10
+TARGET_UTILISATION = 0.90
+_OPTIONAL = {"pdf": "rsvg-convert", "flac": "flac"}
+
+
+# --------------------------------------------------------------------------------------------
+# Tunes
+# --------------------------------------------------------------------------------------------
+
+
+def oneills_tunes(count: int, settings: Settings) -> list[str]:
+    """The first `count` O'Neill's tunes that abc2midi accepts and that play under 3 minutes."""
+    tunes: list[str] = []
+    for path in bundled_files("oneills"):
+        for raw in split_tunes(path.read_text(encoding="utf-8", errors="replace")):
+            tune = normalise_tune(raw) + "\n"
+            if unsafe_reason(tune) is None and check_abc(tune, settings).ok:
+                tunes.append(tune)
+                if len(tunes) == count:
+                    return tunes
+    return tunes
+
+
+# --------------------------------------------------------------------------------------------
+# The direct baseline: the same argument lists, bare subprocess.run
+# --------------------------------------------------------------------------------------------
+
+
+def _words(text: str) -> list[str]:
+    return text.split()
+
+
+def direct_commands(settings: Settings, formats: Sequence[str]) -> list[tuple[str, list[str]]]:
+    """(stage, argv) in render.py's order with render.py's arguments, for `formats`."""
+    audio = any(f in formats for f in ("wav", "ogg", "mp3", "flac"))
+    steps: list[tuple[str, list[str]]] = []
+    if audio or "mid" in formats:
+        steps.append(("abc2midi", [settings.abc2midi, *_words("tune.abc -o tune.mid -silent")]))
+    if "svg" in formats or "pdf" in formats:
+        args = _words("-S -q -k 1024 -g -O tune.svg tune.abc")
+        steps.append(("abcm2ps", [settings.abcm2ps, *args]))
+        if "pdf" in formats:
+            steps.append(("rsvg-convert", _words("rsvg-convert -f pdf -o tune.pdf tune001.svg")))
+    if not audio:
+        return steps
+    if settings.synth == "fluidsynth":
+        args = _words("-n -i -q -F tune.wav -T wav -O s16 -r 44100")
+        synth = [settings.fluidsynth, *args, str(settings.soundfont), "tune.mid"]
+    else:
+        args = _words("-id --quiet=1 -Ow -o tune.wav tune.mid")
+        synth = [settings.timidity, "-c", str(settings.timidity_config), *args]
+    steps.append((settings.synth, synth))
+    encoders = {
+        "ogg": ("oggenc", "oggenc -Q -o tune.ogg tune.wav"),
+        "mp3": ("lame", "lame --quiet tune.wav tune.mp3"),
+        "flac": ("flac", "flac --silent --force -o tune.flac tune.wav"),
+    }
+    steps += [(tool, _words(line)) for fmt, (tool, line) in encoders.items() if fmt in formats]
+    return steps
+
+
+def render_direct(
+    tune: str, commands: list[tuple[str, list[str]]], env: dict[str, str]
+) -> tuple[float, dict[str, float]]:
+    """One tune the plain way: temp dir, write, subprocess.run each tool, remove. (total, stages)"""
+    started = time.perf_counter()
+    stages: dict[str, float] = {}
+    workdir = Path(tempfile.mkdtemp(prefix="bench-direct-"))
+    try:
+        (workdir / "tune.abc").write_text(tune)
+        for stage, argv in commands:
+            t = time.perf_counter()
+            quiet = subprocess.DEVNULL
+            subprocess.run(argv, cwd=workdir, env=env, stdin=quiet, stdout=quiet, stderr=quiet)
+            stages[stage] = time.perf_counter() - t
+    finally:
+        shutil.rmtree(workdir)
+    return time.perf_counter() - started, stages
+
+
+def render_ours(
+    tune: str, formats: Sequence[str], settings: Settings
+) -> tuple[float, dict[str, float]]:
+    """One tune through `common.render.rendered`. (total, stages as render measured them)"""
+    started = time.perf_counter()
+    with rendered(tune, formats, settings) as result:
+        stages = dict(result.seconds)
+    return time.perf_counter() - started, stages
+
+
+# --------------------------------------------------------------------------------------------
+# Parallel throughput
+# --------------------------------------------------------------------------------------------
+
+
+def _render_task(args: tuple[str, tuple[str, ...], Settings]) -> tuple[float, float]:
+    """Render one tune in a pool process; return (wall, CPU of this process and its tools)."""
+    tune, formats, settings = args
+
+    def cpu() -> float:
+        me = resource.getrusage(resource.RUSAGE_SELF)
+        kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+    before, started = cpu(), time.perf_counter()
+    with rendered(tune, formats, settings):
+        pass
+    return time.perf_counter() - started, cpu() - before
+
+
+def _machine_ticks() -> tuple[int, int] | None:
+    """(busy, total) CPU ticks of the whole machine from /proc/stat; None off Linux.
+
+    Shown beside our own CPU time because on a shared machine other processes take cores too:
+    "ours 65 %, machine 100 %" means the cores were busy, just not all with us.
+    """
+    try:
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return sum(fields[:8]) - idle, sum(fields[:8])
+
+
+def _warm(_: int) -> int:
+    return os.getpid()
+
+
+def throughput(
+    tunes: list[str], formats: tuple[str, ...], settings: Settings, workers: int, repeat: int
+) -> tuple[float, float, float]:
+    """(tunes per second, our CPU busy, whole machine's CPU busy), the latter two as fractions of
+    all cores, with `workers` processes rendering at once."""
+    jobs = [(tune, formats, settings) for tune in tunes] * repeat
+    cores = os.cpu_count() or 1
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        list(pool.map(_warm, range(workers * 4)))  # processes started and imported up front
+        ticks = _machine_ticks()
+        started = time.perf_counter()
+        results = list(pool.map(_render_task, jobs))
+        wall = time.perf_counter() - started
+        after = _machine_ticks()
+    cpu = sum(c for _, c in results)
+    machine = math.nan
+    if ticks is not None and after is not None and after[1] > ticks[1]:
+        machine = (after[0] - ticks[0]) / (after[1] - ticks[1])
+    return len(jobs) / wall, cpu / wall / cores, machine
+
+
+# --------------------------------------------------------------------------------------------
+# Main
+# --------------------------------------------------------------------------------------------
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1000:9.1f}"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--tunes", type=int, default=20, help="O'Neill's tunes to render")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds; medians are printed")
+    parser.add_argument("--synth", choices=["timidity", "fluidsynth"], default="timidity")
+    parser.add_argument("--formats", default="", help="default: every format installed")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--quick", action="store_true", help="6 tunes, 1 round")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.tunes, args.rounds = 6, 1
+
+    settings = Settings(synth=args.synth)
+    raw = settings.model_copy(update={"loudness_normalise": False})
+    available = [f for f in FORMATS if f not in _OPTIONAL or shutil.which(_OPTIONAL[f])]
+    formats = tuple(args.formats.split(",")) if args.formats else tuple(available)
+    tunes = oneills_tunes(args.tunes, settings)
+    commands = direct_commands(settings, formats)
+    env = {
+        "PATH": os.environ.get("PATH", os.defpath),
+        "HOME": tempfile.gettempdir(),
+        "LANG": "C",
+        "SDL_AUDIODRIVER": "dummy",
+    }
+
+    versions = tool_versions(settings)
+    print(f"machine   {platform.machine()}, {os.cpu_count()} CPUs, Python {sys.version.split()[0]}")
+    print(
+        "tools     "
+        + ", ".join(f"{k} {v}" for k, v in versions.items() if k not in ("synth", "loudness"))
+    )
+    print(f"synth     {versions['synth']}; loudness {versions['loudness']}")
+    print(
+        f"tunes     {len(tunes)} from O'Neill's; formats {','.join(formats)}; "
+        f"{args.rounds} rounds, medians"
+    )
+    print()
+
+    # Warm both paths once (page cache, tool_versions, the K-filter cache) before measuring.
+    render_ours(tunes[0], formats, settings)
+    render_direct(tunes[0], commands, env)
+
+    ours_total: list[list[float]] = [[] for _ in tunes]
+    direct_total: list[list[float]] = [[] for _ in tunes]
+    ours_stage: dict[str, list[float]] = {}
+    direct_stage: dict[str, list[float]] = {}
+    loudness: list[float] = []
+    wav_seconds: list[float] = []
+    levels: list[tuple[float, float, float]] = []  # (LUFS before, LUFS after, peak after)
+    for _ in range(args.rounds):
+        for i, tune in enumerate(tunes):
+            total, stages = render_ours(tune, formats, raw)
+            ours_total[i].append(total)
+            for stage, secs in stages.items():
+                ours_stage.setdefault(stage, []).append(secs)
+            total, stages = render_direct(tune, commands, env)
+            direct_total[i].append(total)
+            for stage, secs in stages.items():
+                direct_stage.setdefault(stage, []).append(secs)
+    # Loudness on its own: measure + rewrite each tune's WAV, as render does after synthesis.
+    for tune in tunes:
+        with rendered(tune, ["wav"], raw) as result:
+            wav = result.files["wav"]
+            started = time.perf_counter()
+            done = normalise_wav(
+                wav,
+                wav.with_name("n.wav"),
+                settings.loudness_target_lufs,
+                settings.loudness_peak_dbfs,
+            )
+            loudness.append(time.perf_counter() - started)
+            wav_seconds.append(done.before.seconds)
+            levels.append((done.before.integrated_lufs, done.after_lufs, done.after_peak_dbfs))
+
+    n_runs = args.rounds * len(tunes)
+    print(f"{'stage (ms per tune)':22s} {'ours':>9s} {'direct':>9s} {'overhead':>9s}")
+    for stage, _ in commands:
+        ours = sum(ours_stage.get(stage, [0.0])) / n_runs
+        direct = sum(direct_stage.get(stage, [0.0])) / n_runs
+        print(f"{stage:22s} {_ms(ours)} {_ms(direct)} {100 * (ours / direct - 1):8.1f}%")
+    mean_loud = statistics.mean(loudness)
+    per_minute = 60 * mean_loud / statistics.mean(wav_seconds)
+    print(
+        f"{'loudness (in-process)':22s} {_ms(mean_loud)} {'-':>9s} {'-':>9s}   "
+        f"({1000 * per_minute:.0f} ms per minute of audio; not in the overhead below)"
+    )
+    before, after, peaks = zip(*levels, strict=True)
+    limited = sum(1 for lufs in after if lufs < settings.loudness_target_lufs - 0.05)
+    print(
+        f"{'  levels':22s} {min(before):.1f}..{max(before):.1f} LUFS as synthesised -> "
+        f"{min(after):.1f}..{max(after):.1f} LUFS (peaks <= {max(peaks):.1f} dBFS); "
+        f"{limited} of {len(levels)} held below the target by the peak ceiling"
+    )
+    ours_med = sum(statistics.median(t) for t in ours_total) / len(tunes)
+    direct_med = sum(statistics.median(t) for t in direct_total) / len(tunes)
+    overhead = ours_med / direct_med - 1
+    verdict = "met" if overhead <= TARGET_OVERHEAD else "MISSED"
+    print(
+        f"{'whole render':22s} {_ms(ours_med)} {_ms(direct_med)} {100 * overhead:8.1f}%   "
+        f"(target <= {100 * TARGET_OVERHEAD:.0f}%: {verdict})"
+    )
+    print(f"{'  with loudness':22s} {_ms(ours_med + mean_loud)}")
+    print()
+
+    counts = sorted({1, args.workers, 2 * args.workers})
+    print(
+        f"{'parallel renders':22s} {'tunes/s':>9s} {'speedup':>9s} {'CPU: ours':>10s} "
+        f"{'machine':>8s}"
+    )
+    first = 0.0
+    for workers in counts:
+        rate, util, machine = throughput(tunes, formats, settings, workers, 2 if workers > 1 else 1)
+        first = first or rate
+        note = ""
+        if workers == args.workers:
+            verdict = "met" if util >= TARGET_UTILISATION else "MISSED"
+            if util < TARGET_UTILISATION and machine - util > 0.10:
+                # The cores were busy, partly with other processes: our renders could not have
+                # had more of them, so this run cannot tell how busy they would keep idle cores.
+                verdict = f"cores saturated, {100 * (machine - util):.0f}% by other processes"
+            note = f"   <- one per CPU (target >= {100 * TARGET_UTILISATION:.0f}%: {verdict})"
+        print(
+            f"{f'{workers} worker process(es)':22s} {rate:9.2f} {rate / first:8.2f}x "
+            f"{100 * util:9.0f}% {100 * machine:7.0f}%{note}"
+        )
+    print(
+        f"(all formats with loudness; {len(tunes)} tunes per worker count, twice when parallel; "
+        "CPU ours = CPU seconds of the renders and their tools / wall / cores; machine = every "
+        "process, from /proc/stat)"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
