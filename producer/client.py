@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from common import batches
 from common.errors import BrokerError, ConfigError, NotFoundError, TunebatchError
@@ -75,12 +75,16 @@ class Client:
     def context(self) -> Context:
         return batches.Context(settings=self.settings, store=self.store, records=self.records)
 
-    def _enqueue(self, name: str, *args: str | int, task_id: str | None = None) -> None:
-        from worker.celery_app import app, configure, enqueue
+    @cached_property
+    def _celery(self) -> Any:
+        from worker.celery_app import make_app
 
-        if app.conf.broker_url != self.settings.broker_url:
-            configure(self.settings)
-        enqueue(name, *args, task_id=task_id)
+        return make_app(self.settings)
+
+    def _enqueue(self, name: str, *args: str | int, task_id: str | None = None) -> None:
+        from worker.celery_app import enqueue
+
+        enqueue(name, *args, task_id=task_id, celery_app=self._celery)
 
     # -- batches -----------------------------------------------------------------------------
     def submit_batch(self, spec: BatchSpec) -> BatchRecord:

@@ -128,6 +128,12 @@ def configure(settings: Settings, celery_app: Celery = app) -> Celery:
     return celery_app
 
 
+def make_app(settings: Settings) -> Celery:
+    """A separate, configured app: a client that sends to the Redis of `settings`, whatever
+    the module's `app` was configured with before (tests and tools talk to several)."""
+    return configure(settings, Celery("tunebatch", set_as_current=False))
+
+
 def _defaults_from_environment() -> dict[str, Any]:
     """``TUNEBATCH_*`` settings for ``celery -A worker.celery_app ...`` (beat, Flower, inspect).
 

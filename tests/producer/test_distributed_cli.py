@@ -110,7 +110,7 @@ def test_failed_enqueue_withdraws_the_batch(
     model_id = fake_model(settings.data_dir)
     sent: list[tuple[object, ...]] = []
 
-    def flaky_enqueue(name: str, *args: object, task_id: str | None = None) -> str:
+    def flaky_enqueue(name: str, *args: object, task_id: str | None = None, **_: object) -> str:
         if sent:
             raise BrokerError("cannot enqueue (simulated)")
         sent.append(args)
