@@ -24,6 +24,7 @@ import ctypes
 import logging
 import multiprocessing.sharedctypes
 import os
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -378,8 +379,6 @@ class _RunObserver:
         )
 
     def on_batch(self, epoch: int, step: int, loss: float) -> None:
-        import time
-
         now = time.monotonic()
         if now - self._last >= self.every_s:
             self._last = now

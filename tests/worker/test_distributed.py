@@ -188,6 +188,39 @@ def test_status_list_url_and_dead_letter_commands(
     assert finished_batch not in out  # a clean batch leaves nothing there
 
 
+def test_train_and_run_commands(producer_env: Cluster) -> None:
+    code, out, err = run(
+        "train", "--corpus", "tiny", "--preset", "tiny", "--epochs", "1",
+        "--max-train-chars", "3000", "--json",
+    )  # fmt: skip
+    assert code == 0, err
+    run_id = json.loads(out)["run_id"]
+    code, out, err = run("run", run_id, "--wait")
+    assert code == 0, err
+    assert "model" in out
+    code, out, err = run("run", run_id, "--json")
+    done = json.loads(out)
+    assert done["status"] == "done" and done["epochs_done"] == 1 and done["model_id"]
+    code, out, _ = run("model", "list", "--json")
+    assert done["model_id"] in [m["id"] for m in json.loads(out)]  # registered in the bucket
+
+
+def test_retry_failed_enqueues_the_failed_tunes_again(producer_env: Cluster, model_id: str) -> None:
+    c = Client(producer_env.settings)
+    batch = c.submit_batch(spec(model_id, 25, formats=["abc", "mid"]))
+    first = c.follow(batch.id, lambda _p: None, timeout_s=120)
+    failed = [t for t in c.records.tunes(batch.id) if t.status == TuneStatus.FAILED]
+    assert failed, first.counts  # the tiny model writes tunes abc2midi rejects
+    code, out, err = run("retry", batch.id, "--failed")
+    assert code == 0, err
+    assert f"{len(failed)} renders" in out
+    again = c.follow(batch.id, lambda _p: None, timeout_s=120)
+    assert again.counts == first.counts  # rendering is deterministic: the same tunes fail
+    for tune in failed:
+        assert c.records.get_tune(batch.id, tune.tune_id).attempts == tune.attempts + 1
+    assert make_store(producer_env.settings).exists(manifest_key(batch.id))
+
+
 def test_fetch_verifies_hashes(producer_env: Cluster, finished_batch: str, tmp_path: Path) -> None:
     code, out, err = run("fetch", finished_batch, "--to", str(tmp_path), "--json")
     assert code == 0, err
