@@ -22,6 +22,8 @@ from common.errors import (
     NotFoundError,
     PermanentError,
     RenderError,
+    ToolMissingError,
+    TransientError,
 )
 from common.model_registry import resolve_model
 from common.records import JobRecords
@@ -52,6 +54,8 @@ CONTENT_TYPES = {
     "svg": "image/svg+xml",
     "ogg": "audio/ogg",
     "mp3": "audio/mpeg",
+    "flac": "audio/flac",
+    "pdf": "application/pdf",
     "json": "application/json",
 }
 
@@ -257,7 +261,8 @@ def render_tune(ctx: Context, batch_id: str, tid: str) -> TuneRecord:
     tune = ctx.records.update_tune(batch_id, tid, TuneStatus.RENDERING, attempts=tune.attempts + 1)
     abc_key = tune_key(batch_id, tid, "abc")
     try:
-        text = ctx.store.get_bytes(abc_key).decode("utf-8")
+        # Our own files are UTF-8; a damaged one must fail as a tune, not as a crash.
+        text = ctx.store.get_bytes(abc_key).decode("utf-8", errors="replace")
     except NotFoundError as exc:
         return ctx.records.update_tune(batch_id, tid, TuneStatus.FAILED, error=str(exc))
     abc_info = ctx.store.info(abc_key)
@@ -271,13 +276,19 @@ def render_tune(ctx: Context, batch_id: str, tid: str) -> TuneRecord:
                 key = tune_key(batch_id, tid, fmt)
                 info = ctx.store.put_file(key, result.files[fmt], CONTENT_TYPES.get(fmt))
                 files.append(ArtifactFile(format=fmt, key=key, size=info.size, sha256=info.sha256))
+            details = result.info()
+    except ToolMissingError as exc:
+        # This worker is misconfigured, the tune is fine: retry (elsewhere), do not fail it.
+        raise TransientError(str(exc)) from exc
     except (RenderError, PermanentError) as exc:
         log.info("tune %s/%s failed: %s", batch_id, tid, exc)
         # The ABC stays listed: people want to see what the tools rejected.
         return ctx.records.update_tune(
             batch_id, tid, TuneStatus.FAILED, error=str(exc), files=files[:1]
         )
-    return ctx.records.update_tune(batch_id, tid, TuneStatus.DONE, files=files, error=None)
+    return ctx.records.update_tune(
+        batch_id, tid, TuneStatus.DONE, files=files, error=None, render=details
+    )
 
 
 def fail_tune(ctx: Context, batch_id: str, tid: str, error: str) -> TuneRecord:

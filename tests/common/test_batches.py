@@ -10,7 +10,12 @@ import pytest
 
 from common import batches
 from common.batches import Context, tune_key
-from common.errors import IntegrityError, InvalidInputError, InvalidTransitionError
+from common.errors import (
+    IntegrityError,
+    InvalidInputError,
+    InvalidTransitionError,
+    TransientError,
+)
 from common.fetch import fetch_batch
 from common.local_runner import run_batch
 from common.records import LocalRecords
@@ -78,6 +83,7 @@ def test_render_tune_stores_every_requested_format(ctx: Context, tiny_env: TinyE
     assert good.status == TuneStatus.DONE
     assert [f.format for f in good.files] == ["abc", "mid", "wav", "svg"]
     assert ctx.store.get_bytes(tune_key(batch.id, "t000000", "wav"))[:4] == b"RIFF"
+    assert good.render is not None and good.render.midi_seconds  # provenance per tune
     bad = batches.render_tune(ctx, batch.id, "t000001")
     assert bad.status == TuneStatus.FAILED and "abc2midi" in (bad.error or "")
     assert [f.format for f in bad.files] == ["abc"]
@@ -124,6 +130,22 @@ def test_cancel_and_retry(ctx: Context, tiny_env: TinyEnv) -> None:
     assert manifest is not None and manifest.counts["cancelled"] == 10
     with pytest.raises(InvalidTransitionError):
         ctx.records.update_tune(batch.id, ready[0], TuneStatus.RENDERING)
+
+
+def test_a_missing_tool_is_retried_not_a_failed_tune(ctx: Context, tiny_env: TinyEnv) -> None:
+    batch = batches.create_batch(ctx, spec(tiny_env.model.id, count=1, formats=["abc", "mid"]))
+    ctx.store.put_bytes(tune_key(batch.id, "t000000", "abc"), GOOD.encode())
+    ctx.records.update_tune(batch.id, "t000000", TuneStatus.GENERATING)
+    ctx.records.update_tune(batch.id, "t000000", TuneStatus.GENERATED)
+    broken = Context(
+        settings=ctx.settings.model_copy(update={"abc2midi": "/nonexistent/abc2midi"}),
+        store=ctx.store,
+        records=ctx.records,
+    )
+    with pytest.raises(TransientError, match="abcmidi"):
+        batches.render_tune(broken, batch.id, "t000000")
+    assert ctx.records.get_tune(batch.id, "t000000").status == TuneStatus.RENDERING
+    assert batches.render_tune(ctx, batch.id, "t000000").status == TuneStatus.DONE
 
 
 def test_failed_tunes_are_retried(ctx: Context, tiny_env: TinyEnv) -> None:
