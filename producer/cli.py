@@ -16,6 +16,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, ParamSpec, TypeVar
 
@@ -40,6 +41,16 @@ corpus_app = typer.Typer(help="Import and list corpora.", no_args_is_help=True)
 model_app = typer.Typer(help="List, inspect and evaluate trained models.", no_args_is_help=True)
 app.add_typer(corpus_app, name="corpus")
 app.add_typer(model_app, name="model")
+
+
+class SamplerPrecision(StrEnum):
+    """Choices of --precision (see common.precision)."""
+
+    AUTO = "auto"
+    FLOAT32 = "float32"
+    BFLOAT16 = "bfloat16"
+    MIXED_FLOAT16 = "mixed_float16"
+
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
 
@@ -393,8 +404,15 @@ def submit_batch(
     ] = True,
     max_tries: Annotated[int, typer.Option(min=1, help="Samples per tune with --valid-only.")] = 5,
     formats: Annotated[
-        str, typer.Option(help="Comma list of abc,mid,wav,svg,ogg,mp3.")
+        str, typer.Option(help="Comma list of abc,mid,wav,svg,pdf,ogg,mp3,flac.")
     ] = "abc,mid,wav",
+    precision: Annotated[
+        SamplerPrecision,
+        typer.Option(
+            help="Sampler matmuls: auto (bfloat16 where the CPU/GPU has it, else float32), "
+            "float32, bfloat16 or mixed_float16. Tunes may differ between precisions.",
+        ),
+    ] = SamplerPrecision.AUTO,
     wait: Annotated[
         bool,
         typer.Option(
@@ -427,6 +445,7 @@ def submit_batch(
         max_tries=max_tries,
         formats=list(render.parse_formats(formats)),
         chunk_size=s.chunk_size,
+        precision=precision.value,
     )
     if distributed():
         _submit_distributed(spec, wait, as_json)

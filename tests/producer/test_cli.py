@@ -64,7 +64,7 @@ def test_import_train_generate_fetch(env: Path, tmp_path: Path) -> None:
 
     code, out, err = run(
         "submit-batch", "--count", "3", "--any", "--formats", "abc,mid", "--seed", "4",
-        "--meter", "6/8", "--json",
+        "--meter", "6/8", "--precision", "float32", "--json",
     )  # fmt: skip
     assert code == 0, err
     batch_id = json.loads(out)["batch_id"]
@@ -73,6 +73,8 @@ def test_import_train_generate_fetch(env: Path, tmp_path: Path) -> None:
     assert (folder / "manifest.json").is_file()
     assert (folder / "t000000.abc").read_text().startswith("X:1\n")
     assert "M:6/8" in (folder / "t000002.abc").read_text()
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert {t["precision"] for t in manifest["tunes"]} == {"float32"}
 
     code, out, _ = run("status", batch_id, "--json")
     assert json.loads(out)["batch"]["id"] == batch_id
@@ -116,6 +118,8 @@ def test_missing_model_and_bad_parameters(env: Path, tiny_env: TinyEnv) -> None:
     assert_one_line_error(code, err, "not a valid batch id")
     code, _, err = run("train", "--corpus", "x", "--preset", "enormous")
     assert_one_line_error(code, err, "unknown preset 'enormous'")
+    code, _, err = run("submit-batch", "--precision", "int4")
+    assert code == 2 and "Invalid value for '--precision'" in err and "Traceback" not in err
 
 
 def test_unwritable_data_dir_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
