@@ -137,9 +137,13 @@ def choose(
     greedy = tf.argmax(logits, axis=-1, output_type=tf.int32)
     safe_t = tf.maximum(temperature, 1e-6)
     scaled = logits / safe_t
-    k = tf.where(top_k > 0, tf.minimum(top_k, vocab_size), vocab_size)
-    kth = tf.math.top_k(scaled, k=k).values[:, -1:]
-    scaled = tf.where(scaled < kth, tf.constant(-np.inf, scaled.dtype), scaled)
+
+    def keep_top_k() -> tf.Tensor:
+        kth = tf.math.top_k(scaled, k=tf.minimum(top_k, vocab_size)).values[:, -1:]
+        return tf.where(scaled < kth, tf.constant(-np.inf, scaled.dtype), scaled)
+
+    # top_k sorts every row: only pay for it when asked.
+    scaled = tf.cond(top_k > 0, keep_top_k, lambda: scaled)
     u = _uniforms(seeds, pos, vocab_size)
     gumbel = -tf.math.log(-tf.math.log(u))
     sampled = tf.argmax(scaled + gumbel, axis=-1, output_type=tf.int32)
@@ -180,16 +184,16 @@ class Sampler:
         emb = model.get_layer(EMBEDDING_LAYER)
         cell = model.get_layer(LSTM_LAYER).cell
         head = model.get_layer(HEAD_LAYER)
+        # E·K + b: the embedding, the LSTM's input matmul and its bias as one V×4U lookup table.
         self._emb_kernel = tf.matmul(
             tf.convert_to_tensor(emb.embeddings, tf.float32),
             tf.convert_to_tensor(cell.kernel, tf.float32),
-        )
+        ) + tf.convert_to_tensor(cell.bias, tf.float32)
         if precision not in ("float32", "bfloat16", "mixed_float16"):
             raise InvalidInputError(f"unknown precision {precision!r}")
         self.precision = precision
         self._compute = {"float32": tf.float32, "bfloat16": tf.bfloat16}.get(precision, tf.float16)
         self._recurrent = tf.cast(tf.convert_to_tensor(cell.recurrent_kernel), self._compute)
-        self._bias = tf.convert_to_tensor(cell.bias, tf.float32)
         self._head_w = tf.cast(tf.convert_to_tensor(head.kernel), self._compute)
         self._head_b = tf.convert_to_tensor(head.bias, tf.float32)
         self._newline = vocab.chars.index("\n") if "\n" in vocab else -1
@@ -226,7 +230,7 @@ class Sampler:
     ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
         hc = tf.cast(h, self._compute)
         z = tf.gather(self._emb_kernel, x) + tf.cast(tf.matmul(hc, self._recurrent), tf.float32)
-        i, f, g, o = tf.split(z + self._bias, 4, axis=1)
+        i, f, g, o = tf.split(z, 4, axis=1)
         c = tf.sigmoid(f) * c + tf.sigmoid(i) * tf.tanh(g)
         h = tf.sigmoid(o) * tf.tanh(c)
         logits = (
