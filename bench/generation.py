@@ -55,6 +55,7 @@ import tensorflow as tf
 
 from common.errors import CancelledError
 from common.model import HEAD_LAYER, PRESETS, build_model
+from common.precision import Precision
 from common.sampling import (
     Sampler,
     SamplingParams,
@@ -65,6 +66,7 @@ from common.vocab import Vocab
 
 TARGET_RATIO = 2_000.0
 TARGET_MATMUL_SHARE = 0.85
+TARGET_BF16_SPEEDUP = 3.0
 TARGET_MIN_BATCH = 1024
 MEASURED_STEPS = 320  # per config, unless --calls says otherwise
 
@@ -79,6 +81,8 @@ CONTEXT = (
 NEWLINE_SHARE = 0.045
 
 LEGEND = """\
+prec     sampler precision (f32, bf16: 16-bit matmul inputs, float32 state); × f32: chars/s over
+         the float32 row of the same B; matmul and %mm use a matmul in the same dtype
 steps    steps per compiled call          calls, chars, s  measured calls, chars written, seconds
 chars/s  chars / s of whole SamplingRun iterations (best: the fastest call)
 loop     chars/s of the predict loop, timed between this row's calls (off their clock)
@@ -163,18 +167,25 @@ class PredictLoop:
         return 1 / min(self.char_seconds)
 
 
+def matmul_dtype(precision: str) -> str:
+    """The dtype the sampler's h·R runs in under `precision` (see common.sampling)."""
+    return {"float32": "float32", "bfloat16": "bfloat16"}.get(precision, "float16")
+
+
 def rate(char_seconds: list[float]) -> float:
     """Chars/s of a list of per-char times."""
     return len(char_seconds) / sum(char_seconds)
 
 
 class Matmul:
-    """A plain float32 ``tf.matmul`` [batch, units] · [units, 4·units], timed rep by rep."""
+    """A plain ``tf.matmul`` [batch, units] · [units, 4·units] in the sampler's matmul dtype,
+    timed rep by rep."""
 
-    def __init__(self, batch: int, units: int, flops: Flops) -> None:
+    def __init__(self, batch: int, units: int, flops: Flops, dtype: str = "float32") -> None:
         self.flops = flops.main_matmul(batch)
-        self._a = tf.random.normal([batch, units], seed=1)
-        self._w = tf.random.normal([units, 4 * units], seed=2)
+        self.dtype = dtype
+        self._a = tf.cast(tf.random.normal([batch, units], seed=1), dtype)
+        self._w = tf.cast(tf.random.normal([units, 4 * units], seed=2), dtype)
         tf.matmul(self._a, self._w)  # warm-up (thread pools, oneDNN primitives)
         self.rep_seconds: list[float] = []
 
@@ -205,6 +216,7 @@ class SamplerResult:
     jit: bool
     calls: int
     requests: int
+    precision: str = "float32"
     warmup_seconds: float = 0.0
     steps: int = 0
     chars: int = 0
@@ -314,11 +326,17 @@ def measure_sampler(
     seed: int,
     between: Callable[[], None],
     full_queue: bool = False,
+    precision: Precision = "float32",
 ) -> SamplerResult:
     requests = requests_needed(batch, steps_per_call, calls, full_queue=full_queue)
-    result = SamplerResult(batch, steps_per_call, jit, calls, requests)
+    result = SamplerResult(batch, steps_per_call, jit, calls, requests, precision)
     sampler = Sampler(
-        model, vocab, batch_size=batch, steps_per_call=steps_per_call, jit_compile=jit
+        model,
+        vocab,
+        batch_size=batch,
+        steps_per_call=steps_per_call,
+        jit_compile=jit,
+        precision=precision,
     )
     meter = _Meter(calls, between)
     run = sampler.start(
@@ -360,6 +378,14 @@ def parse_ints(text: str) -> list[int]:
         ) from None
     if not values or min(values) < 1:
         raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
+    return values
+
+
+def parse_precisions(text: str) -> list[str]:
+    values = [v.strip() for v in text.split(",") if v.strip()]
+    bad = [v for v in values if v not in ("float32", "bfloat16", "mixed_float16")]
+    if bad or not values:
+        raise argparse.ArgumentTypeError(f"precisions are float32, bfloat16, mixed_float16: {text}")
     return values
 
 
@@ -410,6 +436,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="queue ≥ B × steps-per-call tunes so each call gets a queue of the same length "
         "(XLA compiles once per shape; by default the queue shrinks as tunes start)",
     )
+    parser.add_argument(
+        "--precision",
+        type=parse_precisions,
+        default=["float32", "bfloat16"],
+        help="sampler precisions to measure, comma list (default float32,bfloat16)",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON document instead")
     args = parser.parse_args(argv)
     args.preset = args.preset or ("small" if args.quick else "seed")
@@ -457,41 +489,47 @@ def main(argv: list[str] | None = None) -> int:
     progress(f"  {loop.chars_per_s:.2f} chars/s")
 
     rows: list[tuple[SamplerResult, Matmul]] = []
-    for batch in args.batches:
-        for spc in args.steps_per_call:
-            for jit in jits:
-                calls = calls_for(args, spc)
-                label = f"B={batch} steps/call={spc} xla={'on' if jit else 'off'}"
-                progress(f"{label}: {calls} calls + warm-up; matmul and predict loop between")
-                mm = Matmul(batch, preset.units, flops)
-                first_char = len(loop.char_seconds)
+    configs = [
+        (batch, spc, jit, prec)
+        for batch in args.batches
+        for spc in args.steps_per_call
+        for jit in jits
+        for prec in args.precision
+    ]
+    for batch, spc, jit, prec in configs:
+        calls = calls_for(args, spc)
+        label = f"B={batch} steps/call={spc} xla={'on' if jit else 'off'} {prec}"
+        progress(f"{label}: {calls} calls + warm-up; matmul and predict loop between")
+        mm = Matmul(batch, preset.units, flops, matmul_dtype(prec))
+        first_char = len(loop.char_seconds)
 
-                def between(mm: Matmul = mm) -> None:
-                    mm.measure(matmul_seconds)
-                    loop.measure(1)
+        def between(mm: Matmul = mm) -> None:
+            mm.measure(matmul_seconds)
+            loop.measure(1)
 
-                try:
-                    res = measure_sampler(
-                        model,
-                        vocab,
-                        batch=batch,
-                        steps_per_call=spc,
-                        jit=jit,
-                        calls=calls,
-                        max_chars=args.max_chars,
-                        seed=args.seed,
-                        between=between,
-                        full_queue=args.full_queue,
-                    )
-                except Exception as exc:  # a failed variant (e.g. XLA) is a result, not a crash
-                    res = SamplerResult(batch, spc, jit, calls, 0)
-                    res.error = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:200]}"
-                if not mm.rep_seconds:
-                    mm.measure(matmul_seconds)
-                res.loop_char_seconds = loop.char_seconds[first_char:]
-                res.load = load()
-                rows.append((res, mm))
-                progress(f"  {res.chars_per_s:,.0f} chars/s" if not res.error else res.error)
+        try:
+            res = measure_sampler(
+                model,
+                vocab,
+                batch=batch,
+                steps_per_call=spc,
+                jit=jit,
+                calls=calls,
+                max_chars=args.max_chars,
+                seed=args.seed,
+                between=between,
+                full_queue=args.full_queue,
+                precision=prec,
+            )
+        except Exception as exc:  # a failed variant (e.g. XLA) is a result, not a crash
+            res = SamplerResult(batch, spc, jit, calls, 0, prec)
+            res.error = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:200]}"
+        if not mm.rep_seconds:
+            mm.measure(matmul_seconds)
+        res.loop_char_seconds = loop.char_seconds[first_char:]
+        res.load = load()
+        rows.append((res, mm))
+        progress(f"  {res.chars_per_s:,.0f} chars/s" if not res.error else res.error)
 
     report = build_report(args, preset.name, vocab, flops, loop, rows)
     report["seconds_total"] = round(time.perf_counter() - started, 1)
@@ -533,9 +571,26 @@ def build_report(
         )
         out.append(row)
     ok = [row for row in out if not row["error"]]
+    # Same batch, steps and XLA in float32: the baseline of the precision column.
+    f32 = {
+        (row["batch"], row["steps_per_call"], row["jit"]): row["chars_per_s"]
+        for row in ok
+        if row["precision"] == "float32"
+    }
+    for row in out:
+        base = f32.get((row["batch"], row["steps_per_call"], row["jit"]))
+        row["ratio_to_float32"] = row["chars_per_s"] / base if base and not row["error"] else None
     best_row = max(ok, key=lambda row: row["ratio_to_loop"], default=None)
-    big = [row for row in ok if row["batch"] >= TARGET_MIN_BATCH]
+    big = [row for row in ok if row["batch"] >= TARGET_MIN_BATCH and row["precision"] == "float32"]
     big_best = max(big, key=lambda row: row["matmul_share"], default=None)
+    bf16 = [
+        row
+        for row in ok
+        if row["batch"] >= TARGET_MIN_BATCH
+        and row["precision"] == "bfloat16"
+        and row["ratio_to_float32"] is not None
+    ]
+    bf16_best = max(bf16, key=lambda row: row["ratio_to_float32"], default=None)
     return {
         "preset": preset,
         "units": flops.units,
@@ -579,6 +634,13 @@ def build_report(
                 "best_vs_best": big_best["best_matmul_share"] if big_best else None,
                 "met": bool(big_best and big_best["matmul_share"] >= TARGET_MATMUL_SHARE),
             },
+            "bf16_speedup": {
+                "target": TARGET_BF16_SPEEDUP,
+                "min_batch": TARGET_MIN_BATCH,
+                "batch": bf16_best["batch"] if bf16_best else None,
+                "value": bf16_best["ratio_to_float32"] if bf16_best else None,
+                "met": bool(bf16_best and bf16_best["ratio_to_float32"] >= TARGET_BF16_SPEEDUP),
+            },
         },
     }
 
@@ -587,7 +649,7 @@ def print_report(report: dict[str, Any], flops: Flops, loop: PredictLoop) -> Non
     m = report["machine"]
     print(
         f"tunebatch generation benchmark — preset {report['preset']} (embedding "
-        f"{flops.embedding}, units {flops.units}, vocab {flops.vocab}), float32, random weights"
+        f"{flops.embedding}, units {flops.units}, vocab {flops.vocab}), random weights"
     )
     print(
         f"machine: {m['cpus_usable']}/{m['cpus']} CPUs, {m['processor']}, TF {m['tensorflow']}, "
@@ -613,7 +675,8 @@ def print_report(report: dict[str, Any], flops: Flops, loop: PredictLoop) -> Non
     )
     print()
     head = (
-        f"{'B':>5} {'steps':>5} {'xla':>3} {'calls':>5} {'chars':>8} {'s':>6} "
+        f"{'B':>5} {'steps':>5} {'xla':>3} {'prec':>4} {'× f32':>5} {'calls':>5} {'chars':>8} "
+        f"{'s':>6} "
         f"{'chars/s':>8} {'best':>6} {'loop':>5} {'× loop':>7} "
         f"{'GFLOP/s':>7} {'best':>5} {'mod-eq':>6} {'matmul':>6} {'best':>5} "
         f"{'%mm':>4} {'best':>4} {'graph':>5} {'tunes':>5} {'queue':>6} {'load':>4}"
@@ -622,7 +685,12 @@ def print_report(report: dict[str, Any], flops: Flops, loop: PredictLoop) -> Non
     print("-" * len(head))
     for row in report["sampler"]:
         xla = "on" if row["jit"] else "off"
-        lead = f"{row['batch']:>5} {row['steps_per_call']:>5} {xla:>3} {row['calls']:>5}"
+        prec = {"float32": "f32", "bfloat16": "bf16", "mixed_float16": "f16"}[row["precision"]]
+        vs = f"{row['ratio_to_float32']:>4.2f}×" if row["ratio_to_float32"] else f"{'-':>5}"
+        lead = (
+            f"{row['batch']:>5} {row['steps_per_call']:>5} {xla:>3} {prec:>4} {vs} "
+            f"{row['calls']:>5}"
+        )
         if row["error"]:
             print(f"{lead}  failed: {row['error']}")
             continue
@@ -651,6 +719,16 @@ def print_report(report: dict[str, Any], flops: Flops, loop: PredictLoop) -> Non
             f"  ≥ {TARGET_RATIO:,.0f}× the predict loop at the best batch: "
             f"{ratio['value']:,.0f}× at B={ratio['batch']} — {'met' if ratio['met'] else 'NOT met'}"
         )
+    speed = t["bf16_speedup"]
+    if speed["value"] is None:
+        print(
+            f"  bf16 ≥ {TARGET_BF16_SPEEDUP:.0f}× float32 at B ≥ {TARGET_MIN_BATCH}: not measured"
+        )
+    else:
+        print(
+            f"  bf16 ≥ {TARGET_BF16_SPEEDUP:.0f}× float32 chars/s at B ≥ {TARGET_MIN_BATCH}: "
+            f"{speed['value']:.2f}× at B={speed['batch']} — {'met' if speed['met'] else 'NOT met'}"
+        )
     if share["value"] is None:
         print(
             f"  step at B ≥ {TARGET_MIN_BATCH} at ≥ {TARGET_MATMUL_SHARE:.0%} of the matmul: "
@@ -658,7 +736,8 @@ def print_report(report: dict[str, Any], flops: Flops, loop: PredictLoop) -> Non
         )
     else:
         print(
-            f"  step at B ≥ {TARGET_MIN_BATCH} at ≥ {TARGET_MATMUL_SHARE:.0%} of the matmul: "
+            f"  float32 step at B ≥ {TARGET_MIN_BATCH} at ≥ {TARGET_MATMUL_SHARE:.0%} of the "
+            "matmul: "
             f"{share['value']:.0%} at B={share['batch']} (best call vs best rep "
             f"{share['best_vs_best']:.0%}) — {'met' if share['met'] else 'NOT met'}"
         )
