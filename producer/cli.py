@@ -41,6 +41,11 @@ corpus_app = typer.Typer(help="Import and list corpora.", no_args_is_help=True)
 model_app = typer.Typer(help="List, inspect and evaluate trained models.", no_args_is_help=True)
 app.add_typer(corpus_app, name="corpus")
 app.add_typer(model_app, name="model")
+schedule_app = typer.Typer(
+    help="Scheduled dataset-wide generation (distributed mode: Celery beat + redbeat).",
+    no_args_is_help=True,
+)
+app.add_typer(schedule_app, name="schedule")
 
 
 class SamplerPrecision(StrEnum):
@@ -466,10 +471,11 @@ def submit_batch(
                           "manifest": str(folder) if folder else None})  # fmt: skip
         return
     valid = sum(1 for t in manifest.tunes if t.valid)
+    first = sum(1 for t in manifest.tunes if t.valid and t.tries == 1)
     views.console.print(
         f"batch [bold]{manifest.batch_id}[/]: {manifest.counts.get('done', 0)} done, "
-        f"{manifest.counts.get('failed', 0)} failed; {valid}/{len(manifest.tunes)} valid on "
-        f"the first check or after resampling"
+        f"{manifest.counts.get('failed', 0)} failed; {valid}/{len(manifest.tunes)} pass "
+        f"abc2midi's check ({first} on the first try)"
     )
     if folder is not None:
         views.console.print(f"files: {folder.parent}")
@@ -668,6 +674,146 @@ def dead_letter(
         [(f"{e.at:%Y-%m-%d %H:%M:%S}", e.task, " ".join(str(a) for a in e.args), e.attempts,
           e.reason, e.error) for e in entries],
     )  # fmt: skip
+
+
+# --- schedules ----------------------------------------------------------------------------
+def _schedule_app() -> Any:
+    """The Celery app whose Redis holds the schedules; schedules need distributed mode."""
+    if not distributed():
+        raise fail(
+            "schedules need a broker: set TUNEBATCH_BROKER_URL to your Redis and run "
+            "`celery -A worker.celery_app beat` (see docs/distributed.md)",
+            2,
+        )
+    from worker.celery_app import make_app
+
+    return make_app(settings())
+
+
+def _when(t: Any) -> str:
+    return f"{t:%Y-%m-%d %H:%M}" if t else "-"
+
+
+def _schedule_row(info: Any) -> tuple[Any, ...]:
+    spec = info.spec
+    return (spec.name, info.when, spec.corpus, spec.per_tune, spec.model[:12],
+            "yes" if spec.retrain_if_changed else "no", _when(info.last_run_at),
+            _when(info.next_run_at))  # fmt: skip
+
+
+@schedule_app.command("add")
+@handles_errors
+def schedule_add(
+    name: Annotated[str, typer.Argument(help="Schedule name (lowercase letters, digits, - _).")],
+    cron: Annotated[
+        str, typer.Option(help='Five cron fields in UTC, e.g. "0 3 * * *" (03:00 every day).')
+    ],
+    corpus: Annotated[str, typer.Option(help="Imported corpus whose every tune primes tunes.")],
+    per_tune: Annotated[int, typer.Option(min=1, max=1000, help="New tunes per dataset tune.")] = 1,
+    model: Annotated[
+        str, typer.Option(help="Model id, unique prefix or 'latest' (the corpus's newest).")
+    ] = "latest",
+    retrain_if_changed: Annotated[
+        bool,
+        typer.Option(
+            "--retrain-if-changed",
+            help="Train a new model first (same preset) when the corpus changed since the "
+            "latest model was trained on it.",
+        ),
+    ] = False,
+    temperature: Annotated[float, typer.Option(min=0.0, help="Sampling temperature.")] = 1.0,
+    top_k: Annotated[int, typer.Option(min=0, help="Sample among the k likeliest.")] = 0,
+    seed: Annotated[
+        int | None, typer.Option(min=0, help="Fixed seed (default: a new seed each time).")
+    ] = None,
+    max_chars: Annotated[int, typer.Option(min=16, help="Longest tune in chars.")] = 1500,
+    valid_only: Annotated[
+        bool,
+        typer.Option("--valid-only/--any", help="Resample until abc2midi accepts each tune."),
+    ] = True,
+    max_tries: Annotated[int, typer.Option(min=1, help="Samples per tune with --valid-only.")] = 5,
+    formats: Annotated[
+        str, typer.Option(help="Comma list of abc,mid,wav,svg,pdf,ogg,mp3,flac.")
+    ] = "abc,mid,wav",
+    replace: Annotated[
+        bool, typer.Option("--replace", help="Overwrite a schedule of the same name.")
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Add a schedule: each time it fires, one batch with PER_TUNE tunes per dataset tune."""
+    from common import render
+    from common.schedules import ScheduleSpec
+    from worker import schedules
+
+    spec = ScheduleSpec(
+        name=name,
+        cron=cron,
+        corpus=corpus,
+        per_tune=per_tune,
+        model=model,
+        retrain_if_changed=retrain_if_changed,
+        temperature=temperature,
+        top_k=top_k,
+        seed=seed,
+        max_chars=max_chars,
+        valid_only=valid_only,
+        max_tries=max_tries,
+        formats=list(render.parse_formats(formats)),
+    )
+    schedules.check_spec(spec)  # a bad cron is one line before any connection
+    info = schedules.add_schedule(_schedule_app(), spec, replace=replace)
+    if as_json:
+        views.print_json(info)
+        return
+    views.console.print(
+        f"schedule [bold]{spec.name}[/] ({spec.cron} UTC): {spec.per_tune} tunes per tune of "
+        f"{spec.corpus}; next run {info.next_run_at:%Y-%m-%d %H:%M} UTC"
+    )
+
+
+@schedule_app.command("list")
+@handles_errors
+def schedule_list(as_json: JsonOpt = False) -> None:
+    """List the schedules with their last and next run."""
+    from worker import schedules
+
+    infos = schedules.list_schedules(_schedule_app())
+    if as_json:
+        views.print_json(infos)
+        return
+    views.table(
+        "Schedules (UTC)",
+        ["name", "when", "corpus", "per tune", "model", "retrain", "last run", "next run"],
+        [_schedule_row(info) for info in infos],
+    )
+
+
+@schedule_app.command("remove")
+@handles_errors
+def schedule_remove(name: Annotated[str, typer.Argument(help="Schedule name.")]) -> None:
+    """Remove a schedule (beat stops firing it at its next tick)."""
+    from worker import schedules
+
+    schedules.remove_schedule(_schedule_app(), name)
+    views.console.print(f"schedule {name} removed")
+
+
+@schedule_app.command("run-now")
+@handles_errors
+def schedule_run_now(
+    name: Annotated[str, typer.Argument(help="Schedule name.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Fire a schedule now (its timetable is unchanged); a cpu worker submits the batch."""
+    from worker import schedules
+
+    task_id = schedules.run_now(_schedule_app(), name)
+    if as_json:
+        views.print_json({"schedule": name, "task_id": task_id})
+        return
+    views.console.print(
+        f"schedule {name} fired (task {task_id}); `producer list` shows its batch shortly"
+    )
 
 
 def main() -> None:
