@@ -89,19 +89,9 @@ class Client:
     # -- batches -----------------------------------------------------------------------------
     def submit_batch(self, spec: BatchSpec) -> BatchRecord:
         """Record the batch with every tune queued, then enqueue its chunks; return the batch."""
-        from worker.celery_app import GENERATE
+        from worker.submit import submit_batch
 
-        self.records.ping()  # before touching the bucket: Redis down is the common failure
-        batch = batches.create_batch(self.context, spec)
-        try:
-            for chunk_no in range(spec.chunks):
-                self._enqueue(GENERATE, batch.id, chunk_no)
-        except TunebatchError as exc:
-            with contextlib.suppress(TunebatchError):
-                self.records.delete_batch(batch.id)
-            raise BrokerError(f"{exc}; batch {batch.id} was withdrawn, nothing is queued") from None
-        log.info("batch %s: %d tunes in %d chunks queued", batch.id, spec.count, spec.chunks)
-        return batch
+        return submit_batch(self.context, self.records, spec, celery_app=self._celery)
 
     def progress(self, batch_id: str) -> BatchProgress:
         return BatchProgress(self.records.get_batch(batch_id), self.records.counts(batch_id))

@@ -33,6 +33,10 @@ TRAIN = "tunebatch.train"
 GENERATE = "tunebatch.generate_chunk"
 RENDER = "tunebatch.render_tune"
 FINALIZE = "tunebatch.finalize_batch"
+#: Scheduled dataset-wide generation (`worker.schedules`): plan and submit one batch, after a
+#: retraining run when the corpus changed (the training run's chain ends in SUBMIT_SCHEDULED).
+RUN_SCHEDULE = "tunebatch.run_schedule"
+SUBMIT_SCHEDULED = "tunebatch.submit_scheduled"
 
 GPU_QUEUE = "gpu"
 CPU_QUEUE = "cpu"
@@ -41,6 +45,8 @@ QUEUES: dict[str, str] = {
     GENERATE: GPU_QUEUE,
     RENDER: CPU_QUEUE,
     FINALIZE: CPU_QUEUE,
+    RUN_SCHEDULE: CPU_QUEUE,
+    SUBMIT_SCHEDULED: CPU_QUEUE,
 }
 
 #: Base and cap (seconds) of the exponential backoff between retries of a transient error.
@@ -67,7 +73,18 @@ FIXED_LIMITS: dict[str, Limits] = {
     GENERATE: Limits(soft_s=45 * 60, hard_s=50 * 60),
     RENDER: Limits(soft_s=5 * 60, hard_s=6 * 60),
     FINALIZE: Limits(soft_s=10 * 60, hard_s=11 * 60),
+    RUN_SCHEDULE: Limits(soft_s=10 * 60, hard_s=11 * 60),
+    SUBMIT_SCHEDULED: Limits(soft_s=10 * 60, hard_s=11 * 60),
 }
+
+#: Celery beat with celery-redbeat: schedules live in Redis (``redbeat:<name>`` and the sorted set
+#: ``redbeat::schedule``), so they survive restarts and the producer edits them without
+#: restarting beat. A beat holds the lock ``redbeat::lock`` (what the compose healthcheck and
+#: the k8s probes look at) and renews it every tick (at most every BEAT_MAX_INTERVAL_S); a second
+#: beat waits for it, so a schedule fires once. The lock of a beat that died without releasing it
+#: expires after BEAT_LOCK_TIMEOUT_S, and a waiting or restarted beat takes over.
+BEAT_MAX_INTERVAL_S = 60
+BEAT_LOCK_TIMEOUT_S = 300
 
 
 def time_limits(settings: Settings) -> dict[str, Limits]:
@@ -119,6 +136,13 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         },
         "worker_hijack_root_logger": False,
         "enable_utc": True,
+        "timezone": "UTC",
+        "beat_scheduler": "redbeat.RedBeatScheduler",
+        "beat_max_interval": BEAT_MAX_INTERVAL_S,
+        "redbeat_redis_url": settings.broker_url,
+        # Explicit (else redbeat falls back to broker_transport_options, with a warning).
+        "redbeat_redis_options": {"socket_connect_timeout": 5, "socket_timeout": 30},
+        "redbeat_lock_timeout": BEAT_LOCK_TIMEOUT_S,
     }
 
 
@@ -147,14 +171,27 @@ def _defaults_from_environment() -> dict[str, Any]:
 app.add_defaults(_defaults_from_environment)
 
 
-def enqueue(name: str, *args: Any, task_id: str | None = None, celery_app: Celery = app) -> str:
+def enqueue(
+    name: str,
+    *args: Any,
+    task_id: str | None = None,
+    celery_app: Celery = app,
+    link: Any = None,
+) -> str:
     """Send task `name` by name (the sender needs no task code); return the message's task id.
+
+    `link`: a signature run with this job's return value when it succeeds (a chain).
 
     Broker failures become `BrokerError` so every caller shows one line, not kombu's traceback.
     """
     try:
         result = celery_app.send_task(
-            name, args=list(args), task_id=task_id, queue=QUEUES.get(name), ignore_result=True
+            name,
+            args=list(args),
+            task_id=task_id,
+            queue=QUEUES.get(name),
+            ignore_result=True,
+            link=link,
         )
     except Exception as exc:  # kombu raises OperationalError and friends
         from kombu.exceptions import KombuError

@@ -23,7 +23,8 @@ log = logging.getLogger(__name__)
 
 app = typer.Typer(
     name="worker",
-    help="tunebatch workers: `worker gpu` trains and generates, `worker cpu` renders.",
+    help="tunebatch workers: `worker gpu` trains and generates, `worker cpu` renders, "
+    "`worker beat` fires the schedules.",
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
     add_completion=False,
@@ -135,6 +136,44 @@ def cpu(
 ) -> None:
     """Render tunes and write manifests (queue `cpu`)."""
     run_worker("cpu", concurrency or os.cpu_count() or 1, loglevel, name, include)
+
+
+@app.command()
+def beat(
+    max_interval: Annotated[
+        int | None,
+        typer.Option(min=1, help="Longest sleep between ticks in seconds (default 60)."),
+    ] = None,
+    loglevel: LogLevel = "INFO",
+) -> None:
+    """Celery beat with redbeat: fires the schedules stored in Redis (`producer schedule`).
+
+    The same as ``celery -A worker.celery_app beat``. Run one; a second waits for the first's
+    Redis lock, so a schedule fires once either way.
+    """
+    logging.basicConfig(
+        level=loglevel.upper(),
+        format="[%(asctime)s: %(levelname)s/%(processName)s] %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        settings = Settings()
+        from worker.celery_app import app as celery_app
+        from worker.celery_app import configure
+
+        configure(settings)
+        from common.redis_records import RedisRecords
+
+        assert settings.broker_url is not None
+        RedisRecords.from_url(settings.broker_url, retries=1, timeout_s=3.0).ping()
+    except TunebatchError as exc:
+        raise _fail(str(exc), exc.exit_code) from None
+    except ValueError as exc:  # pydantic's ValidationError is one
+        raise _fail(f"bad TUNEBATCH_ setting: {exc}", 2) from None
+    argv = ["beat", "--scheduler", "redbeat.RedBeatScheduler", f"--loglevel={loglevel.upper()}"]
+    if max_interval is not None:
+        argv.append(f"--max-interval={max_interval}")
+    celery_app.start(argv)
 
 
 def main() -> None:

@@ -51,6 +51,8 @@ from worker.celery_app import (
     RENDER,
     RETRY_BACKOFF_MAX_S,
     RETRY_BACKOFF_S,
+    RUN_SCHEDULE,
+    SUBMIT_SCHEDULED,
     TRAIN,
     app,
     enqueue,
@@ -431,3 +433,25 @@ def train(self: JobTask, spec_json: str, run_id: str) -> str:
     )
     log.info("training run %s registered model %s", run_id, model.short_id)
     return model.id
+
+
+# --- scheduled dataset-wide generation (worker.schedules) -------------------------------------
+@job_task(RUN_SCHEDULE, None)
+def run_schedule(self: JobTask, name_or_spec_json: str) -> str:
+    """A schedule fired (beat, or `producer schedule run-now`): submit its batch, or retrain
+    first when the corpus changed."""
+    from worker import schedules
+
+    what = schedules.fire(context(), records(), name_or_spec_json)
+    log.info("schedule fired: %s", what)
+    return what
+
+
+@job_task(SUBMIT_SCHEDULED, None)
+def submit_scheduled(self: JobTask, model_id: str | None, spec_json: str) -> str:
+    """After a schedule's retraining run (a chain from `train`): submit the batch with it."""
+    from worker import schedules
+
+    what = schedules.submit_after_training(context(), records(), model_id, spec_json)
+    log.info("scheduled batch after retraining: %s", what)
+    return what

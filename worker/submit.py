@@ -1,0 +1,41 @@
+"""Submit a batch in distributed mode: record it, then enqueue one generation job per chunk.
+
+Shared by the producer (`producer.client.Client.submit_batch`) and the scheduled-generation task
+(`worker.schedules`), so both go through the same records and the same enqueue path. No task
+code is imported here (jobs are sent by name), so the producer stays free of TensorFlow.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from typing import Any
+
+from common import batches
+from common.errors import BrokerError, TunebatchError
+from common.redis_records import RedisRecords
+from common.schemas import BatchRecord, BatchSpec
+from worker.celery_app import GENERATE, app, enqueue
+
+log = logging.getLogger(__name__)
+
+
+def submit_batch(
+    ctx: batches.Context, records: RedisRecords, spec: BatchSpec, *, celery_app: Any = app
+) -> BatchRecord:
+    """Record the batch with every tune queued, then enqueue its chunks; return the batch.
+
+    If enqueueing fails after the records were written they are removed again, so a batch either
+    exists with its work queued or does not exist. `records` are `ctx`'s records (Redis).
+    """
+    records.ping()  # before touching the bucket: Redis down is the common failure
+    batch = batches.create_batch(ctx, spec)
+    try:
+        for chunk_no in range(spec.chunks):
+            enqueue(GENERATE, batch.id, chunk_no, celery_app=celery_app)
+    except TunebatchError as exc:
+        with contextlib.suppress(TunebatchError):
+            records.delete_batch(batch.id)
+        raise BrokerError(f"{exc}; batch {batch.id} was withdrawn, nothing is queued") from None
+    log.info("batch %s: %d tunes in %d chunks queued", batch.id, spec.count, spec.chunks)
+    return batch
