@@ -49,9 +49,12 @@ QUEUES: dict[str, str] = {
     SUBMIT_SCHEDULED: CPU_QUEUE,
 }
 
-#: Base and cap (seconds) of the exponential backoff between retries of a transient error.
+#: Base and cap (seconds) of the exponential backoff between retries of a transient error, and
+#: how long a job keeps retrying one before it gives up (well inside the render's 5-minute soft
+#: limit): Redis restarting or the bucket away for a minute or two does not fail a tune.
 RETRY_BACKOFF_S = 2
-RETRY_BACKOFF_MAX_S = 300
+RETRY_BACKOFF_MAX_S = 30
+TRANSIENT_BUDGET_S = 150
 
 #: Headroom between the training job's hard limit and the visibility timeout.
 _TRAIN_MARGIN_S = 300

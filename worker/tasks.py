@@ -9,8 +9,9 @@ distributed system needs:
   a segfault in a native library) is requeued by ``acks_late`` + ``reject_on_worker_lost`` and
   would come back forever; after ``max_attempts`` deliveries it is dead-lettered instead, and its
   tunes are marked failed (`batches.fail_tune`) so the batch can still finish. Transient errors
-  (`common.errors.TransientError`) are retried with exponential backoff within the same budget;
-  permanent errors are given up on at once.
+  (`common.errors.TransientError`: Redis or the bucket away) are retried in the worker with
+  exponential backoff for up to `TRANSIENT_BUDGET_S` (see `JobTask._ride_out`); permanent errors
+  are given up on at once.
 * **Warm shutdown.** On SIGTERM Celery stops taking jobs and waits for running ones. A running
   chunk (or training run) sees the flag at its next step boundary, puts its unfinished tunes back
   to ``queued`` (generate_chunk does that) and its message is requeued, without counting an attempt.
@@ -24,6 +25,7 @@ import ctypes
 import logging
 import multiprocessing.sharedctypes
 import os
+import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -54,6 +56,7 @@ from worker.celery_app import (
     RUN_SCHEDULE,
     SUBMIT_SCHEDULED,
     TRAIN,
+    TRANSIENT_BUDGET_S,
     app,
     enqueue,
 )
@@ -164,18 +167,42 @@ class JobTask(Task):  # type: ignore[misc]  # Celery is untyped
 
     #: What to mark failed when the job is given up on (set per task in the decorator).
     give_up: GiveUp | None = None
-    autoretry_for = (TransientError,)
-    retry_backoff = RETRY_BACKOFF_S
-    retry_backoff_max = RETRY_BACKOFF_MAX_S
-    retry_jitter = True
+
+    def _ride_out(self, what: str, call: Callable[[], Any]) -> Any:
+        """Run `call`, again after each `TransientError` with exponential backoff (jittered),
+        for up to `TRANSIENT_BUDGET_S`; then the last error is raised.
+
+        In this process, not with Celery's ``retry(countdown=...)``: a retry message with an ETA
+        waits in the worker's memory and in Redis' unacked set, and when the broker connection
+        drops (a Redis restart) Celery forgets it, so the job came back only after the visibility
+        timeout (an hour or more) with its tune stuck in ``rendering``. Retries also no longer use
+        up the delivery attempts meant for jobs that kill their worker.
+        """
+        deadline = time.monotonic() + TRANSIENT_BUDGET_S
+        delay = float(RETRY_BACKOFF_S)
+        while True:
+            try:
+                return call()
+            except TransientError as exc:
+                wait = random.uniform(delay / 2, delay)
+                if time.monotonic() + wait > deadline:
+                    raise
+                log.warning("%s: %s; trying again in %.1f s", what, _one_line(exc), wait)
+            end = time.monotonic() + wait
+            while time.monotonic() < end:
+                if stopping():
+                    raise _requeue_for_shutdown(self, what)
+                time.sleep(min(0.5, max(0.0, end - time.monotonic())))
+            delay = min(delay * 2, RETRY_BACKOFF_MAX_S)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         # `self.run`, not `super().__call__`: Task.__call__ pushes a bare request (no id,
-        # no delivery info) that autoretry's `self.retry` could not requeue.
+        # no delivery info) that `Reject(requeue=True)` could not requeue.
         rt = _ensure()
         task_id = str(self.request.id)
+        what = f"{self.name}{list(args)}"
         ttl = rt.settings.visibility_timeout_s * (rt.settings.max_attempts + 1)
-        attempts = records().count_attempt(task_id, ttl)
+        attempts = self._ride_out(what, lambda: records().count_attempt(task_id, ttl))
         if attempts > rt.settings.max_attempts:
             self.abandon(
                 args,
@@ -187,14 +214,18 @@ class JobTask(Task):  # type: ignore[misc]  # Celery is untyped
             )
             return None
         try:
-            result = self.run(*args, **kwargs)
+            result = self._ride_out(what, lambda: self.run(*args, **kwargs))
         except (Retry, Reject):
             raise
         except Exception as exc:
-            kind = "transient, out of retries" if isinstance(exc, TransientError) else "permanent"
+            kind = (
+                f"transient, still failing after {TRANSIENT_BUDGET_S} s of retries"
+                if isinstance(exc, TransientError)
+                else "permanent"
+            )
             self.abandon(args, kwargs, attempts, reason=f"failed ({kind})", error=_one_line(exc))
             raise
-        records().forget_attempts(task_id)
+        self._ride_out(what, lambda: records().forget_attempts(task_id))
         return result
 
     def abandon(
