@@ -12,7 +12,7 @@ DEMO_EPOCHS ?= 4
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
 .DEFAULT_GOAL := help
-.PHONY: help system venv install demo test test-fast lint format bench clean
+.PHONY: help system venv install demo test test-fast chaos lint format bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -50,6 +50,11 @@ test: install ## Install everything and run every test (starts its own redis-ser
 
 test-fast: venv ## Run the tests without reinstalling
 	$(BIN)/pytest -x -q
+
+CHAOS_REPORT ?= chaos-report.json
+
+chaos: venv ## Chaos suite at full size (1,000 tunes, 10 worker kills, 3 Redis restarts); figures in $(CHAOS_REPORT)
+	TUNEBATCH_CHAOS_SCALE=full TUNEBATCH_CHAOS_REPORT=$(abspath $(CHAOS_REPORT)) $(BIN)/pytest tests/chaos -q -s -p no:cacheprovider
 
 lint: venv ## ruff (lint + format check) and mypy
 	$(BIN)/ruff check .
