@@ -42,6 +42,11 @@ from worker.submit import submit_batch
 
 log = logging.getLogger(__name__)
 
+#: What a firing did, per task id (``tunebatch:schedule-fired:<task id>`` → "batch <id>"), so a
+#: redelivered message (worker killed before the acknowledgement) does not submit twice.
+FIRED_PREFIX = "tunebatch:schedule-fired:"
+FIRED_TTL_S = 7 * 24 * 3600
+
 #: Entry names are ``tunebatch:<schedule name>``: other redbeat entries in the same Redis are
 #: not ours to list or remove.
 ENTRY_PREFIX = "tunebatch:"
@@ -208,13 +213,40 @@ def resolve_spec(celery_app: Any, name_or_spec_json: str) -> ScheduleSpec:
     return get_schedule(celery_app, text)
 
 
+@contextlib.contextmanager
+def _once(records: RedisRecords, task_id: str | None) -> Iterator[list[str]]:
+    """Remember what the task with `task_id` did; a redelivery finds it in ``done[0]``."""
+    key = FIRED_PREFIX + task_id if task_id else None
+    done: list[str] = []
+    if key:
+        prior = records.r.get(key)
+        if prior is not None:
+            done.append(prior.decode() if isinstance(prior, bytes) else str(prior))
+    yield done
+    if key and done:
+        records.r.set(key, done[0], ex=FIRED_TTL_S)
+
+
 def fire(
-    ctx: Context, records: RedisRecords, name_or_spec_json: str, *, celery_app: Any = app
+    ctx: Context,
+    records: RedisRecords,
+    name_or_spec_json: str,
+    *,
+    celery_app: Any = app,
+    task_id: str | None = None,
 ) -> str:
     """Plan and submit the schedule's batch, or queue the retraining run that precedes it.
 
-    Returns ``batch <id>`` or ``training run <id>`` (for the log).
+    Returns ``batch <id>`` or ``training run <id>`` (for the log). Run again with the same
+    `task_id` (a redelivery), it returns what the first run did and submits nothing.
     """
+    with _once(records, task_id) as done:
+        if not done:
+            done.append(_fire(ctx, records, name_or_spec_json, celery_app))
+    return done[0]
+
+
+def _fire(ctx: Context, records: RedisRecords, name_or_spec_json: str, celery_app: Any) -> str:
     spec = resolve_spec(celery_app, name_or_spec_json)
     corpus = load_corpus(ctx.store, spec.corpus)
     by_corpus = spec.corpus if spec.model.strip().lower() == LATEST else None
@@ -243,8 +275,18 @@ def submit_after_training(
     spec_json: str,
     *,
     celery_app: Any = app,
+    task_id: str | None = None,
 ) -> str:
     """The end of the retraining chain: submit the schedule's batch with the new model."""
+    with _once(records, task_id) as done:
+        if not done:
+            done.append(_submit_after_training(ctx, records, model_id, spec_json, celery_app))
+    return done[0]
+
+
+def _submit_after_training(
+    ctx: Context, records: RedisRecords, model_id: str | None, spec_json: str, celery_app: Any
+) -> str:
     spec = ScheduleSpec.model_validate_json(spec_json)
     if not model_id:  # the training job was given up on (see worker.tasks.JobTask)
         raise PermanentError(

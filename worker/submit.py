@@ -15,7 +15,7 @@ from common import batches
 from common.errors import BrokerError, TunebatchError
 from common.redis_records import RedisRecords
 from common.schemas import BatchRecord, BatchSpec
-from worker.celery_app import GENERATE, app, enqueue
+from worker.celery_app import GENERATE, app
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +28,8 @@ def submit_batch(
     If enqueueing fails after the records were written they are removed again, so a batch either
     exists with its work queued or does not exist. `records` are `ctx`'s records (Redis).
     """
+    from worker.celery_app import enqueue  # looked up per call: tests replace it
+
     records.ping()  # before touching the bucket: Redis down is the common failure
     batch = batches.create_batch(ctx, spec)
     try:

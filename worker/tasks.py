@@ -473,7 +473,7 @@ def run_schedule(self: JobTask, name_or_spec_json: str) -> str:
     first when the corpus changed."""
     from worker import schedules
 
-    what = schedules.fire(context(), records(), name_or_spec_json)
+    what = schedules.fire(context(), records(), name_or_spec_json, task_id=str(self.request.id))
     log.info("schedule fired: %s", what)
     return what
 
@@ -483,6 +483,8 @@ def submit_scheduled(self: JobTask, model_id: str | None, spec_json: str) -> str
     """After a schedule's retraining run (a chain from `train`): submit the batch with it."""
     from worker import schedules
 
-    what = schedules.submit_after_training(context(), records(), model_id, spec_json)
+    what = schedules.submit_after_training(
+        context(), records(), model_id, spec_json, task_id=str(self.request.id)
+    )
     log.info("scheduled batch after retraining: %s", what)
     return what

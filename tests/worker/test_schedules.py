@@ -264,3 +264,21 @@ def test_cli_add_list_run_now_retrains_after_a_corpus_change_then_remove(
     assert json.loads(out) == []
     code, _, err = run("schedule", "run-now", "nightly")
     assert code != 0 and "no schedule 'nightly'" in err and len(err.splitlines()) == 1
+
+
+def test_a_redelivered_firing_submits_no_second_batch(running: Cluster, model_id: str) -> None:
+    from common.batches import Context
+
+    del model_id
+    c = running
+    ctx = Context(settings=c.settings, store=make_store(c.settings), records=c.records)
+    spec = ScheduleSpec(
+        name="once", cron="0 3 * * *", corpus="mini", max_chars=200, valid_only=False,
+        formats=["abc"],
+    ).model_dump_json()  # fmt: skip
+    app = make_app(c.settings)
+    first = schedules.fire(ctx, c.records, spec, celery_app=app, task_id="redelivered-1")
+    again = schedules.fire(ctx, c.records, spec, celery_app=app, task_id="redelivered-1")
+    assert first == again and first.startswith("batch b")
+    assert [b.id for b in c.records.list_batches()].count(first.removeprefix("batch ")) == 1
+    c.wait_idle(timeout_s=60)
