@@ -761,13 +761,19 @@ def schedule_add(
         formats=list(render.parse_formats(formats)),
     )
     schedules.check_spec(spec)  # a bad cron is one line before any connection
-    info = schedules.add_schedule(_schedule_app(), spec, replace=replace)
+    celery_app = _schedule_app()
+    from common.corpus import corpus_record
+    from common.model_registry import resolve_model
+
+    corpus_record(store(), spec.corpus)  # fail now, not at 3 am on a worker
+    resolve_model(store(), spec.model, corpus=spec.corpus if spec.model == "latest" else None)
+    info = schedules.add_schedule(celery_app, spec, replace=replace)
     if as_json:
         views.print_json(info)
         return
     views.console.print(
         f"schedule [bold]{spec.name}[/] ({spec.cron} UTC): {spec.per_tune} tunes per tune of "
-        f"{spec.corpus}; next run {info.next_run_at:%Y-%m-%d %H:%M} UTC"
+        f"{spec.corpus}; next run {_when(info.next_run_at)} UTC"
     )
 
 

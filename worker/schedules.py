@@ -167,9 +167,14 @@ def _info(entry: RedBeatSchedulerEntry) -> ScheduleInfo:
         spec=spec,
         when=text,
         last_run_at=entry.last_run_at,
-        next_run_at=entry.due_at,
+        next_run_at=_to_second(entry.due_at),
         total_run_count=int(getattr(entry, "total_run_count", 0) or 0),
     )
+
+
+def _to_second(t: datetime | None) -> datetime | None:
+    """Celery's crontab estimate lands a few microseconds early (02:59:59.9993 for 03:00)."""
+    return None if t is None else datetime.fromtimestamp(round(t.timestamp()), tz=t.tzinfo)
 
 
 def list_schedules(celery_app: Any) -> list[ScheduleInfo]:

@@ -221,6 +221,8 @@ def test_cli_add_list_run_now_retrains_after_a_corpus_change_then_remove(
     producer_env: Cluster, model_id: str, tmp_path: Path
 ) -> None:
     c = producer_env
+    code, _, err = run("schedule", "add", "x", "--cron", "0 3 * * *", "--corpus", "nosuch")
+    assert code == 2 and "not imported" in err and len(err.splitlines()) == 1, err
     code, _, err = run("schedule", "add", "nightly", "--cron", "0 3 * * *", "--corpus", "mini")
     assert code == 0, err
     code, _, err = run("schedule", "add", "nightly", "--cron", "0 3 * * *", "--corpus", "mini")
