@@ -179,6 +179,7 @@ def test_beat_fires_once_per_interval_with_two_beats_and_each_batch_covers_the_d
         schedules.remove_schedule(app, "every2")
         time.sleep(1.5)  # a tick (≤ 1 s) already past its due check may still send
     logs = [log_a.read_text(errors="replace"), log_b.read_text(errors="replace")]
+    assert all("beat: Starting..." in log for log in logs), logs  # both commands run beat
     assert sum("beat: Acquired lock" in log for log in logs) == 1, logs  # the other one waited
     sends = [log.count("Sending due task tunebatch:every2") for log in logs]
     assert 0 in sends, sends  # every firing came from the beat holding the lock
@@ -188,7 +189,7 @@ def test_beat_fires_once_per_interval_with_two_beats_and_each_batch_covers_the_d
         if "Sending due task tunebatch:every2" in line
     ]
     gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(sent_at)]
-    assert len(sent_at) >= 3 and all(1.5 < gap < 3.0 for gap in gaps), gaps  # once per 2 s
+    assert len(sent_at) >= 3 and all(1.5 < gap < 4.0 for gap in gaps), gaps  # once per 2 s
     running.wait_idle(timeout_s=60)
     found = rec.list_batches()
     assert len(found) == len(sent_at), (len(found), gaps)  # one batch per firing
