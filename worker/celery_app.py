@@ -124,6 +124,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,
         "worker_prefetch_multiplier": 1,
+        # A new pool process runs `worker_process_init` (the gpu role imports TensorFlow: 4-10 s
+        # on a busy machine). Celery's default 4 s made it kill every replacement pool process
+        # after one died, in a loop, so a killed GPU job never ran again.
+        "worker_proc_alive_timeout": 120.0,
         "broker_transport_options": {"visibility_timeout": settings.visibility_timeout_s},
         "broker_connection_retry_on_startup": True,
         # Progress lives in the job records; results would only be thousands of unread keys.
