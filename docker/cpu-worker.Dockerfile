@@ -1,6 +1,6 @@
 # syntax=docker/dockerfile:1
-# CPU worker: renders tunes (queue `cpu`) with abc2midi, timidity + freepats, abcm2ps, oggenc and
-# lame. It also runs Celery beat (docker/compose.yaml, k8s/base/beat.yaml), the `cpu-fallback`
+# CPU worker: renders tunes (queue `cpu`) with abc2midi, timidity + freepats (or fluidsynth + the
+# GM soundfont), abcm2ps, rsvg-convert (PDF), oggenc, lame and flac. It also runs Celery beat (docker/compose.yaml, k8s/base/beat.yaml), the `cpu-fallback`
 # compose profile's gpu-queue worker (tensorflow-cpu is a dependency of tunebatch on x86_64) and
 # the producer commands that need the whole package (`producer corpus import --valid-only`).
 #
@@ -34,6 +34,10 @@ RUN apt-get update \
         abcm2ps=8.14.14-1 \
         vorbis-tools=1.4.2-1+b1 \
         lame=3.100-6 \
+        flac=1.4.2+ds-2 \
+        librsvg2-bin=2.54.7+dfsg-1~deb12u1 \
+        fluidsynth=2.3.1-2 \
+        fluid-soundfont-gm=3.1-5.3 \
     && rm -rf /var/lib/apt/lists/* \
     && groupadd --system --gid 10001 tunebatch \
     && useradd --system --uid 10001 --gid tunebatch --home-dir /home/tunebatch --create-home \
