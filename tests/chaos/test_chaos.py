@@ -6,52 +6,15 @@ Size: ``TUNEBATCH_CHAOS_SCALE=ci`` (default, part of `make test`) or ``full`` (`
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from common.corpus import import_corpus
-from common.schemas import TrainSpec
-from common.storage import make_store
-from producer.client import Client
-from tests import servers as srv
 from tests.chaos import driver
-from tests.chaos.faults import BucketProxy, bucket_proxy
-from tests.model_fixtures import TINY_CORPUS
-from tests.worker.cluster import Cluster, cluster
+from tests.chaos.faults import BucketProxy
+from tests.worker.cluster import Cluster
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def proxy(s3_server: srv.S3Server) -> Iterator[BucketProxy]:
-    with bucket_proxy(s3_server.port) as p:
-        yield p
-
-
-@pytest.fixture(scope="module")
-def chaos_cluster(
-    tmp_path_factory: pytest.TempPathFactory, proxy: BucketProxy
-) -> Iterator[Cluster]:
-    """1 gpu-queue + 2 cpu-queue workers; the workers reach the bucket through `proxy`."""
-    tmp = tmp_path_factory.mktemp("chaos")
-    via_proxy = srv.S3Server(tmp, port=proxy.port)  # never started: only its endpoint is used
-    with cluster(tmp, via_proxy, max_attempts="5") as c:
-        gpu = c.start_worker("gpu")
-        cpus = [c.start_worker("cpu") for _ in range(2)]
-        import_corpus(make_store(c.settings), str(TINY_CORPUS), name="tiny")
-        c.wait_ready(gpu, *cpus)
-        yield c
-
-
-@pytest.fixture(scope="module")
-def model_id(chaos_cluster: Cluster) -> str:
-    c = Client(chaos_cluster.settings)
-    run = c.train(TrainSpec(corpus="tiny", preset="tiny", epochs=3, seed=1))
-    done = c.follow_run(run.id, lambda _r: None, timeout_s=120)
-    assert done.status == "done" and done.model_id, done.error
-    return done.model_id
 
 
 @pytest.mark.parametrize("appendfsync", ["everysec", "always"])
