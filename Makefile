@@ -55,6 +55,7 @@ CHAOS_REPORT ?= chaos-report.json
 
 chaos: venv ## Chaos suite at full size (1,000 tunes, 10 worker kills, 3 Redis restarts); figures in chaos-report.json
 	TUNEBATCH_CHAOS_SCALE=full TUNEBATCH_CHAOS_REPORT=$(abspath $(CHAOS_REPORT)) $(BIN)/pytest tests/chaos -q -s -p no:cacheprovider
+	$(BIN)/python -m tests.chaos.driver $(abspath $(CHAOS_REPORT))
 
 lint: venv ## ruff (lint + format check) and mypy
 	$(BIN)/ruff check .

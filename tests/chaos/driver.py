@@ -288,3 +288,34 @@ def audit(c: Cluster, batch_id: str, figures: Figures) -> list[str]:
 
 def figures_dict(figures: Figures) -> dict[str, Any]:
     return asdict(figures)
+
+
+COLUMNS = (
+    ("scale", "size"),
+    ("appendfsync", "appendfsync"),
+    ("tunes", "tunes submitted"),
+    ("worker_kills", "job processes SIGKILLed"),
+    ("redis_restarts", "Redis kill -9 + restart"),
+    ("bucket_outage_s", "bucket away (s)"),
+    ("done", "done"),
+    ("failed", "failed (abc2midi)"),
+    ("lost", "lost"),
+    ("duplicates", "duplicates"),
+    ("orphans", "orphan objects"),
+    ("dead_lettered", "dead-lettered"),
+    ("drain_s", "time to drain (s)"),
+)
+
+
+def markdown(data: dict[str, Any]) -> str:
+    """The report's chaos runs as a Markdown table (for the README)."""
+    rows = [v for k, v in sorted(data.items()) if k.startswith("chaos-")]
+    lines = ["| " + " | ".join(title for _, title in COLUMNS) + " |"]
+    lines.append("|" + "---|" * len(COLUMNS))
+    for row in rows:
+        lines.append("| " + " | ".join(str(row.get(key, "")) for key, _ in COLUMNS) + " |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":  # python -m tests.chaos.driver chaos-report.json
+    print(markdown(json.loads(Path(sys.argv[1]).read_text())))
