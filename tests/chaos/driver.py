@@ -158,7 +158,11 @@ def run_batch_under_faults(
     step = size.tunes / (len(faults) + 1)
     deadline = started + size.drain_timeout_s
     finished = False
+    last_final, progressed_at = -1, time.monotonic()
     while not finished:
+        stalled = not faults and time.monotonic() - progressed_at > STALL_S
+        if stalled:
+            raise StalledError(stalled_on(c, batch.id, figures))
         if time.monotonic() > deadline:
             r = c.records.r
             raise TimeoutError(
@@ -167,6 +171,8 @@ def run_batch_under_faults(
                 f"{r.llen('cpu')}, unacked {r.hlen('unacked')}; {figures.events}"
             )
         finished, final = _progress(client, batch.id)
+        if final != last_final:
+            last_final, progressed_at = final, time.monotonic()
         due = faults and final >= step * (len(figures.events) + 1) - 1e-9
         if due or (faults and final >= 0 and time.monotonic() - started > 20 * (
                 len(figures.events) + 1)):  # fmt: skip
@@ -186,11 +192,51 @@ def run_batch_under_faults(
                 figures.events.append(at + f"bucket unreachable for {size.bucket_outage_s:.0f} s")
                 figures.bucket_outages += 1
                 figures.bucket_outage_s += size.bucket_outage_s
+            progressed_at = time.monotonic()  # the stall clock starts after the last fault
         time.sleep(0.2)
     figures.drain_s = round(time.monotonic() - started, 1)
     if faults:
         figures.events.append(f"batch finished before {len(faults)} faults: {faults}")
     return batch.id, figures
+
+
+#: Seconds without a tune becoming final, after the last fault, that count as stuck.
+STALL_S = 45.0
+
+
+class StalledError(AssertionError):
+    """The batch stopped making progress; `orphaned` says whether every tune it waits for has its
+    job message in Redis' unacked set with no worker holding it (see `stalled_on`)."""
+
+    def __init__(self, details: tuple[str, bool]) -> None:
+        super().__init__(details[0])
+        self.orphaned = details[1]
+
+
+def stalled_on(c: Cluster, batch_id: str, figures: Figures) -> tuple[str, bool]:
+    """What a stalled batch waits for: its unfinished tunes and the messages left unacked.
+
+    The known limit: a message a worker had taken from the queue when Redis was killed (or whose
+    whole worker died) stays in the ``unacked`` hash until the visibility timeout.
+    """
+    import base64
+
+    r = c.records.r
+    pending = sorted(t.tune_id for t in c.records.tunes(batch_id) if not t.status.final)
+    unacked: list[str] = []
+    for raw in r.hvals("unacked"):
+        message = json.loads(raw)[0]
+        args = json.loads(base64.b64decode(message["body"]))[0]
+        if args and args[0] == batch_id:
+            unacked.append(f"{message['headers']['task']}{args}")
+    text = (
+        f"batch {batch_id} stalled {STALL_S:.0f} s after the last fault: {len(pending)} tunes not "
+        f"final {pending[:10]}; queues gpu {r.llen('gpu')} cpu {r.llen('cpu')}; job messages "
+        f"left in Redis' unacked set: {unacked}; faults: {figures.events}"
+    )
+    # Orphaned: the queues are empty and nothing but unacked messages could finish the batch.
+    orphaned = bool(unacked) and r.llen("gpu") + r.llen("cpu") == 0
+    return text, orphaned
 
 
 def producer_status_json(c: Cluster, batch_id: str) -> dict[str, Any]:
