@@ -80,11 +80,16 @@ def test_pickled_message_is_refused_not_executed(chaos_cluster: Cluster, tmp_pat
     before = sum(w.log_path.read_text(errors="replace").count(refused) for w in c.workers)
     result = evil.send_task(RENDER, args=[Payload(), "t000000"], queue="cpu", serializer="pickle")
     evil.close()
-    c.wait_idle(timeout_s=60)
+
+    def logs() -> str:
+        return "\n".join(w.log_path.read_text(errors="replace") for w in c.workers)
+
+    deadline = time.monotonic() + 60  # until a worker took the message and logged its verdict
+    while logs().count(refused) <= before and time.monotonic() < deadline:
+        time.sleep(0.2)
     time.sleep(1)
     assert not canary.exists(), "a pickled payload was executed by a worker"
-    logs = "\n".join(w.log_path.read_text(errors="replace") for w in c.workers)
-    assert logs.count(refused) > before, "no worker logged refusing the message"
+    assert logs().count(refused) > before, "no worker logged refusing the message"
     assert result.id not in c.records.r.hkeys("unacked")  # refused, not left for redelivery
     assert c.records.r.llen("cpu") == 0
 
