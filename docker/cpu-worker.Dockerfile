@@ -1,8 +1,9 @@
 # syntax=docker/dockerfile:1
 # CPU worker: renders tunes (queue `cpu`) with abc2midi, timidity + freepats (or fluidsynth + the
-# GM soundfont), abcm2ps, rsvg-convert (PDF), oggenc, lame and flac. It also runs Celery beat (docker/compose.yaml, k8s/base/beat.yaml), the `cpu-fallback`
-# compose profile's gpu-queue worker (tensorflow-cpu is a dependency of tunebatch on x86_64) and
-# the producer commands that need the whole package (`producer corpus import --valid-only`).
+# GM soundfont), abcm2ps, rsvg-convert (PDF), oggenc, lame and flac. It also runs Celery beat
+# (docker/compose.yaml, k8s/base/beat.yaml), the `cpu-fallback` compose profile's gpu-queue worker
+# (TensorFlow runs on the CPU when no GPU is visible) and the producer commands that need the
+# whole package (`producer corpus import --valid-only`).
 #
 # Build from the repository root:  docker build -f docker/cpu-worker.Dockerfile -t tunebatch/cpu-worker .
 ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm

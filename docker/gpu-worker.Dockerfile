@@ -18,9 +18,9 @@ RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
 COPY pyproject.toml docker/requirements.py ./
-# tensorflow-cpu (x86_64) and tensorflow (other machines) make way for tensorflow[and-cuda]:
-# both wheels own site-packages/tensorflow, so they must not be installed side by side.
-RUN python requirements.py pyproject.toml --without tensorflow-cpu --without tensorflow \
+# tensorflow makes way for the gpu extra's tensorflow[and-cuda] (the same wheel plus the CUDA
+# libraries), so pip sees one requirement for it.
+RUN python requirements.py pyproject.toml --without tensorflow \
         --extra gpu > requirements.txt \
     && pip install --no-cache-dir -r requirements.txt
 COPY README.md ./

@@ -21,7 +21,7 @@ RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
 COPY pyproject.toml docker/requirements.py ./
-RUN python requirements.py pyproject.toml --without tensorflow-cpu --without tensorflow \
+RUN python requirements.py pyproject.toml --without tensorflow \
         --without keras --without music21 > requirements.txt \
     && pip install --no-cache-dir -r requirements.txt
 COPY README.md ./

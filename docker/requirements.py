@@ -6,9 +6,8 @@ TensorFlow. Some images need a different set than ``pip install .`` would give:
 
 * the producer image leaves out TensorFlow, Keras and music21: it only enqueues jobs, reads
   records and fetches files (see docker/producer.Dockerfile);
-* the GPU image swaps ``tensorflow-cpu`` (the x86_64 default) for the ``gpu`` extra,
-  ``tensorflow[and-cuda]``: both wheels own the same ``tensorflow`` package directory, so
-  installing the two side by side leaves whichever pip wrote last.
+* the GPU image swaps ``tensorflow`` for the ``gpu`` extra's ``tensorflow[and-cuda]`` (the same
+  wheel plus the CUDA libraries), so the requirements file names it once.
 
 Reading the list from pyproject.toml (instead of repeating it in each Dockerfile) keeps the
 pins in one place. Runs on the image's Python alone (``tomllib``, no third-party imports).
@@ -49,7 +48,7 @@ def requirements(
 
     `without` applies to the main dependencies only, so an extra can bring back a project under
     another marker or with its own extras (``tensorflow[and-cuda]`` in place of
-    ``tensorflow-cpu`` and ``tensorflow``).
+    ``tensorflow``).
     """
     project = pyproject.get("project")
     if not isinstance(project, dict):

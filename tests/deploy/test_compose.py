@@ -106,7 +106,7 @@ def test_gpu_worker_reserves_a_gpu_and_has_a_cpu_fallback(services: dict[str, An
     fallback = services["gpu-worker-cpu"]
     assert fallback["profiles"] == ["cpu-fallback"]
     assert "deploy" not in fallback
-    # Same queue, same node naming, on the cpu-worker image (tensorflow-cpu).
+    # Same queue, same node naming, on the cpu-worker image (TensorFlow on the CPU).
     assert fallback["command"] == gpu["command"]
     assert fallback["command"][0] == "gpu"
     assert fallback["image"] == services["cpu-worker"]["image"]
