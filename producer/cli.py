@@ -57,6 +57,14 @@ class SamplerPrecision(StrEnum):
     MIXED_FLOAT16 = "mixed_float16"
 
 
+# Options that submit-batch and schedule add share.
+MaxCharsOpt = Annotated[int, typer.Option(min=16, help="Longest tune in chars.")]
+ValidOnlyOpt = Annotated[
+    bool, typer.Option("--valid-only/--any", help="Resample until abc2midi accepts each tune.")
+]
+MaxTriesOpt = Annotated[int, typer.Option(min=1, help="Samples per tune with --valid-only.")]
+FormatsOpt = Annotated[str, typer.Option(help="Comma list of abc,mid,wav,svg,pdf,ogg,mp3,flac.")]
+
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
 
 
@@ -402,15 +410,10 @@ def submit_batch(
     key: Annotated[
         str | None, typer.Option(help="Prime tunes with this key, e.g. D or Ador.")
     ] = None,
-    max_chars: Annotated[int, typer.Option(min=16, help="Longest tune in chars.")] = 1500,
-    valid_only: Annotated[
-        bool,
-        typer.Option("--valid-only/--any", help="Resample until abc2midi accepts each tune."),
-    ] = True,
-    max_tries: Annotated[int, typer.Option(min=1, help="Samples per tune with --valid-only.")] = 5,
-    formats: Annotated[
-        str, typer.Option(help="Comma list of abc,mid,wav,svg,pdf,ogg,mp3,flac.")
-    ] = "abc,mid,wav",
+    max_chars: MaxCharsOpt = 1500,
+    valid_only: ValidOnlyOpt = True,
+    max_tries: MaxTriesOpt = 5,
+    formats: FormatsOpt = "abc,mid,wav",
     precision: Annotated[
         SamplerPrecision,
         typer.Option(
@@ -726,15 +729,10 @@ def schedule_add(
     seed: Annotated[
         int | None, typer.Option(min=0, help="Fixed seed (default: a new seed each time).")
     ] = None,
-    max_chars: Annotated[int, typer.Option(min=16, help="Longest tune in chars.")] = 1500,
-    valid_only: Annotated[
-        bool,
-        typer.Option("--valid-only/--any", help="Resample until abc2midi accepts each tune."),
-    ] = True,
-    max_tries: Annotated[int, typer.Option(min=1, help="Samples per tune with --valid-only.")] = 5,
-    formats: Annotated[
-        str, typer.Option(help="Comma list of abc,mid,wav,svg,pdf,ogg,mp3,flac.")
-    ] = "abc,mid,wav",
+    max_chars: MaxCharsOpt = 1500,
+    valid_only: ValidOnlyOpt = True,
+    max_tries: MaxTriesOpt = 5,
+    formats: FormatsOpt = "abc,mid,wav",
     replace: Annotated[
         bool, typer.Option("--replace", help="Overwrite a schedule of the same name.")
     ] = False,
