@@ -10,12 +10,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
 from producer import cli
 from tests.model_fixtures import TINY_CORPUS, TinyEnv
-
-runner = CliRunner()
+from tests.producer_cli import run
 
 
 @pytest.fixture
@@ -28,11 +26,6 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     cli.settings.cache_clear()
     yield data
     cli.settings.cache_clear()
-
-
-def run(*args: str) -> tuple[int, str, str]:
-    result = runner.invoke(cli.app, list(args))
-    return result.exit_code, result.stdout, result.stderr
 
 
 def assert_one_line_error(code: int, err: str, match: str) -> None:

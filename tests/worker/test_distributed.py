@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from typer.testing import CliRunner
 
 from common.batches import manifest_key, tune_key
 from common.corpus import import_corpus
@@ -28,13 +27,13 @@ from producer import cli
 from producer.client import Client
 from tests import servers as srv
 from tests.model_fixtures import TINY_CORPUS
+from tests.producer_cli import producer_settings, run
 from tests.worker.cluster import Cluster, WorkerProcess, cluster
 from tests.worker.poison_tasks import KILL_SELF
 from worker.celery_app import GENERATE, RENDER, app
 
 pytestmark = pytest.mark.slow
 
-runner = CliRunner()
 PRIMER = "X:1\nM:6/8\nL:1/8\nK:D\n"
 
 
@@ -51,17 +50,8 @@ def running(tmp_path_factory: pytest.TempPathFactory, s3_server: srv.S3Server) -
 @pytest.fixture
 def producer_env(running: Cluster, monkeypatch: pytest.MonkeyPatch) -> Iterator[Cluster]:
     """The producer CLI configured like the workers (TUNEBATCH_* of the cluster)."""
-    for key, value in running.env.items():
-        if key.startswith("TUNEBATCH_"):
-            monkeypatch.setenv(key, value)
-    cli.settings.cache_clear()
-    yield running
-    cli.settings.cache_clear()
-
-
-def run(*args: str) -> tuple[int, str, str]:
-    result = runner.invoke(cli.app, list(args))
-    return result.exit_code, result.stdout, result.stderr
+    with producer_settings(monkeypatch, running.env):
+        yield running
 
 
 @pytest.fixture(scope="module")

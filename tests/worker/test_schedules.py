@@ -25,7 +25,6 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
 from common import abc_notation
 from common.batches import manifest_key, tune_key
@@ -38,13 +37,13 @@ from producer import cli
 from producer.client import Client
 from tests import servers as srv
 from tests.model_fixtures import TINY_CORPUS
+from tests.producer_cli import producer_settings, run
 from tests.worker.cluster import ROOT, Cluster, cluster
 from worker import schedules
 from worker.celery_app import make_app
 
 pytestmark = pytest.mark.slow
 
-runner = CliRunner()
 TUNES = list(abc_notation.split_tunes(TINY_CORPUS.read_text()))
 
 
@@ -75,17 +74,8 @@ def model_id(running: Cluster) -> str:
 
 @pytest.fixture
 def producer_env(running: Cluster, monkeypatch: pytest.MonkeyPatch) -> Iterator[Cluster]:
-    for key, value in running.env.items():
-        if key.startswith("TUNEBATCH_"):
-            monkeypatch.setenv(key, value)
-    cli.settings.cache_clear()
-    yield running
-    cli.settings.cache_clear()
-
-
-def run(*args: str) -> tuple[int, str, str]:
-    result = runner.invoke(cli.app, list(args))
-    return result.exit_code, result.stdout, result.stderr
+    with producer_settings(monkeypatch, running.env):
+        yield running
 
 
 @contextlib.contextmanager
