@@ -46,6 +46,11 @@ class Preset:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    @property
+    def dtype_policy(self) -> str | None:
+        """The Keras dtype policy to train with (None = the float32 default)."""
+        return None if self.precision == "float32" else self.precision
+
 
 PRESETS: dict[str, Preset] = {
     p.name: p

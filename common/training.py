@@ -12,6 +12,7 @@ The step is an option; the README says what it costs and buys.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import tempfile
@@ -30,6 +31,7 @@ from common.corpus import load_corpus
 from common.errors import CancelledError, IntegrityError, InvalidInputError, NotFoundError
 from common.model import (
     LSTM_LAYER,
+    Preset,
     build_model,
     get_preset,
     load_verified,
@@ -68,40 +70,17 @@ class SilentObserver:
         pass
 
 
-@dataclass(frozen=True)
-class Recipe:
-    """The resolved training parameters of one run (spec overrides applied to the preset)."""
-
-    preset: str
-    embedding_dim: int
-    units: int
-    seq_len: int
-    window_step: int
-    batch_size: int
-    epochs: int
-    learning_rate: float
-    stateful: bool
-    precision: str
-
-    @classmethod
-    def from_spec(cls, spec: TrainSpec) -> Recipe:
-        p = get_preset(spec.preset)
-        return cls(
-            preset=p.name,
-            embedding_dim=p.embedding_dim,
-            units=p.units,
-            seq_len=p.seq_len,
-            window_step=spec.window_step or p.window_step,
-            batch_size=spec.batch_size or p.batch_size,
-            epochs=spec.epochs or p.epochs,
-            learning_rate=p.learning_rate,
-            stateful=p.stateful if spec.stateful is None else spec.stateful,
-            precision=spec.precision or p.precision,
-        )
-
-    @property
-    def dtype_policy(self) -> str | None:
-        return None if self.precision == "float32" else self.precision
+def resolve_recipe(spec: TrainSpec) -> Preset:
+    """The preset with the spec's overrides applied: the resolved parameters of one run."""
+    p = get_preset(spec.preset)
+    return dataclasses.replace(
+        p,
+        window_step=spec.window_step or p.window_step,
+        batch_size=spec.batch_size or p.batch_size,
+        epochs=spec.epochs or p.epochs,
+        stateful=p.stateful if spec.stateful is None else spec.stateful,
+        precision=spec.precision or p.precision,
+    )
 
 
 def window_starts(n_chars: int, seq_len: int, step: int) -> npt.NDArray[np.int64]:
@@ -300,7 +279,7 @@ def train(
     was started with; without it, an existing run id is an error (ids are never reused).
     """
     observer = observer or SilentObserver()
-    recipe = Recipe.from_spec(spec)
+    recipe = resolve_recipe(spec)
     corpus = load_corpus(store, spec.corpus)
     existing = store.exists(run_key(run_id, "run.json"))
     if resume and existing:
@@ -308,7 +287,7 @@ def train(
         if run.status == RunStatus.DONE and run.model_id:
             raise InvalidInputError(f"run {run_id} already finished as model {run.model_id[:12]}")
         spec = run.spec
-        recipe = Recipe.from_spec(spec)
+        recipe = resolve_recipe(spec)
     elif existing:
         raise InvalidInputError(f"run {run_id} exists; pass --resume {run_id} to continue it")
     else:
@@ -384,7 +363,7 @@ def train(
             store,
             path,
             {
-                "preset": recipe.preset,
+                "preset": recipe.name,
                 "vocab_size": len(corpus.vocab),
                 "embedding_dim": recipe.embedding_dim,
                 "units": recipe.units,
