@@ -25,7 +25,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 __all__ = [
     "FAKE_ACCESS_KEY_ID",
@@ -240,22 +240,36 @@ class RedisServer:
         self.start()
 
 
+class _Server(Protocol):
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+ServerT = TypeVar("ServerT", bound=_Server)
+
+
+def _started(make: Callable[[], ServerT], tries: int = 3) -> ServerT:
+    """A started server; retried on a new free port, since another process may grab the port
+    between `free_port` and the server binding it."""
+    for attempt in range(tries):
+        server = make()
+        try:
+            server.start()
+            return server
+        except ServerStartError:
+            server.stop()
+            if attempt == tries - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
 @contextlib.contextmanager
 def redis_server(
     tmp_dir: Path, *, password: str | None = None, appendfsync: str = "everysec"
 ) -> Iterator[RedisServer]:
     """A running redis-server on 127.0.0.1:<free port>, data and log in `tmp_dir`."""
-    server: RedisServer | None = None
-    for attempt in range(3):  # another process may grab the free port before redis binds it
-        server = RedisServer(tmp_dir, password=password, appendfsync=appendfsync)
-        try:
-            server.start()
-            break
-        except ServerStartError:
-            server.stop()
-            if attempt == 2:
-                raise
-    assert server is not None
+    server = _started(lambda: RedisServer(tmp_dir, password=password, appendfsync=appendfsync))
     try:
         yield server
     finally:
@@ -313,17 +327,7 @@ def s3_server(log_dir: Path | None = None) -> Iterator[S3Server]:
     with contextlib.ExitStack() as stack:
         if log_dir is None:
             log_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="moto-")))
-        server: S3Server | None = None
-        for attempt in range(3):
-            server = S3Server(log_dir)
-            try:
-                server.start()
-                break
-            except ServerStartError:
-                server.stop()
-                if attempt == 2:
-                    raise
-        assert server is not None
+        server = _started(lambda: S3Server(log_dir))
         try:
             yield server
         finally:
