@@ -8,13 +8,11 @@ from collections.abc import Iterator
 import pytest
 
 from common.corpus import import_corpus
-from common.schemas import TrainSpec
 from common.storage import make_store
-from producer.client import Client
 from tests import servers as srv
 from tests.chaos.faults import BucketProxy, bucket_proxy
 from tests.model_fixtures import TINY_CORPUS
-from tests.worker.cluster import Cluster, cluster
+from tests.worker.cluster import Cluster, cluster, train_through_workers
 
 
 @pytest.fixture(scope="session")
@@ -40,8 +38,4 @@ def chaos_cluster(
 
 @pytest.fixture(scope="session")
 def model_id(chaos_cluster: Cluster) -> str:
-    c = Client(chaos_cluster.settings)
-    run = c.train(TrainSpec(corpus="tiny", preset="tiny", epochs=3, seed=1))
-    done = c.follow_run(run.id, lambda _r: None, timeout_s=120)
-    assert done.status == "done" and done.model_id, done.error
-    return done.model_id
+    return train_through_workers(chaos_cluster.settings, "tiny", epochs=3, timeout_s=120)

@@ -12,14 +12,13 @@ import pytest
 from common.corpus import import_corpus
 from common.errors import ConfigError
 from common.redis_records import RedisRecords
-from common.schemas import TrainSpec
 from common.settings import Settings
 from common.storage import make_store
 from producer.client import Client
 from tests import servers as srv
 from tests.chaos import driver
 from tests.model_fixtures import TINY_CORPUS
-from tests.worker.cluster import ROOT, Cluster, cluster_settings
+from tests.worker.cluster import ROOT, Cluster, cluster_settings, train_through_workers
 
 pytestmark = pytest.mark.slow
 
@@ -53,11 +52,9 @@ def test_password_protected_redis_end_to_end_and_no_secrets_in_logs(
             RedisRecords.from_url(anonymous, retries=0).ping()
 
         import_corpus(make_store(settings), str(TINY_CORPUS), name="tiny")
+        model_id = train_through_workers(settings, "tiny", epochs=3)
         client = Client(settings)
-        run = client.train(TrainSpec(corpus="tiny", preset="tiny", epochs=3, seed=1))
-        done = client.follow_run(run.id, lambda _r: None, timeout_s=150)
-        assert done.status == "done" and done.model_id, done.error
-        batch = client.submit_batch(driver.batch_spec(done.model_id, 30))
+        batch = client.submit_batch(driver.batch_spec(model_id, 30))
         final = client.follow(batch.id, lambda _p: None, timeout_s=120)
         assert final.final == 30 and final.counts["done"] > 0, final.counts
         c.stop_workers()

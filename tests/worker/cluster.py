@@ -179,3 +179,17 @@ def cluster(tmp_dir: Path, s3: srv.S3Server | None = None, **overrides: str) -> 
         c = Cluster(env, settings, s3.endpoint_url, bucket, redis, tmp_dir)
         stack.callback(c.stop_workers)
         yield c
+
+
+def train_through_workers(
+    settings: Settings, corpus: str, *, epochs: int, timeout_s: float = 150.0
+) -> str:
+    """Train the tiny preset on the gpu-queue worker, wait for it, return the model id."""
+    from common.schemas import TrainSpec
+    from producer.client import Client
+
+    client = Client(settings)
+    run = client.train(TrainSpec(corpus=corpus, preset="tiny", epochs=epochs, seed=1))
+    done = client.follow_run(run.id, lambda _r: None, timeout_s=timeout_s)
+    assert done.status == "done" and done.model_id, done.error
+    return done.model_id

@@ -31,14 +31,13 @@ from common.batches import manifest_key, tune_key
 from common.corpus import import_corpus, load_corpus
 from common.model_registry import resolve_model
 from common.schedules import ScheduleSpec, dataset_tunes
-from common.schemas import BatchRecord, Manifest, TrainSpec
+from common.schemas import BatchRecord, Manifest
 from common.storage import make_store
 from producer import cli
-from producer.client import Client
 from tests import servers as srv
 from tests.model_fixtures import TINY_CORPUS
 from tests.producer_cli import producer_settings, run
-from tests.worker.cluster import ROOT, Cluster, cluster
+from tests.worker.cluster import ROOT, Cluster, cluster, train_through_workers
 from worker import schedules
 from worker.celery_app import make_app
 
@@ -65,11 +64,7 @@ def running(tmp_path_factory: pytest.TempPathFactory, s3_server: srv.S3Server) -
 
 @pytest.fixture(scope="module")
 def model_id(running: Cluster) -> str:
-    c = Client(running.settings)
-    run = c.train(TrainSpec(corpus="mini", preset="tiny", epochs=1, seed=1))
-    done = c.follow_run(run.id, lambda _r: None, timeout_s=120)
-    assert done.status == "done" and done.model_id, done.error
-    return done.model_id
+    return train_through_workers(running.settings, "mini", epochs=1, timeout_s=120)
 
 
 @pytest.fixture
