@@ -34,9 +34,16 @@ class Settings(BaseSettings):
         default=None, description="redis:// URL; unset means everything runs in-process."
     )
     visibility_timeout_s: int = Field(
-        default=6 * 3600,
-        description="Redis redelivers an unacked job after this long; keep it above the "
-        "longest job.",
+        default=300,
+        ge=5,
+        description="A job whose worker died goes back to the queue this long after the worker's "
+        "last lease renewal; running jobs renew theirs, so it need not outlast any job.",
+    )
+    train_time_limit_s: int = Field(
+        default=24 * 3600,
+        ge=600,
+        description="Hard time limit of one training job (a stopped run resumes from its last "
+        "epoch checkpoint).",
     )
     max_attempts: int = Field(
         default=3, ge=1, description="Deliveries before a job is dead-lettered."

@@ -33,7 +33,13 @@ from typing import Any
 
 from celery import Task
 from celery.exceptions import Reject, Retry, TimeLimitExceeded
-from celery.signals import task_failure, worker_process_init, worker_shutting_down
+from celery.signals import (
+    task_failure,
+    worker_process_init,
+    worker_ready,
+    worker_shutdown,
+    worker_shutting_down,
+)
 
 from common import batches
 from common.batches import Context
@@ -60,6 +66,7 @@ from worker.celery_app import (
     app,
     enqueue,
 )
+from worker.leases import LeaseRenewer
 
 log = logging.getLogger(__name__)
 
@@ -153,6 +160,31 @@ def _on_shutdown(how: str = "", **_: Any) -> None:
         _STOPPING.value = True
 
 
+_renewer: LeaseRenewer | None = None
+
+
+def _start_leases(**_: Any) -> None:
+    """In the main process, once the worker consumes: renew the leases of the jobs it holds."""
+    global _renewer
+    settings = _runtime.settings if _runtime is not None else Settings()
+    if settings.broker_url and _renewer is None:
+        _renewer = LeaseRenewer(settings.broker_url, settings.visibility_timeout_s)
+        _renewer.start()
+        log.info("renewing job leases every %.0f s", _renewer.interval_s)
+
+
+def _stop_leases(**_: Any) -> None:
+    if _renewer is not None:
+        _renewer.stop()
+
+
+worker_ready.connect(_start_leases, weak=False)
+worker_shutdown.connect(_stop_leases, weak=False)
+
+#: How long a job's delivery count is kept: a redelivery may wait behind a long queue.
+ATTEMPTS_TTL_S = 7 * 24 * 3600
+
+
 # --- attempts, give-up and the dead-letter list ---------------------------------------------
 GiveUp = Callable[[Context, Sequence[Any], str], None]
 
@@ -201,8 +233,7 @@ class JobTask(Task):  # type: ignore[misc]  # Celery is untyped
         rt = _ensure()
         task_id = str(self.request.id)
         what = f"{self.name}{list(args)}"
-        ttl = rt.settings.visibility_timeout_s * (rt.settings.max_attempts + 1)
-        attempts = self._ride_out(what, lambda: records().count_attempt(task_id, ttl))
+        attempts = self._ride_out(what, lambda: records().count_attempt(task_id, ATTEMPTS_TTL_S))
         if attempts > rt.settings.max_attempts:
             self.abandon(
                 args,

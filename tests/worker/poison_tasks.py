@@ -18,3 +18,22 @@ def render_then_die(self: object, batch_id: str, tune_id: str) -> None:
     """Stands in for a render that takes its worker process down (OOM kill, segfault)."""
     del self, batch_id, tune_id
     os.kill(os.getpid(), signal.SIGKILL)
+
+
+HOLD = "tunebatch.test.hold"
+
+
+@job_task(HOLD, None)
+def hold(self: object, key: str, seconds: float) -> None:
+    """A long job: counts its runs in Redis under `key`, then works for `seconds`.
+
+    Stands in for a training run or a big chunk that outlasts the visibility timeout.
+    """
+    del self
+    import time
+
+    from worker.tasks import records
+
+    records().r.incr(key)
+    time.sleep(seconds)
+    records().r.incr(f"{key}:finished")
