@@ -28,7 +28,8 @@ def chaos_cluster(
     """1 gpu-queue + 2 cpu-queue workers; the workers reach the bucket through `proxy`."""
     tmp = tmp_path_factory.mktemp("chaos")
     via_proxy = srv.S3Server(tmp, port=proxy.port)  # never started: only its endpoint is used
-    with cluster(tmp, via_proxy, max_attempts="5") as c:
+    # A 20 s lease: a job whose whole worker was killed is back in its queue within ~22 s.
+    with cluster(tmp, via_proxy, max_attempts="5", visibility_timeout_s="20") as c:
         gpu = c.start_worker("gpu")
         cpus = [c.start_worker("cpu", extra=("--include=tests.chaos.poison",)) for _ in range(2)]
         import_corpus(make_store(c.settings), str(TINY_CORPUS), name="tiny")

@@ -22,8 +22,8 @@ from common.errors import TunebatchError
 from common.schemas import BatchSpec, TuneStatus
 from producer.client import Client
 from tests import servers as srv
-from tests.chaos.faults import BucketProxy, children, sigkill
-from tests.worker.cluster import Cluster
+from tests.chaos.faults import BucketProxy, children, sigkill, sigkill_group
+from tests.worker.cluster import Cluster, WorkerProcess
 
 PRIMER = "X:1\nM:6/8\nL:1/8\nK:D\n"
 FORMATS = ["abc", "mid", "wav"]
@@ -41,7 +41,7 @@ class Scale:
 
 SCALES = {
     "ci": Scale("ci", tunes=120, worker_kills=3, redis_restarts=1, bucket_outage_s=8.0,
-                drain_timeout_s=150.0),
+                drain_timeout_s=300.0),
     "full": Scale("full", tunes=1000, worker_kills=10, redis_restarts=3, bucket_outage_s=30.0,
                   drain_timeout_s=1500.0),
 }  # fmt: skip
@@ -128,6 +128,23 @@ def kill_a_worker_process(c: Cluster, rng: random.Random) -> str:
     return f"SIGKILL pool process {pid} of {worker.name}"
 
 
+def kill_a_whole_worker(
+    c: Cluster, rng: random.Random, *, only: WorkerProcess | None = None
+) -> str:
+    """SIGKILL a random worker's main process with its pool (a node lost), start a replacement.
+
+    Nobody rejects or acknowledges its jobs: they come back when their leases lapse
+    (`worker.leases`, the cluster's visibility timeout after the last renewal).
+    """
+    worker = only or rng.choice([w for w in c.workers if w.proc.poll() is None])
+    sigkill_group(worker.proc.pid)
+    worker.proc.wait(timeout=10)
+    c.workers.remove(worker)
+    extra = ("--include=tests.chaos.poison",) if worker.role == "cpu" else ()
+    replacement = c.start_worker(worker.role, extra=extra)
+    return f"SIGKILL worker {worker.name} (main + pool), started {replacement.name}"
+
+
 def _progress(client: Client, batch_id: str) -> tuple[bool, int]:
     try:
         p = client.progress(batch_id)
@@ -179,7 +196,10 @@ def run_batch_under_faults(
             kind = faults.pop()
             at = f"{time.monotonic() - started:6.1f}s {final:>5} final: "
             if kind == "worker":
-                figures.events.append(at + kill_a_worker_process(c, rng))
+                # Alternate: a job process dies (its worker requeues the job at once), or a
+                # whole worker does (its jobs come back when their leases lapse).
+                kill = kill_a_whole_worker if figures.worker_kills % 2 else kill_a_worker_process
+                figures.events.append(at + kill(c, rng))
                 figures.worker_kills += 1
             elif kind == "redis":
                 c.redis.restart()
@@ -201,12 +221,12 @@ def run_batch_under_faults(
 
 
 #: Seconds without a tune becoming final, after the last fault, that count as stuck.
-STALL_S = 45.0
+STALL_S = 60.0
 
 
 class StalledError(AssertionError):
     """The batch stopped making progress; `orphaned` says whether every tune it waits for has its
-    job message in Redis' unacked set with no worker holding it (see `stalled_on`)."""
+    job message in Redis' unacked set (see `stalled_on`): a lease that is not lapsing."""
 
     def __init__(self, details: tuple[str, bool]) -> None:
         super().__init__(details[0])
@@ -216,8 +236,8 @@ class StalledError(AssertionError):
 def stalled_on(c: Cluster, batch_id: str, figures: Figures) -> tuple[str, bool]:
     """What a stalled batch waits for: its unfinished tunes and the messages left unacked.
 
-    The known limit: a message a worker had taken from the queue when Redis was killed (or whose
-    whole worker died) stays in the ``unacked`` hash until the visibility timeout.
+    With leases a message no live worker holds is back in its queue one visibility timeout after
+    its last renewal; one still unacked after `STALL_S` is a lease renewed for a job no one runs.
     """
     import base64
 

@@ -35,6 +35,15 @@ def rss_kib(pid: int) -> int:
     raise ValueError(f"no VmRSS for process {pid}")
 
 
+def sigkill_group(pid: int) -> bool:
+    """SIGKILL the process group led by `pid`: a worker vanishing with its pool (node loss)."""
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        return False
+    return True
+
+
 def sigkill(pid: int) -> bool:
     try:
         os.kill(pid, signal.SIGKILL)
