@@ -139,6 +139,7 @@ class TrainSpec(Record):
     epochs: int | None = Field(default=None, ge=1, le=1000)
     window_step: int | None = Field(default=None, ge=1)
     batch_size: int | None = Field(default=None, ge=1)
+    learning_rate: float | None = Field(default=None, gt=0, le=1)
     seed: int = 0
     max_train_chars: int | None = Field(default=None, ge=1000)
     stateful: bool | None = Field(

@@ -77,6 +77,7 @@ def resolve_recipe(spec: TrainSpec) -> Preset:
         p,
         window_step=spec.window_step or p.window_step,
         batch_size=spec.batch_size or p.batch_size,
+        learning_rate=spec.learning_rate or p.learning_rate,
         epochs=spec.epochs or p.epochs,
         stateful=p.stateful if spec.stateful is None else spec.stateful,
         precision=spec.precision or p.precision,
