@@ -50,7 +50,7 @@ def main() -> None:
     segments = ids[:usable].reshape(-1, args.length)
     rows: list[dict[str, float | str]] = []
     for name in args.precision.split(","):
-        sampler = Sampler(model, vocab, batch_size=len(segments), precision=name)  # type: ignore[arg-type]
+        sampler = Sampler(model, vocab, batch_size=len(segments), precision=name)
         start = time.perf_counter()
         bits = sampler.nats_per_char(segments) / math.log(2)
         rows.append({"precision": name, "bits_per_char": bits,
@@ -63,8 +63,8 @@ def main() -> None:
     if args.json:
         print(json.dumps(summary, indent=2))
         return
-    print(f"model {record.id[:12]} ({record.preset}) on the validation text of "
-          f"{record.corpus}: {summary['segments']} chars, scored by the sampler's step")  # fmt: skip
+    where = f"the validation text of {record.corpus}: {summary['segments']} chars"
+    print(f"model {record.id[:12]} ({record.preset}) on {where}, scored by the sampler's step")
     print(f"{'precision':<15}{'bits/char':>11}{'Δ vs ' + str(rows[0]['precision']):>16}{'s':>7}")
     for row in rows:
         print(f"{row['precision']!s:<15}{row['bits_per_char']:>11.5f}{row['delta']:>+16.5f}"
