@@ -28,6 +28,10 @@ log = logging.getLogger(__name__)
 
 Precision = Literal["float32", "bfloat16", "mixed_float16"]
 CHOICES: tuple[str, ...] = ("auto", "float32", "bfloat16", "mixed_float16")
+#: Keras dtype policies for training: the variables stay float32, the layers compute in 16 bits.
+TrainingPolicy = Literal["float32", "mixed_bfloat16", "mixed_float16"]
+#: Whether ``auto`` trains in bf16 on a CPU with bf16 instructions (see `training_policy`).
+TRAIN_BF16_ON_CPU = False
 
 
 def cpu_has_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
@@ -69,3 +73,27 @@ def resolve(requested: str) -> Precision:
         log.warning("mixed_float16 needs a GPU; falling back to float32 on this CPU")
         return "float32"
     return requested  # type: ignore[return-value]
+
+
+def training_policy(requested: str) -> TrainingPolicy:
+    """The Keras dtype policy to train with for `requested` (a `CHOICES` value, or the Keras
+    name ``mixed_bfloat16``) on this machine; resolved where the training runs, not where it is
+    submitted.
+
+    ``auto``: a GPU trains with mixed precision (``mixed_bfloat16`` on compute capability ≥ 8.0,
+    else ``mixed_float16``). A CPU trains in float32 unless `TRAIN_BF16_ON_CPU`: measured with
+    ``bench/training.py --bf16``, the stateful recipe of the ``small`` preset in bf16 on this
+    project's AMX CPU was not faster than float32 (the LSTM's per-step matmuls are too small for
+    AMX to pay for the casts), so the rule keeps float32 there.
+    """
+    if requested == "mixed_bfloat16":
+        requested = "bfloat16"
+    if requested == "auto":
+        gpu = _gpu_capability()
+        if gpu is not None:
+            return "mixed_bfloat16" if gpu >= (8, 0) else "mixed_float16"
+        return "mixed_bfloat16" if TRAIN_BF16_ON_CPU and cpu_has_bf16() else "float32"
+    policies: dict[str, TrainingPolicy] = {
+        "float32": "float32", "bfloat16": "mixed_bfloat16", "mixed_float16": "mixed_float16",
+    }  # fmt: skip
+    return policies[resolve(requested)]

@@ -145,8 +145,12 @@ class TrainSpec(Record):
     stateful: bool | None = Field(
         default=None, description="Carry LSTM state across consecutive windows (TBPTT)."
     )
-    precision: Literal["float32", "mixed_bfloat16", "mixed_float16"] | None = Field(
-        default=None, description="Keras dtype policy for training; None = the preset's."
+    precision: Literal["auto", "float32", "bfloat16", "mixed_bfloat16", "mixed_float16"] | None = (
+        Field(
+            default=None,
+            description="Training precision; None = the preset's, auto = per hardware "
+            "(resolved by the worker that trains, see common.precision.training_policy).",
+        )
     )
 
 

@@ -38,6 +38,7 @@ from common.model import (
     save_inference_model,
 )
 from common.model_registry import register_model
+from common.precision import training_policy
 from common.schemas import ModelRecord, RunRecord, RunStatus, TrainSpec, check_run_id, now
 from common.storage import ArtifactStore, file_sha256
 from common.vocab import Vocab
@@ -71,7 +72,8 @@ class SilentObserver:
 
 
 def resolve_recipe(spec: TrainSpec) -> Preset:
-    """The preset with the spec's overrides applied: the resolved parameters of one run."""
+    """The preset with the spec's overrides applied: the resolved parameters of one run, with
+    the precision resolved for this machine (so call it where the training runs)."""
     p = get_preset(spec.preset)
     return dataclasses.replace(
         p,
@@ -80,7 +82,7 @@ def resolve_recipe(spec: TrainSpec) -> Preset:
         learning_rate=spec.learning_rate or p.learning_rate,
         epochs=spec.epochs or p.epochs,
         stateful=p.stateful if spec.stateful is None else spec.stateful,
-        precision=spec.precision or p.precision,
+        precision=training_policy(spec.precision or p.precision),
     )
 
 

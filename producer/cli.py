@@ -48,7 +48,7 @@ schedule_app = typer.Typer(
 app.add_typer(schedule_app, name="schedule")
 
 
-class SamplerPrecision(StrEnum):
+class PrecisionChoice(StrEnum):
     """Choices of --precision (see common.precision)."""
 
     AUTO = "auto"
@@ -219,6 +219,25 @@ def train(
         ),
     ] = None,
     batch_size: Annotated[int | None, typer.Option(min=1, help="Windows per step.")] = None,
+    learning_rate: Annotated[
+        float | None, typer.Option(min=0.0, help="Adam learning rate (default: the preset's).")
+    ] = None,
+    stateful: Annotated[
+        bool | None,
+        typer.Option(
+            "--stateful/--stateless",
+            help="Carry the LSTM state from one window to the next of the same text stream "
+            "(truncated back-propagation through time); default: the preset's.",
+        ),
+    ] = None,
+    precision: Annotated[
+        PrecisionChoice | None,
+        typer.Option(
+            help="auto (mixed precision on a GPU, float32 on a CPU: the measured rule in "
+            "common/precision.py), float32, bfloat16 or mixed_float16; default: the preset's. "
+            "Resolved on the machine that trains and recorded in the model record.",
+        ),
+    ] = None,
     max_train_chars: Annotated[
         int | None, typer.Option(min=1000, help="Train on the first N chars only (quick runs).")
     ] = None,
@@ -247,6 +266,9 @@ def train(
         epochs=epochs,
         window_step=window_step,
         batch_size=batch_size,
+        learning_rate=learning_rate,
+        stateful=stateful,
+        precision=precision.value if precision else None,
         max_train_chars=max_train_chars,
         seed=seed,
     )
@@ -415,12 +437,12 @@ def submit_batch(
     max_tries: MaxTriesOpt = 5,
     formats: FormatsOpt = "abc,mid,wav",
     precision: Annotated[
-        SamplerPrecision,
+        PrecisionChoice,
         typer.Option(
             help="Sampler matmuls: auto (bfloat16 where the CPU/GPU has it, else float32), "
             "float32, bfloat16 or mixed_float16. Tunes may differ between precisions.",
         ),
-    ] = SamplerPrecision.AUTO,
+    ] = PrecisionChoice.AUTO,
     wait: Annotated[
         bool,
         typer.Option(

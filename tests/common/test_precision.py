@@ -74,3 +74,24 @@ def test_cpu_flag_detection(tmp_path: Path) -> None:
     info.write_text("flags\t: fpu sse avx2\n")
     assert not precision.cpu_has_bf16(info)
     assert not precision.cpu_has_bf16(tmp_path / "missing")
+
+
+def test_training_policy_rule_and_fallback(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(precision, "_gpu_capability", lambda: (9, 0))
+    assert precision.training_policy("auto") == "mixed_bfloat16"
+    monkeypatch.setattr(precision, "_gpu_capability", lambda: (7, 5))
+    assert precision.training_policy("auto") == "mixed_float16"
+    monkeypatch.setattr(precision, "_gpu_capability", lambda: None)
+    monkeypatch.setattr(precision, "cpu_has_bf16", lambda: True)
+    expected = "mixed_bfloat16" if precision.TRAIN_BF16_ON_CPU else "float32"
+    assert precision.training_policy("auto") == expected
+    assert precision.training_policy("bfloat16") == "mixed_bfloat16"
+    assert precision.training_policy("mixed_bfloat16") == "mixed_bfloat16"  # Keras' name
+    monkeypatch.setattr(precision, "cpu_has_bf16", lambda: False)
+    assert precision.training_policy("auto") == "float32"
+    with caplog.at_level(logging.WARNING):
+        assert precision.training_policy("bfloat16") == "float32"
+        assert precision.training_policy("mixed_float16") == "float32"
+    assert "falling back to float32" in caplog.text

@@ -11,6 +11,7 @@ import pytest
 from common.corpus import import_corpus, load_corpus
 from common.errors import CancelledError, IntegrityError, InvalidInputError
 from common.model import load_registered
+from common.precision import cpu_has_bf16
 from common.schemas import RunStatus, TrainSpec, new_run_id
 from common.storage import LocalStore
 from common.training import (
@@ -101,10 +102,16 @@ def test_stream_dataset_continues_each_row_in_the_next_batch() -> None:
     np.testing.assert_array_equal(x1[:, 0], x0[:, -1] + 1)  # row r continues row r
 
 
-@pytest.mark.parametrize(("stateful", "precision"), [(True, "float32"), (False, "mixed_bfloat16")])
+@pytest.mark.parametrize(
+    ("stateful", "precision", "policy"),
+    [(True, "float32", "float32"), (False, "bfloat16", "mixed_bfloat16"),
+     (False, "mixed_bfloat16", "mixed_bfloat16")],
+)  # fmt: skip
 def test_stateful_and_bf16_training_variants(
-    tmp_path: Path, stateful: bool, precision: str
+    tmp_path: Path, stateful: bool, precision: str, policy: str
 ) -> None:
+    if policy != "float32" and not cpu_has_bf16():
+        policy = "float32"  # the fallback, tested in tests/common/test_precision.py
     store = LocalStore(tmp_path)
     import_corpus(store, str(TINY_CORPUS), name="tiny")
     spec = TrainSpec(
@@ -112,7 +119,7 @@ def test_stateful_and_bf16_training_variants(
         precision=precision,  # type: ignore[arg-type]
     )  # fmt: skip
     record = train(store, spec, new_run_id())
-    assert record.stateful is stateful and record.precision == precision
+    assert record.stateful is stateful and record.precision == policy
     assert record.valid_bits_per_char is not None
     assert record.valid_bits_per_char < math.log2(record.vocab_size)
     _, model, _ = load_registered(store, record.id, tmp_path / "cache")

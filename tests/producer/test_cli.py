@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from common.precision import cpu_has_bf16
 from producer import cli
 from tests.model_fixtures import TINY_CORPUS, TinyEnv
 from tests.producer_cli import run
@@ -44,9 +45,16 @@ def test_import_train_generate_fetch(env: Path, tmp_path: Path) -> None:
     assert [c["name"] for c in json.loads(out)["imported"]] == ["tiny"]
     assert "oneills" in json.loads(out)["bundled"]
 
-    code, out, err = run("train", "--corpus", "tiny", "--preset", "tiny", "--epochs", "1", "--json")
+    code, out, err = run(
+        "train", "--corpus", "tiny", "--preset", "tiny", "--epochs", "1", "--stateful",
+        "--learning-rate", "0.02", "--precision", "bfloat16", "--json",
+    )  # fmt: skip
     assert code == 0, err
     model_id = json.loads(out)["id"]
+    trained = json.loads(out)
+    assert trained["stateful"] is True and trained["learning_rate"] == 0.02
+    # bf16 where the CPU has it, else float32 with a log line (common.precision).
+    assert trained["precision"] == ("mixed_bfloat16" if cpu_has_bf16() else "float32")
     assert "epoch 1" in err  # progress is shown on stderr
     code, out, _ = run("model", "list", "--json")
     assert [m["id"] for m in json.loads(out)] == [model_id]
