@@ -71,6 +71,7 @@ class Figures:
     appendfsync: str
     tunes: int
     worker_kills: int = 0
+    whole_worker_kills: int = 0
     redis_restarts: int = 0
     bucket_outages: int = 0
     bucket_outage_s: float = 0.0
@@ -198,9 +199,11 @@ def run_batch_under_faults(
             if kind == "worker":
                 # Alternate: a job process dies (its worker requeues the job at once), or a
                 # whole worker does (its jobs come back when their leases lapse).
-                kill = kill_a_whole_worker if figures.worker_kills % 2 else kill_a_worker_process
+                whole = figures.worker_kills % 2 == 1
+                kill = kill_a_whole_worker if whole else kill_a_worker_process
                 figures.events.append(at + kill(c, rng))
                 figures.worker_kills += 1
+                figures.whole_worker_kills += whole
             elif kind == "redis":
                 c.redis.restart()
                 figures.events.append(at + "redis-server SIGKILL + restart (AOF reloaded)")
@@ -360,7 +363,8 @@ COLUMNS = (
     ("scale", "size"),
     ("appendfsync", "appendfsync"),
     ("tunes", "tunes submitted"),
-    ("worker_kills", "job processes SIGKILLed"),
+    ("worker_kills", "SIGKILLs"),
+    ("whole_worker_kills", "of them whole workers"),
     ("redis_restarts", "Redis kill -9 + restart"),
     ("bucket_outage_s", "bucket away (s)"),
     ("done", "done"),
@@ -373,13 +377,40 @@ COLUMNS = (
 )
 
 
-def markdown(data: dict[str, Any]) -> str:
-    """The report's chaos runs as a Markdown table (for the README)."""
-    rows = [v for k, v in sorted(data.items()) if k.startswith("chaos-")]
-    lines = ["| " + " | ".join(title for _, title in COLUMNS) + " |"]
-    lines.append("|" + "---|" * len(COLUMNS))
+def _table(rows: list[dict[str, Any]], columns: tuple[tuple[str, str], ...]) -> list[str]:
+    lines = ["| " + " | ".join(title for _, title in columns) + " |"]
+    lines.append("|" + "---|" * len(columns))
     for row in rows:
-        lines.append("| " + " | ".join(str(row.get(key, "")) for key, _ in COLUMNS) + " |")
+        lines.append("| " + " | ".join(str(row.get(key, "")) for key, _ in columns) + " |")
+    return lines
+
+
+LOAD_COLUMNS = (
+    ("section", "run"), ("jobs", "jobs queued"), ("survived", "survived kill -9"),
+    ("jobs_per_s", "enqueued per s"),
+)  # fmt: skip
+PRODUCER_COLUMNS = (
+    ("section", "run"), ("processes", "producer processes"), ("batches", "batches"),
+    ("tunes", "tunes"), ("lost", "lost"), ("duplicates", "duplicates"), ("orphans", "orphans"),
+    ("total_s", "submit + drain (s)"),
+)  # fmt: skip
+RSS_COLUMNS = (
+    ("section", "run"), ("renders", "renders"), ("baseline_mb", "RSS after warm-up (MB)"),
+    ("final_mb", "RSS at the end (MB)"), ("peak_mb", "peak (MB)"), ("growth_pct", "growth %"),
+)  # fmt: skip
+
+
+def markdown(data: dict[str, Any]) -> str:
+    """The report as Markdown tables (for the README): chaos runs, then the load figures."""
+
+    def rows(prefix: str) -> list[dict[str, Any]]:
+        return [{"section": k, **v} for k, v in sorted(data.items()) if k.startswith(prefix)]
+
+    lines = _table(rows("chaos-"), COLUMNS)
+    for prefix, columns in (("load-", LOAD_COLUMNS), ("concurrent-producers-", PRODUCER_COLUMNS),
+                            ("cpu-rss-", RSS_COLUMNS)):  # fmt: skip
+        if rows(prefix):
+            lines += ["", *_table(rows(prefix), columns)]
     return "\n".join(lines)
 
 
