@@ -1,0 +1,65 @@
+"""The benchmark scripts' short modes, so a change that breaks them fails here, not on the day
+someone needs a figure. Only their output's shape and sanity are checked: the speed and accuracy
+targets are read from the scripts' full runs (never timed in a test)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.model_fixtures import TinyEnv
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.slow
+
+
+def run_json(*argv: str) -> dict[str, Any]:
+    out = subprocess.run(
+        [sys.executable, *argv, "--json"], cwd=ROOT, capture_output=True, text=True,
+        timeout=600, check=False,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+    result: dict[str, Any] = json.loads(out.stdout)
+    return result
+
+
+def test_generation_bench_quick_has_a_row_per_precision_and_batch() -> None:
+    report = run_json("bench/generation.py", "--quick", "--batches", "1,64")
+    rows = report["sampler"]
+    assert {(r["precision"], r["batch"]) for r in rows} == {
+        (p, b) for p in ("float32", "bfloat16") for b in (1, 64)
+    }
+    for row in rows:
+        assert row["error"] is None and row["chars"] > 0 and row["chars_per_s"] > 0
+        assert row["ratio_to_loop"] > 1  # even a B=1 sampler beats a window re-run per char
+    assert set(report["targets"]) == {"ratio", "matmul_share", "bf16_speedup"}
+
+
+def test_training_bench_quick_compares_the_variants_against_the_original() -> None:
+    report = run_json("bench/training.py", "--quick", "--bf16")
+    results = {r["variant"]: r for r in report["results"]}
+    assert list(results) == ["original", "disjoint", "stateful", "stateful-bf16"]
+    original = results["original"]
+    assert report["target_bits_per_char"] == original["final_bits_per_char"]
+    # The original sees every char seq_len/step times an epoch; a 1-pass variant's budget is a
+    # fraction of the original's compute, whether or not it reaches the target within it.
+    for name in ("disjoint", "stateful", "stateful-bf16"):
+        assert 0 < results[name]["chars_total"] < original["chars_total"]
+        reached = results[name]["chars_to_target"]
+        assert reached is None or reached <= results[name]["chars_total"]
+
+
+def test_precision_bench_scores_each_precision_on_validation_text(tiny_env: TinyEnv) -> None:
+    report = run_json(
+        "bench/precision.py", "--data-dir", str(tiny_env.data_dir), "--rows", "16",
+        "--length", "64", "--precision", "float32,bfloat16",
+    )  # fmt: skip
+    rows = {r["precision"]: r for r in report["rows"]}
+    assert rows["float32"]["delta"] == 0
+    assert 0 < rows["bfloat16"]["bits_per_char"] < 8
+    assert abs(rows["bfloat16"]["delta"]) < 0.05  # the tight bound is in tests/common
