@@ -16,6 +16,12 @@ Every variant is scored by the same float32 stateless scorer (see `common.traini
 
     python bench/training.py          # small preset on O'Neill's (about an hour on 2 cores)
     python bench/training.py --quick  # tiny preset on the test corpus, under a minute
+    python bench/training.py --throughput --preset seed   # chars/s per recipe x precision
+
+``--throughput`` trains nothing to the end: it times a few dozen optimizer steps of each recipe
+(original windows at batch 128, 1-pass stateful at batch 32) in float32 and in each 16-bit
+policy this machine runs, and prints char positions per second, side by side. It is what the
+training-precision rule in `common.precision` is read from, and the GPU figure of the issue.
 """
 
 from __future__ import annotations
@@ -32,11 +38,11 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from common.corpus import import_corpus
-from common.model import get_preset
+from common.corpus import import_corpus, load_corpus
+from common.model import build_model, get_preset
 from common.schemas import TrainSpec, new_run_id
 from common.storage import LocalStore
-from common.training import train
+from common.training import stream_dataset, train, window_dataset
 
 TEST_CORPUS = Path(__file__).resolve().parent.parent / "tests" / "data" / "tiny_corpus.abc"
 
@@ -98,6 +104,47 @@ def run_variant(store: LocalStore, corpus: str, preset: str, v: Variant, target:
     )
 
 
+def throughput(store: LocalStore, corpus: str, preset: str, steps: int,
+               policies: list[str]) -> list[dict[str, object]]:  # fmt: skip
+    """Char positions per second of `steps` optimizer steps (after 3 untimed) per recipe."""
+    import time
+
+    import keras
+
+    p = get_preset(preset)
+    data = load_corpus(store, corpus)
+    ids = data.vocab.encode(data.train_text)
+    rows: list[dict[str, object]] = []
+    for recipe, batch in (("original", 128), ("stateful", 32)):
+        for policy in policies:
+            keras.utils.set_random_seed(0)
+            stateful = recipe == "stateful"
+            model = build_model(
+                len(data.vocab), p.embedding_dim, p.units,
+                dtype_policy=None if policy == "float32" else policy,
+                stateful_batch=batch if stateful else None,
+            )  # fmt: skip
+            model.compile(optimizer=keras.optimizers.Adam(1e-3),
+                          loss=keras.losses.SparseCategoricalCrossentropy())  # fmt: skip
+            if stateful:
+                ds, _ = stream_dataset(ids, p.seq_len, batch)
+            else:
+                ds = window_dataset(ids, p.seq_len, max(1, p.seq_len // 10), batch, shuffle_seed=0)
+            ds = ds.repeat()
+            model.fit(ds, steps_per_epoch=3, epochs=1, verbose=0)
+            start = time.perf_counter()
+            model.fit(ds, steps_per_epoch=steps, epochs=1, verbose=0)
+            seconds = time.perf_counter() - start
+            chars = steps * batch * p.seq_len
+            rows.append({"recipe": recipe, "batch": batch, "precision": policy, "steps": steps,
+                         "seconds": seconds, "chars_per_s": chars / seconds})  # fmt: skip
+            print(f"  {recipe} {policy}: {chars / seconds:,.0f} chars/s", file=sys.stderr)
+    for row in rows:
+        base = next(r for r in rows if r["recipe"] == row["recipe"] and r["precision"] == "float32")
+        row["x_float32"] = float(row["chars_per_s"]) / float(base["chars_per_s"])  # type: ignore[arg-type]
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="tiny preset on the test corpus")
@@ -112,7 +159,16 @@ def main() -> None:
         help="Adam rate of the 1-pass variants (default 2x the original's)",
     )  # fmt: skip
     parser.add_argument("--json", action="store_true")
+    parser.add_argument(
+        "--throughput",
+        action="store_true",
+        help="time optimizer steps per recipe x precision instead",
+    )
+    parser.add_argument("--steps", type=int, default=20, help="timed steps (--throughput)")
     args = parser.parse_args()
+    if args.throughput:
+        run_throughput(args)
+        return
     source, preset = (str(TEST_CORPUS), "tiny") if args.quick else (args.corpus, args.preset)
     p = get_preset(preset)
     # The original recipe whatever the preset's own training settings: windows every 10 chars,
@@ -170,6 +226,28 @@ def main() -> None:
             )
         print(f"{r.variant:<15}{r.epochs_run:>7}{r.final_bits_per_char:>11.3f}{reach}")
     print("target: the same validation bits/char in <= 0.2x the original recipe's compute")
+
+
+def run_throughput(args: argparse.Namespace) -> None:
+    from common.precision import _gpu_capability
+
+    source, preset = (str(TEST_CORPUS), "tiny") if args.quick else (args.corpus, args.preset)
+    policies = ["float32", "mixed_bfloat16"]
+    if _gpu_capability() is not None:
+        policies.append("mixed_float16")
+    with tempfile.TemporaryDirectory(prefix="tunebatch-bench-") as tmp:
+        store = LocalStore(Path(tmp))
+        import_corpus(store, source, name="bench", valid_only=False)
+        rows = throughput(store, "bench", preset, args.steps, policies)
+    device = "GPU" if _gpu_capability() is not None else f"CPU ({os.cpu_count()} cores)"
+    if args.json:
+        print(json.dumps({"preset": preset, "device": device, "rows": rows}, indent=2))
+        return
+    print(f"training throughput, preset {preset}, {device}, {args.steps} timed steps each")
+    print(f"{'recipe':<10}{'batch':>6}{'precision':>16}{'chars/s':>12}{'x float32':>11}")
+    for r in rows:
+        print(f"{r['recipe']!s:<10}{r['batch']!s:>6}{r['precision']!s:>16}"
+              f"{r['chars_per_s']:>12,.0f}{r['x_float32']:>11.2f}")  # fmt: skip
 
 
 if __name__ == "__main__":
