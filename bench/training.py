@@ -4,6 +4,8 @@ Trains, in one run and on the same corpus and preset size:
 
 * ``original``  — windows of ``seq_len`` every 10 chars (each char seen ``seq_len / 10`` times an
   epoch), float32, the preset's epochs: its final validation bits/char is the **target**;
+* ``sampled``   — windows every 10 chars as the original, but each epoch a fresh random tenth of
+  them (each char about once an epoch, in every alignment), float32, a quarter of the batch;
 * ``disjoint``  — non-overlapping windows (each char once an epoch), float32, a quarter of the
   batch (so as many optimizer updates per char as the original's);
 * ``stateful``  — truncated back-propagation through time: a quarter of the batch in parallel
@@ -56,6 +58,7 @@ class Variant:
     epochs: int
     batch_size: int | None = None
     learning_rate: float | None = None
+    fraction: float | None = None
 
 
 @dataclass
@@ -81,6 +84,7 @@ def run_variant(store: LocalStore, corpus: str, preset: str, v: Variant, target:
         precision=v.precision,  # type: ignore[arg-type]
         batch_size=v.batch_size,
         learning_rate=v.learning_rate,
+        window_fraction=v.fraction,
         max_train_chars=max_chars,
     )
     record = train(store, spec, new_run_id())
@@ -145,6 +149,20 @@ def throughput(store: LocalStore, corpus: str, preset: str, steps: int,
     return rows
 
 
+def original_from(store: LocalStore, corpus: str, preset: str, v: Variant, target: float,
+                  seconds: float | None) -> Result:  # fmt: skip
+    """The original's row from an earlier run's figures (--target, --original-seconds): its
+    char positions follow from the corpus and the recipe."""
+    from common.training import window_starts
+
+    p = get_preset(preset)
+    data = load_corpus(store, corpus)
+    ids = data.vocab.encode(data.train_text)
+    chars = len(window_starts(len(ids), p.seq_len, v.window_step or 1)) * p.seq_len * v.epochs
+    secs = seconds or math.nan
+    return Result("original", v.epochs, target, v.epochs, chars, secs, chars, secs)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="tiny preset on the test corpus")
@@ -159,6 +177,19 @@ def main() -> None:
         help="Adam rate of the 1-pass variants (default 2x the original's)",
     )  # fmt: skip
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--only", help="comma list of variants to run (besides the original)")
+    parser.add_argument(
+        "--target",
+        type=float,
+        default=None,
+        help="the original's final bits/char from an earlier run: skip it",
+    )
+    parser.add_argument(
+        "--original-seconds",
+        type=float,
+        default=None,
+        help="with --target: the original's training seconds from that run",
+    )
     parser.add_argument(
         "--throughput",
         action="store_true",
@@ -184,6 +215,9 @@ def main() -> None:
     lr = args.learning_rate or 2 * orig_lr
     variants = [
         Variant("original", orig_step, False, "float32", orig_epochs, orig_batch, orig_lr),
+        Variant(
+            "sampled", orig_step, False, "float32", budget_epochs, small_batch, lr, 1 / overlap
+        ),
         Variant("disjoint", p.seq_len, False, "float32", budget_epochs, small_batch, lr),
         Variant("stateful", None, True, "float32", budget_epochs, small_batch, lr),
     ]
@@ -191,11 +225,18 @@ def main() -> None:
         variants.append(
             Variant("stateful-bf16", None, True, "mixed_bfloat16", budget_epochs, small_batch, lr)
         )
+    if args.only:
+        keep = set(args.only.split(","))
+        variants = [v for v in variants if v.name in keep or v.name == "original"]
     with tempfile.TemporaryDirectory(prefix="tunebatch-bench-") as tmp:
         store = LocalStore(Path(tmp))
         import_corpus(store, source, name="bench", valid_only=False)
         results: list[Result] = []
-        target: float | None = None
+        target: float | None = args.target
+        if target is not None:  # the original was measured before: its figures, not a rerun
+            results.append(original_from(store, "bench", preset, variants[0], target,
+                                         args.original_seconds))  # fmt: skip
+            variants = variants[1:]
         for v in variants:
             print(f"training {v.name} ({v.epochs} epochs)...", file=sys.stderr, flush=True)
             r = run_variant(store, "bench", preset, v, target, None)

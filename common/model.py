@@ -42,6 +42,9 @@ class Preset:
     description: str
     stateful: bool = False
     precision: str = "float32"
+    #: Share of the windows one epoch trains on, a fresh random subset each epoch: with windows
+    #: every 10 chars and 0.1, each char is seen about once an epoch, in every alignment.
+    window_fraction: float = 1.0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -88,7 +88,9 @@ def retrain_spec(corpus: str, model: ModelRecord) -> TrainSpec:
         preset=model.preset,
         epochs=model.epochs,
         window_step=model.window_step,
+        window_fraction=model.window_fraction,
         batch_size=model.batch_size,
+        learning_rate=model.learning_rate,
         stateful=model.stateful,
     )
 

@@ -116,6 +116,7 @@ class ModelRecord(Record):
     learning_rate: float
     stateful: bool = False
     precision: str = "float32"
+    window_fraction: float = 1.0
     train_loss: float | None = None
     valid_loss: float | None = None
     valid_bits_per_char: float | None = None
@@ -142,6 +143,9 @@ class TrainSpec(Record):
     learning_rate: float | None = Field(default=None, gt=0, le=1)
     seed: int = 0
     max_train_chars: int | None = Field(default=None, ge=1000)
+    window_fraction: float | None = Field(
+        default=None, gt=0, le=1, description="Share of the windows each epoch trains on."
+    )
     stateful: bool | None = Field(
         default=None, description="Carry LSTM state across consecutive windows (TBPTT)."
     )

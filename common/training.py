@@ -80,6 +80,7 @@ def resolve_recipe(spec: TrainSpec) -> Preset:
         window_step=spec.window_step or p.window_step,
         batch_size=spec.batch_size or p.batch_size,
         learning_rate=spec.learning_rate or p.learning_rate,
+        window_fraction=spec.window_fraction or p.window_fraction,
         epochs=spec.epochs or p.epochs,
         stateful=p.stateful if spec.stateful is None else spec.stateful,
         precision=training_policy(spec.precision or p.precision),
@@ -96,6 +97,11 @@ def window_starts(n_chars: int, seq_len: int, step: int) -> npt.NDArray[np.int64
     return np.arange(0, last + 1, step, dtype=np.int64)
 
 
+def sampled_windows(windows: int, fraction: float) -> int:
+    """How many of `windows` one epoch trains on with `fraction`."""
+    return max(1, math.ceil(windows * fraction))
+
+
 def window_dataset(
     ids: npt.NDArray[np.int32],
     seq_len: int,
@@ -103,8 +109,13 @@ def window_dataset(
     batch_size: int,
     *,
     shuffle_seed: int | None = None,
+    fraction: float = 1.0,
 ) -> tf.data.Dataset:
-    """Batches of (x, y) windows, y = x shifted by one char; shuffled when a seed is given."""
+    """Batches of (x, y) windows, y = x shifted by one char; shuffled when a seed is given.
+
+    `fraction` < 1 takes a fresh random subset of the windows each epoch (needs a seed): the
+    alignments of overlapping windows at the compute of non-overlapping ones.
+    """
     starts = window_starts(len(ids), seq_len, step)
     if starts.size == 0:
         raise InvalidInputError(
@@ -115,6 +126,10 @@ def window_dataset(
     ds = tf.data.Dataset.from_tensor_slices(starts)
     if shuffle_seed is not None:
         ds = ds.shuffle(len(starts), seed=shuffle_seed, reshuffle_each_iteration=True)
+    if fraction < 1.0:
+        if shuffle_seed is None:
+            raise InvalidInputError("a window fraction below 1 needs a shuffle seed")
+        ds = ds.take(sampled_windows(len(starts), fraction))
     ds = ds.batch(batch_size)
 
     def cut(s: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
@@ -309,9 +324,13 @@ def train(
         train_ds, windows = stream_dataset(train_ids, recipe.seq_len, recipe.batch_size)
     else:
         train_ds = window_dataset(
-            train_ids, recipe.seq_len, recipe.window_step, recipe.batch_size, shuffle_seed=spec.seed
+            train_ids, recipe.seq_len, recipe.window_step, recipe.batch_size,
+            shuffle_seed=spec.seed, fraction=recipe.window_fraction,
+        )  # fmt: skip
+        windows = sampled_windows(
+            len(window_starts(len(train_ids), recipe.seq_len, recipe.window_step)),
+            recipe.window_fraction,
         )
-        windows = len(window_starts(len(train_ids), recipe.seq_len, recipe.window_step))
     steps = math.ceil(windows / recipe.batch_size)
     valid_seq = min(recipe.seq_len, len(valid_ids) - 2)
 
@@ -376,6 +395,7 @@ def train(
                 "epochs": run.epochs_done,
                 "seq_len": recipe.seq_len,
                 "window_step": recipe.window_step,
+                "window_fraction": recipe.window_fraction,
                 "batch_size": recipe.batch_size,
                 "learning_rate": recipe.learning_rate,
                 "stateful": recipe.stateful,

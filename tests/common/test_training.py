@@ -18,7 +18,9 @@ from common.training import (
     evaluate_text,
     load_run,
     run_key,
+    sampled_windows,
     train,
+    window_dataset,
     window_starts,
 )
 from tests.model_fixtures import TINY_CORPUS, TinyEnv
@@ -125,3 +127,15 @@ def test_stateful_and_bf16_training_variants(
     _, model, _ = load_registered(store, record.id, tmp_path / "cache")
     assert model.get_layer("lstm").stateful is False  # the saved model samples like any other
     assert model.get_layer("lstm").dtype_policy.name == "float32"
+
+
+def test_window_fraction_takes_a_fresh_subset_each_epoch() -> None:
+    ids = np.arange(2000, dtype=np.int32)  # a window's first char is its start
+    ds = window_dataset(ids, seq_len=10, step=2, batch_size=1000, shuffle_seed=3, fraction=0.2)
+    total = len(window_starts(len(ids), 10, 2))
+    epochs = [np.concatenate([x[:, 0] for x, _ in ds.as_numpy_iterator()]) for _ in range(2)]
+    assert [len(e) for e in epochs] == [sampled_windows(total, 0.2)] * 2 == [199, 199]
+    # different windows each epoch, drawn from all alignments
+    assert set(epochs[0].tolist()) != set(epochs[1].tolist())
+    with pytest.raises(InvalidInputError, match="seed"):
+        window_dataset(ids, seq_len=10, step=2, batch_size=8, fraction=0.5)
