@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PACKAGES := abcmidi timidity freepats abcm2ps vorbis-tools lame flac librsvg2-bin fluidsynth fluid-soundfont-gm redis-server
 DEMO_DIR ?= artifacts
-DEMO_EPOCHS ?= 4
+DEMO_EPOCHS ?=
 
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
@@ -38,9 +38,9 @@ venv: $(BIN)/producer ## Create .venv with tunebatch and its dev tools
 
 install: system venv ## Everything: Debian packages and the virtualenv
 
-demo: install ## Import O'Neill's, train the small preset (~4 min on CPU), generate and render 20 tunes
+demo: install ## Import O'Neill's, train the small preset (~6 min on CPU), generate and render 20 tunes
 	TUNEBATCH_DATA_DIR=$(DEMO_DIR) $(BIN)/producer corpus import oneills --valid-only
-	TUNEBATCH_DATA_DIR=$(DEMO_DIR) $(BIN)/producer train --corpus oneills --preset small --epochs $(DEMO_EPOCHS)
+	TUNEBATCH_DATA_DIR=$(DEMO_DIR) $(BIN)/producer train --corpus oneills --preset small $(if $(DEMO_EPOCHS),--epochs $(DEMO_EPOCHS))
 	TUNEBATCH_DATA_DIR=$(DEMO_DIR) $(BIN)/producer submit-batch --count 20 --model latest --temperature 0.8
 	@echo; echo "Your tunes (ABC, MIDI, WAV) and manifest.json are in $(DEMO_DIR)/batches/<batch id>/"; \
 	ls -d $(DEMO_DIR)/batches/*/ | tail -n 1

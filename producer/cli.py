@@ -205,7 +205,14 @@ def corpus_import(
 @handles_errors
 def train(
     corpus: Annotated[str, typer.Option(help="Imported corpus to train on.")] = "oneills",
-    preset: Annotated[str, typer.Option(help="Model preset: seed, small or tiny.")] = "small",
+    preset: Annotated[
+        str,
+        typer.Option(
+            help="Model preset: seed (the original architecture, trained with 1/5 of the "
+            "original recipe's compute; for a GPU), original (the recipe itself), small (a "
+            "CPU, minutes) or tiny (tests); see the README's presets table."
+        ),
+    ] = "small",
     epochs: Annotated[
         int | None, typer.Option(min=1, help="Epochs (default: the preset's).")
     ] = None,

@@ -11,6 +11,7 @@ import pytest
 from common.errors import IntegrityError, InvalidInputError, NotFoundError
 from common.model import (
     PRESETS,
+    Preset,
     architecture,
     build_model,
     get_preset,
@@ -23,11 +24,20 @@ from common.storage import LocalStore
 from tests.model_fixtures import TinyEnv
 
 
-def test_presets_keep_the_original_recipe() -> None:
-    seed = PRESETS["seed"]
-    assert (seed.embedding_dim, seed.units, seed.seq_len, seed.window_step) == (512, 2048, 100, 10)
-    assert (seed.batch_size, seed.epochs) == (128, 5)
-    assert {"seed", "small", "tiny"} <= set(PRESETS)
+def test_presets_keep_the_original_recipe_and_default_to_a_fifth_of_its_compute() -> None:
+    original, seed = PRESETS["original"], PRESETS["seed"]
+    assert (original.embedding_dim, original.units, original.seq_len) == (512, 2048, 100)
+    assert (original.window_step, original.batch_size, original.epochs) == (10, 128, 5)
+    assert (original.learning_rate, original.precision) == (1e-3, "float32")
+    # The default keeps the architecture and trains with at most a fifth of the char positions.
+    assert (seed.embedding_dim, seed.units, seed.seq_len) == (512, 2048, 100)
+
+    def passes(p: Preset) -> float:  # times each char goes through the network, all epochs
+        return p.seq_len / p.window_step * p.window_fraction * p.epochs
+
+    assert passes(seed) <= passes(original) / 5
+    assert passes(PRESETS["small"]) <= passes(original) / 5
+    assert {"seed", "original", "small", "tiny"} <= set(PRESETS)
     with pytest.raises(InvalidInputError, match="unknown preset"):
         get_preset("huge")
 
