@@ -83,7 +83,7 @@ def resolve_recipe(spec: TrainSpec) -> Preset:
         window_fraction=spec.window_fraction or p.window_fraction,
         epochs=spec.epochs or p.epochs,
         stateful=p.stateful if spec.stateful is None else spec.stateful,
-        precision=training_policy(spec.precision or p.precision),
+        precision=training_policy(spec.precision or p.precision, p.units),
     )
 
 

@@ -80,18 +80,18 @@ def test_training_policy_rule_and_fallback(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     monkeypatch.setattr(precision, "_gpu_capability", lambda: (9, 0))
-    assert precision.training_policy("auto") == "mixed_bfloat16"
+    assert precision.training_policy("auto", 64) == "mixed_bfloat16"
     monkeypatch.setattr(precision, "_gpu_capability", lambda: (7, 5))
-    assert precision.training_policy("auto") == "mixed_float16"
+    assert precision.training_policy("auto", 2048) == "mixed_float16"
     monkeypatch.setattr(precision, "_gpu_capability", lambda: None)
     monkeypatch.setattr(precision, "cpu_has_bf16", lambda: True)
-    expected = "mixed_bfloat16" if precision.TRAIN_BF16_ON_CPU else "float32"
-    assert precision.training_policy("auto") == expected
-    assert precision.training_policy("bfloat16") == "mixed_bfloat16"
-    assert precision.training_policy("mixed_bfloat16") == "mixed_bfloat16"  # Keras' name
+    assert precision.training_policy("auto", 2048) == "mixed_bfloat16"  # seed: bf16 pays
+    assert precision.training_policy("auto", 512) == "float32"  # small: it does not
+    assert precision.training_policy("bfloat16", 512) == "mixed_bfloat16"  # asked for
+    assert precision.training_policy("mixed_bfloat16", 64) == "mixed_bfloat16"  # Keras' name
     monkeypatch.setattr(precision, "cpu_has_bf16", lambda: False)
-    assert precision.training_policy("auto") == "float32"
+    assert precision.training_policy("auto", 2048) == "float32"
     with caplog.at_level(logging.WARNING):
-        assert precision.training_policy("bfloat16") == "float32"
-        assert precision.training_policy("mixed_float16") == "float32"
+        assert precision.training_policy("bfloat16", 2048) == "float32"
+        assert precision.training_policy("mixed_float16", 2048) == "float32"
     assert "falling back to float32" in caplog.text
