@@ -14,6 +14,7 @@ worker that ran them — which is what makes a re-run generation job idempotent.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 import logging
@@ -103,6 +104,21 @@ def _np_mix32(x: npt.NDArray[np.uint32]) -> npt.NDArray[np.uint32]:
     return x ^ (x >> np.uint32(16))
 
 
+def _lstm_gates(
+    z: tf.Tensor, c: tf.Tensor, *, compute: tf.DType
+) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """The LSTM cell's arithmetic after its matmul, for the 16-bit step: z is [4, B, U] in
+    `compute`, gate-major (i, f, o, g); returns the new c and h (float32) and h in `compute`
+    for the next matmuls. Compiled by XLA into one pass over z and c: as separate TensorFlow ops
+    (cast, 3 sigmoids, 2 tanh, 3 multiplies, an add, a cast) the passes over [B, U] tensors cost
+    a third of the bf16 step at B = 1,024 with the seed preset; fused, about a tenth."""
+    z = tf.cast(z, tf.float32)
+    i, f, o = tf.sigmoid(z[0]), tf.sigmoid(z[1]), tf.sigmoid(z[2])
+    c = f * c + i * tf.tanh(z[3])
+    h = o * tf.tanh(c)
+    return c, h, tf.cast(h, compute)
+
+
 def uniforms_np(
     seeds: npt.NDArray[np.uint32], pos: npt.NDArray[np.int32], vocab_size: int
 ) -> npt.NDArray[np.float32]:
@@ -162,8 +178,9 @@ class Sampler:
     largest cost. So the low-precision step feeds [h, one-hot(x)] through one batched matmul
     against the [4, U+V, U] stack of the recurrent kernel and the table, gate-major (i, f, o, g):
     the table rows cost V/U (5 % for the seed preset) more matmul work but no pass of their own,
-    and the gates come out as four contiguous [B, U] blocks, which split without a copy. Gates,
-    the cell state and the logits stay float32 (see `precision`).
+    and the gates come out as four contiguous [B, U] blocks. The cell's arithmetic on them is
+    one XLA-compiled function (`_lstm_gates`): one pass instead of a dozen. Gates, the cell state
+    and the logits stay float32 (see `precision`).
     """
 
     def __init__(
@@ -209,6 +226,9 @@ class Sampler:
             self._gate_kernels = tf.cast(
                 tf.stack([gates[0], gates[1], gates[3], gates[2]]), self._compute
             )
+            self._gates = tf.function(
+                functools.partial(_lstm_gates, compute=self._compute), jit_compile=True
+            )
         self._head_w = tf.cast(tf.convert_to_tensor(head.kernel), self._compute)
         self._head_b = tf.convert_to_tensor(head.bias, tf.float32)
         self._newline = vocab.chars.index("\n") if "\n" in vocab else -1
@@ -243,23 +263,20 @@ class Sampler:
     def _step(
         self, x: tf.Tensor, h: tf.Tensor, c: tf.Tensor
     ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-        hc = tf.cast(h, self._compute)
         if self.precision == "float32":
-            z = tf.gather(self._emb_kernel, x) + tf.matmul(hc, self._recurrent)
+            z = tf.gather(self._emb_kernel, x) + tf.matmul(h, self._recurrent)
             zi, zf, zg, zo = tf.split(z, 4, axis=1)
             i, f, o, g = tf.sigmoid(zi), tf.sigmoid(zf), tf.sigmoid(zo), tf.tanh(zg)
+            c = f * c + i * g
+            h = o * tf.tanh(c)
+            hc = h
         else:
             vocab_size = self._emb_kernel.shape[0]
-            hx = tf.concat([hc, tf.one_hot(x, vocab_size, dtype=self._compute)], 1)
-            z = tf.cast(tf.matmul(hx[tf.newaxis], self._gate_kernels), tf.float32)  # [4, B, U]
-            ifo, zg = tf.split(z, [3, 1], 0)
-            i, f, o = tf.unstack(tf.sigmoid(ifo))
-            g = tf.tanh(zg[0])
-        c = f * c + i * g
-        h = o * tf.tanh(c)
-        logits = (
-            tf.cast(tf.matmul(tf.cast(h, self._compute), self._head_w), tf.float32) + self._head_b
-        )
+            hx = tf.concat(
+                [tf.cast(h, self._compute), tf.one_hot(x, vocab_size, dtype=self._compute)], 1
+            )
+            c, h, hc = self._gates(tf.matmul(hx[tf.newaxis], self._gate_kernels), c)
+        logits = tf.cast(tf.matmul(hc, self._head_w), tf.float32) + self._head_b
         return logits, h, c
 
     def _run_block(
