@@ -43,12 +43,12 @@ def test_generation_bench_quick_has_a_row_per_precision_and_batch() -> None:
 def test_training_bench_quick_compares_the_variants_against_the_original() -> None:
     report = run_json("bench/training.py", "--quick", "--bf16")
     results = {r["variant"]: r for r in report["results"]}
-    assert list(results) == ["original", "disjoint", "stateful", "stateful-bf16"]
+    assert list(results) == ["original", "sampled", "disjoint", "stateful", "stateful-bf16"]
     original = results["original"]
     assert report["target_bits_per_char"] == original["final_bits_per_char"]
     # The original sees every char seq_len/step times an epoch; a 1-pass variant's budget is a
     # fraction of the original's compute, whether or not it reaches the target within it.
-    for name in ("disjoint", "stateful", "stateful-bf16"):
+    for name in ("sampled", "disjoint", "stateful", "stateful-bf16"):
         assert 0 < results[name]["chars_total"] < original["chars_total"]
         reached = results[name]["chars_to_target"]
         assert reached is None or reached <= results[name]["chars_total"]

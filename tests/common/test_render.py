@@ -675,11 +675,17 @@ def test_a_tool_killed_from_outside_is_transient(
     the tune: the job is worth retrying, and the worker (this process) lives on."""
     fake = _fake_tool(tmp_path, f"kill -{signal.Signals(signum).name[3:]} $$\nsleep 5")
     killed = settings.model_copy(update={"timidity": str(fake)})
-    with (
-        pytest.raises(TransientError, match=signal.Signals(signum).name) as info,
-        rendered(GOOD_TUNE, ["wav"], killed),
-    ):
-        pass
+    # A test run started in the background (`cmd &`) inherits SIGINT ignored, and so would the
+    # fake tool: give this process a handler, which exec resets to the default in the child.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with (
+            pytest.raises(TransientError, match=signal.Signals(signum).name) as info,
+            rendered(GOOD_TUNE, ["wav"], killed),
+        ):
+            pass
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert not isinstance(info.value, PermanentError)
     assert list(tmp_root.iterdir()) == []
 
