@@ -45,6 +45,12 @@ class Settings(BaseSettings):
         description="Hard time limit of one training job (a stopped run resumes from its last "
         "epoch checkpoint).",
     )
+    startup_wait_s: float = Field(
+        default=60.0,
+        ge=0,
+        description="How long a starting worker waits for Redis and the bucket to answer before "
+        "it exits with the error (a wrong setting fails at once).",
+    )
     max_attempts: int = Field(
         default=3, ge=1, description="Deliveries before a job is dead-lettered."
     )

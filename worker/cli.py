@@ -12,12 +12,16 @@ import logging
 import os
 import socket
 import sys
-from typing import Annotated
+import time
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from common.errors import TunebatchError
+from common.errors import TransientError, TunebatchError
 from common.settings import Settings
+
+if TYPE_CHECKING:
+    from common.storage import ArtifactStore
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +51,37 @@ def _fail(message: str, code: int) -> typer.Exit:
 
 
 def _check_services(settings: Settings) -> None:
-    """Redis answers and the bucket exists: one clear line now beats a worker retrying forever."""
+    """Redis answers and the bucket exists: one clear line beats a worker retrying forever.
+
+    A service that is only away for a moment (Redis restarting, the bucket's network blipping
+    while a replacement worker starts) is waited for, up to ``startup_wait_s``; a wrong setting
+    (a missing bucket, refused credentials) is a `PermanentError` and fails at once. Found by
+    the chaos suite: a GPU worker started during a 30 s bucket outage exited, and no GPU worker
+    was left.
+    """
+    deadline = time.monotonic() + settings.startup_wait_s
+    delay = 1.0
+    while True:
+        try:
+            store = _probe_services(settings)
+            break
+        except TransientError as exc:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise
+            wait = min(delay, left)
+            log.warning("%s; trying again in %.0f s (giving up in %.0f s)", exc, wait, left)
+            time.sleep(wait)
+            delay = min(delay * 2, 10.0)
+    if not settings.s3_bucket:
+        log.warning(
+            "TUNEBATCH_S3_BUCKET is not set: artifacts go to %s, which only workers on this "
+            "machine share",
+            store.description,
+        )
+
+
+def _probe_services(settings: Settings) -> ArtifactStore:
     from common.redis_records import RedisRecords
     from common.storage import make_store
 
@@ -55,12 +89,7 @@ def _check_services(settings: Settings) -> None:
     RedisRecords.from_url(settings.broker_url, retries=1, timeout_s=3.0).ping()
     store = make_store(settings)
     next(iter(store.list("models/")), None)
-    if not settings.s3_bucket:
-        log.warning(
-            "TUNEBATCH_S3_BUCKET is not set: artifacts go to %s, which only workers on this "
-            "machine share",
-            store.description,
-        )
+    return store
 
 
 def run_worker(

@@ -6,6 +6,7 @@ Size: ``TUNEBATCH_CHAOS_SCALE=ci`` (default, part of `make test`) or ``full`` (`
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -39,3 +40,22 @@ def test_batch_survives_worker_kills_redis_restarts_and_a_bucket_outage(
     for t in c.records.tunes(batch_id):
         if t.status.value == "failed":
             assert "gave up" not in (t.error or ""), (t.tune_id, t.error, figures.events)
+
+
+def test_a_worker_started_while_the_bucket_is_away_waits_for_it(
+    chaos_cluster: Cluster, proxy: BucketProxy
+) -> None:
+    """A replacement worker that starts during an outage waits (TUNEBATCH_STARTUP_WAIT_S) instead
+    of exiting: the full-size run once lost its only GPU worker that way."""
+    c = chaos_cluster
+    proxy.down()
+    try:
+        worker = c.start_worker("cpu")
+        time.sleep(4)
+        assert worker.proc.poll() is None, worker.log_tail()
+    finally:
+        proxy.up()
+    c.wait_ready(worker)
+    assert "trying again in" in worker.log_tail(100_000)
+    worker.stop()
+    c.workers.remove(worker)

@@ -159,6 +159,7 @@ def test_worker_without_redis_fails_in_one_line(tmp_path: Path) -> None:
         "PATH": "/usr/bin:/bin",
         "TUNEBATCH_BROKER_URL": f"redis://127.0.0.1:{srv.free_port()}/0",
         "TUNEBATCH_DATA_DIR": str(tmp_path),
+        "TUNEBATCH_STARTUP_WAIT_S": "2",
     }
     proc = subprocess.run(
         [sys.executable, "-m", "worker.cli", "cpu"],
@@ -170,6 +171,7 @@ def test_worker_without_redis_fails_in_one_line(tmp_path: Path) -> None:
     )
     assert proc.returncode == BrokerError.exit_code, proc.stderr
     assert proc.stderr.strip().splitlines()[-1].startswith("error: cannot reach Redis")
+    assert "trying again in" in proc.stderr  # a Redis that is restarting is waited for
     assert "Traceback" not in proc.stderr
 
 
