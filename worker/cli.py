@@ -21,6 +21,8 @@ from common.errors import TransientError, TunebatchError
 from common.settings import Settings
 
 if TYPE_CHECKING:
+    from celery import Celery
+
     from common.storage import ArtifactStore
 
 log = logging.getLogger(__name__)
@@ -50,8 +52,31 @@ def _fail(message: str, code: int) -> typer.Exit:
     return typer.Exit(code)
 
 
-def _check_services(settings: Settings) -> None:
-    """Redis answers and the bucket exists: one clear line beats a worker retrying forever.
+def _start(loglevel: str, *, bucket: bool) -> tuple[Settings, Celery]:
+    """Logging, settings and the configured Celery app for a worker or beat, once the services
+    it needs answer (`bucket`: the artifact store too); errors become one line and an exit code."""
+    logging.basicConfig(
+        level=loglevel.upper(),
+        format="[%(asctime)s: %(levelname)s/%(processName)s] %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        settings = Settings()
+        from worker.celery_app import app as celery_app
+        from worker.celery_app import configure
+
+        configure(settings)
+        _check_services(settings, bucket=bucket)
+    except TunebatchError as exc:
+        raise _fail(str(exc), exc.exit_code) from None
+    except ValueError as exc:  # pydantic's ValidationError is one
+        raise _fail(f"bad TUNEBATCH_ setting: {exc}", 2) from None
+    return settings, celery_app
+
+
+def _check_services(settings: Settings, *, bucket: bool) -> None:
+    """Redis answers (and, with `bucket`, the bucket exists): one clear line beats a process
+    retrying forever.
 
     A service that is only away for a moment (Redis restarting, the bucket's network blipping
     while a replacement worker starts) is waited for, up to ``startup_wait_s``; a wrong setting
@@ -63,7 +88,7 @@ def _check_services(settings: Settings) -> None:
     delay = 1.0
     while True:
         try:
-            store = _probe_services(settings)
+            store = _probe_services(settings, bucket=bucket)
             break
         except TransientError as exc:
             left = deadline - time.monotonic()
@@ -73,7 +98,7 @@ def _check_services(settings: Settings) -> None:
             log.warning("%s; trying again in %.0f s (giving up in %.0f s)", exc, wait, left)
             time.sleep(wait)
             delay = min(delay * 2, 10.0)
-    if not settings.s3_bucket:
+    if store is not None and not settings.s3_bucket:
         log.warning(
             "TUNEBATCH_S3_BUCKET is not set: artifacts go to %s, which only workers on this "
             "machine share",
@@ -81,12 +106,14 @@ def _check_services(settings: Settings) -> None:
         )
 
 
-def _probe_services(settings: Settings) -> ArtifactStore:
+def _probe_services(settings: Settings, *, bucket: bool) -> ArtifactStore | None:
     from common.redis_records import RedisRecords
     from common.storage import make_store
 
     assert settings.broker_url is not None
     RedisRecords.from_url(settings.broker_url, retries=1, timeout_s=3.0).ping()
+    if not bucket:
+        return None
     store = make_store(settings)
     next(iter(store.list("models/")), None)
     return store
@@ -101,23 +128,7 @@ def run_worker(
     pool: str = "prefork",
 ) -> None:
     """Configure the app for `role` and run a Celery worker on that role's queue until stopped."""
-    logging.basicConfig(
-        level=loglevel.upper(),
-        format="[%(asctime)s: %(levelname)s/%(processName)s] %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    try:
-        settings = Settings()
-        from worker.celery_app import app as celery_app
-        from worker.celery_app import configure
-
-        configure(settings)
-        _check_services(settings)
-    except TunebatchError as exc:
-        raise _fail(str(exc), exc.exit_code) from None
-    except ValueError as exc:  # pydantic's ValidationError is one
-        raise _fail(f"bad TUNEBATCH_ setting: {exc}", 2) from None
-
+    settings, celery_app = _start(loglevel, bucket=True)
     from worker import tasks
 
     tasks.init(settings, role)
@@ -180,25 +191,7 @@ def beat(
     The same as ``celery -A worker.celery_app beat``. Run one; a second waits for the first's
     Redis lock, so a schedule fires once either way.
     """
-    logging.basicConfig(
-        level=loglevel.upper(),
-        format="[%(asctime)s: %(levelname)s/%(processName)s] %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    try:
-        settings = Settings()
-        from worker.celery_app import app as celery_app
-        from worker.celery_app import configure
-
-        configure(settings)
-        from common.redis_records import RedisRecords
-
-        assert settings.broker_url is not None
-        RedisRecords.from_url(settings.broker_url, retries=1, timeout_s=3.0).ping()
-    except TunebatchError as exc:
-        raise _fail(str(exc), exc.exit_code) from None
-    except ValueError as exc:  # pydantic's ValidationError is one
-        raise _fail(f"bad TUNEBATCH_ setting: {exc}", 2) from None
+    _, celery_app = _start(loglevel, bucket=False)
     argv = ["beat", "--scheduler", "redbeat.RedBeatScheduler", f"--loglevel={loglevel.upper()}"]
     if max_interval is not None:
         argv.append(f"--max-interval={max_interval}")
