@@ -218,8 +218,9 @@ class Sampler:
         self.precision = precision
         self._compute = {"float32": tf.float32, "bfloat16": tf.bfloat16}.get(precision, tf.float16)
         recurrent = tf.convert_to_tensor(cell.recurrent_kernel, tf.float32)
-        self._recurrent = tf.cast(recurrent, self._compute)
-        if precision != "float32":
+        if precision == "float32":
+            self._recurrent = recurrent
+        else:
             # [4, U+V, U]: per gate (i, f, o, g), the recurrent kernel over the table's columns.
             stacked = tf.concat([recurrent, self._emb_kernel], 0)
             gates = tf.split(stacked, 4, axis=1)  # Keras' order: i, f, g, o
