@@ -89,8 +89,8 @@ def test_gpu_worker_killed_mid_chunk_resumes_without_duplicates(
     assert figures.lost == figures.duplicates == figures.orphans == 0
     # Tunes written before the kill were not sampled again: the resumed delivery logged only
     # the rest (at most `count - len(generated)`), and their files are unchanged.
-    logs = "".join(w.log_tail(2_000_000) for w in c.workers if w.role == "gpu")
-    logs += "".join(p.read_text(errors="replace") for p in c.log_dir.glob("worker-gpu-*.log"))
+    # Every gpu worker's log, the killed one's included.
+    logs = "".join(p.read_text(errors="replace") for p in c.log_dir.glob("worker-gpu-*.log"))
     resumed = {
         int(n) for n in re.findall(rf"batch {batch.id} chunk 0: (\d+) tunes generated", logs)
     }
