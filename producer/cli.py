@@ -849,6 +849,12 @@ def schedule_run_now(
     )
 
 
+# gallery and tunebook: their own module (producer/gallery_cli.py).
+from producer import gallery_cli  # noqa: E402
+
+gallery_cli.register(app)
+
+
 def main() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     logging.basicConfig(

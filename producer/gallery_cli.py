@@ -1,0 +1,138 @@
+"""``producer gallery`` and ``producer tunebook``: a batch as a web page, chosen tunes as one file.
+
+Both read the batch from whichever store is configured (local disk in embedded mode, the bucket
+in distributed mode), through the manifest, so they work the same in both modes. The gallery
+copies what the page needs into its folder (see `producer.gallery`): a page that holds
+presigned URLs would stop playing when they expire, and a local copy also opens offline.
+``--serve`` is for browsers or setups that will not open ``file://`` pages; it serves that same
+folder on 127.0.0.1 only.
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import webbrowser
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from producer import views
+
+
+def _settings() -> Any:
+    from producer import cli
+
+    return cli.settings()
+
+
+def _store() -> Any:
+    from producer import cli
+
+    return cli.store()
+
+
+def default_gallery_dir(batch: str) -> Path:
+    path: Path = _settings().data_dir / "galleries" / batch
+    return path
+
+
+def serve(folder: Path, port: int, *, open_page: bool = False) -> None:
+    """Serve ``folder`` on 127.0.0.1 until Ctrl-C; a URL, not a file, for the browser."""
+    handler = functools.partial(_QuietHandler, directory=str(folder))
+    with http.server.ThreadingHTTPServer(("127.0.0.1", port), handler) as server:
+        url = f"http://127.0.0.1:{server.server_address[1]}/index.html"
+        views.console.print(f"serving {folder} at {url} (Ctrl-C stops)", highlight=False)
+        if open_page:
+            webbrowser.open(url)
+        try:
+            server.serve_forever()
+        except KeyboardInterrupt:
+            views.console.print("stopped")
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    extensions_map = {  # noqa: RUF012 - the base class declares it as a plain class attribute
+        **http.server.SimpleHTTPRequestHandler.extensions_map,
+        ".abc": "text/plain; charset=utf-8",
+        ".ogg": "audio/ogg",
+        ".js": "text/javascript",
+    }
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return
+
+
+def gallery(
+    batch: Annotated[
+        str, typer.Argument(help="Batch id (it must be finished: it needs a manifest).")
+    ],
+    to: Annotated[
+        Path | None,
+        typer.Option(
+            help="Folder to write the site into; default $TUNEBATCH_DATA_DIR/galleries/<batch>."
+        ),
+    ] = None,
+    open_page: Annotated[bool, typer.Option("--open", help="Open the page in a browser.")] = False,
+    serve_page: Annotated[
+        bool, typer.Option("--serve", help="Also serve the folder on 127.0.0.1 until Ctrl-C.")
+    ] = False,
+    port: Annotated[
+        int, typer.Option(min=0, max=65535, help="Port for --serve (0: any free).")
+    ] = 8765,
+) -> None:
+    """Write a static web page of a finished batch: notation, playback, quality, downloads."""
+    from producer.gallery import build_gallery
+
+    folder = (to or default_gallery_dir(batch)).resolve()
+    result = build_gallery(_store(), batch, folder)
+    views.console.print(
+        f"gallery of {result.tunes} tunes ({result.downloaded} files fetched):", highlight=False
+    )
+    typer.echo(str(result.index))
+    if serve_page:
+        serve(folder, port, open_page=open_page)
+    elif open_page:
+        webbrowser.open(result.index.as_uri())
+
+
+def tunebook(
+    batch: Annotated[str, typer.Argument(help="Batch id.")],
+    ids: Annotated[
+        list[str] | None, typer.Argument(help="Tune ids, e.g. t000003 t000017 (in this order).")
+    ] = None,
+    ids_file: Annotated[
+        Path | None,
+        typer.Option("--ids", help="File of tune ids (the gallery's 'Export favourite ids')."),
+    ] = None,
+    to: Annotated[Path | None, typer.Option(help="Write the .abc here instead of stdout.")] = None,
+) -> None:
+    """Join chosen tunes of a batch into one .abc tunebook, renumbered X:1, X:2, ..."""
+    from common.errors import InvalidInputError
+
+    from producer.tunebook import export_tunebook, parse_ids
+
+    chosen = parse_ids(" ".join(ids or []))
+    if ids_file is not None:
+        try:
+            text = ids_file.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise InvalidInputError(
+                f"cannot read the ids file {ids_file}: {exc.strerror}"
+            ) from None
+        chosen += [tid for tid in parse_ids(text) if tid not in chosen]
+    book = export_tunebook(_store(), batch, chosen)
+    if to is None:
+        typer.echo(book, nl=False)
+    else:
+        to.write_text(book, encoding="utf-8")
+        views.err_console.print(f"{len(chosen)} tunes written to {to}", highlight=False)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the commands to the producer app, with its error handling."""
+    from producer.cli import handles_errors
+
+    app.command("gallery")(handles_errors(gallery))
+    app.command("tunebook")(handles_errors(tunebook))

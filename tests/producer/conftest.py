@@ -1,0 +1,84 @@
+"""A real generated and rendered batch for the gallery tests, made once per session.
+
+The tiny model of tests/model_fixtures.py writes poor tunes, so each tune is primed with a
+header and one bar (meters and keys vary, for the filters) and sampled cold with --valid-only:
+every tune then has notes to draw and audio to play. Two titles are then replaced with hostile
+markup, in the manifest and in the .abc (hashes updated), as a user's corpus could carry them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from common.batches import Context, manifest_key
+from common.local_runner import run_batch
+from common.records import LocalRecords
+from common.schemas import ArtifactFile, BatchSpec, Manifest
+from common.storage import LocalStore
+from tests.model_fixtures import TinyEnv, tiny_settings
+
+GALLERY_TUNES = 50
+METERS = ("6/8", "4/4", "3/4")
+KEYS = ("D", "G", "Ador")
+FIRST_BAR = {"6/8": "DFA dFA|", "4/4": "DEFG ABcd|", "3/4": "D2 F2 A2|"}
+#: tune id -> title; each would run script if it reached the page as markup.
+HOSTILE_TITLES = {
+    "t000001": "<script>window.__pwned=1</script>",
+    "t000002": '"><img src=x onerror=window.__pwned=1>',
+}
+
+
+@dataclass(frozen=True)
+class GalleryBatch:
+    data_dir: Path
+    store: LocalStore
+    batch_id: str
+    manifest: Manifest
+
+
+def _retitle(store: LocalStore, manifest: Manifest, titles: dict[str, str]) -> Manifest:
+    tunes = []
+    for tune in manifest.tunes:
+        if tune.tune_id not in titles:
+            tunes.append(tune)
+            continue
+        title = titles[tune.tune_id]
+        files = []
+        for item in tune.files:
+            if item.format == "abc":
+                text = store.get_bytes(item.key).decode("utf-8")
+                text = text.replace(f"T:{tune.title}", f"T:{title}", 1)
+                info = store.put_bytes(item.key, text.encode("utf-8"))
+                item = ArtifactFile(format="abc", key=item.key, size=info.size, sha256=info.sha256)
+            files.append(item)
+        tunes.append(tune.model_copy(update={"title": title, "files": files}))
+    changed = manifest.model_copy(update={"tunes": tunes})
+    store.put_bytes(manifest_key(manifest.batch_id), changed.model_dump_json(indent=2).encode())
+    return changed
+
+
+@pytest.fixture(scope="session")
+def gallery_batch(tiny_env: TinyEnv, tmp_path_factory: pytest.TempPathFactory) -> GalleryBatch:
+    data_dir = tmp_path_factory.mktemp("gallery-data")
+    store = LocalStore(data_dir)
+    for key in tiny_env.store.list("models/"):
+        store.put_bytes(key, tiny_env.store.get_bytes(key))
+    ctx = Context(
+        settings=tiny_settings(data_dir), store=store, records=LocalRecords(data_dir / "records")
+    )
+    primers = []
+    for i in range(GALLERY_TUNES):
+        meter, key = METERS[i % 3], KEYS[(i // 3) % 3]
+        primers.append(f"X:1\nT:Tune {i}\nM:{meter}\nL:1/8\nK:{key}\n{FIRST_BAR[meter]}")
+    spec = BatchSpec(
+        count=GALLERY_TUNES, model_id=tiny_env.model.id, seed=3, temperature=0.4, top_k=4,
+        valid_only=True, max_tries=8, max_chars=300, chunk_size=25, primers=primers,
+        primed_by=[f"tiny:{i % 7}" if i % 5 == 0 else "" for i in range(GALLERY_TUNES)],
+        formats=["abc", "mid", "wav", "svg", "ogg"],
+    )  # fmt: skip
+    manifest = run_batch(ctx, spec)
+    manifest = _retitle(store, manifest, HOSTILE_TITLES)
+    return GalleryBatch(data_dir, store, manifest.batch_id, manifest)
