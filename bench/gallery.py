@@ -101,39 +101,42 @@ def replicate_batch(
     return new_id
 
 
-def measure_load(index: Path, runs: int = 3) -> list[dict[str, float]]:
-    """Open ``index`` ``runs`` times in fresh pages; the figures described in the docstring."""
-    from playwright.sync_api import sync_playwright
+def measure_load(index: Path, runs: int = 3, browser: Any = None) -> list[dict[str, float]]:
+    """Open ``index`` ``runs`` times in fresh pages of ``browser`` (default: a Chromium of its
+    own); the figures described in the module docstring."""
+    if browser is None:
+        from playwright.sync_api import sync_playwright
 
+        with sync_playwright() as p:
+            own = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            try:
+                return measure_load(index, runs, own)
+            finally:
+                own.close()
     rows = []
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            for _ in range(runs):
-                page = browser.new_page(viewport={"width": 1280, "height": 900})
-                start = time.perf_counter()
-                page.goto(index.as_uri())
-                page.wait_for_selector("html[data-ready='1']", timeout=60_000)
-                wall = time.perf_counter() - start
-                figures = page.evaluate(
-                    """() => {
-                      const nav = performance.getEntriesByType('navigation')[0];
-                      const search = document.getElementById('search');
-                      const t0 = performance.now();
-                      search.value = '(99';
-                      search.dispatchEvent(new Event('input', {bubbles: true}));
-                      search.value = '';
-                      search.dispatchEvent(new Event('input', {bubbles: true}));
-                      return {ready_ms: window.__galleryReadyMs,
-                              dom_ms: nav.domContentLoadedEventEnd,
-                              filter_ms: performance.now() - t0,
-                              tunes: document.querySelectorAll('article.tune').length};
-                    }"""
-                )
-                rows.append({**figures, "wall_s": wall})
-                page.close()
-        finally:
-            browser.close()
+    for _ in range(runs):
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        start = time.perf_counter()
+        page.goto(index.as_uri())
+        page.wait_for_selector("html[data-ready='1']", timeout=60_000)
+        wall = time.perf_counter() - start
+        figures = page.evaluate(
+            """() => {
+              const nav = performance.getEntriesByType('navigation')[0];
+              const search = document.getElementById('search');
+              const t0 = performance.now();
+              search.value = '(99';
+              search.dispatchEvent(new Event('input', {bubbles: true}));
+              search.value = '';
+              search.dispatchEvent(new Event('input', {bubbles: true}));
+              return {ready_ms: window.__galleryReadyMs,
+                      dom_ms: nav.domContentLoadedEventEnd,
+                      filter_ms: performance.now() - t0,
+                      cards: document.querySelectorAll('#list article.tune').length};
+            }"""
+        )
+        rows.append({**figures, "wall_s": wall})
+        page.close()
     return rows
 
 

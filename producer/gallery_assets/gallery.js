@@ -26,8 +26,6 @@
   var byId = new Map();
   var cards = new Map(); // tune id -> card element, once built
   var drawn = new Map(); // tune id -> abcjs visual object
-  var favKey = "tunebatch.favourites." + data.batch_id;
-  var favourites = loadFavourites();
   var list = document.getElementById("list");
   var sentinel = document.getElementById("more");
   var matching = []; // ids that pass the filters, in the chosen order
@@ -37,6 +35,8 @@
     tune.index = index;
     byId.set(tune.id, tune);
   });
+  var favKey = "tunebatch.favourites." + data.batch_id;
+  var favourites = loadFavourites();
 
   function el(tag, className, text) {
     var node = document.createElement(tag);
