@@ -5,14 +5,14 @@ PYTHON ?= python3.11
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-APT_PACKAGES := abcmidi timidity freepats abcm2ps vorbis-tools lame flac librsvg2-bin fluidsynth fluid-soundfont-gm redis-server
+APT_PACKAGES := abcmidi timidity freepats abcm2ps vorbis-tools lame flac librsvg2-bin fluidsynth fluid-soundfont-gm redis-server chromium chromium-driver
 DEMO_DIR ?= artifacts
 DEMO_EPOCHS ?=
 
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
 .DEFAULT_GOAL := help
-.PHONY: help system venv install demo test test-fast chaos lint format bench clean
+.PHONY: help system venv install demo test test-fast chaos lint format bench clean abcjs
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -41,9 +41,12 @@ install: system venv ## Everything: Debian packages and the virtualenv
 demo: install ## Import O'Neill's, train the small preset (~6 min on CPU), generate and render 20 tunes
 	TUNEBATCH_DATA_DIR=$(DEMO_DIR) $(BIN)/producer corpus import oneills --valid-only
 	TUNEBATCH_DATA_DIR=$(DEMO_DIR) $(BIN)/producer train --corpus oneills --preset small $(if $(DEMO_EPOCHS),--epochs $(DEMO_EPOCHS))
-	TUNEBATCH_DATA_DIR=$(DEMO_DIR) $(BIN)/producer submit-batch --count 20 --model latest --temperature 0.8
-	@echo; echo "Your tunes (ABC, MIDI, WAV) and manifest.json are in $(DEMO_DIR)/batches/<batch id>/"; \
+	TUNEBATCH_DATA_DIR=$(DEMO_DIR) $(BIN)/producer submit-batch --count 20 --model latest --temperature 0.8 --formats abc,mid,wav,svg,ogg
+	@echo; echo "Your tunes (ABC, MIDI, WAV, SVG, OGG) and manifest.json are in $(DEMO_DIR)/batches/<batch id>/"; \
 	ls -d $(DEMO_DIR)/batches/*/ | tail -n 1
+	@batch=$$(basename $$(ls -d $(DEMO_DIR)/batches/*/ | tail -n 1)); echo; \
+	echo "The gallery (sheet music, playback, quality; open it in a browser):"; \
+	TUNEBATCH_DATA_DIR=$(DEMO_DIR) $(BIN)/producer gallery $$batch
 
 test: install ## Install everything and run every test (starts its own redis-server, S3 server, workers)
 	$(BIN)/pytest
@@ -68,6 +71,11 @@ format: venv ## Format the code with ruff
 
 bench: venv ## Print generation speed side by side with the original per-char predict loop
 	$(BIN)/python bench/generation.py
+
+ABCJS_VERSION ?= $(shell cat producer/gallery_assets/abcjs/VERSION)
+
+abcjs: ## Re-vendor abcjs for the gallery from the npm registry (ABCJS_VERSION=x.y.z to change it)
+	scripts/update_abcjs.sh $(ABCJS_VERSION)
 
 clean: ## Remove the virtualenv and caches (keeps artifacts/)
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

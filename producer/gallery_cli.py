@@ -11,8 +11,6 @@ folder on 127.0.0.1 only.
 from __future__ import annotations
 
 import functools
-import http.server
-import webbrowser
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -38,10 +36,34 @@ def default_gallery_dir(batch: str) -> Path:
     return path
 
 
+def make_server(folder: Path, port: int) -> Any:
+    """An HTTP server for ``folder`` on 127.0.0.1 only: the page is for this machine's browser.
+
+    (``http.server`` is imported here, not at the top, to keep ``producer --help`` instant.)
+    """
+    import http.server
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        extensions_map = {  # noqa: RUF012 - the base class declares it a plain class attribute
+            **http.server.SimpleHTTPRequestHandler.extensions_map,
+            ".abc": "text/plain; charset=utf-8",
+            ".ogg": "audio/ogg",
+            ".js": "text/javascript",
+        }
+
+        def log_message(self, format: str, *args: Any) -> None:
+            return
+
+    return http.server.ThreadingHTTPServer(
+        ("127.0.0.1", port), functools.partial(Handler, directory=str(folder))
+    )
+
+
 def serve(folder: Path, port: int, *, open_page: bool = False) -> None:
-    """Serve ``folder`` on 127.0.0.1 until Ctrl-C; a URL, not a file, for the browser."""
-    handler = functools.partial(_QuietHandler, directory=str(folder))
-    with http.server.ThreadingHTTPServer(("127.0.0.1", port), handler) as server:
+    """Serve ``folder`` until Ctrl-C; a URL, not a file, for the browser."""
+    import webbrowser
+
+    with make_server(folder, port) as server:
         url = f"http://127.0.0.1:{server.server_address[1]}/index.html"
         views.console.print(f"serving {folder} at {url} (Ctrl-C stops)", highlight=False)
         if open_page:
@@ -50,18 +72,6 @@ def serve(folder: Path, port: int, *, open_page: bool = False) -> None:
             server.serve_forever()
         except KeyboardInterrupt:
             views.console.print("stopped")
-
-
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    extensions_map = {  # noqa: RUF012 - the base class declares it as a plain class attribute
-        **http.server.SimpleHTTPRequestHandler.extensions_map,
-        ".abc": "text/plain; charset=utf-8",
-        ".ogg": "audio/ogg",
-        ".js": "text/javascript",
-    }
-
-    def log_message(self, format: str, *args: Any) -> None:
-        return
 
 
 def gallery(
@@ -94,6 +104,8 @@ def gallery(
     if serve_page:
         serve(folder, port, open_page=open_page)
     elif open_page:
+        import webbrowser
+
         webbrowser.open(result.index.as_uri())
 
 

@@ -247,8 +247,16 @@
     card.insertBefore(player, card.querySelector(".downloads"));
     var cursor = null;
     button.addEventListener("click", function () {
-      if (audio.paused) audio.play();
-      else audio.pause();
+      if (!audio.paused) {
+        audio.pause();
+        return;
+      }
+      var playing = audio.play();
+      if (playing && playing.catch) {
+        playing.catch(function (error) {
+          button.textContent = "▶ Play (" + (error && error.name ? error.name : "cannot play") + ")";
+        });
+      }
     });
     audio.addEventListener("play", function () {
       button.textContent = "❚❚ Pause";

@@ -8,6 +8,8 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import threading
+import urllib.request
 from collections.abc import Iterator
 from html.parser import HTMLParser
 from pathlib import Path
@@ -19,6 +21,7 @@ from common.batches import manifest_key
 from common.storage import S3Store
 from producer import cli
 from producer.gallery import CSP, count_bars, facts, json_for_script, tune_entry
+from producer.gallery_cli import make_server
 from tests import servers as srv
 from tests.producer.conftest import HOSTILE_TITLES, GalleryBatch
 from tests.producer_cli import run
@@ -255,3 +258,26 @@ def test_vendored_abcjs_is_the_pinned_release_with_its_licence() -> None:
     assert hashlib.sha256(script).hexdigest() == expected, "run scripts/update_abcjs.sh"
     assert f"abcjs_basic v{version}".encode() in script
     assert "Permission is hereby granted" in (folder / "LICENSE.md").read_text()
+
+
+def test_serve_answers_on_loopback_only(
+    embedded: Path, gallery_batch: GalleryBatch, tmp_path: Path
+) -> None:
+    code, _, err = run("gallery", gallery_batch.batch_id, "--to", str(tmp_path))
+    assert code == 0, err
+    server = make_server(tmp_path, 0)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        host, port = server.server_address[:2]
+        assert host == "127.0.0.1"
+        base = f"http://127.0.0.1:{port}"
+        with urllib.request.urlopen(f"{base}/index.html", timeout=10) as page:
+            assert page.read() == (tmp_path / "index.html").read_bytes()
+        ogg = f"{gallery_batch.batch_id}/t000000.ogg"
+        with urllib.request.urlopen(f"{base}/{ogg}", timeout=10) as audio:
+            assert audio.headers["Content-Type"] == "audio/ogg"
+            assert audio.read() == (tmp_path / ogg).read_bytes()
+    finally:
+        server.shutdown()
+        server.server_close()
