@@ -20,7 +20,7 @@ from playwright.sync_api import Browser, Page, Playwright, Route, sync_playwrigh
 
 from bench.gallery import CHROMIUM, CHROMIUM_ARGS, TARGET_MS, measure_load, replicate_batch
 from common.storage import LocalStore
-from producer.gallery import build_gallery
+from producer.gallery import build_gallery, facts, page_data, render_index
 from producer.tunebook import export_tunebook, parse_ids
 from tests.producer.conftest import HOSTILE_TITLES, GalleryBatch
 
@@ -305,3 +305,39 @@ def test_a_thousand_tunes_are_usable_within_two_seconds(
         )
     assert all(r["cards"] <= 48 for r in rows)  # a page or two of cards is built, not 1,000
     assert median < TARGET_MS
+
+
+def test_quality_figures_show_filter_and_sort_once_records_have_them(
+    browser: Browser, gallery_batch: GalleryBatch, tmp_path: Path
+) -> None:
+    """The quality checks add rhythm_ok, reasons, similarity and nearest_title to tune records;
+    the page shows, filters and sorts by them as soon as they are there."""
+    index = build_gallery(gallery_batch.store, gallery_batch.batch_id, tmp_path).index
+    data = page_data(gallery_batch.manifest, abc_texts(index.parent, gallery_batch))
+    for n, tune in enumerate(data["tunes"]):
+        tune.update(rhythm_ok=n % 4 != 0, similarity=round((n * 37 % 100) / 100, 2),
+                    nearest_title=f"O'Neill's {n}")  # fmt: skip
+        if n % 4 == 0:
+            tune["reasons"] = ["bar 2 is 5/8 long in 6/8"]
+        tune["facts"] = facts(tune)
+    index.write_text(render_index(data), encoding="utf-8")
+    page, watch = open_page(browser, index)
+    card = page.locator("article#t000004")
+    assert card.locator(".fact-similarity dd").text_content() == "0.48"
+    assert card.locator(".fact-nearest_title dd").text_content() == "O'Neill's 4"
+    assert card.locator(".fact-rhythm_ok dd").text_content() == "no"
+    assert card.locator(".fact-reasons dd").text_content() == "bar 2 is 5/8 long in 6/8"
+    page.select_option("#quality", "rhythm_bad")
+    assert shown(page) == (13, [f"t{n:06d}" for n in range(0, 50, 4)][:13])
+    page.select_option("#quality", "")
+    page.select_option("#sort", "similarity-desc")
+    similarity = {t["id"]: t["similarity"] for t in data["tunes"]}
+    _, ids = shown(page)
+    assert [similarity[i] for i in ids] == sorted(similarity.values(), reverse=True)[: len(ids)]
+    watch.assert_clean()
+    page.context.close()
+
+
+def abc_texts(site: Path, batch: GalleryBatch) -> dict[str, str]:
+    folder = site / batch.batch_id
+    return {t.tune_id: (folder / f"{t.tune_id}.abc").read_text() for t in batch.manifest.tunes}
