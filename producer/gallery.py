@@ -25,7 +25,6 @@ import html
 import json
 import logging
 import re
-import shutil
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -102,9 +101,12 @@ def tune_entry(tune: dict[str, Any], abc: str | None, folder: str) -> dict[str, 
         "abc": abc,
         "files": {f["format"]: f"{folder}/{Path(f['key']).name}" for f in tune.get("files", [])},
     }
+    # The figures may sit on the record itself or in a nested "quality" object.
+    nested = tune.get("quality")
+    figures = {**tune, **nested} if isinstance(nested, dict) else tune
     for name in QUALITY_FIELDS:
-        if tune.get(name) is not None:
-            entry[name] = tune[name]
+        if figures.get(name) is not None:
+            entry[name] = figures[name]
     return entry
 
 
@@ -287,10 +289,7 @@ def build_gallery(store: ArtifactStore, batch_id: str, to: Path, *, workers: int
         if any(f.format == "abc" for f in tune.files):
             path = fetched.directory / f"{tune.tune_id}.abc"
             abc_of[tune.tune_id] = path.read_text(encoding="utf-8", errors="replace")
-    assets = to / "assets"
-    if assets.exists():
-        shutil.rmtree(assets)
-    copy_assets(assets)
+    copy_assets(to / "assets")  # overwrites our files only: --to may name a folder in use
     index = to / "index.html"
     index.write_text(render_index(page_data(manifest, abc_of)), encoding="utf-8")
     log.info("gallery of %s: %s (%d tunes)", batch_id, index, len(manifest.tunes))

@@ -225,6 +225,10 @@ def test_facts_show_the_quality_figures_a_record_has() -> None:
         "valid": "yes", "rhythm_ok": "no", "similarity": "0.81", "nearest_title": "The Kesh",
         "reasons": "bar 3 is 7/8 long", "tries": "2",
     }  # fmt: skip
+    nested = {"tune_id": "t000006", "status": "done", "files": [],
+              "quality": {"rhythm_ok": True, "similarity": 0.25}}  # fmt: skip
+    shown = {name: text for name, _, text in facts(tune_entry(nested, None, "b"))}
+    assert shown["rhythm_ok"] == "yes" and shown["similarity"] == "0.25"
     bare = {"tune_id": "t000005", "status": "failed", "error": "abc2midi said no", "files": []}
     shown = {name: text for name, _, text in facts(tune_entry(bare, None, "b"))}
     assert shown == {"meter": "—", "key": "—", "length": "—", "status": "failed: abc2midi said no"}
