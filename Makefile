@@ -38,7 +38,7 @@ venv: $(BIN)/producer ## Create .venv with tunebatch and its dev tools
 
 install: system venv ## Everything: Debian packages and the virtualenv
 
-demo: install ## Import O'Neill's, train the small preset (~6 min on CPU), generate and render 20 tunes
+demo: install ## Import O'Neill's, train the small preset (~6 min on CPU), generate and render 20 tunes, write their gallery
 	TUNEBATCH_DATA_DIR=$(DEMO_DIR) $(BIN)/producer corpus import oneills --valid-only
 	TUNEBATCH_DATA_DIR=$(DEMO_DIR) $(BIN)/producer train --corpus oneills --preset small $(if $(DEMO_EPOCHS),--epochs $(DEMO_EPOCHS))
 	TUNEBATCH_DATA_DIR=$(DEMO_DIR) $(BIN)/producer submit-batch --count 20 --model latest --temperature 0.8 --formats abc,mid,wav,svg,ogg
