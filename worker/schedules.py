@@ -20,7 +20,7 @@ import contextlib
 import logging
 import secrets
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import redis
@@ -53,7 +53,14 @@ ENTRY_PREFIX = "tunebatch:"
 
 
 class ScheduleInfo(BaseModel):
-    """A schedule as `producer schedule list` shows it."""
+    """A schedule as `producer schedule list` shows it; times in UTC.
+
+    `next_run_at` is the time beat will fire it: redbeat's score for the entry in the sorted set
+    beat reads (to the second; Celery's crontab estimate lands a few microseconds before the
+    minute, and beat then waits for the minute), not an estimate made again at each listing.
+    `last_run_at` is None until beat has fired it once (redbeat stores the time a schedule was
+    added in the same field, as the base its first due time is counted from).
+    """
 
     spec: ScheduleSpec
     when: str
@@ -156,40 +163,53 @@ def add_schedule(
             app=celery_app,
         )
         entry.save()
-    return _info(entry)
+        score = get_redis(celery_app).zscore(celery_app.redbeat_conf.schedule_key, key)
+    return _info(entry, score)
 
 
-def _info(entry: RedBeatSchedulerEntry) -> ScheduleInfo:
+def _info(entry: RedBeatSchedulerEntry, score: float | None) -> ScheduleInfo:
     spec = ScheduleSpec.model_validate_json(entry.args[0])
     when = entry.schedule
     text = spec.cron if isinstance(when, crontab) else f"every {when.run_every.total_seconds():g} s"
+    runs = int(getattr(entry, "total_run_count", 0) or 0)
     return ScheduleInfo(
         spec=spec,
         when=text,
-        last_run_at=entry.last_run_at,
-        next_run_at=_to_second(entry.due_at),
-        total_run_count=int(getattr(entry, "total_run_count", 0) or 0),
+        last_run_at=_utc(entry.last_run_at) if runs else None,
+        # A negative score is redbeat's "no run ahead".
+        next_run_at=_from_score(score) if score is not None and score >= 0 else None,
+        total_run_count=runs,
     )
 
 
-def _to_second(t: datetime | None) -> datetime | None:
-    """Celery's crontab estimate lands a few microseconds early (02:59:59.9993 for 03:00)."""
-    return None if t is None else datetime.fromtimestamp(round(t.timestamp()), tz=t.tzinfo)
+def _utc(t: datetime | None) -> datetime | None:
+    if t is None:
+        return None
+    return (t if t.tzinfo else t.replace(tzinfo=UTC)).astimezone(UTC)
+
+
+def _from_score(score: float) -> datetime:
+    """Redbeat's score (a UTC timestamp) to the second (02:59:59.9993 is beat's 03:00:00)."""
+    return datetime.fromtimestamp(round(score), tz=UTC)
 
 
 def list_schedules(celery_app: Any) -> list[ScheduleInfo]:
     """Every tunebatch schedule, by name."""
     prefix = _key(celery_app, ENTRY_PREFIX)
     with _redis_errors(celery_app):
-        keys = get_redis(celery_app).zrange(celery_app.redbeat_conf.schedule_key, 0, -1)
+        scored = get_redis(celery_app).zrange(
+            celery_app.redbeat_conf.schedule_key, 0, -1, withscores=True
+        )
         infos = []
-        for key in keys:
-            if not str(key).startswith(prefix):
+        for key, score in scored:
+            name = key.decode() if isinstance(key, bytes) else str(key)
+            if not name.startswith(prefix):
                 continue
             try:
-                infos.append(_info(RedBeatSchedulerEntry.from_key(key, app=celery_app)))
+                entry = RedBeatSchedulerEntry.from_key(name, app=celery_app)
             except KeyError:  # removed meanwhile
                 continue
+            infos.append(_info(entry, float(score)))
     return sorted(infos, key=lambda info: info.spec.name)
 
 
