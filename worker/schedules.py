@@ -26,6 +26,7 @@ from typing import Any
 import redis
 from celery.schedules import crontab
 from celery.schedules import schedule as every
+from celery.utils.time import ffwd, remaining
 from pydantic import BaseModel
 from redbeat import RedBeatSchedulerEntry
 from redbeat.schedulers import ensure_conf, get_redis
@@ -177,7 +178,7 @@ def _info(entry: RedBeatSchedulerEntry, score: float | None) -> ScheduleInfo:
         when=text,
         last_run_at=_utc(entry.last_run_at) if runs else None,
         # A negative score is redbeat's "no run ahead".
-        next_run_at=_from_score(score) if score is not None and score >= 0 else None,
+        next_run_at=_next_run(entry) if score is not None and score >= 0 else None,
         total_run_count=runs,
     )
 
@@ -188,9 +189,26 @@ def _utc(t: datetime | None) -> datetime | None:
     return (t if t.tzinfo else t.replace(tzinfo=UTC)).astimezone(UTC)
 
 
-def _from_score(score: float) -> datetime:
-    """Redbeat's score (a UTC timestamp) to the second (02:59:59.9993 is beat's 03:00:00)."""
-    return datetime.fromtimestamp(round(score), tz=UTC)
+def _next_run(entry: RedBeatSchedulerEntry) -> datetime | None:
+    """When beat fires `entry`: the first time its schedule's ``is_due(last_run_at)`` holds.
+
+    Computed from the stored ``last_run_at`` with one reading of the clock, so every listing
+    gives the same time. (Redbeat's own ``due_at`` and its sorted-set score subtract the time
+    of the call from an estimate made at another moment: they drift between listings and land
+    up to the save's latency early, e.g. 02:59:59.4 for a 03:00 cron. Beat takes the entry at
+    its score and then waits for ``is_due``, so it fires at the time computed here.)
+    """
+    when = entry.schedule
+    last = entry.last_run_at
+    if last is None:
+        return None
+    if isinstance(when, crontab):
+        start, ends_in, now = when.remaining_delta(last, ffwd=ffwd)
+        due = now + remaining(start, ends_in, now)
+    else:
+        now = when.maybe_make_aware(when.now())
+        due = now + remaining(when.maybe_make_aware(last), when.run_every, now, when.relative)
+    return datetime.fromtimestamp(round(due.timestamp()), tz=UTC)
 
 
 def list_schedules(celery_app: Any) -> list[ScheduleInfo]:
