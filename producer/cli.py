@@ -833,11 +833,7 @@ def schedule_list(as_json: JsonOpt = False) -> None:
     if as_json:
         views.print_json(infos)
         return
-    views.table(
-        "Schedules (UTC)",
-        ["name", "when", "corpus", "per tune", "model", "retrain", "last run", "next run"],
-        [_schedule_row(info) for info in infos],
-    )
+    views.schedule_list([_schedule_row(info) for info in infos])
 
 
 @schedule_app.command("remove")

@@ -67,6 +67,24 @@ def batch_list(batches: Sequence[tuple[Any, dict[str, int]]]) -> None:
     console.print(t)
 
 
+def schedule_list(rows: Sequence[Sequence[Any]]) -> None:
+    """`producer schedule list`: two lines per schedule, so the times (UTC, to the second) and
+    the names are never cut at 80 columns. `rows` as `producer.cli._schedule_row` makes them."""
+    if not rows:
+        console.print("no schedules; add one with `producer schedule add`")
+        return
+    for name, when, corpus, per_tune, model, retrain, last, next_run in rows:
+        console.print(
+            f"[bold]{name}[/]  {when} (UTC): {per_tune} per tune of {corpus}, model {model}",
+            soft_wrap=True,
+        )
+        console.print(
+            f"  retrain: {retrain}   last run: {last}   next run: {next_run} UTC",
+            highlight=False,
+            soft_wrap=True,
+        )
+
+
 def fmt_float(value: float | None, digits: int = 3) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
