@@ -14,6 +14,8 @@ from typing import Literal
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from common.beat_timing import check_beat_timing
+
 
 class Settings(BaseSettings):
     """Configuration for producer and workers alike."""
@@ -144,8 +146,6 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _check_beat(self) -> Settings:
-        from common.beat_timing import check_beat_timing
-
         check_beat_timing(self.beat_max_loop_interval_s, self.beat_lock_timeout_s)
         return self
 

@@ -186,9 +186,9 @@ def beat(
         int | None,
         typer.Option(
             min=1,
-            help="Longest sleep between ticks in seconds (default 30: "
-            "TUNEBATCH_BEAT_MAX_LOOP_INTERVAL_S). Beat's Redis lock "
-            "(TUNEBATCH_BEAT_LOCK_TIMEOUT_S, default 150) must last at least 3 of them.",
+            help="Longest sleep between ticks in seconds. Default 30, set by "
+            "TUNEBATCH_BEAT_MAX_LOOP_INTERVAL_S\n\nBeat's Redis lock lives 150 s by default "
+            "(TUNEBATCH_BEAT_LOCK_TIMEOUT_S) and must last at least 3 of these sleeps.",
         ),
     ] = None,
     loglevel: LogLevel = "INFO",
