@@ -79,7 +79,7 @@ def test_a_lock_that_can_expire_between_ticks_is_refused_at_start(
     [line] = result.stderr.strip().splitlines()
     assert line.startswith("error: beat's Redis lock would expire") and "150 s" in line
     help_text = CliRunner().invoke(worker_cli.app, ["beat", "--help"]).output
-    words = " ".join(help_text.split()).lower()
+    words = " ".join(help_text.replace("│", " ").split()).lower()
     assert "default 30, set by tunebatch_beat_max_loop_interval_s" in words, help_text
 
 
