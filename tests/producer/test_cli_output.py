@@ -15,7 +15,15 @@ import pytest
 
 from common.records import LocalRecords
 from common.redis_records import RedisRecords, RunProgress
-from common.schemas import BatchRecord, BatchSpec, TrainSpec, TuneRecord, TuneStatus, tune_id
+from common.schemas import (
+    BatchRecord,
+    BatchSpec,
+    RunStatus,
+    TrainSpec,
+    TuneRecord,
+    TuneStatus,
+    tune_id,
+)
 from producer import cli, views
 from tests import servers as srv
 from tests.producer_cli import run
@@ -150,7 +158,7 @@ def test_a_finished_run_shows_its_last_step(
     # As a worker leaves it: the records of earlier workers say step 0 after the last epoch.
     rec.create_run(RunProgress(id="r20261129-101500-abcdef", spec=spec, epochs=3))
     rec.update_run(
-        "r20261129-101500-abcdef", status="done", epochs_done=3, step=0, steps=129,
+        "r20261129-101500-abcdef", status=RunStatus.DONE, epochs_done=3, step=0, steps=129,
         model_id=MODEL,
     )  # fmt: skip
     cli.settings.cache_clear()
