@@ -168,3 +168,17 @@ def test_a_finished_run_shows_its_last_step(
         cli.settings.cache_clear()
     assert code == 0, err
     assert "epoch 3/3, step 129/129" in " ".join(out.split()), out
+
+
+def test_the_workers_progress_record_ends_on_the_last_step(redis_server: srv.RedisServer) -> None:
+    from worker.tasks import _RunObserver
+
+    rec = RedisRecords.from_url(redis_server.url)
+    spec = TrainSpec(corpus="c", preset="tiny", epochs=2)
+    rec.create_run(RunProgress(id="r20261129-101500-000001", spec=spec, epochs=2))
+    observer = _RunObserver(rec, "r20261129-101500-000001")
+    observer.on_start("r20261129-101500-000001", 2, 129, 0)
+    observer.on_epoch(1, {"loss": 1.0, "val_bits_per_char": 2.0})
+    assert rec.get_run("r20261129-101500-000001").step == 0  # the next epoch starts
+    observer.on_epoch(2, {"loss": 0.9, "val_bits_per_char": 1.9})
+    assert rec.get_run("r20261129-101500-000001").step == 129  # the last one ended
