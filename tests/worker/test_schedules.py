@@ -2,9 +2,9 @@
 `worker gpu` / `worker cpu`, and real Celery beat processes with redbeat.
 
 One cluster for the module: a 4-tune corpus is imported into the bucket and the tiny preset
-trained on it by the gpu worker. Then two beat processes — one started with the deployment's
-command (``celery -A worker.celery_app beat``), one with ``worker beat`` — run a schedule that
-fires every 2 s: only one of them holds redbeat's lock, each firing makes exactly one batch, and
+trained on it by the gpu worker. Then two beat processes — one started with Celery's own command
+(``celery -A worker.celery_app beat``), one with ``worker beat`` (the deployments' command) —
+run a schedule that fires every 2 s: no firing is sent twice, each makes exactly one batch, and
 each batch has 2 tunes per dataset tune, primed by that tune's header and naming it in the
 manifest. The CLI test adds, lists, fires (`run-now`) and removes a schedule, with a retraining
 run first because the corpus changed.
