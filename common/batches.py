@@ -249,7 +249,10 @@ def cancel_pending(ctx: Context, batch_id: str, indices: range | None = None) ->
     )
     for tune in targets:
         if not tune.status.final:
-            ctx.records.update_tune(batch_id, tune.tune_id, TuneStatus.CANCELLED)
+            try:
+                ctx.records.update_tune(batch_id, tune.tune_id, TuneStatus.CANCELLED)
+            except InvalidTransitionError:  # it became done or failed since it was read
+                continue
             count += 1
     return count
 

@@ -270,3 +270,20 @@ def test_bad_batch_requests(ctx: Context, tiny_env: TinyEnv) -> None:
     with pytest.raises(InvalidInputError):
         batches.create_batch(ctx, spec(tiny_env.model.id, formats=["abc", "exe"]))
     assert ctx.records.list_batches() == []
+
+
+def test_cancel_skips_a_tune_that_finished_while_it_ran(
+    ctx: Context, tiny_env: TinyEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A render finishing during `cancel` (the tunes were read, then one became final) is left
+    done, not an error that stops the cancel half-way."""
+    batch = batches.create_batch(ctx, spec(tiny_env.model.id, count=3, formats=["abc"]))
+    stale = ctx.records.tunes(batch.id)
+    ctx.records.update_tune(batch.id, tune_id(0), TuneStatus.FAILED, error="tools said no")
+    monkeypatch.setattr(ctx.records, "tunes", lambda batch_id: stale)
+    outcome = batches.cancel_batch(ctx, batch.id)
+    monkeypatch.undo()
+    assert outcome.cancelled == 2 and not outcome.finished
+    assert [t.status for t in ctx.records.tunes(batch.id)] == [
+        TuneStatus.FAILED, TuneStatus.CANCELLED, TuneStatus.CANCELLED,
+    ]  # fmt: skip
