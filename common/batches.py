@@ -16,9 +16,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from common import abc_notation, render
+from common import cancel as cancelling
 from common.errors import (
     CancelledError,
     InvalidInputError,
+    InvalidTransitionError,
     NotFoundError,
     PermanentError,
     RenderError,
@@ -198,18 +200,27 @@ def generate_chunk(
                 )
                 continue
             tid = tune_id(sample.index)
-            ctx.store.put_bytes(tune_key(batch_id, tid, "abc"), text.encode(), CONTENT_TYPES["abc"])
-            ctx.records.update_tune(
-                batch_id,
-                tid,
-                TuneStatus.GENERATED,
-                title=title,
-                valid=valid,
-                tries=sample.attempt + 1,
-                truncated=sample.truncated,
-                check_errors=errors[:10],
-                precision=sampler.precision,
-            )
+            if ctx.records.is_cancelled(batch_id):  # cancelled: upload nothing more
+                raise CancelledError(f"batch {batch_id} cancelled")
+            abc_key = tune_key(batch_id, tid, "abc")
+            ctx.store.put_bytes(abc_key, text.encode(), CONTENT_TYPES["abc"])
+            try:
+                ctx.records.update_tune(
+                    batch_id,
+                    tid,
+                    TuneStatus.GENERATED,
+                    title=title,
+                    valid=valid,
+                    tries=sample.attempt + 1,
+                    truncated=sample.truncated,
+                    check_errors=errors[:10],
+                    precision=sampler.precision,
+                )
+            except InvalidTransitionError:  # `cancel` came in between: take the file back
+                cancelling.remove(ctx.store, [abc_key])
+                if ctx.records.is_cancelled(batch_id):
+                    raise CancelledError(f"batch {batch_id} cancelled") from None
+                raise
             ready.append(tid)
     except CancelledError:
         if ctx.records.is_cancelled(batch_id):
@@ -238,7 +249,10 @@ def cancel_pending(ctx: Context, batch_id: str, indices: range | None = None) ->
     )
     for tune in targets:
         if not tune.status.final:
-            ctx.records.update_tune(batch_id, tune.tune_id, TuneStatus.CANCELLED)
+            try:
+                ctx.records.update_tune(batch_id, tune.tune_id, TuneStatus.CANCELLED)
+            except InvalidTransitionError:  # it became done or failed since it was read
+                continue
             count += 1
     return count
 
@@ -255,7 +269,7 @@ def render_tune(ctx: Context, batch_id: str, tid: str) -> TuneRecord:
     if tune.status.final:
         return tune
     if batch.cancelled:
-        return ctx.records.update_tune(batch_id, tid, TuneStatus.CANCELLED)
+        return _cancel_tune(ctx, batch_id, tid)
     if tune.status not in (TuneStatus.GENERATED, TuneStatus.RENDERING):
         raise InvalidInputError(f"tune {tid} of batch {batch_id} is {tune.status}, not generated")
     tune = ctx.records.update_tune(batch_id, tid, TuneStatus.RENDERING, attempts=tune.attempts + 1)
@@ -268,12 +282,16 @@ def render_tune(ctx: Context, batch_id: str, tid: str) -> TuneRecord:
     abc_info = ctx.store.info(abc_key)
     assert abc_info is not None
     files = [ArtifactFile(format="abc", key=abc_key, size=abc_info.size, sha256=abc_info.sha256)]
+    written: list[str] = []
     try:
         with render.rendered(text, batch.spec.formats, ctx.settings) as result:
+            if ctx.records.is_cancelled(batch_id):  # cancelled while rendering: upload nothing
+                return _cancel_tune(ctx, batch_id, tid)
             for fmt in batch.spec.formats:
                 if fmt == "abc":
                     continue
                 key = tune_key(batch_id, tid, fmt)
+                written.append(key)
                 info = ctx.store.put_file(key, result.files[fmt], CONTENT_TYPES.get(fmt))
                 files.append(ArtifactFile(format=fmt, key=key, size=info.size, sha256=info.sha256))
             details = result.info()
@@ -283,12 +301,35 @@ def render_tune(ctx: Context, batch_id: str, tid: str) -> TuneRecord:
     except (RenderError, PermanentError) as exc:
         log.info("tune %s/%s failed: %s", batch_id, tid, exc)
         # The ABC stays listed: people want to see what the tools rejected.
+        try:
+            return ctx.records.update_tune(
+                batch_id, tid, TuneStatus.FAILED, error=str(exc), files=files[:1]
+            )
+        except InvalidTransitionError:  # cancelled meanwhile: a cancelled tune has no files
+            return _dropped(ctx, batch_id, tid, [abc_key, *written])
+    try:
         return ctx.records.update_tune(
-            batch_id, tid, TuneStatus.FAILED, error=str(exc), files=files[:1]
+            batch_id, tid, TuneStatus.DONE, files=files, error=None, render=details
         )
-    return ctx.records.update_tune(
-        batch_id, tid, TuneStatus.DONE, files=files, error=None, render=details
-    )
+    except InvalidTransitionError:  # `cancel` came in between: take the files back
+        return _dropped(ctx, batch_id, tid, [abc_key, *written])
+
+
+def _dropped(ctx: Context, batch_id: str, tid: str, written: list[str]) -> TuneRecord:
+    """The tune was cancelled while it rendered: delete what the render wrote, and its ABC."""
+    tune = ctx.records.get_tune(batch_id, tid)
+    if tune.status != TuneStatus.CANCELLED:
+        raise InvalidTransitionError(f"tune {tid} of batch {batch_id} became {tune.status}")
+    cancelling.remove(ctx.store, written)
+    log.info("tune %s/%s was cancelled while rendering; its files are removed", batch_id, tid)
+    return tune
+
+
+def _cancel_tune(ctx: Context, batch_id: str, tid: str) -> TuneRecord:
+    """End a tune of a cancelled batch: cancelled, without the files it had (its ABC too)."""
+    formats = ctx.records.get_batch(batch_id).spec.formats
+    cancelling.remove(ctx.store, [tune_key(batch_id, tid, f) for f in formats])
+    return ctx.records.update_tune(batch_id, tid, TuneStatus.CANCELLED)
 
 
 def fail_tune(ctx: Context, batch_id: str, tid: str, error: str) -> TuneRecord:
@@ -338,6 +379,9 @@ def finalize_batch(ctx: Context, batch_id: str) -> Manifest | None:
         counts=counts,
         tunes=tunes,
     )
+    if batch.cancelled:  # the tunes cancelled mid-way leave no files (see common.cancel)
+        listed = {f.key for t in tunes for f in t.files}
+        cancelling.sweep(ctx.store, artifact_key(batch_id, ""), listed)
     ctx.store.put_bytes(key, manifest.model_dump_json(indent=2).encode(), CONTENT_TYPES["json"])
     batch.finished_at = finished
     batch.manifest_key = key
@@ -345,13 +389,18 @@ def finalize_batch(ctx: Context, batch_id: str) -> Manifest | None:
     return manifest
 
 
-def cancel_batch(ctx: Context, batch_id: str) -> int:
+def cancel_batch(ctx: Context, batch_id: str) -> cancelling.CancelOutcome:
     """Flag the batch cancelled (running chunks see it at their next step) and cancel queued
-    tunes; return how many tunes were cancelled now."""
+    tunes. A batch whose every tune is final already is left as it is (`finished`)."""
     batch = ctx.records.get_batch(batch_id)
+    counts = ctx.records.counts(batch_id)
+    if all(TuneStatus(s).final for s, n in counts.items() if n):
+        return cancelling.CancelOutcome(batch_id, 0, finished=True, counts=counts)
     batch.cancelled = True
     ctx.records.save_batch(batch)
-    return cancel_pending(ctx, batch_id)
+    n = cancel_pending(ctx, batch_id)
+    counts = ctx.records.counts(batch_id)
+    return cancelling.CancelOutcome(batch_id, n, finished=False, counts=counts)
 
 
 def retry_failed(ctx: Context, batch_id: str) -> dict[str, list[str]]:

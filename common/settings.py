@@ -14,6 +14,8 @@ from typing import Literal
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from common.beat_timing import check_beat_timing
+
 
 class Settings(BaseSettings):
     """Configuration for producer and workers alike."""
@@ -50,6 +52,20 @@ class Settings(BaseSettings):
         ge=0,
         description="How long a starting worker waits for Redis and the bucket to answer before "
         "it exits with the error (a wrong setting fails at once).",
+    )
+    beat_max_loop_interval_s: int = Field(
+        default=30,
+        ge=1,
+        description="Longest sleep of Celery beat between ticks (Celery's beat_max_loop_interval): "
+        "a schedule added or edited is seen within this long, and beat renews its Redis lock at "
+        "least this often.",
+    )
+    beat_lock_timeout_s: int = Field(
+        default=150,
+        ge=3,
+        description="Lifetime of beat's Redis lock (redbeat_lock_timeout), renewed every tick; at "
+        "least 3 loop intervals, so a beat slowed by load keeps it. A standby beat takes over "
+        "this long after the running one died without releasing it.",
     )
     max_attempts: int = Field(
         default=3, ge=1, description="Deliveries before a job is dead-lettered."
@@ -126,6 +142,11 @@ class Settings(BaseSettings):
                 "set both TUNEBATCH_S3_ACCESS_KEY_ID and TUNEBATCH_S3_SECRET_ACCESS_KEY, "
                 "or neither (to use the default AWS credential chain)"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _check_beat(self) -> Settings:
+        check_beat_timing(self.beat_max_loop_interval_s, self.beat_lock_timeout_s)
         return self
 
     @property

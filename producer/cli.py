@@ -63,7 +63,22 @@ ValidOnlyOpt = Annotated[
     bool, typer.Option("--valid-only/--any", help="Resample until abc2midi accepts each tune.")
 ]
 MaxTriesOpt = Annotated[int, typer.Option(min=1, help="Samples per tune with --valid-only.")]
-FormatsOpt = Annotated[str, typer.Option(help="Comma list of abc,mid,wav,svg,pdf,ogg,mp3,flac.")]
+
+
+def _formats_given(text: str) -> str:
+    """--formats names at least one format: an empty one is a mistake, not "abc only"."""
+    if not [part for part in text.split(",") if part.strip()]:
+        raise typer.BadParameter(
+            "no format given; name at least one of abc,mid,wav,svg,pdf,ogg,mp3,flac "
+            "(abc is always included: --formats abc gives the tune text only)"
+        )
+    return text
+
+
+FormatsOpt = Annotated[
+    str,
+    typer.Option(help="Comma list of abc,mid,wav,svg,pdf,ogg,mp3,flac.", callback=_formats_given),
+]
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
 
@@ -425,7 +440,9 @@ def model_evaluate(
 @app.command("submit-batch")
 @handles_errors
 def submit_batch(
-    count: Annotated[int, typer.Option(min=1, help="Number of tunes.")] = 20,
+    count: Annotated[
+        int, typer.Option(min=1, max=1_000_000, help="Number of tunes (1 to 1,000,000).")
+    ] = 20,
     model: Annotated[str, typer.Option(help="Model id, unique prefix or 'latest'.")] = "latest",
     temperature: Annotated[
         float, typer.Option(min=0.0, help="0 = always the likeliest char.")
@@ -546,7 +563,12 @@ def _submit_distributed(spec: Any, wait: bool, as_json: bool) -> None:
 def status(
     batch: Annotated[str, typer.Argument(help="Batch id.")],
     watch: Annotated[
-        bool, typer.Option("--watch", help="Redraw every second until the batch is finished.")
+        bool,
+        typer.Option(
+            "--watch",
+            help="Follow the batch until it is finished: redrawn every second on a terminal, "
+            "one line per change otherwise.",
+        ),
     ] = False,
     as_json: JsonOpt = False,
 ) -> None:
@@ -557,10 +579,11 @@ def status(
         return
     record = ctx.records.get_batch(batch)
     counts = ctx.records.counts(batch)
+    tunes = ctx.records.tunes(batch)
     if as_json:
-        views.print_json({"batch": record.model_dump(mode="json"), "counts": counts})
+        views.print_json(views.batch_json(record, counts, tunes))
         return
-    views.show_batch(record, counts, ctx.records.tunes(batch))
+    views.show_batch(record, counts, tunes)
 
 
 @app.command("list")
@@ -572,14 +595,7 @@ def list_batches(as_json: JsonOpt = False) -> None:
     if as_json:
         views.print_json(found)
         return
-    rows = []
-    for b in found:
-        counts = ctx.records.counts(b.id)
-        rows.append((b.id, b.spec.count, counts["done"], counts["failed"], counts["cancelled"],
-                     b.spec.model_id[:12], f"{b.created_at:%Y-%m-%d %H:%M}",
-                     "yes" if b.manifest_key else "no"))  # fmt: skip
-    views.table("Batches", ["id", "tunes", "done", "failed", "cancelled", "model", "created",
-                            "manifest"], rows)  # fmt: skip
+    views.batch_list([(b, ctx.records.counts(b.id)) for b in found])
 
 
 @app.command()
@@ -651,12 +667,12 @@ def url(
 def cancel(batch: Annotated[str, typer.Argument(help="Batch id.")]) -> None:
     """Cancel a batch: queued tunes are skipped, running generation stops at its next step."""
     if distributed():
-        n = client().cancel(batch)
+        outcome = client().cancel(batch)
     else:
         from common.batches import cancel_batch
 
-        n = cancel_batch(local_context(), batch)
-    views.console.print(f"batch {batch} cancelled ({n} tunes not started are cancelled)")
+        outcome = cancel_batch(local_context(), batch)
+    views.console.print(views.cancel_line(outcome), highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -722,15 +738,18 @@ def _schedule_app() -> Any:
     return make_app(settings())
 
 
-def _when(t: Any) -> str:
-    return f"{t:%Y-%m-%d %H:%M}" if t else "-"
+def _when(t: Any, none: str = "-") -> str:
+    """A schedule's time in UTC to the second (beat fires on the second, not the minute)."""
+    from datetime import UTC
+
+    return f"{t.astimezone(UTC):%Y-%m-%d %H:%M:%S}" if t else none
 
 
 def _schedule_row(info: Any) -> tuple[Any, ...]:
     spec = info.spec
     return (spec.name, info.when, spec.corpus, spec.per_tune, spec.model[:12],
-            "yes" if spec.retrain_if_changed else "no", _when(info.last_run_at),
-            _when(info.next_run_at))  # fmt: skip
+            "yes" if spec.retrain_if_changed else "no", _when(info.last_run_at, "never"),
+            _when(info.next_run_at, "no run ahead"))  # fmt: skip
 
 
 @schedule_app.command("add")
@@ -814,11 +833,7 @@ def schedule_list(as_json: JsonOpt = False) -> None:
     if as_json:
         views.print_json(infos)
         return
-    views.table(
-        "Schedules (UTC)",
-        ["name", "when", "corpus", "per tune", "model", "retrain", "last run", "next run"],
-        [_schedule_row(info) for info in infos],
-    )
+    views.schedule_list([_schedule_row(info) for info in infos])
 
 
 @schedule_app.command("remove")

@@ -21,6 +21,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from common import batches
+from common.cancel import CancelOutcome
 from common.errors import BrokerError, ConfigError, NotFoundError, TunebatchError
 from common.redis_records import DeadLetter, RedisRecords, RunProgress
 from common.schemas import BatchRecord, BatchSpec, RunStatus, TrainSpec, new_run_id
@@ -114,11 +115,13 @@ class Client:
                 raise BrokerError(f"batch {batch_id} did not finish within {timeout_s:.0f} s")
             time.sleep(POLL_S)
 
-    def cancel(self, batch_id: str) -> int:
-        """Flag the batch cancelled and cancel its queued tunes; finalize if nothing runs."""
-        n = batches.cancel_batch(self.context, batch_id)
-        self._finalize_when_done(batch_id)
-        return n
+    def cancel(self, batch_id: str) -> CancelOutcome:
+        """Flag the batch cancelled and cancel its queued tunes; finalize if nothing runs.
+        A finished batch is left as it is (``outcome.finished``)."""
+        outcome = batches.cancel_batch(self.context, batch_id)
+        if not outcome.finished:
+            self._finalize_when_done(batch_id)
+        return outcome
 
     def retry_failed(self, batch_id: str) -> dict[str, list[str]]:
         """Put failed tunes back (`batches.retry_failed`) and enqueue exactly that work."""

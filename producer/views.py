@@ -48,6 +48,43 @@ def table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> 
     console.print(t)
 
 
+def batch_list(batches: Sequence[tuple[Any, dict[str, int]]]) -> None:
+    """`producer list`: one row per batch that fits 80 columns with every id whole (ids are
+    what people copy; the model and the rest are in `status` and `--json`)."""
+    t = Table(
+        title="Batches (times UTC)", title_justify="left", box=None, padding=(0, 2, 0, 0),
+        pad_edge=False, header_style="bold underline",
+    )  # fmt: skip
+    for name in ("id", "tunes", "done", "failed", "cancelled", "state", "created"):
+        # Nothing is cut with "…": the id never wraps, other cells wrap whole characters.
+        t.add_column(name, no_wrap=name == "id", overflow="fold")
+    for batch, counts in batches:
+        t.add_row(
+            batch.id, str(batch.spec.count), str(counts.get("done", 0)),
+            str(counts.get("failed", 0)), str(counts.get("cancelled", 0)), _batch_state(batch),
+            f"{batch.created_at:%Y-%m-%d %H:%M}",
+        )  # fmt: skip
+    console.print(t)
+
+
+def schedule_list(rows: Sequence[Sequence[Any]]) -> None:
+    """`producer schedule list`: two lines per schedule, so the times (UTC, to the second) and
+    the names are never cut at 80 columns. `rows` as `producer.cli._schedule_row` makes them."""
+    if not rows:
+        console.print("no schedules; add one with `producer schedule add`")
+        return
+    for name, when, corpus, per_tune, model, retrain, last, next_run in rows:
+        console.print(
+            f"[bold]{name}[/]  {when} (UTC): {per_tune} per tune of {corpus}, model {model}",
+            soft_wrap=True,
+        )
+        console.print(
+            f"  retrain: {retrain}   last run: {last}   next run: {next_run} UTC",
+            highlight=False,
+            soft_wrap=True,
+        )
+
+
 def fmt_float(value: float | None, digits: int = 3) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
@@ -128,7 +165,7 @@ def show_batch(batch: Any, counts: dict[str, int], tunes: Sequence[Any]) -> None
     spec = batch.spec
     total = spec.count
     final = counts.get("done", 0) + counts.get("failed", 0) + counts.get("cancelled", 0)
-    state = "cancelled" if batch.cancelled else ("finished" if batch.manifest_key else "running")
+    state = _batch_state(batch)
     console.print(
         f"batch [bold]{batch.id}[/] ({state}): {total} tunes, model {spec.model_id[:12]}, "
         f"T={spec.temperature}, top-k={spec.top_k}, seed={spec.seed}, "
@@ -143,6 +180,19 @@ def show_batch(batch: Any, counts: dict[str, int], tunes: Sequence[Any]) -> None
         table("Failures (first 10)", ["tune", "error"], [(t.tune_id, t.error) for t in failed])
     if batch.manifest_key:
         console.print(f"manifest: {batch.manifest_key}")
+
+
+def batch_json(batch: Any, counts: dict[str, int], tunes: Sequence[Any]) -> dict[str, Any]:
+    """`producer status --json`: what the table shows (state, counts, every failure with its
+    error), plus the whole batch record."""
+    return {
+        "batch": batch.model_dump(mode="json"),
+        "state": _batch_state(batch),
+        "counts": counts,
+        "failures": [
+            {"tune_id": t.tune_id, "error": t.error} for t in tunes if t.status == "failed"
+        ],
+    }
 
 
 def parse_duration(text: str) -> int:
@@ -211,9 +261,12 @@ class RunBar:
 
 
 def show_run(run: Any) -> None:
+    # A finished run ran every step of its last epoch (records written before the worker said
+    # so show step 0 there).
+    step = run.steps if run.status == "done" and run.steps else run.step
     console.print(
         f"run [bold]{run.id}[/] ({run.status}): {run.spec.preset} on {run.spec.corpus}, "
-        f"epoch {run.epochs_done}/{run.epochs or '?'}, step {run.step}/{run.steps or '?'}, "
+        f"epoch {run.epochs_done}/{run.epochs or '?'}, step {step}/{run.steps or '?'}, "
         f"loss {fmt_float(run.loss)}, validation {fmt_float(run.val_bits_per_char)} bits/char"
     )
     if run.model_id:
@@ -222,9 +275,62 @@ def show_run(run: Any) -> None:
         console.print(f"error: {run.error}")
 
 
-def watch_batch(records: Any, batch_id: str, interval_s: float = 1.0) -> None:
-    """Redraw the batch's status until its manifest is written (Ctrl-C stops watching only)."""
+def cancel_line(outcome: Any) -> str:
+    """What `producer cancel` did (a `common.cancel.CancelOutcome`), in one line."""
+    if outcome.finished:
+        parts = ", ".join(f"{n} {status}" for status, n in outcome.counts.items() if n)
+        return (
+            f"batch {outcome.batch_id} is already finished ({parts}); nothing to cancel, "
+            "nothing changed"
+        )
+    return (
+        f"batch {outcome.batch_id} cancelled ({outcome.cancelled} tunes not finished are "
+        "cancelled; running jobs stop at their next step and keep no files)"
+    )
+
+
+def _batch_state(batch: Any) -> str:
+    """running, finished (manifest written) or cancelled (whether or not finalized yet)."""
+    return "cancelled" if batch.cancelled else "finished" if batch.manifest_key else "running"
+
+
+def status_line(batch: Any, counts: dict[str, int]) -> str:
+    """One line per watched state: ``<time> batch <id> (<state>) 12/200 final: done 10, ...``."""
+    import datetime as dt
+
+    total = batch.spec.count
+    final = counts.get("done", 0) + counts.get("failed", 0) + counts.get("cancelled", 0)
+    parts = ", ".join(f"{name} {n}" for name, n in counts.items() if n)
+    stamp = dt.datetime.now(dt.UTC).strftime("%H:%M:%SZ")
+    return f"{stamp} batch {batch.id} ({_batch_state(batch)}) {final}/{total} final: {parts}"
+
+
+def watch_batch(
+    records: Any, batch_id: str, interval_s: float = 1.0, *, live: bool | None = None
+) -> None:
+    """Follow the batch until its manifest is written (Ctrl-C stops watching only).
+
+    On a terminal the status table is redrawn in place; otherwise (a pipe, a log file, CI) one
+    line is printed per change of the counts or the state, so a reader sees progress as it
+    happens and every line is whole.
+    """
     import time
+
+    if live is None:
+        live = console.is_terminal
+    if not live:
+        last = ""
+        while True:
+            batch = records.get_batch(batch_id)
+            counts = records.counts(batch_id)
+            line = status_line(batch, counts)
+            key = line.split(" ", 1)[1]  # the time stamp alone is no change
+            if key != last:
+                print(line, flush=True)
+                last = key
+            if batch.manifest_key:
+                return
+            time.sleep(interval_s)
 
     from rich.live import Live
 
@@ -236,8 +342,10 @@ def watch_batch(records: Any, batch_id: str, interval_s: float = 1.0) -> None:
         counts = records.counts(batch_id)
         total = batch.spec.count
         final = counts.get("done", 0) + counts.get("failed", 0) + counts.get("cancelled", 0)
-        state = "finished" if batch.manifest_key else "cancelled" if batch.cancelled else "running"
-        t = Table(title=f"batch {batch_id} ({state})", title_justify="left")
+        # The heading is its own line: as a table title it wrapped to the narrow table's width
+        # and split the batch id.
+        heading = Text(f"batch {batch_id} ({_batch_state(batch)})", no_wrap=True)
+        t = Table()
         t.add_column("status")
         t.add_column("count", justify="right")
         for name, n in counts.items():
@@ -246,11 +354,11 @@ def watch_batch(records: Any, batch_id: str, interval_s: float = 1.0) -> None:
         width = 40
         filled = int(width * final / total) if total else width
         bar = Text(f"[{'#' * filled}{'.' * (width - filled)}] {final}/{total} final")
-        return Group(t, bar), batch.manifest_key is not None
+        return Group(heading, t, bar), batch.manifest_key is not None
 
     view, done = render()
-    with Live(view, console=console, auto_refresh=False) as live:
+    with Live(view, console=console, auto_refresh=False) as live_view:
         while not done:
             time.sleep(interval_s)
             view, done = render()
-            live.update(view, refresh=True)
+            live_view.update(view, refresh=True)

@@ -82,11 +82,12 @@ FIXED_LIMITS: dict[str, Limits] = {
 #: Celery beat with celery-redbeat: schedules live in Redis (``redbeat:<name>`` and the sorted set
 #: ``redbeat::schedule``), so they survive restarts and the producer edits them without
 #: restarting beat. A beat holds the lock ``redbeat::lock`` (what the compose healthcheck and
-#: the k8s probes look at) and renews it every tick (at most every BEAT_MAX_INTERVAL_S); a second
-#: beat waits for it, so a schedule fires once. The lock of a beat that died without releasing it
-#: expires after BEAT_LOCK_TIMEOUT_S, and a waiting or restarted beat takes over.
-BEAT_MAX_INTERVAL_S = 60
-BEAT_LOCK_TIMEOUT_S = 300
+#: the k8s probes look at) and renews it every tick; it sleeps at most
+#: ``beat_max_loop_interval`` between ticks (``Settings.beat_max_loop_interval_s``, 30 s), and
+#: the lock lives ``redbeat_lock_timeout`` (``Settings.beat_lock_timeout_s``, 150 s, checked to
+#: be at least 3 loop intervals by `worker.beat.Scheduler`). A second beat waits for the lock, so
+#: a schedule fires once; the lock of a beat that died without releasing it expires, and a
+#: waiting or restarted beat takes over.
 
 
 def time_limits(settings: Settings) -> dict[str, Limits]:
@@ -145,12 +146,13 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "worker_hijack_root_logger": False,
         "enable_utc": True,
         "timezone": "UTC",
-        "beat_scheduler": "redbeat.RedBeatScheduler",
-        "beat_max_interval": BEAT_MAX_INTERVAL_S,
+        "beat_scheduler": "worker.beat:Scheduler",
+        # Celery's name; a misspelt one is silently ignored (beat then sleeps its default 300 s).
+        "beat_max_loop_interval": settings.beat_max_loop_interval_s,
         "redbeat_redis_url": settings.broker_url,
         # Explicit (else redbeat falls back to broker_transport_options, with a warning).
         "redbeat_redis_options": {"socket_connect_timeout": 5, "socket_timeout": 30},
-        "redbeat_lock_timeout": BEAT_LOCK_TIMEOUT_S,
+        "redbeat_lock_timeout": settings.beat_lock_timeout_s,
     }
 
 

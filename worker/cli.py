@@ -62,10 +62,12 @@ def _start(loglevel: str, *, bucket: bool) -> tuple[Settings, Celery]:
     )
     try:
         settings = Settings()
+        from worker import banner
         from worker.celery_app import app as celery_app
         from worker.celery_app import configure
 
         configure(settings)
+        banner.install(celery_app)
         _check_services(settings, bucket=bucket)
     except TunebatchError as exc:
         raise _fail(str(exc), exc.exit_code) from None
@@ -182,7 +184,12 @@ def cpu(
 def beat(
     max_interval: Annotated[
         int | None,
-        typer.Option(min=1, help="Longest sleep between ticks in seconds (default 60)."),
+        typer.Option(
+            min=1,
+            help="Longest sleep between ticks in seconds. Default 30, set by "
+            "TUNEBATCH_BEAT_MAX_LOOP_INTERVAL_S\n\nBeat's Redis lock lives 150 s by default "
+            "(TUNEBATCH_BEAT_LOCK_TIMEOUT_S) and must last at least 3 of these sleeps.",
+        ),
     ] = None,
     loglevel: LogLevel = "INFO",
 ) -> None:
@@ -191,8 +198,17 @@ def beat(
     The same as ``celery -A worker.celery_app beat``. Run one; a second waits for the first's
     Redis lock, so a schedule fires once either way.
     """
-    _, celery_app = _start(loglevel, bucket=False)
-    argv = ["beat", "--scheduler", "redbeat.RedBeatScheduler", f"--loglevel={loglevel.upper()}"]
+    settings, celery_app = _start(loglevel, bucket=False)
+    from common.beat_timing import check_beat_timing
+    from worker.beat import SCHEDULER
+
+    try:
+        check_beat_timing(
+            max_interval or settings.beat_max_loop_interval_s, settings.beat_lock_timeout_s
+        )
+    except TunebatchError as exc:
+        raise _fail(str(exc), exc.exit_code) from None
+    argv = ["beat", "--scheduler", SCHEDULER, f"--loglevel={loglevel.upper()}"]
     if max_interval is not None:
         argv.append(f"--max-interval={max_interval}")
     celery_app.start(argv)

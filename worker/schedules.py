@@ -20,12 +20,13 @@ import contextlib
 import logging
 import secrets
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import redis
 from celery.schedules import crontab
 from celery.schedules import schedule as every
+from celery.utils.time import ffwd, remaining
 from pydantic import BaseModel
 from redbeat import RedBeatSchedulerEntry
 from redbeat.schedulers import ensure_conf, get_redis
@@ -53,7 +54,14 @@ ENTRY_PREFIX = "tunebatch:"
 
 
 class ScheduleInfo(BaseModel):
-    """A schedule as `producer schedule list` shows it."""
+    """A schedule as `producer schedule list` shows it; times in UTC.
+
+    `next_run_at` is the time beat will fire it: redbeat's score for the entry in the sorted set
+    beat reads (to the second; Celery's crontab estimate lands a few microseconds before the
+    minute, and beat then waits for the minute), not an estimate made again at each listing.
+    `last_run_at` is None until beat has fired it once (redbeat stores the time a schedule was
+    added in the same field, as the base its first due time is counted from).
+    """
 
     spec: ScheduleSpec
     when: str
@@ -156,40 +164,70 @@ def add_schedule(
             app=celery_app,
         )
         entry.save()
-    return _info(entry)
+        score = get_redis(celery_app).zscore(celery_app.redbeat_conf.schedule_key, key)
+    return _info(entry, score)
 
 
-def _info(entry: RedBeatSchedulerEntry) -> ScheduleInfo:
+def _info(entry: RedBeatSchedulerEntry, score: float | None) -> ScheduleInfo:
     spec = ScheduleSpec.model_validate_json(entry.args[0])
     when = entry.schedule
     text = spec.cron if isinstance(when, crontab) else f"every {when.run_every.total_seconds():g} s"
+    runs = int(getattr(entry, "total_run_count", 0) or 0)
     return ScheduleInfo(
         spec=spec,
         when=text,
-        last_run_at=entry.last_run_at,
-        next_run_at=_to_second(entry.due_at),
-        total_run_count=int(getattr(entry, "total_run_count", 0) or 0),
+        last_run_at=_utc(entry.last_run_at) if runs else None,
+        # A negative score is redbeat's "no run ahead".
+        next_run_at=_next_run(entry) if score is not None and score >= 0 else None,
+        total_run_count=runs,
     )
 
 
-def _to_second(t: datetime | None) -> datetime | None:
-    """Celery's crontab estimate lands a few microseconds early (02:59:59.9993 for 03:00)."""
-    return None if t is None else datetime.fromtimestamp(round(t.timestamp()), tz=t.tzinfo)
+def _utc(t: datetime | None) -> datetime | None:
+    if t is None:
+        return None
+    return (t if t.tzinfo else t.replace(tzinfo=UTC)).astimezone(UTC)
+
+
+def _next_run(entry: RedBeatSchedulerEntry) -> datetime | None:
+    """When beat fires `entry`: the first time its schedule's ``is_due(last_run_at)`` holds.
+
+    Computed from the stored ``last_run_at`` with one reading of the clock, so every listing
+    gives the same time. (Redbeat's own ``due_at`` and its sorted-set score subtract the time
+    of the call from an estimate made at another moment: they drift between listings and land
+    up to the save's latency early, e.g. 02:59:59.4 for a 03:00 cron. Beat takes the entry at
+    its score and then waits for ``is_due``, so it fires at the time computed here.)
+    """
+    when = entry.schedule
+    last = entry.last_run_at
+    if last is None:
+        return None
+    if isinstance(when, crontab):
+        start, ends_in, now = when.remaining_delta(last, ffwd=ffwd)
+        due = now + remaining(start, ends_in, now)
+    else:
+        now = when.maybe_make_aware(when.now())
+        due = now + remaining(when.maybe_make_aware(last), when.run_every, now, when.relative)
+    return datetime.fromtimestamp(round(due.timestamp()), tz=UTC)
 
 
 def list_schedules(celery_app: Any) -> list[ScheduleInfo]:
     """Every tunebatch schedule, by name."""
     prefix = _key(celery_app, ENTRY_PREFIX)
     with _redis_errors(celery_app):
-        keys = get_redis(celery_app).zrange(celery_app.redbeat_conf.schedule_key, 0, -1)
+        scored = get_redis(celery_app).zrange(
+            celery_app.redbeat_conf.schedule_key, 0, -1, withscores=True
+        )
         infos = []
-        for key in keys:
-            if not str(key).startswith(prefix):
+        for key, score in scored:
+            name = key.decode() if isinstance(key, bytes) else str(key)
+            if not name.startswith(prefix):
                 continue
             try:
-                infos.append(_info(RedBeatSchedulerEntry.from_key(key, app=celery_app)))
+                entry = RedBeatSchedulerEntry.from_key(name, app=celery_app)
             except KeyError:  # removed meanwhile
                 continue
+            infos.append(_info(entry, float(score)))
     return sorted(infos, key=lambda info: info.spec.name)
 
 

@@ -431,8 +431,10 @@ class _RunObserver:
     def __init__(self, rec: RedisRecords, run_id: str, every_s: float = 1.0) -> None:
         self.rec, self.run_id, self.every_s = rec, run_id, every_s
         self._last = 0.0
+        self._epochs = self._steps = 0
 
     def on_start(self, run_id: str, epochs: int, steps_per_epoch: int, initial_epoch: int) -> None:
+        self._epochs, self._steps = epochs, steps_per_epoch
         self.rec.update_run(
             self.run_id,
             status=RunStatus.RUNNING,
@@ -452,7 +454,8 @@ class _RunObserver:
         self.rec.update_run(
             self.run_id,
             epochs_done=epoch,
-            step=0,
+            # The step within the next epoch; after the last one, the last step (all of them).
+            step=self._steps if epoch >= self._epochs else 0,
             loss=metrics.get("loss"),
             val_bits_per_char=metrics.get("val_bits_per_char"),
         )

@@ -299,7 +299,8 @@ def audit(c: Cluster, batch_id: str, figures: Figures) -> list[str]:
             reason = (t.error or "?").split(":")[0][:80]
             figures.failure_reasons[reason] = figures.failure_reasons.get(reason, 0) + 1
 
-    # The bucket: exactly one set of files per done tune, the .abc of a failed one, nothing else.
+    # The bucket: exactly one set of files per done tune, the .abc of a failed one, nothing else;
+    # a cancelled tune has no files at all.
     objects = bucket_objects(c.endpoint_url, c.bucket, artifact_key(batch_id, ""))
     expected: set[str] = {manifest_key(batch_id)}
     missing: list[str] = []
@@ -308,7 +309,7 @@ def audit(c: Cluster, batch_id: str, figures: Figures) -> list[str]:
             want = {tune_key(batch_id, t.tune_id, f) for f in spec.formats}
             missing += sorted(want - set(objects))
             expected |= want
-        elif tune_key(batch_id, t.tune_id, "abc") in objects:
+        elif t.status == TuneStatus.FAILED and tune_key(batch_id, t.tune_id, "abc") in objects:
             expected.add(tune_key(batch_id, t.tune_id, "abc"))
     orphans = sorted(set(objects) - expected)
     figures.orphans = len(orphans)
@@ -353,6 +354,44 @@ def audit(c: Cluster, batch_id: str, figures: Figures) -> list[str]:
         problems.append(f"producer status --json {shown['counts']} != records {by_status}")
     figures.dead_lettered = sum(1 for e in rec.dead_letters() if batch_id in json.dumps(e.args))
     return problems
+
+
+def producer_cancel(c: Cluster, batch_id: str) -> str:
+    """``producer cancel BATCH`` as a user runs it; its output."""
+    out = subprocess.run(
+        [sys.executable, "-m", "producer.cli", "cancel", batch_id],
+        env={**c.env, "COLUMNS": "200"}, cwd=Path(__file__).resolve().parents[2],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert out.returncode == 0, (out.returncode, out.stdout, out.stderr)
+    return " ".join(out.stdout.split())
+
+
+def cancel_mid_batch(
+    c: Cluster, model_id: str, tunes: int, *, at_final: int, timeout_s: float = 300.0
+) -> tuple[str, Figures, str]:
+    """Submit a batch, `producer cancel` it once `at_final` tunes are final (chunks still being
+    generated, renders running), and wait for its manifest; return the cancel's output."""
+    client = Client(c.settings)
+    figures = Figures("cancel", c.redis.appendfsync, tunes)
+    started = time.monotonic()
+    batch = client.submit_batch(batch_spec(model_id, tunes))
+    while True:
+        finished, final = _progress(client, batch.id)
+        if final >= at_final or finished:
+            break
+        if time.monotonic() - started > timeout_s:
+            raise TimeoutError(f"batch {batch.id}: {final} final after {timeout_s} s")
+        time.sleep(0.1)
+    said = producer_cancel(c, batch.id)
+    figures.events.append(f"{time.monotonic() - started:6.1f}s {final:>5} final: cancel")
+    while not _progress(client, batch.id)[0]:
+        if time.monotonic() - started > timeout_s:
+            raise TimeoutError(f"batch {batch.id} not finalized after the cancel")
+        time.sleep(0.2)
+    c.wait_idle(timeout_s=120)  # renders that raced the cancel have cleaned up after themselves
+    figures.drain_s = round(time.monotonic() - started, 1)
+    return batch.id, figures, said
 
 
 def figures_dict(figures: Figures) -> dict[str, Any]:

