@@ -206,8 +206,8 @@ class _Reader:
         num, slashes, den = match.groups()
         value = Fraction(int(num)) if num else Fraction(1)
         if slashes:
-            divisor = int(den) if den else 2
-            value /= divisor * 2 ** (len(slashes) - 1)
+            divisor = int(den) if den and int(den) else 2  # "A/0" is read as "A/"
+            value /= divisor * 2 ** min(len(slashes) - 1, 16)
         return value, match.end()
 
     def add_note(self, note: Note) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from fractions import Fraction
 
 import pytest
@@ -126,3 +127,13 @@ def test_pitches_follow_key_accidentals_and_octaves() -> None:
     music = read_music(tune("C c c' C, F ^F F|F [ceg] A2-A", key="G"))
     assert list(melody(music)) == [60, 72, 84, 48, 66, 66, 66, 66, 79, 69]
     assert all(isinstance(e, Note) for e in music.events[:3])
+
+
+def test_any_text_is_read_without_crashing() -> None:
+    rng = random.Random(7)
+    alphabet = "ABCDEFGabcdefgzZxX/0123456789|:[]()<>{}!+\"^_=,'-~.HT MLK\n%"
+    for _ in range(300):
+        body = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 80)))
+        result = check_rhythm(tune(body, rng.choice(["4/4", "6/8", "C|", "none", "0/0"])))
+        assert result.wrong_bars <= result.bars
+        assert list(melody(read_music(tune(body)))) is not None
