@@ -397,7 +397,7 @@ def finalize_batch(ctx: Context, batch_id: str) -> Manifest | None:
         tool_versions=render.tool_versions(ctx.settings),
         software=software_versions(),
         counts=counts,
-        quality=batch_quality(ctx, batch_id, tunes, batch.spec.near_copy_threshold),
+        quality=batch_quality(ctx.store, batch_id, tunes, batch.spec.near_copy_threshold),
         tunes=tunes,
     )
     ctx.store.put_bytes(key, manifest.model_dump_json(indent=2).encode(), CONTENT_TYPES["json"])
@@ -408,7 +408,7 @@ def finalize_batch(ctx: Context, batch_id: str) -> Manifest | None:
 
 
 def batch_quality(
-    ctx: Context, batch_id: str, tunes: list[TuneRecord], threshold: float
+    store: ArtifactStore, batch_id: str, tunes: list[TuneRecord], threshold: float
 ) -> QualityReport | None:
     """The quality figures of a batch's generated tunes, raw rates over all their tries.
 
@@ -418,14 +418,12 @@ def batch_quality(
 
     from common.quality import assess_tune, summarise
 
-    made = [
-        t for t in tunes if t.tries > 0 and ctx.store.exists(tune_key(batch_id, t.tune_id, "abc"))
-    ]
+    made = [t for t in tunes if t.tries > 0 and store.exists(tune_key(batch_id, t.tune_id, "abc"))]
     if not made:
         return None
 
     def assess(tune: TuneRecord) -> TuneQuality:
-        text = ctx.store.get_bytes(tune_key(batch_id, tune.tune_id, "abc")).decode(errors="replace")
+        text = store.get_bytes(tune_key(batch_id, tune.tune_id, "abc")).decode(errors="replace")
         quality = assess_tune(text)
         quality.valid, quality.similarity = tune.valid, tune.similarity
         quality.nearest_tune = tune.nearest_tune

@@ -125,3 +125,17 @@ def summarise(
             _share(tries_rhythm_ok, tries) if tries and tries_rhythm_ok is not None else None
         ),
     )
+
+
+def assess_texts(
+    tunes: Sequence[str],
+    *,
+    checker: Checker | None = None,
+    index: MelodyIndex | None = None,
+    workers: int = 4,
+) -> list[TuneQuality]:
+    """`assess_tune` for many tunes, abc2midi runs in parallel threads (it is a subprocess)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        return list(pool.map(lambda t: assess_tune(t, checker=checker, index=index), tunes))

@@ -849,6 +849,11 @@ def schedule_run_now(
     )
 
 
+from producer.report import report_cli  # noqa: E402 - the command's own module
+
+app.command("report")(handles_errors(report_cli))
+
+
 def main() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     logging.basicConfig(
