@@ -96,6 +96,15 @@ class CorpusRecord(Record):
     dropped_missing_headers: int
     dropped_invalid: int
     valid_only: bool
+    rhythm_only: bool = Field(default=False, description="Kept only tunes in rhythm.")
+    dropped_rhythm: int = 0
+    source_header: bool = Field(
+        default=False, description="Each tune says its collection in an S: line after X:."
+    )
+    collections: dict[str, dict[str, int]] = Field(
+        default_factory=dict,
+        description="Per collection of a combined corpus: found, kept, and dropped per reason.",
+    )
     train_tunes: int
     valid_tunes: int
     train_chars: int

@@ -173,13 +173,26 @@ def corpus_import(
     valid_only: Annotated[
         bool, typer.Option("--valid-only", help="Keep only tunes abc2midi converts cleanly.")
     ] = False,
+    rhythm_only: Annotated[
+        bool, typer.Option("--rhythm-only", help="'all': keep only tunes whose bars fit the meter.")
+    ] = False,
+    source_header: Annotated[
+        bool, typer.Option("--source-header", help="'all': an S:<collection> line in each tune.")
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Split, clean, de-duplicate and store a corpus with a train/validation split."""
+    """Split, clean, de-duplicate and store a corpus with a train/validation split.
+
+    `all` imports every bundled collection into one corpus (see common.combined).
+    """
     from common import render
     from common.corpus import import_corpus
 
     s = settings()
+    if source == "all" or rhythm_only or source_header:
+        from producer.report import import_all_cli
+
+        return import_all_cli(source, name, valid_only, rhythm_only, source_header, as_json)
     record = import_corpus(
         store(),
         source,

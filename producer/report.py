@@ -161,3 +161,46 @@ def _tune_row(tune: Any, title: str) -> dict[str, Any]:
         "similarity": tune.similarity,
         "reasons": tune.reasons[:5],
     }
+
+
+def import_all_cli(
+    source: str,
+    name: str | None,
+    valid_only: bool,
+    rhythm_only: bool,
+    source_header: bool,
+    as_json: bool,
+) -> None:
+    """``corpus import all`` (or one bundled collection with --rhythm-only/--source-header)."""
+    import os
+
+    from common import render
+    from common.combined import import_all
+
+    from producer.cli import settings, store
+
+    s = settings()
+    record = import_all(
+        store(),
+        name=name or source,
+        collections=None if source == "all" else [source],
+        valid_only=valid_only,
+        is_valid=lambda tune: render.check_abc(tune, s).ok,
+        rhythm_only=rhythm_only,
+        source_header=source_header,
+        workers=(os.cpu_count() or 1) * 2,
+    )
+    if as_json:
+        views.print_json(record)
+        return
+    columns = ["found", "kept", "unsafe", "missing_headers", "duplicates", "invalid", "rhythm"]
+    views.table(
+        f"corpus {record.name}: kept per collection, dropped per reason",
+        ["collection", *columns],
+        [(c, *(n.get(k, 0) for k in columns)) for c, n in record.collections.items()],
+    )
+    views.console.print(
+        f"corpus [bold]{record.name}[/]: {record.train_tunes} train + {record.valid_tunes} "
+        f"validation tunes ({record.train_chars + record.valid_chars:,} chars, "
+        f"{record.vocab_size} symbols)"
+    )
