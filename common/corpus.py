@@ -98,13 +98,24 @@ def _slug(text: str) -> str:
     return slug or "corpus"
 
 
+#: Bytes 0x80-0x9F as the Atari ST code page writes them (the code page 437 letters, and ß at
+#: 0x9E). Some old files (music21's Essen collection) were converted to Unicode as if they were
+#: Latin-1, which turned their ü, ä, ö, ß into the control characters U+0081, U+0084, U+0094,
+#: U+009E; this table turns them back.
+_C1_LETTERS = {
+    code: (bytes([code]).decode("cp437") if code != 0x9E else "ß") for code in range(0x80, 0xA0)
+}
+
+
 def read_abc_file(path: Path) -> str:
-    """Text of an ABC file: UTF-8, or Latin-1 for the many old files that are not."""
+    """Text of an ABC file: UTF-8, or Latin-1 for the many old files that are not; control
+    characters U+0080-U+009F are read as the letters they stand for (see `_C1_LETTERS`)."""
     data = path.read_bytes()
     try:
-        return data.decode("utf-8")
+        text = data.decode("utf-8")
     except UnicodeDecodeError:
-        return data.decode("latin-1")
+        text = data.decode("latin-1")
+    return text.translate(_C1_LETTERS)
 
 
 def in_validation(tune: str, fraction: float) -> bool:

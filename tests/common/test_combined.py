@@ -69,3 +69,11 @@ def test_import_all_keeps_sources_counts_and_rhythm_filter(tmp_path: Path) -> No
     assert corpus.train_text.split("\n")[1].startswith("S:")
     first = corpus.train_text.split("\n\n")[0]
     assert check_rhythm(first).ok and f"S:{sources['train'][0]}" in first
+
+
+def test_files_converted_from_a_dos_code_page_read_as_letters(tmp_path: Path) -> None:
+    from common.corpus import read_abc_file
+
+    path = tmp_path / "essen.abc"
+    path.write_text("T:Gr\x81\x9ee aus M\x81nchen, sch\x94n\n", encoding="utf-8")
+    assert read_abc_file(path) == "T:Grüße aus München, schön\n"
