@@ -60,7 +60,12 @@ class PrecisionChoice(StrEnum):
 # Options that submit-batch and schedule add share.
 MaxCharsOpt = Annotated[int, typer.Option(min=16, help="Longest tune in chars.")]
 ValidOnlyOpt = Annotated[
-    bool, typer.Option("--valid-only/--any", help="Resample until abc2midi accepts each tune.")
+    bool,
+    typer.Option(
+        "--valid-only/--any",
+        help="The gate: resample until abc2midi accepts each tune, its bars fit the meter and "
+        "it is no near-copy of a training tune; --any keeps the first try.",
+    ),
 ]
 MaxTriesOpt = Annotated[int, typer.Option(min=1, help="Samples per tune with --valid-only.")]
 FormatsOpt = Annotated[str, typer.Option(help="Comma list of abc,mid,wav,svg,pdf,ogg,mp3,flac.")]
@@ -516,11 +521,13 @@ def submit_batch(
                           "manifest": str(folder) if folder else None})  # fmt: skip
         return
     valid = sum(1 for t in manifest.tunes if t.valid)
-    first = sum(1 for t in manifest.tunes if t.valid and t.tries == 1)
+    clean = sum(1 for t in manifest.tunes if t.valid and t.rhythm_ok)
+    first = sum(1 for t in manifest.tunes if t.valid and t.rhythm_ok and t.tries == 1)
     views.console.print(
         f"batch [bold]{manifest.batch_id}[/]: {manifest.counts.get('done', 0)} done, "
         f"{manifest.counts.get('failed', 0)} failed; {valid}/{len(manifest.tunes)} pass "
-        f"abc2midi's check ({first} on the first try)"
+        f"abc2midi's check, {clean} also the rhythm check ({first} on the first try); "
+        f"`producer report {manifest.batch_id}` for more"
     )
     if folder is not None:
         views.console.print(f"files: {folder.parent}")
