@@ -101,7 +101,7 @@ def summarise(
         tunes=n,
         valid=_share(sum(1 for t in judged if t.valid), len(judged)) if judged else None,
         rhythm_ok=_share(sum(1 for t in tunes if t.rhythm_ok), n),
-        bar_regularity=_share(bars - sum(t.wrong_bars for t in checked), bars),
+        bar_regularity=_share(bars - sum(t.wrong_bars for t in checked), bars) if bars else None,
         two_part=_share(sum(1 for t in tunes if t.two_part), n),
         mean_bars=round(sum(t.bars for t in tunes) / n, 2) if n else 0.0,
         mean_chars=round(sum(t.chars for t in tunes) / n, 1) if n else 0.0,

@@ -9,8 +9,8 @@ Pure Python over `common.abc_music` events, no tools. The rule, as a musician re
 * and a **closing** bar: a shorter bar that ends a section (a repeat sign, a double bar, the end
   of a numbered ending or of the tune) and that, with one of the tune's pickups, makes a whole
   bar — the section's last bar completes the pickup it repeats to or leads into;
-* bars without notes (two barlines in a row) are not bars; ``M:none`` or no meter means there is
-  nothing to check.
+* bars without notes (two barlines in a row) are not bars; ``M:none`` (free meter) means there is
+  nothing to check; a tune without ``M:`` cannot be checked and is not ok.
 
 The form figure (`two_part`) reads the same bars: AABB means two parts that each play 16 bars —
 an 8-bar part with a repeat, or 16 bars written out (one section or two 8-bar ones).
@@ -44,10 +44,12 @@ class RhythmResult:
     reasons: list[str] = field(default_factory=list)
     two_part: bool = False
     parts: list[int] = field(default_factory=list)
+    missing_meter: bool = False
 
     @property
     def ok(self) -> bool:
-        return self.wrong_bars == 0
+        """No wrong bar; a tune without an ``M:`` field is not ok (``M:none`` is)."""
+        return self.wrong_bars == 0 and not self.missing_meter
 
     @property
     def regular_bars(self) -> int:
@@ -181,6 +183,9 @@ def is_two_part(sections: list[tuple[int, bool]]) -> bool:
 def check_music(music: Music) -> RhythmResult:
     bars = split_bars(music)
     if not bars or all(bar.expected is None for bar in bars):
+        if not music.meter_text:
+            return RhythmResult(False, len(bars), 0, ["no M: field to check the bars against"],
+                                missing_meter=True)  # fmt: skip
         return RhythmResult(checked=False, bars=len(bars), wrong_bars=0)
     wrong, reasons = check_bars(bars, music.unit, music.meter_text)
     sections = parts(bars)

@@ -370,9 +370,10 @@ class QualityReport(BaseModel):
     tunes: int
     valid: float | None = Field(default=None, description="Share abc2midi accepts.")
     rhythm_ok: float = Field(description="Share whose every bar fits the meter.")
-    bar_regularity: float = Field(
+    bar_regularity: float | None = Field(
+        default=None,
         description="Share of bars of the meter's length (pickups completed by a closing bar "
-        "count as such)."
+        "count as such); None when no tune has a meter.",
     )
     two_part: float = Field(description="Share in two-part form (two 8-bar or 16-bar parts).")
     mean_bars: float

@@ -95,6 +95,9 @@ def test_barline_kinds_and_empty_bars() -> None:
 def test_no_meter_is_not_checked() -> None:
     result = check_rhythm(tune("c5|c3|", "none"))
     assert not result.checked and result.ok
+    headless = check_rhythm("X:1\nT:t\nK:C\nc5|c3|\n")
+    assert not headless.checked and not headless.ok
+    assert headless.reasons == ["no M: field to check the bars against"]
 
 
 def test_comments_lyrics_and_unreadable() -> None:
