@@ -42,10 +42,18 @@ _LONG_MODE = re.compile(
 )
 _MODES = {"major": "", "ionian": "", "minor": "m", "aeolian": "m"}
 _QUOTED = re.compile(r'"([^"\n]*)"')
-#: A chord symbol abc2midi can play: a root A-G, then anything (Am7, G/B, D(7)).
-_CHORD = re.compile(r"^\(?[A-G]")
+#: A chord symbol abc2midi can play: a root A-G, then no dots or spaces (Am7, G/B, D(7); not
+#: "D.C." or "Da capo", which are words).
+_CHORD = re.compile(r"^\(?[A-G][^.\s]*$")
 #: A one-character decoration written before a slur or tuplet, where abc2midi cannot read it.
 _DECORATION_BEFORE_GROUP = re.compile(r"([uvTHLMPS~.])((?:\([2-9](?::[0-9]?){0,2}|\()+)")
+
+
+#: A staccato dot between a broken-rhythm sign and its note (``A>.B``), where abc2midi cannot
+#: apply the broken rhythm.
+_STACCATO_AFTER_BROKEN = re.compile(r"([<>]+)\.")
+#: A fermata or other one-letter decoration on a barline (``H|]``): abc2midi wants a note.
+_DECORATED_BARLINE = re.compile(r"(?<![A-Za-z\"])[HTLMPS](?=[|:\]])")
 
 
 def _quoted(match: re.Match[str]) -> str:
@@ -68,7 +76,10 @@ def normalise_dialect(text: str) -> str:
     * quoted text that is no chord symbol: fingerings (Ryan's ``"4"``) are dropped, words
       (``"p"``, ``"Segno"``) become annotations (``"^p"``) as the standard wants;
     * a one-character decoration before a slur or tuplet (Ryan's ``u((3DEF)``) moves onto the
-      note, where abc2midi reads it.
+      note, where abc2midi reads it; a staccato dot after a broken-rhythm sign (``A>.B``) and a
+      decoration on a barline (``H|]``), which abc2midi cannot read, are dropped;
+    * quoted-printable leftovers of files once sent by e-mail (Ryan's ``=3D``, ``=20``) are
+      decoded.
     """
     out: list[str] = []
     for line in text.replace("\r\n", "\n").split("\n"):
@@ -83,6 +94,9 @@ def normalise_dialect(text: str) -> str:
             line = line.replace("`", "")
             line = _QUOTED.sub(_quoted, line)
             line = _DECORATION_BEFORE_GROUP.sub(lambda m: m.group(2) + m.group(1), line)
+            line = line.replace("=3D", "=").replace("=20", " ")
+            line = _STACCATO_AFTER_BROKEN.sub(r"\1", line)
+            line = _DECORATED_BARLINE.sub("", line)
         out.append(line)
     return "\n".join(out)
 

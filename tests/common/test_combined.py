@@ -48,6 +48,8 @@ def test_ryans_fingerings_and_words_in_quotes() -> None:
     tune = normalise_dialect(RYANS)
     assert '"4"' not in tune and '"0"' not in tune and '"Am"' in tune
     assert '"^SEGUE"' in tune and '"^mf"' not in tune and '"_mf"((3uABc)' in tune
+    assert normalise_dialect('"D.C."A "G/B"B "Da capo"c') == '"^D.C."A "G/B"B "^Da capo"c'
+    assert normalise_dialect("(uB>.c) B>c d2 d2 H|] =3Dc =20") == "(uB>c) B>c d2 d2 |] =c  "
     assert with_source("X:1\nT:t\nK:C\nC|", "ryans") == "X:1\nS:ryans\nT:t\nK:C\nC|"
 
 
