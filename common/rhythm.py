@@ -106,14 +106,20 @@ def _units(value: Fraction, unit: Fraction) -> str:
     return str(value / unit)
 
 
+def _may_be_pickup(bars: list[Bar], i: int) -> bool:
+    """The first bar of the tune, of a section, or of a numbered ending."""
+    bar = bars[i]
+    starts_ending = bar.ending is not None and (i == 0 or bars[i - 1].ending != bar.ending)
+    return i == 0 or _section_boundary(bar.start) or starts_ending
+
+
 def check_bars(bars: list[Bar], unit: Fraction, meter_text: str = "") -> tuple[int, list[str]]:
     """(number of wrong bars, a reason per wrong bar) under the module's rule."""
-    pickups: set[Fraction] = set()
-    for i, bar in enumerate(bars):
-        if bar.expected is None or bar.duration >= bar.expected:
-            continue
-        if i == 0 or _section_boundary(bar.start) or bar.ending:
-            pickups.add(bar.duration)
+    pickups = {
+        bar.duration
+        for i, bar in enumerate(bars)
+        if bar.expected is not None and bar.duration < bar.expected and _may_be_pickup(bars, i)
+    }
     wrong = 0
     reasons: list[str] = []
     for i, bar in enumerate(bars):
@@ -121,18 +127,14 @@ def check_bars(bars: list[Bar], unit: Fraction, meter_text: str = "") -> tuple[i
         if expected is None or bar.duration == expected:
             continue
         if bar.duration < expected:
-            if (
-                i == 0
-                or _section_boundary(bar.start)
-                or (bar.ending and i > 0 and (bars[i - 1].ending != bar.ending))
-            ):
-                continue  # a pickup
+            if _may_be_pickup(bars, i):
+                continue
             last_of_ending = bar.ending is not None and (
                 i + 1 == len(bars) or bars[i + 1].ending != bar.ending
             )
             closes = i + 1 == len(bars) or _section_boundary(bar.end) or last_of_ending
             if closes and (expected - bar.duration) in pickups:
-                continue
+                continue  # completes a pickup
         wrong += 1
         reasons.append(
             f"bar {bar.number}: {_units(bar.duration, unit)} units of L:{unit}, "
