@@ -42,6 +42,12 @@ class TuneQuality:
     similarity: float | None = None
     fingerprint: Grams | None = None
 
+    def brief_reasons(self, each: int = 5) -> list[str]:
+        """The first `each` abc2midi errors and the first `each` rhythm reasons."""
+        tool = [r for r in self.reasons if not r.startswith("rhythm: ")]
+        rhythm = [r for r in self.reasons if r.startswith("rhythm: ")]
+        return tool[:each] + rhythm[:each]
+
     def near_copy(self, threshold: float = NEAR_COPY_THRESHOLD) -> bool:
         return self.similarity is not None and self.similarity >= threshold
 

@@ -117,6 +117,28 @@ class MelodyIndex:
             prints.append(fingerprint(tune, n))
         return cls(names, prints)
 
+    def to_bytes(self) -> bytes:
+        """The index as an ``.npz`` file (plain arrays, no pickle)."""
+        import io
+
+        buffer = io.BytesIO()
+        np.savez(
+            buffer, names=np.array(self.names, dtype=str), keys=self._keys, starts=self._starts,
+            ends=self._ends, postings=self._postings,
+        )  # fmt: skip
+        return buffer.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> MelodyIndex:
+        import io
+
+        arrays = np.load(io.BytesIO(data), allow_pickle=False)
+        index = cls.__new__(cls)
+        index.names = [str(n) for n in arrays["names"]]
+        index._keys, index._starts = arrays["keys"], arrays["starts"]
+        index._ends, index._postings = arrays["ends"], arrays["postings"]
+        return index
+
     def __len__(self) -> int:
         return len(self.names)
 

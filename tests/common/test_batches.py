@@ -120,7 +120,7 @@ def test_valid_only_resamples_and_records_tries(ctx: Context, tiny_env: TinyEnv)
         assert tune.tries_valid <= tune.tries and tune.tries_rhythm_ok <= tune.tries
         assert tune.rhythm_ok is not None and tune.bars is not None
         if not tune.rhythm_ok:
-            assert any(reason.startswith("rhythm: bar ") for reason in tune.check_errors)
+            assert any(reason.startswith("rhythm: ") for reason in tune.check_errors)
     quality = manifest.quality
     assert quality is not None and quality.tunes == 6
     assert quality.tries == sum(t.tries for t in manifest.tunes)
@@ -139,6 +139,11 @@ def test_copy_check_finds_the_nearest_training_tune(ctx: Context, tiny_env: Tiny
     index = ctx.melody_index(tiny_env.model)
     assert index is not None and len(index) == tiny_env.corpus.train_tunes
     assert ctx.melody_index(tiny_env.model) is index  # built once per process
+    saved = [k for k in ctx.store.list("corpora/tiny/") if "melody-index" in k]
+    assert len(saved) == 1  # and kept in the store for the next process
+    fresh = Context(settings=ctx.settings, store=ctx.store, records=ctx.records)
+    again = fresh.melody_index(tiny_env.model)
+    assert again is not None and again.names == index.names
 
 
 def test_cancel_and_retry(ctx: Context, tiny_env: TinyEnv) -> None:

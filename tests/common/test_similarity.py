@@ -42,6 +42,8 @@ def test_index_finds_the_tune_a_melody_was_lifted_from() -> None:
     assert list(index.counts(fingerprint(JIG))) == [len(fingerprint(JIG)), 0]
     assert index.nearest(fingerprint(JIG), exclude=0) is not None
     assert MelodyIndex([], []).nearest(fingerprint(JIG)) is None
+    loaded = MelodyIndex.from_bytes(index.to_bytes())
+    assert loaded.names == index.names and loaded.nearest(fingerprint(copy)) == match
 
 
 def test_index_agrees_with_pairwise_similarity_on_random_melodies() -> None:
