@@ -176,9 +176,16 @@ def import_all_cli(
 
     from common import render
     from common.combined import import_all
+    from common.corpus import BUNDLED
+    from common.errors import InvalidInputError
 
     from producer.cli import settings, store
 
+    if source != "all" and source not in BUNDLED:
+        raise InvalidInputError(
+            f"--rhythm-only and --source-header work on bundled collections and 'all', not "
+            f"{source!r}; import your own files without them"
+        )
     s = settings()
     record = import_all(
         store(),
