@@ -35,6 +35,7 @@ from common.schemas import (
     BatchSpec,
     Manifest,
     ModelRecord,
+    QualityReport,
     TuneRecord,
     TuneStatus,
     new_batch_id,
@@ -45,7 +46,10 @@ from common.settings import Settings
 from common.storage import ArtifactStore
 
 if TYPE_CHECKING:
+    from common.corpus import Corpus
+    from common.quality import TuneQuality
     from common.sampling import SampledTune, Sampler
+    from common.similarity import MelodyIndex
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +74,31 @@ class Context:
     store: ArtifactStore
     records: JobRecords
     _samplers: dict[tuple[str, str], tuple[ModelRecord, Sampler]] = field(default_factory=dict)
+    _indexes: dict[str, MelodyIndex | None] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def melody_index(self, model: ModelRecord) -> MelodyIndex | None:
+        """The melody index of the model's training tunes, loaded or built once per process.
+
+        None (no copy check) when the model's corpus is not in this store.
+        """
+        from common.corpus import load_corpus
+
+        with self._lock:
+            if model.corpus_sha256 not in self._indexes:
+                try:
+                    corpus = load_corpus(self.store, model.corpus)
+                except NotFoundError:
+                    log.warning("corpus %s of model %s is not in the store: no copy check",
+                                model.corpus, model.short_id)  # fmt: skip
+                    self._indexes[model.corpus_sha256] = None
+                else:
+                    if corpus.record.sha256 != model.corpus_sha256:
+                        log.warning("corpus %s changed since model %s was trained; the copy "
+                                    "check uses today's", model.corpus, model.short_id)  # fmt: skip
+                    self._indexes.clear()  # one corpus at a time, like the samplers
+                    self._indexes[model.corpus_sha256] = self._build_index(corpus)
+            return self._indexes[model.corpus_sha256]
 
     def sampler(self, model_id: str, precision: str = "auto") -> tuple[ModelRecord, Sampler]:
         """The model's sampler, loaded (hash-checked) once per process and kept."""
@@ -96,6 +124,19 @@ class Context:
                     ),
                 )
             return self._samplers[model_id, resolved]
+
+    def _build_index(self, corpus: Corpus) -> MelodyIndex:
+        """The corpus's melody index, from the store when an earlier process saved it there
+        (building it reads every tune: ~40 s for 11,000 tunes on a 2-core machine)."""
+        from common.corpus import corpus_key
+        from common.similarity import MelodyIndex
+
+        key = corpus_key(corpus.record.name, f"melody-index-{corpus.record.sha256[:16]}.npz")
+        if self.store.exists(key):
+            return MelodyIndex.from_bytes(self.store.get_bytes(key))
+        index = MelodyIndex.from_tunes(abc_notation.split_tunes(corpus.train_text))
+        self.store.put_bytes(key, index.to_bytes(), "application/octet-stream")
+        return index
 
 
 def artifact_key(batch_id: str, name: str) -> str:
@@ -133,15 +174,31 @@ def create_batch(ctx: Context, spec: BatchSpec, *, batch_id: str | None = None) 
     return batch
 
 
-def _check_tune(text: str, settings: Settings) -> tuple[bool, list[str]]:
-    """Raw validity: the required headers are there and abc2midi converts it without errors."""
+def _check_tune(text: str, settings: Settings, index: MelodyIndex | None = None) -> TuneQuality:
+    """Raw quality of one try: valid (the required headers are there and abc2midi converts it
+    without errors), rhythm (every bar fits the meter), nearest training tune (with `index`)."""
+    from common.quality import assess_tune
+
     missing = abc_notation.missing_fields(text)
     problems = [f"missing header field {name}:" for name in missing]
     reason = abc_notation.unsafe_reason(text)
-    if reason:
-        return False, [*problems, reason]
-    result = render.check_abc(text, settings)
-    return (not problems and result.ok), problems + result.errors
+
+    def abc2midi(tune: str) -> tuple[bool, list[str]]:
+        if reason:
+            return False, [*problems, reason]
+        result = render.check_abc(tune, settings)
+        return (not problems and result.ok), problems + result.errors
+
+    return assess_tune(text, checker=abc2midi, index=index)
+
+
+def _accepted(quality: TuneQuality, spec: BatchSpec) -> bool:
+    """The gate: valid, in rhythm, and no near-copy of a training tune."""
+    return (
+        bool(quality.valid)
+        and quality.rhythm_ok
+        and not quality.near_copy(spec.near_copy_threshold)
+    )
 
 
 def _finish_text(sample: SampledTune) -> tuple[str, str]:
@@ -156,9 +213,10 @@ def generate_chunk(
 ) -> list[str]:
     """Sample the chunk's tunes that are not generated yet; return the ids now ready to render.
 
-    With ``valid_only`` each tune is resampled (a new try, a new random stream) until abc2midi
-    accepts it or ``max_tries`` is reached; the last try is kept either way and its raw validity
-    and number of tries are recorded. Cancellation is checked between compiled steps.
+    With ``valid_only`` each tune is resampled (a new try, a new random stream) until it passes
+    the gate (`_accepted`) or ``max_tries`` is reached; the last try is kept either way, and its
+    raw figures and how many tries were valid, in rhythm or near-copies are recorded.
+    Cancellation is checked between compiled steps.
     """
     from common.sampling import SamplingParams, TuneRequest
 
@@ -187,14 +245,21 @@ def generate_chunk(
     def stop() -> bool:
         return (should_stop is not None and should_stop()) or ctx.records.is_cancelled(batch_id)
 
+    melodies = ctx.melody_index(record)
+    raw: dict[int, list[int]] = {index: [0, 0, 0] for index in todo}  # valid, rhythm, copies
     run = sampler.start(params, should_stop=stop)
     for index in todo:
         run.submit(TuneRequest(index, 0, spec.primer_for(index)))
     try:
         for sample in run:
             text, title = _finish_text(sample)
-            valid, errors = _check_tune(text, ctx.settings)
-            if not valid and spec.valid_only and sample.attempt + 1 < spec.max_tries:
+            quality = _check_tune(text, ctx.settings, melodies)
+            counts = raw[sample.index]
+            counts[0] += bool(quality.valid)
+            counts[1] += quality.rhythm_ok
+            counts[2] += quality.near_copy(spec.near_copy_threshold)
+            accepted = _accepted(quality, spec)
+            if not accepted and spec.valid_only and sample.attempt + 1 < spec.max_tries:
                 run.submit(
                     TuneRequest(sample.index, sample.attempt + 1, spec.primer_for(sample.index))
                 )
@@ -210,10 +275,18 @@ def generate_chunk(
                     tid,
                     TuneStatus.GENERATED,
                     title=title,
-                    valid=valid,
+                    valid=quality.valid,
+                    rhythm_ok=quality.rhythm_ok,
                     tries=sample.attempt + 1,
+                    tries_valid=counts[0],
+                    tries_rhythm_ok=counts[1],
+                    tries_near_copy=counts[2],
+                    bars=quality.bars,
+                    wrong_bars=quality.wrong_bars,
+                    nearest_tune=quality.nearest_tune,
+                    similarity=quality.similarity,
                     truncated=sample.truncated,
-                    check_errors=errors[:10],
+                    check_errors=quality.brief_reasons(),
                     precision=sampler.precision,
                 )
             except InvalidTransitionError:  # `cancel` came in between: take the file back
@@ -377,6 +450,7 @@ def finalize_batch(ctx: Context, batch_id: str) -> Manifest | None:
         tool_versions=render.tool_versions(ctx.settings),
         software=software_versions(),
         counts=counts,
+        quality=batch_quality(ctx.store, batch_id, tunes, batch.spec.near_copy_threshold),
         tunes=tunes,
     )
     if batch.cancelled:  # the tunes cancelled mid-way leave no files (see common.cancel)
@@ -387,6 +461,41 @@ def finalize_batch(ctx: Context, batch_id: str) -> Manifest | None:
     batch.manifest_key = key
     ctx.records.save_batch(batch)
     return manifest
+
+
+def batch_quality(
+    store: ArtifactStore, batch_id: str, tunes: list[TuneRecord], threshold: float
+) -> QualityReport | None:
+    """The quality figures of a batch's generated tunes, raw rates over all their tries.
+
+    Reads each tune's ABC once; validity and similarity are the ones recorded at generation.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from common.quality import assess_tune, summarise
+
+    made = [t for t in tunes if t.tries > 0 and store.exists(tune_key(batch_id, t.tune_id, "abc"))]
+    if not made:
+        return None
+
+    def assess(tune: TuneRecord) -> TuneQuality:
+        text = store.get_bytes(tune_key(batch_id, tune.tune_id, "abc")).decode(errors="replace")
+        quality = assess_tune(text)
+        quality.valid, quality.similarity = tune.valid, tune.similarity
+        quality.nearest_tune = tune.nearest_tune
+        return quality
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        assessed = list(pool.map(assess, made))
+    if any(t.rhythm_ok is None for t in made):  # generated before tries were counted
+        return summarise(assessed, threshold=threshold)
+    return summarise(
+        assessed,
+        threshold=threshold,
+        tries=sum(t.tries for t in made),
+        tries_valid=sum(t.tries_valid for t in made),
+        tries_rhythm_ok=sum(t.tries_rhythm_ok for t in made),
+    )
 
 
 def cancel_batch(ctx: Context, batch_id: str) -> cancelling.CancelOutcome:

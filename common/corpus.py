@@ -98,13 +98,24 @@ def _slug(text: str) -> str:
     return slug or "corpus"
 
 
+#: Bytes 0x80-0x9F as the Atari ST code page writes them (the code page 437 letters, and ß at
+#: 0x9E). Some old files (music21's Essen collection) were converted to Unicode as if they were
+#: Latin-1, which turned their ü, ä, ö, ß into the control characters U+0081, U+0084, U+0094,
+#: U+009E; this table turns them back.
+_C1_LETTERS = {
+    code: (bytes([code]).decode("cp437") if code != 0x9E else "ß") for code in range(0x80, 0xA0)
+}
+
+
 def read_abc_file(path: Path) -> str:
-    """Text of an ABC file: UTF-8, or Latin-1 for the many old files that are not."""
+    """Text of an ABC file: UTF-8, or Latin-1 for the many old files that are not; control
+    characters U+0080-U+009F are read as the letters they stand for (see `_C1_LETTERS`)."""
     data = path.read_bytes()
     try:
-        return data.decode("utf-8")
+        text = data.decode("utf-8")
     except UnicodeDecodeError:
-        return data.decode("latin-1")
+        text = data.decode("latin-1")
+    return text.translate(_C1_LETTERS)
 
 
 def in_validation(tune: str, fraction: float) -> bool:
@@ -213,15 +224,6 @@ def import_corpus(
             f"{cleaned.missing_headers} without M:/K: or music, {cleaned.duplicates} duplicates, "
             f"{cleaned.invalid} rejected by abc2midi)"
         )
-    train = [t for t in cleaned.tunes if not in_validation(t, valid_fraction)]
-    valid = [t for t in cleaned.tunes if in_validation(t, valid_fraction)]
-    if not valid and len(train) > 1:
-        valid.append(train.pop())
-    if not train:
-        train, valid = valid, []
-    train_text = abc_notation.join_tunes(train)
-    valid_text = abc_notation.join_tunes(valid)
-    vocab = Vocab.from_texts([train_text, valid_text])
     record = CorpusRecord(
         name=name,
         source=source if source in BUNDLED else str(Path(source).expanduser().resolve()),
@@ -232,16 +234,63 @@ def import_corpus(
         dropped_missing_headers=cleaned.missing_headers,
         dropped_invalid=cleaned.invalid,
         valid_only=valid_only,
-        train_tunes=len(train),
-        valid_tunes=len(valid),
-        train_chars=len(train_text),
-        valid_chars=len(valid_text),
-        vocab_size=len(vocab),
-        sha256=hashlib.sha256((train_text + "\x00" + valid_text).encode("utf-8")).hexdigest(),
+        train_tunes=0,
+        valid_tunes=0,
+        train_chars=0,
+        valid_chars=0,
+        vocab_size=0,
+        sha256="",
     )
+    return store_corpus(store, record, cleaned.tunes, valid_fraction)
+
+
+def store_corpus(
+    store: ArtifactStore,
+    record: CorpusRecord,
+    tunes: list[str],
+    valid_fraction: float = DEFAULT_VALID_FRACTION,
+    sources: list[str] | None = None,
+) -> CorpusRecord:
+    """Split `tunes`, fill in the record's sizes and write the corpus; return the record.
+
+    With `sources` (one per tune) the split's source of each tune is written too
+    (``sources.json``: ``{"train": [...], "valid": [...]}``).
+    """
+    import json
+
+    in_valid = [in_validation(t, valid_fraction) for t in tunes]
+    train = [t for t, v in zip(tunes, in_valid, strict=True) if not v]
+    valid = [t for t, v in zip(tunes, in_valid, strict=True) if v]
+    labels = sources or [""] * len(tunes)
+    train_src = [s for s, v in zip(labels, in_valid, strict=True) if not v]
+    valid_src = [s for s, v in zip(labels, in_valid, strict=True) if v]
+    if not valid and len(train) > 1:
+        valid.append(train.pop())
+        valid_src.append(train_src.pop())
+    if not train:
+        train, valid, train_src, valid_src = valid, [], valid_src, []
+    train_text = abc_notation.join_tunes(train)
+    valid_text = abc_notation.join_tunes(valid)
+    vocab = Vocab.from_texts([train_text, valid_text])
+    record = record.model_copy(
+        update={
+            "train_tunes": len(train),
+            "valid_tunes": len(valid),
+            "train_chars": len(train_text),
+            "valid_chars": len(valid_text),
+            "vocab_size": len(vocab),
+            "sha256": hashlib.sha256(
+                (train_text + "\x00" + valid_text).encode("utf-8")
+            ).hexdigest(),
+        }
+    )
+    name = record.name
     store.put_bytes(corpus_key(name, "train.txt"), train_text.encode("utf-8"), "text/plain")
     store.put_bytes(corpus_key(name, "valid.txt"), valid_text.encode("utf-8"), "text/plain")
     store.put_bytes(corpus_key(name, "vocab.json"), vocab.to_json().encode("utf-8"))
+    if sources is not None:
+        payload = json.dumps({"train": train_src, "valid": valid_src})
+        store.put_bytes(corpus_key(name, "sources.json"), payload.encode("utf-8"))
     # The record goes last: a corpus is visible only once all its files are in place.
     store.put_bytes(
         corpus_key(name, "corpus.json"), record.model_dump_json(indent=2).encode("utf-8")

@@ -23,6 +23,13 @@ _BATCH_ID = re.compile(r"^b[0-9]{8}-[0-9]{6}-[0-9a-f]{6}$")
 _RUN_ID = re.compile(r"^r[0-9]{8}-[0-9]{6}-[0-9a-f]{6}$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
+#: Melody similarity (common.similarity) from which a tune is a near-copy of a training tune.
+#: Measured on O'Neill's (`bench/quality.py --calibrate`): the 171 tunes music21 holds in two
+#: transcriptions score a median 1.0 and 98 % score >= 0.5; a tune and its nearest tune of another
+#: number score a median 0.18 (90th percentile 0.28), and the 2.9 % at >= 0.5 are mostly one tune
+#: printed under two numbers, or a close variant.
+NEAR_COPY_THRESHOLD = 0.5
+
 
 def now() -> datetime:
     return datetime.now(UTC)
@@ -89,6 +96,15 @@ class CorpusRecord(Record):
     dropped_missing_headers: int
     dropped_invalid: int
     valid_only: bool
+    rhythm_only: bool = Field(default=False, description="Kept only tunes in rhythm.")
+    dropped_rhythm: int = 0
+    source_header: bool = Field(
+        default=False, description="Each tune says its collection in an S: line after X:."
+    )
+    collections: dict[str, dict[str, int]] = Field(
+        default_factory=dict,
+        description="Per collection of a combined corpus: found, kept, and dropped per reason.",
+    )
     train_tunes: int
     valid_tunes: int
     train_chars: int
@@ -234,8 +250,18 @@ class BatchSpec(Record):
     primed_by: list[str] | None = Field(
         default=None, description="Per tune: the dataset tune whose header primed it."
     )
-    valid_only: bool = False
+    valid_only: bool = Field(
+        default=False,
+        description="The gate: resample until abc2midi accepts a tune, its bars fit the meter "
+        "and it is no near-copy of a training tune (up to max_tries).",
+    )
     max_tries: int = Field(default=5, ge=1, le=100)
+    near_copy_threshold: float = Field(
+        default=NEAR_COPY_THRESHOLD,
+        ge=0.0,
+        description="Melody similarity to a training tune from which a tune is a near-copy "
+        "(common.similarity); above 1 turns the copy check's resampling off.",
+    )
     formats: list[str] = Field(default_factory=lambda: ["abc", "mid", "wav"])
     chunk_size: int = Field(default=256, ge=1)
     precision: Literal["auto", "float32", "bfloat16", "mixed_float16"] = Field(
@@ -296,7 +322,21 @@ class TuneRecord(Record):
     status: TuneStatus = TuneStatus.QUEUED
     title: str | None = None
     valid: bool | None = Field(default=None, description="Raw validity of the accepted sample.")
+    rhythm_ok: bool | None = Field(
+        default=None, description="Every bar fits the meter (common.rhythm); None: not checked."
+    )
     tries: int = 0
+    tries_valid: int = Field(default=0, description="Tries abc2midi accepted (before the gate).")
+    tries_rhythm_ok: int = Field(default=0, description="Tries whose bars all fit the meter.")
+    tries_near_copy: int = Field(default=0, description="Tries that were near-copies.")
+    bars: int | None = None
+    wrong_bars: int | None = None
+    nearest_tune: str | None = Field(
+        default=None, description="The most similar tune of the model's training corpus."
+    )
+    similarity: float | None = Field(
+        default=None, description="Melody similarity to nearest_tune (common.similarity)."
+    )
     truncated: bool = False
     check_errors: list[str] = Field(default_factory=list)
     files: list[ArtifactFile] = Field(default_factory=list)
@@ -324,6 +364,31 @@ class BatchCounts(BaseModel):
         return sum(self.by_status.get(s.value, 0) for s in FINAL_STATUSES)
 
 
+class QualityReport(BaseModel):
+    """Figures of a set of tunes (common.quality); shares are 0..1, None when not measured."""
+
+    tunes: int
+    valid: float | None = Field(default=None, description="Share abc2midi accepts.")
+    rhythm_ok: float = Field(description="Share whose every bar fits the meter.")
+    bar_regularity: float | None = Field(
+        default=None,
+        description="Share of bars of the meter's length (pickups completed by a closing bar "
+        "count as such); None when no tune has a meter.",
+    )
+    two_part: float = Field(description="Share in two-part form (two 8-bar or 16-bar parts).")
+    mean_bars: float
+    mean_chars: float
+    near_copy: float | None = Field(default=None, description="Share of near-copies.")
+    near_copy_threshold: float | None = None
+    mean_similarity: float | None = None
+    diversity: float = Field(
+        description="Mean over pairs of tunes of the share of interval n-grams they do not share."
+    )
+    tries: int | None = Field(default=None, description="Samples drawn, gate included.")
+    raw_valid: float | None = Field(default=None, description="Share of tries abc2midi accepts.")
+    raw_rhythm_ok: float | None = Field(default=None, description="Share of tries in rhythm.")
+
+
 class Manifest(BaseModel):
     """Written once, when every tune of the batch is in a final state."""
 
@@ -335,4 +400,7 @@ class Manifest(BaseModel):
     tool_versions: dict[str, str]
     software: dict[str, str]
     counts: dict[str, int]
+    quality: QualityReport | None = Field(
+        default=None, description="Quality figures of the delivered tunes and the raw tries."
+    )
     tunes: list[TuneRecord]

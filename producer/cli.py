@@ -60,7 +60,12 @@ class PrecisionChoice(StrEnum):
 # Options that submit-batch and schedule add share.
 MaxCharsOpt = Annotated[int, typer.Option(min=16, help="Longest tune in chars.")]
 ValidOnlyOpt = Annotated[
-    bool, typer.Option("--valid-only/--any", help="Resample until abc2midi accepts each tune.")
+    bool,
+    typer.Option(
+        "--valid-only/--any",
+        help="The gate: resample until abc2midi accepts each tune, its bars fit the meter and "
+        "it is no near-copy of a training tune; --any keeps the first try.",
+    ),
 ]
 MaxTriesOpt = Annotated[int, typer.Option(min=1, help="Samples per tune with --valid-only.")]
 
@@ -188,13 +193,26 @@ def corpus_import(
     valid_only: Annotated[
         bool, typer.Option("--valid-only", help="Keep only tunes abc2midi converts cleanly.")
     ] = False,
+    rhythm_only: Annotated[
+        bool, typer.Option("--rhythm-only", help="'all': keep only tunes whose bars fit the meter.")
+    ] = False,
+    source_header: Annotated[
+        bool, typer.Option("--source-header", help="'all': an S:<collection> line in each tune.")
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Split, clean, de-duplicate and store a corpus with a train/validation split."""
+    """Split, clean, de-duplicate and store a corpus with a train/validation split.
+
+    `all` imports every bundled collection into one corpus (see common.combined).
+    """
     from common import render
     from common.corpus import import_corpus
 
     s = settings()
+    if source == "all" or rhythm_only or source_header:
+        from producer.report import import_all_cli
+
+        return import_all_cli(source, name, valid_only, rhythm_only, source_header, as_json)
     record = import_corpus(
         store(),
         source,
@@ -520,11 +538,13 @@ def submit_batch(
                           "manifest": str(folder) if folder else None})  # fmt: skip
         return
     valid = sum(1 for t in manifest.tunes if t.valid)
-    first = sum(1 for t in manifest.tunes if t.valid and t.tries == 1)
+    clean = sum(1 for t in manifest.tunes if t.valid and t.rhythm_ok)
+    first = sum(1 for t in manifest.tunes if t.valid and t.rhythm_ok and t.tries == 1)
     views.console.print(
         f"batch [bold]{manifest.batch_id}[/]: {manifest.counts.get('done', 0)} done, "
         f"{manifest.counts.get('failed', 0)} failed; {valid}/{len(manifest.tunes)} pass "
-        f"abc2midi's check ({first} on the first try)"
+        f"abc2midi's check, {clean} also the rhythm check ({first} on the first try); "
+        f"`producer report {manifest.batch_id}` for more"
     )
     if folder is not None:
         views.console.print(f"files: {folder.parent}")
@@ -868,6 +888,10 @@ def schedule_run_now(
 from producer import gallery_cli  # noqa: E402
 
 gallery_cli.register(app)
+
+from producer.report import report_cli  # noqa: E402 - the command's own module
+
+app.command("report")(handles_errors(report_cli))
 
 
 def main() -> None:

@@ -63,3 +63,17 @@ def test_precision_bench_scores_each_precision_on_validation_text(tiny_env: Tiny
     assert rows["float32"]["delta"] == 0
     assert 0 < rows["bfloat16"]["bits_per_char"] < 8
     assert abs(rows["bfloat16"]["delta"]) < 0.05  # the tight bound is in tests/common
+
+
+def test_quality_bench_measures_a_corpus_and_a_file_with_one_checker() -> None:
+    report = run_json(
+        "bench/quality.py", "--against", "miscfolk", "--corpus", "miscfolk",
+        "--file", "tests/data/tiny_corpus.abc", "--limit", "12",
+    )  # fmt: skip
+    corpus, tiny = report["rows"]
+    assert corpus["set"] == "corpus miscfolk" and corpus["tunes"] == 12
+    for row in (corpus, tiny):
+        assert 0 <= row["valid"] <= 1 and 0 <= row["rhythm_ok"] <= 1
+        assert row["bar_regularity"] >= row["rhythm_ok"] * 0.5 and row["near_copy"] is not None
+    calibration = run_json("bench/quality.py", "--calibrate")
+    assert calibration["same_at_threshold"] > 0.9 > calibration["other_at_threshold"]

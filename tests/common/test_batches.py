@@ -116,7 +116,35 @@ def test_valid_only_resamples_and_records_tries(ctx: Context, tiny_env: TinyEnv)
                                    formats=["abc", "mid"]))  # fmt: skip
     for tune in manifest.tunes:
         assert 1 <= tune.tries <= 3
-        assert tune.valid or tune.tries == 3  # an invalid tune only after every try
+        # A tune outside the gate (abc2midi, rhythm) only after every try.
+        assert (tune.valid and tune.rhythm_ok) or tune.tries == 3
+        assert tune.tries_valid <= tune.tries and tune.tries_rhythm_ok <= tune.tries
+        assert tune.rhythm_ok is not None and tune.bars is not None
+        if not tune.rhythm_ok:
+            assert any(reason.startswith("rhythm: ") for reason in tune.check_errors)
+    quality = manifest.quality
+    assert quality is not None and quality.tunes == 6
+    assert quality.tries == sum(t.tries for t in manifest.tunes)
+    assert quality.raw_valid is not None and quality.raw_rhythm_ok is not None
+
+
+def test_copy_check_finds_the_nearest_training_tune(ctx: Context, tiny_env: TinyEnv) -> None:
+    for key in tiny_env.store.list("corpora/tiny/"):
+        ctx.store.put_bytes(key, tiny_env.store.get_bytes(key))
+    batch = batches.create_batch(
+        ctx, spec(tiny_env.model.id, count=3, formats=["abc"], near_copy_threshold=2.0)
+    )
+    batches.generate_chunk(ctx, batch.id, 0)
+    tunes = [ctx.records.get_tune(batch.id, tune_id(i)) for i in range(3)]
+    assert all(t.nearest_tune and t.similarity is not None for t in tunes)
+    index = ctx.melody_index(tiny_env.model)
+    assert index is not None and len(index) == tiny_env.corpus.train_tunes
+    assert ctx.melody_index(tiny_env.model) is index  # built once per process
+    saved = [k for k in ctx.store.list("corpora/tiny/") if "melody-index" in k]
+    assert len(saved) == 1  # and kept in the store for the next process
+    fresh = Context(settings=ctx.settings, store=ctx.store, records=ctx.records)
+    again = fresh.melody_index(tiny_env.model)
+    assert again is not None and again.names == index.names
 
 
 def test_cancel_and_retry(ctx: Context, tiny_env: TinyEnv) -> None:

@@ -1,0 +1,213 @@
+"""``producer report``: the quality figures of a batch or of an ABC file.
+
+A batch's figures come from its manifest when it has them (written when the batch finished), or
+are computed now from its records and tune files. A file's tunes are checked here: abc2midi,
+the rhythm check, and with ``--corpus`` the copy check against that imported corpus. The
+definitions are those of `common.quality`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from producer import views
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
+
+
+def report_rows(report: Any) -> list[tuple[str, str]]:
+    """(figure, value) rows of a QualityReport, in the order people read them."""
+    pct = views.fmt_float
+
+    def share(value: float | None) -> str:
+        return "-" if value is None else f"{100 * value:.1f} %"
+
+    rows = [
+        ("tunes", str(report.tunes)),
+        ("abc2midi valid", share(report.valid)),
+        ("rhythm ok (every bar fits the meter)", share(report.rhythm_ok)),
+        ("bar regularity (bars of the meter's length)", share(report.bar_regularity)),
+        ("two-part form (8/16-bar parts)", share(report.two_part)),
+        ("length: mean bars / chars", f"{report.mean_bars:.1f} / {report.mean_chars:.0f}"),
+        ("near-copies of a training tune", share(report.near_copy)),
+        ("mean similarity to the nearest training tune", pct(report.mean_similarity)),
+        ("diversity (distinct n-gram share over pairs)", pct(report.diversity)),
+    ]
+    if report.tries is not None:
+        rows += [
+            ("tries (gate included)", str(report.tries)),
+            ("raw valid (share of tries)", share(report.raw_valid)),
+            ("raw rhythm ok (share of tries)", share(report.raw_rhythm_ok)),
+        ]
+    return rows
+
+
+def batch_report(batch_id: str) -> Any:
+    """The batch's QualityReport: its manifest's, or computed now from its records and files."""
+    from common.batches import batch_quality, manifest_key
+    from common.errors import NotFoundError
+    from common.schemas import Manifest, check_batch_id
+
+    from producer.cli import job_context
+
+    ctx = job_context()
+    check_batch_id(batch_id)
+    key = manifest_key(batch_id)
+    if ctx.store.exists(key):
+        manifest = Manifest.model_validate_json(ctx.store.get_bytes(key))
+        if manifest.quality is not None:
+            return manifest.quality
+    batch = ctx.records.get_batch(batch_id)
+    report = batch_quality(
+        ctx.store, batch_id, ctx.records.tunes(batch_id), batch.spec.near_copy_threshold
+    )
+    if report is None:
+        raise NotFoundError(f"batch {batch_id} has no generated tunes yet; report it later")
+    return report
+
+
+def file_report(path: Path, corpus: str | None, check: bool) -> tuple[Any, list[Any], list[str]]:
+    """(QualityReport, per-tune figures, titles) of every tune in an ABC file."""
+    import os
+
+    from common import abc_notation, render
+    from common.corpus import load_corpus, read_abc_file
+    from common.errors import InvalidInputError
+    from common.quality import assess_texts, summarise
+    from common.similarity import MelodyIndex
+
+    from producer.cli import settings, store
+
+    tunes = list(abc_notation.split_tunes(read_abc_file(path)))
+    if not tunes:
+        raise InvalidInputError(f"{path} holds no tunes (a tune starts with an X: line)")
+    s = settings()
+
+    def abc2midi(tune: str) -> tuple[bool, list[str]]:
+        result = render.check_abc(tune, s)
+        return result.ok, result.errors
+
+    index = None
+    if corpus is not None:
+        index = MelodyIndex.from_tunes(
+            abc_notation.split_tunes(load_corpus(store(), corpus).train_text)
+        )
+    assessed = assess_texts(
+        tunes, checker=abc2midi if check else None, index=index, workers=os.cpu_count() or 1
+    )
+    titles = [abc_notation.header_fields(t).get("T", "") for t in tunes]
+    return summarise(assessed), assessed, titles
+
+
+def report_cli(
+    batch: Annotated[str | None, typer.Argument(help="Batch id (or give --file).")] = None,
+    file: Annotated[
+        Path | None,
+        typer.Option("--file", exists=True, dir_okay=False, help="An .abc file to report on."),
+    ] = None,
+    corpus: Annotated[
+        str | None,
+        typer.Option(help="With --file: copy-check against this imported corpus's train tunes."),
+    ] = None,
+    check: Annotated[
+        bool, typer.Option("--check/--no-check", help="With --file: run abc2midi on each tune.")
+    ] = True,
+    tunes: Annotated[bool, typer.Option("--tunes", help="With --file: one row per tune.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Quality of a batch or a file: valid, rhythm, bars, form, length, copies, diversity."""
+    from common.errors import InvalidInputError
+
+    if (batch is None) == (file is None):
+        raise InvalidInputError("give a batch id or --file F.abc (one of the two)")
+    per_tune: list[Any] = []
+    titles: list[str] = []
+    if file is not None:
+        report, per_tune, titles = file_report(file, corpus, check)
+        name = str(file)
+    else:
+        assert batch is not None
+        report, name = batch_report(batch), batch
+    if as_json:
+        data: dict[str, Any] = {"source": name, **report.model_dump(mode="json")}
+        if per_tune:
+            data["per_tune"] = [
+                _tune_row(t, title) for t, title in zip(per_tune, titles, strict=True)
+            ]
+        views.print_json(data)
+        return
+    views.table(f"Quality of {name}", ["figure", "value"], report_rows(report))
+    if tunes and per_tune:
+        columns = ["title", "valid", "rhythm_ok", "bars", "wrong_bars", "two_part", "nearest"]
+        rows = [_tune_row(t, title) for t, title in zip(per_tune, titles, strict=True)]
+        views.table("Tunes", columns, [[r[c] for c in columns] for r in rows])
+
+
+def _tune_row(tune: Any, title: str) -> dict[str, Any]:
+    return {
+        "title": title,
+        "valid": tune.valid,
+        "rhythm_ok": tune.rhythm_ok,
+        "bars": tune.bars,
+        "wrong_bars": tune.wrong_bars,
+        "two_part": tune.two_part,
+        "chars": tune.chars,
+        "nearest": (
+            None if tune.nearest_tune is None else f"{tune.nearest_tune} ({tune.similarity:.2f})"
+        ),
+        "similarity": tune.similarity,
+        "reasons": tune.reasons[:5],
+    }
+
+
+def import_all_cli(
+    source: str,
+    name: str | None,
+    valid_only: bool,
+    rhythm_only: bool,
+    source_header: bool,
+    as_json: bool,
+) -> None:
+    """``corpus import all`` (or one bundled collection with --rhythm-only/--source-header)."""
+    import os
+
+    from common import render
+    from common.combined import import_all
+    from common.corpus import BUNDLED
+    from common.errors import InvalidInputError
+
+    from producer.cli import settings, store
+
+    if source != "all" and source not in BUNDLED:
+        raise InvalidInputError(
+            f"--rhythm-only and --source-header work on bundled collections and 'all', not "
+            f"{source!r}; import your own files without them"
+        )
+    s = settings()
+    record = import_all(
+        store(),
+        name=name or source,
+        collections=None if source == "all" else [source],
+        valid_only=valid_only,
+        is_valid=lambda tune: render.check_abc(tune, s).ok,
+        rhythm_only=rhythm_only,
+        source_header=source_header,
+        workers=(os.cpu_count() or 1) * 2,
+    )
+    if as_json:
+        views.print_json(record)
+        return
+    columns = ["found", "kept", "unsafe", "missing_headers", "duplicates", "invalid", "rhythm"]
+    views.table(
+        f"corpus {record.name}: kept per collection, dropped per reason",
+        ["collection", *columns],
+        [(c, *(n.get(k, 0) for k in columns)) for c, n in record.collections.items()],
+    )
+    views.console.print(
+        f"corpus [bold]{record.name}[/]: {record.train_tunes} train + {record.valid_tunes} "
+        f"validation tunes ({record.train_chars + record.valid_chars:,} chars, "
+        f"{record.vocab_size} symbols)"
+    )

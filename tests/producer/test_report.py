@@ -1,0 +1,70 @@
+"""``producer report`` on a file and on a batch, in embedded mode."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from common.records import LocalRecords
+from common.schemas import BatchRecord, BatchSpec, TuneRecord, TuneStatus, new_batch_id, tune_id
+from common.storage import LocalStore
+from producer import cli
+from tests.producer_cli import run
+
+GOOD = "X:1\nT:Good\nM:6/8\nL:1/8\nK:G\nD|GAB cBA|GAB c2:|\n"
+SHORT = "X:2\nT:Short\nM:6/8\nL:1/8\nK:G\nGAB cBA|GAB c2|GAB cBA|\n"
+BROKEN = 'X:3\nT:Broken\nM:4/4\nK:D\nA2 B2 |]] ((( c4 z8 [K:Zz] "unclosed\n'
+
+
+@pytest.fixture
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    data = tmp_path / "data"
+    monkeypatch.setenv("TUNEBATCH_DATA_DIR", str(data))
+    monkeypatch.delenv("TUNEBATCH_BROKER_URL", raising=False)
+    monkeypatch.delenv("TUNEBATCH_S3_BUCKET", raising=False)
+    cli.settings.cache_clear()
+    yield data
+    cli.settings.cache_clear()
+
+
+def test_report_on_a_file(env: Path, tmp_path: Path) -> None:
+    path = tmp_path / "tunes.abc"
+    path.write_text("\n".join([GOOD, SHORT, BROKEN]))
+    code, out, err = run("report", "--file", str(path), "--json")
+    assert code == 0, err
+    data = json.loads(out)
+    assert data["tunes"] == 3 and data["valid"] == round(2 / 3, 4)
+    assert data["rhythm_ok"] == round(1 / 3, 4)  # SHORT's second bar, BROKEN's bars
+    assert [t["rhythm_ok"] for t in data["per_tune"]] == [True, False, False]
+    assert data["per_tune"][1]["reasons"] == [
+        "rhythm: bar 2: 5 units of L:1/8, the meter 6/8 needs 6"
+    ]
+    code, out, err = run("report", "--file", str(path), "--tunes")
+    assert code == 0 and "bar regularity" in out and "Short" in out
+
+
+def test_report_on_a_batch_and_bad_requests(env: Path) -> None:
+    store = LocalStore(env)
+    records = LocalRecords(env / "records")
+    batch = BatchRecord(id=new_batch_id(), spec=BatchSpec(count=2, model_id="a" * 64))
+    tunes = [TuneRecord(batch_id=batch.id, tune_id=tune_id(i), index=i) for i in range(2)]
+    records.create_batch(batch, tunes)
+    for i, text in enumerate([GOOD, SHORT]):
+        store.put_bytes(f"batches/{batch.id}/{tune_id(i)}.abc", text.encode())
+        records.update_tune(batch.id, tune_id(i), TuneStatus.GENERATING)
+        records.update_tune(
+            batch.id, tune_id(i), TuneStatus.GENERATED, valid=True, rhythm_ok=i == 0, tries=2,
+            tries_valid=2, tries_rhythm_ok=1 - i, nearest_tune="1: Other", similarity=0.6 * i,
+        )  # fmt: skip
+    code, out, err = run("report", batch.id, "--json")
+    assert code == 0, err
+    data = json.loads(out)
+    assert (data["tunes"], data["valid"], data["rhythm_ok"]) == (2, 1.0, 0.5)
+    assert (data["near_copy"], data["tries"], data["raw_rhythm_ok"]) == (0.5, 4, 0.25)
+    code, _, err = run("report")
+    assert code != 0 and "give a batch id or --file" in err
+    code, _, err = run("report", "b20260101-000000-abcdef")
+    assert code != 0 and "Traceback" not in err
