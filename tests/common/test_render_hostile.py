@@ -171,7 +171,7 @@ def sandbox(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Sandbox
     monkeypatch.setenv("TMPDIR", str(temp_root))
     monkeypatch.chdir(cwd)
     log = ToolLog()
-    logger = logging.getLogger("common.render")
+    logger = logging.getLogger("common")
     old_level = logger.level
     logger.setLevel(logging.DEBUG)
     logger.addHandler(log)
