@@ -88,6 +88,10 @@ class CorpusRecord(Record):
     dropped_duplicates: int
     dropped_missing_headers: int
     dropped_invalid: int
+    stripped_directives: dict[str, int] = Field(
+        default_factory=dict,
+        description="Directive lines removed by the allow-list (common.abc_directives), by name.",
+    )
     valid_only: bool
     train_tunes: int
     valid_tunes: int
