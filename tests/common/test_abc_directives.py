@@ -1,4 +1,4 @@
-"""The directive allow-list: what it keeps, what it refuses in every spelling, what import strips."""
+"""The directive allow-list: what it keeps, what it refuses in any spelling, what import strips."""
 
 from __future__ import annotations
 
