@@ -72,7 +72,9 @@ def absurd_note(text: str) -> str | None:
 def judge(returncode: int, output: str, midi: bytes | None, max_midi_seconds: float) -> CheckResult:
     """The verdict from one abc2midi run: its exit status, full output and MIDI file (or None)."""
     lines = [line.strip() for line in output.splitlines() if line.strip()]
-    errors = [line for line in lines if _ERROR_LINE.match(line) or _RUNAWAY_LINE.search(line)]
+    # A runaway first (it explains the rest), then each distinct error line once.
+    runaway = [line for line in lines if _RUNAWAY_LINE.search(line)]
+    errors = list(dict.fromkeys(runaway + [line for line in lines if _ERROR_LINE.match(line)]))
     warnings = [line for line in lines if _WARNING_LINE.match(line)]
     if returncode != 0:
         errors.append(f"abc2midi exited with status {returncode}")

@@ -50,6 +50,8 @@ logger = logging.getLogger(__name__)
 
 #: How much of a tool's combined stdout/stderr we read back; the rest is summarised.
 _LOG_READ_BYTES = 256 * 1024
+#: Of which the last bytes of the output, when it is longer.
+_LOG_TAIL_BYTES = 16 * 1024
 #: Longest tool output kept in an error's ``detail``, and in its one-line message.
 _DETAIL_CHARS = 4000
 _MESSAGE_CHARS = 600
@@ -381,9 +383,12 @@ def run_tool(
         seconds = time.monotonic() - started
         log.seek(0)
         raw = log.read(_LOG_READ_BYTES + 1)
-    output = raw[:_LOG_READ_BYTES].decode("utf-8", errors="replace")
-    if len(raw) > _LOG_READ_BYTES:
-        output += "\n[... output truncated]"
+        if len(raw) > _LOG_READ_BYTES:
+            # Keep the end too: a tool's last words (abc2midi's "eputc: ... runaway") decide.
+            log.seek(-_LOG_TAIL_BYTES, os.SEEK_END)
+            raw = raw[: _LOG_READ_BYTES - _LOG_TAIL_BYTES] + b"\n[... output truncated]\n"
+            raw += log.read(_LOG_TAIL_BYTES)
+    output = raw.decode("utf-8", errors="replace")
     cpu = usage.ru_utime + usage.ru_stime
     logger.debug(
         "%s finished: status %s, %.3fs wall, %.3fs cpu",
