@@ -16,7 +16,8 @@ accepts):
   session, pidfd wait, output checks, MIDI duration parse, SVG sanitising, temp directory) over
   the bare calls. Loudness normalisation is a feature, not overhead, so this comparison runs
   with it off and its own cost is shown as its own line. The three ways alternate tune by
-  tune, and each figure is the median of ``--rounds`` rounds, so drift on a shared machine hits both alike;
+  tune, and each figure is the median of ``--rounds`` rounds, so drift on a shared machine
+  hits them alike;
 * throughput with N renders in parallel (N = CPU count by default, as a CPU worker runs N
   processes), next to one at a time, and the CPU utilisation of the parallel run: CPU seconds
   used by the renders and their tools (getrusage of the worker and its children) ÷ wall ÷
