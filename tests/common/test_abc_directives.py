@@ -137,3 +137,13 @@ def test_the_allow_list_covers_the_corpora_we_ship(name: str) -> None:
         for tune in split_tunes(read_abc_file(path)):
             stripped.update(abc_directives.strip(tune)[1])
     assert dict(stripped) == EXPECTED_STRIPPED[name]
+
+
+def test_a_sampled_tune_with_a_refused_directive_is_invalid() -> None:
+    """What the sampler writes passes the same rule: the gate marks it invalid (and resamples
+    it with --valid-only) and render refuses it, naming the directive."""
+    from common.batches import _check_tune
+    from common.settings import Settings
+
+    valid, errors = _check_tune(HEAD + "I:bgcolor red\ndAFA dAFA|\n", Settings())
+    assert not valid and "'bgcolor'" in errors[-1]
