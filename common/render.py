@@ -1,4 +1,4 @@
-"""Turn one ABC tune into files: the only place in tunebatch that runs external programs.
+"""Turn one ABC tune into files: the only module that decides which external programs run.
 
 A render is abc2midi (ABC → MIDI), then a synthesiser (MIDI → WAV: timidity with freepats by
 default, or fluidsynth with a General MIDI soundfont, ``TUNEBATCH_SYNTH``), the WAV's loudness
