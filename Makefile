@@ -5,7 +5,7 @@ PYTHON ?= python3.11
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-APT_PACKAGES := abcmidi timidity freepats abcm2ps vorbis-tools lame flac librsvg2-bin fluidsynth fluid-soundfont-gm redis-server chromium chromium-driver
+APT_PACKAGES := abcmidi timidity freepats abcm2ps vorbis-tools lame flac librsvg2-bin fluidsynth fluid-soundfont-gm redis-server chromium chromium-driver bubblewrap
 DEMO_DIR ?= artifacts
 DEMO_EPOCHS ?=
 

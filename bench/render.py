@@ -7,11 +7,17 @@ accepts):
 * the per-tune wall time of each stage (abc2midi, timidity or fluidsynth, loudness, abcm2ps,
   rsvg-convert, oggenc, lame, flac), as our render measures it and as a bare
   ``subprocess.run`` of the same argument list takes on the same files, side by side;
-* the whole render per tune both ways, and our overhead: the sandbox (rlimits set in the child,
-  a new session, pidfd wait, output checks, MIDI duration parse, temp directory) over the bare
-  calls. Loudness normalisation is a feature, not overhead, so this comparison runs with it off
-  and its own cost is shown as its own line. The two ways alternate tune by tune, and each
-  figure is the median of ``--rounds`` rounds, so drift on a shared machine hits both alike;
+* each stage and the whole render a third way: ours without the bubblewrap jail
+  (``TUNEBATCH_SANDBOX=rlimits``), so the cost of the isolation (`common.sandbox`: namespaces,
+  read-only binds, a private /tmp, per tool run) shows on its own line, in ms per tool run and as
+  a share of the render, next to the rest of our overhead; and abc2midi's check alone
+  (`check_abc`, run once per generated tune) both ways;
+* the whole render per tune both ways, and our overhead: the sandbox (rlimits, bwrap, a new
+  session, pidfd wait, output checks, MIDI duration parse, SVG sanitising, temp directory) over
+  the bare calls. Loudness normalisation is a feature, not overhead, so this comparison runs
+  with it off and its own cost is shown as its own line. The three ways alternate tune by
+  tune, and each figure is the median of ``--rounds`` rounds, so drift on a shared machine
+  hits them alike;
 * throughput with N renders in parallel (N = CPU count by default, as a CPU worker runs N
   processes), next to one at a time, and the CPU utilisation of the parallel run: CPU seconds
   used by the renders and their tools (getrusage of the worker and its children) ÷ wall ÷
@@ -43,6 +49,7 @@ from common.abc_notation import normalise_tune, split_tunes, unsafe_reason
 from common.corpus import bundled_files
 from common.loudness import normalise_wav
 from common.render import FORMATS, check_abc, rendered, tool_versions
+from common.sandbox import require
 from common.settings import Settings
 
 TARGET_OVERHEAD = 0.10
@@ -82,7 +89,7 @@ def direct_commands(settings: Settings, formats: Sequence[str]) -> list[tuple[st
     audio = any(f in formats for f in ("wav", "ogg", "mp3", "flac"))
     steps: list[tuple[str, list[str]]] = []
     if audio or "mid" in formats:
-        steps.append(("abc2midi", [settings.abc2midi, *_words("tune.abc -o tune.mid -silent")]))
+        steps.append(("abc2midi", [settings.abc2midi, *_words("tune.abc -o tune.mid")]))
     if "svg" in formats or "pdf" in formats:
         args = _words("-S -q -k 1024 -g -O tune.svg tune.abc")
         steps.append(("abcm2ps", [settings.abcm2ps, *args]))
@@ -211,12 +218,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--formats", default="", help="default: every format installed")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--quick", action="store_true", help="6 tunes, 1 round")
+    parser.add_argument("--no-parallel", action="store_true", help="skip the throughput table")
     args = parser.parse_args(argv)
     if args.quick:
         args.tunes, args.rounds = 6, 1
 
-    settings = Settings(synth=args.synth)
+    settings = Settings(synth=args.synth, sandbox="bwrap")
+    require(settings)  # the comparison needs a working bwrap: say so rather than measure nothing
     raw = settings.model_copy(update={"loudness_normalise": False})
+    unjailed = raw.model_copy(update={"sandbox": "rlimits"})
     available = [f for f in FORMATS if f not in _OPTIONAL or shutil.which(_OPTIONAL[f])]
     formats = tuple(args.formats.split(",")) if args.formats else tuple(available)
     tunes = oneills_tunes(args.tunes, settings)
@@ -246,6 +256,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     render_direct(tunes[0], commands, env)
 
     ours_total: list[list[float]] = [[] for _ in tunes]
+    free_total: list[list[float]] = [[] for _ in tunes]
+    free_stage: dict[str, list[float]] = {}
+    checks: dict[str, list[float]] = {"bwrap": [], "rlimits": []}
     direct_total: list[list[float]] = [[] for _ in tunes]
     ours_stage: dict[str, list[float]] = {}
     direct_stage: dict[str, list[float]] = {}
@@ -258,10 +271,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             ours_total[i].append(total)
             for stage, secs in stages.items():
                 ours_stage.setdefault(stage, []).append(secs)
+            total, stages = render_ours(tune, formats, unjailed)
+            free_total[i].append(total)
+            for stage, secs in stages.items():
+                free_stage.setdefault(stage, []).append(secs)
             total, stages = render_direct(tune, commands, env)
             direct_total[i].append(total)
             for stage, secs in stages.items():
                 direct_stage.setdefault(stage, []).append(secs)
+            for mode, conf in (("bwrap", raw), ("rlimits", unjailed)):
+                started = time.perf_counter()
+                check_abc(tune, conf)
+                checks[mode].append(time.perf_counter() - started)
     # Loudness on its own: measure + rewrite each tune's WAV, as render does after synthesis.
     for tune in tunes:
         with rendered(tune, ["wav"], raw) as result:
@@ -278,11 +299,27 @@ def main(argv: Sequence[str] | None = None) -> int:
             levels.append((done.before.integrated_lufs, done.after_lufs, done.after_peak_dbfs))
 
     n_runs = args.rounds * len(tunes)
-    print(f"{'stage (ms per tune)':22s} {'ours':>9s} {'direct':>9s} {'overhead':>9s}")
+    print(
+        f"{'stage (ms per tune)':22s} {'ours':>9s} {'no jail':>9s} {'direct':>9s} "
+        f"{'overhead':>9s} {'jail ms':>8s} {'jail %':>7s}"
+    )
+    jail_runs: list[float] = []
     for stage, _ in commands:
         ours = sum(ours_stage.get(stage, [0.0])) / n_runs
+        free = sum(free_stage.get(stage, [0.0])) / n_runs
         direct = sum(direct_stage.get(stage, [0.0])) / n_runs
-        print(f"{stage:22s} {_ms(ours)} {_ms(direct)} {100 * (ours / direct - 1):8.1f}%")
+        jail_runs.append(ours - free)
+        print(
+            f"{stage:22s} {_ms(ours)} {_ms(free)} {_ms(direct)} "
+            f"{100 * (ours / direct - 1):8.1f}% {1000 * (ours - free):8.1f} "
+            f"{100 * (ours / free - 1):6.1f}%"
+        )
+    check_jail = statistics.median(checks["bwrap"])
+    check_free = statistics.median(checks["rlimits"])
+    print(
+        f"{'check_abc (abc2midi)':22s} {_ms(check_jail)} {_ms(check_free)} {'-':>9s} {'-':>9s} "
+        f"{1000 * (check_jail - check_free):8.1f} {100 * (check_jail / check_free - 1):6.1f}%"
+    )
     mean_loud = statistics.mean(loudness)
     per_minute = 60 * mean_loud / statistics.mean(wav_seconds)
     print(
@@ -304,9 +341,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{'whole render':22s} {_ms(ours_med)} {_ms(direct_med)} {100 * overhead:8.1f}%   "
         f"(target <= {100 * TARGET_OVERHEAD:.0f}%: {verdict})"
     )
+    free_med = sum(statistics.median(t) for t in free_total) / len(tunes)
+    jail_share = ours_med / free_med - 1
+    print(
+        f"{'  of which the jail':22s} {_ms(ours_med - free_med)} ms per tune over "
+        f"{len(commands)} tool runs ({1000 * statistics.mean(jail_runs):.1f} ms per run): "
+        f"{100 * jail_share:.1f}% of the unjailed render"
+    )
     print(f"{'  with loudness':22s} {_ms(ours_med + mean_loud)}")
     print()
 
+    if args.no_parallel:
+        return 0
     counts = sorted({1, args.workers, 2 * args.workers})
     print(
         f"{'parallel renders':22s} {'tunes/s':>9s} {'speedup':>9s} {'CPU: ours':>10s} "

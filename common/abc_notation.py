@@ -12,6 +12,8 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
+from common import abc_directives
+
 #: Header fields that carry bibliography rather than music; dropped so the model spends its
 #: capacity on tunes. B book, D discography, F file URL, H history, N notes, S source,
 #: Z transcriber.
@@ -67,12 +69,16 @@ class Header:
 def unsafe_reason(text: str) -> str | None:
     """Say why `text` must not reach an ABC tool, or None when it may.
 
-    Include and PostScript/SVG/format directives make the tools read files or emit arbitrary
-    output; control characters other than newline and tab have no place in ABC.
+    Every directive must be on the allow-list (`common.abc_directives`); the include /
+    PostScript / SVG / format spellings are also refused wherever they appear (in a title, a
+    lyric), and control characters other than newline and tab have no place in ABC.
     """
     match = _UNSAFE.search(text)
     if match:
         return f"forbidden directive {match.group(0)!r}"
+    refused = abc_directives.refusal(text)
+    if refused is not None:
+        return refused
     bad = next((c for c in text if not (c.isprintable() or c in "\n\t")), None)
     if bad is not None:
         return f"non-printable character U+{ord(bad):04X}"

@@ -29,6 +29,7 @@ from common.errors import (
 )
 from common.model_registry import resolve_model
 from common.records import JobRecords
+from common.request_checks import check_batch_spec
 from common.schemas import (
     ArtifactFile,
     BatchRecord,
@@ -148,18 +149,12 @@ def tune_key(batch_id: str, tid: str, fmt: str) -> str:
 
 
 def create_batch(ctx: Context, spec: BatchSpec, *, batch_id: str | None = None) -> BatchRecord:
-    """Record a new batch with every tune queued; the model must exist and fit the primers."""
+    """Record a new batch with every tune queued; the model must exist and fit the primers.
+
+    Every parameter is checked before the first record is written (`check_batch_spec`).
+    """
     record = resolve_model(ctx.store, spec.model_id)
-    chars = set(record.chars)
-    for primer in [spec.primer, *(spec.primers or [])]:
-        unknown = sorted(set(primer) - chars)
-        if unknown:
-            raise InvalidInputError(
-                f"primer {primer!r} uses characters the model does not know: {''.join(unknown)!r}"
-            )
-    if spec.primers is not None and len(spec.primers) != spec.count:
-        raise InvalidInputError(f"{len(spec.primers)} primers given for {spec.count} tunes")
-    render.parse_formats(",".join(spec.formats))
+    check_batch_spec(spec, record.chars)
     batch = BatchRecord(id=batch_id or new_batch_id(), spec=spec)
     tunes = [
         TuneRecord(

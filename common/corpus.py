@@ -1,8 +1,11 @@
 """Import corpora — music21's bundled ABC collections or the user's own files — into one clean text.
 
-An import splits files into tunes, cleans them (`abc_notation.normalise_tune`), drops what a model
-should not learn from (include directives, control bytes, tunes without meter or key, duplicates,
-and with ``valid_only`` tunes abc2midi rejects), then writes a train/validation split by tune and
+An import splits files into tunes, strips every directive the allow-list refuses
+(`common.abc_directives`: the lines go, the tune stays, and the record counts what went by
+directive, so a model never learns to write ``I:format`` or ``I:bgcolor``), cleans them
+(`abc_notation.normalise_tune`), drops what a model should not learn from (control bytes, include
+spellings left in text, tunes without meter or key, duplicates, and with ``valid_only`` tunes
+abc2midi rejects), then writes a train/validation split by tune and
 the vocabulary to the artifact store under ``corpora/<name>/``. The split is decided by a hash of
 each tune, so re-importing the same data gives the same split, and adding tunes never moves an old
 tune from train to validation.
@@ -14,12 +17,13 @@ import hashlib
 import importlib.util
 import logging
 import re
+from collections import Counter
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from common import abc_notation
+from common import abc_directives, abc_notation
 from common.errors import InvalidInputError, NotFoundError
 from common.schemas import CorpusRecord, check_name
 from common.storage import ArtifactStore
@@ -145,6 +149,8 @@ class CleanResult:
     duplicates: int = 0
     missing_headers: int = 0
     invalid: int = 0
+    #: Directive lines (and inline fields) stripped by the allow-list, by directive.
+    stripped: Counter[str] = field(default_factory=Counter)
 
 
 def clean_tunes(
@@ -158,8 +164,10 @@ def clean_tunes(
     result = CleanResult(tunes=[])
     seen: set[str] = set()
     for text in texts:
-        for raw in abc_notation.split_tunes(text):
+        for found in abc_notation.split_tunes(text):
             result.found += 1
+            raw, stripped = abc_directives.strip(found)
+            result.stripped.update(stripped)
             if abc_notation.unsafe_reason(raw) is not None:
                 result.unsafe += 1
                 continue
@@ -218,6 +226,12 @@ def import_corpus(
         workers=workers,
         numbered=source in NUMBERED,
     )
+    if cleaned.stripped:
+        log.info(
+            "%s: stripped directives not on the allow-list: %s",
+            source,
+            ", ".join(f"{name} x{n}" for name, n in cleaned.stripped.most_common()),
+        )
     if not cleaned.tunes:
         raise InvalidInputError(
             f"{source}: no usable tunes ({cleaned.found} found; {cleaned.unsafe} unsafe, "
@@ -233,6 +247,7 @@ def import_corpus(
         dropped_duplicates=cleaned.duplicates,
         dropped_missing_headers=cleaned.missing_headers,
         dropped_invalid=cleaned.invalid,
+        stripped_directives=dict(sorted(cleaned.stripped.items())),
         valid_only=valid_only,
         train_tunes=0,
         valid_tunes=0,

@@ -95,6 +95,10 @@ class CorpusRecord(Record):
     dropped_duplicates: int
     dropped_missing_headers: int
     dropped_invalid: int
+    stripped_directives: dict[str, int] = Field(
+        default_factory=dict,
+        description="Directive lines removed by the allow-list (common.abc_directives), by name.",
+    )
     valid_only: bool
     rhythm_only: bool = Field(default=False, description="Kept only tunes in rhythm.")
     dropped_rhythm: int = 0

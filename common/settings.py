@@ -131,6 +131,13 @@ class Settings(BaseSettings):
         description="Ceiling for the sample peak after normalising; the gain is lowered rather "
         "than clipping, so a very dynamic tune may end up quieter than the target.",
     )
+    sandbox: Literal["bwrap", "auto", "rlimits"] = Field(
+        default="bwrap",
+        description="Isolation of the render tools (common/sandbox.py): bwrap = always, and a "
+        "worker refuses to start where bubblewrap cannot run; auto = bwrap where it runs, else "
+        "rlimits with a warning; rlimits = resource limits only, no filesystem/network isolation.",
+    )
+    bwrap: str = Field(default="bwrap", description="bubblewrap binary (Debian 'bubblewrap').")
     render_workers: int = Field(default=0, ge=0, description="Parallel renders; 0 = CPU count.")
 
     log_level: str = "INFO"

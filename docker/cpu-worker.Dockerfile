@@ -39,6 +39,7 @@ RUN apt-get update \
         librsvg2-bin=2.54.7+dfsg-1~deb12u1 \
         fluidsynth=2.3.1-2 \
         fluid-soundfont-gm=3.1-5.3 \
+        bubblewrap=0.8.0-2+deb12u1 \
     && rm -rf /var/lib/apt/lists/* \
     && groupadd --system --gid 10001 tunebatch \
     && useradd --system --uid 10001 --gid tunebatch --home-dir /home/tunebatch --create-home \

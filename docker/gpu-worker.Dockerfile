@@ -31,9 +31,11 @@ RUN pip install --no-cache-dir --no-deps .
 
 # --- runtime ----------------------------------------------------------------------------------
 FROM ${PYTHON_IMAGE}
-# abc2midi checks every generated tune (--valid-only) and the validity rate after training.
+# abc2midi checks every generated tune (--valid-only) and the validity rate after training,
+# inside bubblewrap (common/sandbox.py).
 RUN apt-get update \
     && apt-get install -y --no-install-recommends abcmidi=20230208+ds1-1 \
+        bubblewrap=0.8.0-2+deb12u1 \
     && rm -rf /var/lib/apt/lists/* \
     && groupadd --system --gid 10001 tunebatch \
     && useradd --system --uid 10001 --gid tunebatch --home-dir /home/tunebatch --create-home \

@@ -231,6 +231,9 @@ def corpus_import(
         f"abc2midi; kept {record.train_tunes} train + {record.valid_tunes} validation tunes "
         f"({record.train_chars + record.valid_chars:,} chars, {record.vocab_size} symbols)"
     )
+    if record.stripped_directives:
+        dropped = ", ".join(f"{k} ({n})" for k, n in record.stripped_directives.items())
+        views.console.print(f"stripped directives not on the allow-list: {dropped}")
 
 
 # --- training -----------------------------------------------------------------------------

@@ -68,6 +68,10 @@ def _start(loglevel: str, *, bucket: bool) -> tuple[Settings, Celery]:
 
         configure(settings)
         banner.install(celery_app)
+        if bucket:  # a worker runs the render tools (beat does not): isolated, or it says why
+            from common.sandbox import require
+
+            log.info("render tools run in sandbox mode %s", require(settings))
         _check_services(settings, bucket=bucket)
     except TunebatchError as exc:
         raise _fail(str(exc), exc.exit_code) from None

@@ -51,8 +51,11 @@ def test_drops_unsafe_duplicate_and_headerless_tunes(tmp_path: Path) -> None:
         ]
     )
     result = clean_tunes([text])
-    assert (result.found, result.duplicates, result.unsafe, result.missing_headers) == (6, 1, 2, 1)
-    assert len(result.tunes) == 2 and "T:Untitled" in result.tunes[1]
+    assert (result.found, result.duplicates, result.unsafe, result.missing_headers) == (6, 1, 1, 1)
+    # The include line is stripped and counted; the tune itself stays, without it.
+    assert result.stripped == {"abc-include": 1}
+    assert len(result.tunes) == 3 and "T:Untitled" in result.tunes[2]
+    assert "T:Sneaky" in result.tunes[1] and "include" not in result.tunes[1]
 
 
 def test_valid_only_keeps_what_abc2midi_accepts(tmp_path: Path) -> None:

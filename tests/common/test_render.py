@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from common import render
+from common import render, tool_run
 from common.errors import (
     InvalidInputError,
     PermanentError,
@@ -147,7 +147,8 @@ def _started_pids(caplog: pytest.LogCaptureFixture, tool: str) -> list[int]:
     for record in caplog.records:
         message = record.getMessage()
         match = re.search(r"\(pid (\d+)\)", message)
-        if record.name == "common.render" and message.startswith("started") and tool in message:
+        exe = message.split(" (pid ", 1)[0].rsplit(" -- ", 1)[-1].split(" ", 1)[0]
+        if record.name == "common.tool_run" and message.startswith("started") and tool in exe:
             assert match is not None
             pids.append(int(match.group(1)))
     return pids
@@ -337,7 +338,7 @@ def test_absurd_tempo_is_refused_before_timidity(settings: Settings) -> None:
 def test_timeout_kills_the_tool(
     settings: Settings, caplog: pytest.LogCaptureFixture, tmp_root: Path
 ) -> None:
-    caplog.set_level(logging.DEBUG, logger="common.render")
+    caplog.set_level(logging.DEBUG, logger="common.tool_run")
     fast = settings.model_copy(update={"render_timeout_s": 0.2})
     started = time.monotonic()
     with (
@@ -354,7 +355,11 @@ def test_timeout_kills_the_tool(
 
 def test_timeout_kills_the_whole_process_group(settings: Settings, tmp_path: Path) -> None:
     script, pid_file = _forking_tool(tmp_path, exit_at_once=False)
-    fake = settings.model_copy(update={"timidity": str(script), "render_timeout_s": 0.5})
+    # The process group is the rlimits layer's guarantee (bwrap adds a pid namespace on top, see
+    # test_sandbox.py), and the script reports its grandchild's pid through a file outside.
+    fake = settings.model_copy(
+        update={"timidity": str(script), "render_timeout_s": 0.5, "sandbox": "rlimits"}
+    )
     with pytest.raises(RenderLimitError, match="longer than"), rendered(GOOD_TUNE, ["wav"], fake):
         pass
     grandchild = int(pid_file.read_text())
@@ -363,7 +368,7 @@ def test_timeout_kills_the_whole_process_group(settings: Settings, tmp_path: Pat
 
 def test_stray_children_are_killed_after_a_normal_exit(settings: Settings, tmp_path: Path) -> None:
     script, pid_file = _forking_tool(tmp_path, exit_at_once=True)
-    fake = settings.model_copy(update={"timidity": str(script)})
+    fake = settings.model_copy(update={"timidity": str(script), "sandbox": "rlimits"})
     with pytest.raises(RenderError, match="wrote no wav file"), rendered(GOOD_TUNE, ["wav"], fake):
         pass
     assert _process_dead(int(pid_file.read_text()))
@@ -405,7 +410,9 @@ def test_wait_without_pidfd(
     monkeypatch.delattr(os, "pidfd_open", raising=False)
     assert check_abc(GOOD_TUNE, settings).ok
     script, pid_file = _forking_tool(tmp_path, exit_at_once=False)
-    fake = settings.model_copy(update={"timidity": str(script), "render_timeout_s": 0.3})
+    fake = settings.model_copy(
+        update={"timidity": str(script), "render_timeout_s": 0.3, "sandbox": "rlimits"}
+    )
     with pytest.raises(RenderLimitError, match="longer than"), rendered(GOOD_TUNE, ["wav"], fake):
         pass
     assert _process_dead(int(pid_file.read_text()))
@@ -445,9 +452,9 @@ def test_missing_soundfont_config_names_the_package(settings: Settings, tmp_path
 
 
 def test_full_disk_on_our_own_writes_is_transient(tmp_path: Path) -> None:
-    with pytest.raises(StorageFullError), render._storage_guard("writing a test file"):
+    with pytest.raises(StorageFullError), tool_run.storage_guard("writing a test file"):
         raise OSError(errno.ENOSPC, "No space left on device")
-    with pytest.raises(PermissionError), render._storage_guard("writing a test file"):
+    with pytest.raises(PermissionError), tool_run.storage_guard("writing a test file"):
         raise PermissionError(errno.EACCES, "denied")
 
 
@@ -732,7 +739,7 @@ def test_render_info_for_the_tune_record(settings: Settings) -> None:
 
 def test_limits_hold_without_prlimit(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
     """Where prlimit(1) is missing the limits are set by a preexec_fn instead: same results."""
-    monkeypatch.setattr(render, "_prlimit", lambda: None)
+    monkeypatch.setattr(tool_run, "prlimit_path", lambda: None)
     assert check_abc(GOOD_TUNE, settings).ok
     one_second = settings.model_copy(update={"render_cpu_s": 1})
     with pytest.raises(RenderLimitError, match="CPU"), rendered(LONG_TUNE, ["wav"], one_second):
@@ -748,9 +755,9 @@ def test_limits_hold_without_prlimit(settings: Settings, monkeypatch: pytest.Mon
 def test_tools_run_under_prlimit_when_it_exists(
     settings: Settings, caplog: pytest.LogCaptureFixture
 ) -> None:
-    if render._prlimit() is None:
+    if tool_run.prlimit_path() is None:
         pytest.skip("prlimit (util-linux) is not installed")
-    caplog.set_level(logging.DEBUG, logger="common.render")
+    caplog.set_level(logging.DEBUG, logger="common.tool_run")
     assert check_abc(GOOD_TUNE, settings).ok
     started = [r.getMessage() for r in caplog.records if r.getMessage().startswith("started")]
     assert len(started) == 1

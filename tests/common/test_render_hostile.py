@@ -99,6 +99,33 @@ MUST_REFUSE = {
     "postscript-ps.abc",
     "rtl-override.abc",
     "whitespace.abc",
+    # Issue 16: directives off the allow-list, in every spelling.
+    "bgcolor-script.abc",
+    "field-format-before-x.abc",
+    "field-format-body.abc",
+    "field-format-dev-zero.abc",
+    "field-format-header.abc",
+    "field-format-inline.abc",
+    "field-format-upper.abc",
+    "long-notes.abc",
+    "midi-continued.abc",
+    "midi-ptstress-field.abc",
+    "midi-ptstress-inline.abc",
+    "midi-ptstress.abc",
+    "musicfont-url.abc",
+    "prefix-abcm2ps-format.abc",
+    "prefix-field-beginsvg.abc",
+    "prefix-ss-pref-format.abc",
+    "titlefont-script.abc",
+    "vocalfont-inline.abc",
+}
+#: Files a tool sees, and what the outcome must say (the check, the audio, the score render).
+EXPECTED = {
+    # abcm2ps cuts the title inside a character: the SVG does not parse and is not returned.
+    "combining-title.abc": (None, None, "not well-formed"),
+    # abc2midi runs away on these repeats (exit 1, "eputc"): invalid, never synthesised.
+    "many-repeats.abc": ("runaway", "runaway", None),
+    "double-repeats.abc": ("runaway", "runaway", None),
 }
 
 
@@ -171,7 +198,7 @@ def sandbox(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Sandbox
     monkeypatch.setenv("TMPDIR", str(temp_root))
     monkeypatch.chdir(cwd)
     log = ToolLog()
-    logger = logging.getLogger("common.render")
+    logger = logging.getLogger("common")
     old_level = logger.level
     logger.setLevel(logging.DEBUG)
     logger.addHandler(log)
@@ -249,6 +276,8 @@ def _assert_contained(
     for outcome in outcomes:
         assert not any(SECRET_MARK in t for t in outcome.texts)
         assert not any(mark in blob for blob in outcome.blobs)
+        # No stored score can run script (common.svg_sanitise, behind the allow-list).
+        assert not any(b"<script" in blob.lower() for blob in outcome.blobs)
     assert not any(SECRET_MARK in line for line in box.log.lines)
     # The worker lives on, and no tool outlived its render.
     assert _children() <= box.children
@@ -270,6 +299,9 @@ def test_hostile_file(name: str, sandbox: Sandbox) -> None:
             assert message.strip(), "an error must say what happened"
             tool = getattr(outcome.error, "tool", "")
             assert tool or any(r in message for r in _REFUSALS) or outcome is outcomes[0]
+    for outcome, expected in zip(outcomes, EXPECTED.get(name, (None,) * 3), strict=True):
+        if expected is not None:
+            assert outcome.error is not None and expected in str(outcome.error), outcome.error
     if name in MUST_REFUSE:
         assert sandbox.log.started() == 0, "a refused text reached a tool"
         for outcome in outcomes:
@@ -330,12 +362,18 @@ _LINES = st.sampled_from(
     ]
 )  # fmt: skip
 #: Lines the refusal must stop before any tool sees them.
-_UNSAFE_LINES = st.sampled_from(
-    [
+UNSAFE_LINES = [
         "%%abc-include @SECRET@", "[I:abc-include @SECRET@]", "I:abc-include @SECRET@",
         "%%beginps", "%%EPS @SECRET@", "%%format @SECRET@", "%%beginsvg", "%%ps 0 0 moveto",
-    ]
-)  # fmt: skip
+        # The I: field and inline spellings, and prefix changes (issue 16).
+        "I:format @SECRET@", "[I:format @SECRET@]", " I:Format @SECRET@", "[I: format /dev/zero]",
+        "%%abcm2ps #\n%#format @SECRET@", "%%ss-pref #\n%#format @SECRET@",
+        "I:ss-pref $\n%$beginsvg\n<script>alert(1)</script>\n%$endsvg",
+        "%%MIDI ptstress @SECRET@", "I:MIDI ptstress @SECRET@", "[I:MIDI ptstress @SECRET@]",
+        "%%MIDI program 1\n+:ptstress @SECRET@", 'I:bgcolor red"/><script>alert(1)</script>',
+        'I:titlefont x"/><script>alert(1)</script><g', "%%musicfont url(http://x.invalid/f)",
+]  # fmt: skip
+_UNSAFE_LINES = st.sampled_from(UNSAFE_LINES)
 #: Keys, modes and clef/transpose/octave modifiers, some absurd.
 _KEYS = [
     "D", "G", "Amix", "Edor", "C", "Bb", "F#m", "none", "HP", "Hp", "Xyz", "D clef=bass",
@@ -409,6 +447,7 @@ class FuzzStats:
     outcomes: Counter[str] = field(default_factory=Counter)
     slowest_s: float = 0.0
     tool_runs: int = 0
+    unsafe: int = 0
 
 
 FUZZ_EXAMPLES = int(os.environ.get("TUNEBATCH_FUZZ_EXAMPLES", "300"))
@@ -433,6 +472,11 @@ def _fuzz_body(box: Sandbox, stats: FuzzStats) -> Callable[[str], None]:
         stats.tool_runs += len(box.log.runs())
         stats.slowest_s = max(stats.slowest_s, *(o.seconds for o in outcomes))
         stats.outcomes[_outcome_name(outcomes[1])] += 1
+        if any(box.plant(line) in text for line in UNSAFE_LINES):
+            stats.unsafe += 1
+            # Refused before any tool, by both entry points, whatever else the text holds.
+            assert [_outcome_name(o) for o in outcomes] == ["refused", "refused"], outcomes
+            assert box.log.started() == 0
         # Count before asserting, so a report shows every kind of failure the run met.
         if any(s > LIMITS.render_timeout_s + SLACK_S for _, s in box.log.runs()):
             stats.hangs += 1
@@ -468,6 +512,7 @@ def test_fuzz_render_entry_points(sandbox: Sandbox) -> None:
         "escapes": stats.escapes,
         "worker_deaths": stats.worker_deaths,
         "tool_runs": stats.tool_runs,
+        "unsafe_examples_refused": stats.unsafe,
         "slowest_call_s": round(stats.slowest_s, 3),
         "wall_s": round(time.monotonic() - started, 1),
         "render_outcomes": dict(stats.outcomes.most_common()),

@@ -139,6 +139,39 @@ def corpus() -> dict[str, bytes]:
     files["svg-in-annotation.abc"] = HEAD + '"^<image href=\\"@SECRET@\\"/>"' + BAR + "\n"
     files["secret-in-lyrics-path.abc"] = HEAD + BAR + "\nw:@SECRET@\n"
 
+    # --- issue 16: every spelling the old deny-list missed (refused by the allow-list) ----------
+    # abcm2ps reads I: lines as %% lines: a format file before X:, in the header, in the body.
+    files["field-format-before-x.abc"] = "I:format @SECRET@\n" + HEAD + BAR + "\n"
+    files["field-format-header.abc"] = HEAD.replace("K:D", "I:format @SECRET@\nK:D") + BAR + "\n"
+    files["field-format-body.abc"] = HEAD + BAR + "\nI:format @SECRET@\n" + BAR + "\n"
+    files["field-format-inline.abc"] = HEAD + "[I:format @SECRET@]" + BAR + "\n"
+    files["field-format-dev-zero.abc"] = HEAD + "I:format /dev/zero\n" + BAR + "\n"
+    files["field-format-upper.abc"] = HEAD + "  I : FORMAT @SECRET@\n" + BAR + "\n"
+    # A new directive prefix, then the forbidden directive in the new spelling.
+    files["prefix-abcm2ps-format.abc"] = HEAD + "%%abcm2ps #\n%#format @SECRET@\n" + BAR + "\n"
+    files["prefix-ss-pref-format.abc"] = HEAD + "%%ss-pref #\n%#format @SECRET@\n" + BAR + "\n"
+    files["prefix-field-beginsvg.abc"] = (
+        HEAD + "I:ss-pref $\n%$beginsvg\n<script>alert(1)</script>\n%$endsvg\n" + BAR + "\n"
+    )
+    # Values abcm2ps writes raw into the SVG.
+    files["bgcolor-script.abc"] = (
+        HEAD.replace("K:D", 'I:bgcolor red"/><script>alert(1)</script><rect fill="red\nK:D')
+        + BAR
+        + "\n"
+    )
+    files["titlefont-script.abc"] = (
+        HEAD.replace("K:D", 'I:titlefont Times"/><script>alert(1)</script><g\nK:D') + BAR + "\n"
+    )
+    files["vocalfont-inline.abc"] = HEAD + '[I:vocalfont x"/><image/onload="alert(1)"/>]' + BAR
+    files["musicfont-url.abc"] = HEAD + "%%musicfont url(http://example.invalid/f.woff)\n" + BAR
+    # abc2midi opens any file %%MIDI ptstress names, in its three spellings.
+    files["midi-ptstress.abc"] = HEAD + "%%MIDI ptstress @SECRET@\n" + BAR + "\n"
+    files["midi-ptstress-field.abc"] = HEAD + "I:MIDI ptstress @SECRET@\n" + BAR + "\n"
+    files["midi-ptstress-inline.abc"] = HEAD + "[I:MIDI ptstress @SECRET@]" + BAR + "\n"
+    files["midi-continued.abc"] = HEAD + "%%MIDI program 1\n+:ptstress @SECRET@\n" + BAR + "\n"
+    # A title of combining marks, which abcm2ps cuts in the middle of a character.
+    files["combining-title.abc"] = HEAD.replace("Hostile", "e" + "\u0301" * 400) + BAR + "\n"
+
     return {name: data.encode() if isinstance(data, str) else data for name, data in files.items()}
 
 

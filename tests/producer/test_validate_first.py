@@ -1,0 +1,94 @@
+"""Validate first, write after: a refused submit-batch leaves no record and no object behind,
+in embedded mode (the CLI, as a user runs it) and in distributed mode (real Redis)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from common.errors import InvalidInputError
+from common.redis_records import RedisRecords
+from common.schemas import BatchSpec
+from common.settings import Settings
+from producer import cli
+from producer.client import Client
+from tests import servers as srv
+from tests.model_fixtures import TinyEnv
+from tests.producer.test_distributed_cli import fake_model
+from tests.producer_cli import run
+
+#: (primer, max-chars, what the one-line error must say): each one of the issue's refusals.
+REFUSED = [
+    ("X:1\nT:" + "a" * 200, "100", "leaves no room in --max-chars 100"),
+    ("X:1\n" * 20_000, "100000", "holds 20000 X: lines"),
+    ('X:1\nI:bgcolor red"/><script>alert(1)</script>\n', "1500", "directive 'bgcolor'"),
+    ("X:1\n%%MIDI ptstress /etc/passwd\n", "1500", "directive 'MIDI ptstress'"),
+    ("X:1\nT:t\n[I:format /etc/passwd]", "1500", "directive 'format'"),
+    ("X:1\n%%abcm2ps #\n", "1500", "directive 'abcm2ps'"),
+    ("X:1\nT:\x07bell\n", "1500", "non-printable character U+0007"),
+]
+
+
+@pytest.fixture
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tiny_env: TinyEnv) -> Iterator[Path]:
+    """Embedded mode with a copy of the session's tiny model in a fresh data dir."""
+    data = tmp_path / "data"
+    for key in tiny_env.store.list("models/"):
+        target = data / key
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(tiny_env.store.get_bytes(key))
+    monkeypatch.setenv("TUNEBATCH_DATA_DIR", str(data))
+    monkeypatch.delenv("TUNEBATCH_BROKER_URL", raising=False)
+    monkeypatch.delenv("TUNEBATCH_S3_BUCKET", raising=False)
+    cli.settings.cache_clear()
+    yield data
+    cli.settings.cache_clear()
+
+
+def _everything(data: Path) -> set[str]:
+    return {str(p.relative_to(data)) for p in data.rglob("*")}
+
+
+@pytest.mark.parametrize(("primer", "max_chars", "message"), REFUSED)
+def test_a_refused_embedded_submit_leaves_nothing(
+    env: Path, primer: str, max_chars: str, message: str
+) -> None:
+    before = _everything(env)
+    code, _, err = run(
+        "submit-batch", "--count", "3", "--primer", primer, "--max-chars", max_chars, "--any",
+        "--formats", "abc,mid",
+    )  # fmt: skip
+    assert code != 0 and "Traceback" not in err
+    assert err.strip().startswith("error:") and message in " ".join(err.split()), err
+    assert _everything(env) == before  # no batch, no records folder, no tune file
+    code, out, _ = run("list", "--json")
+    assert code == 0 and out.strip() == "[]"
+
+
+def test_a_good_primer_still_makes_a_batch(env: Path) -> None:
+    code, out, err = run(
+        "submit-batch", "--count", "2", "--primer", "X:1\nM:6/8\n", "--any", "--formats", "abc",
+        "--json",
+    )  # fmt: skip
+    assert code == 0, err
+    assert sum(json.loads(out)["counts"].values()) == 2
+
+
+@pytest.mark.parametrize(("primer", "max_chars", "message"), REFUSED[:4])
+def test_a_refused_distributed_submit_writes_no_record(
+    redis_server: srv.RedisServer, tmp_path: Path, primer: str, max_chars: str, message: str
+) -> None:
+    settings = Settings(broker_url=redis_server.url, data_dir=tmp_path / "data", chunk_size=10)
+    model_id = fake_model(settings.data_dir)
+    before = _everything(settings.data_dir)
+    spec = BatchSpec(count=30, model_id=model_id, primer=primer, max_chars=int(max_chars))
+    with pytest.raises(InvalidInputError, match=message.replace("'", ".").replace("(", ".")):
+        Client(settings).submit_batch(spec)
+    records = RedisRecords.from_url(redis_server.url)
+    assert records.list_batches() == []
+    assert records.r.keys("tunebatch:*") == []
+    assert records.r.llen("gpu") == 0
+    assert _everything(settings.data_dir) == before
