@@ -16,7 +16,7 @@ import keras
 
 from common.errors import IntegrityError, InvalidInputError, NotFoundError
 from common.model_registry import model_file, resolve_model
-from common.schemas import ModelRecord
+from common.schemas import ModelRecord, TrainOn
 from common.storage import ArtifactStore, file_sha256
 from common.vocab import Vocab
 
@@ -45,6 +45,8 @@ class Preset:
     #: Share of the windows one epoch trains on, a fresh random subset each epoch: with windows
     #: every 10 chars and 0.1, each char is seen about once an epoch, in every alignment.
     window_fraction: float = 1.0
+    #: Windows of `seq_len` chars, or whole tunes (`batch_size` tunes of similar length a step).
+    train_on: TrainOn = TrainOn.WINDOWS
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
