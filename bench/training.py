@@ -22,7 +22,9 @@ Every variant is scored by the same float32 stateless scorer (see `common.traini
 
 ``--whole-tunes`` is the comparison on the score the sampler lives by: the preset's own recipe
 (non-overlapping windows of 100 chars, each from a zero state) against training on whole tunes
-(``train_on=tunes``, tunes of similar length batched, padding masked), the same number of epochs
+(``train_on=tunes``, tunes of similar length batched, padding masked) and on tune streams
+(``train_on=streams``: truncated BPTT, state carried within a tune, zeroed at each tune start),
+the same number of epochs
 each (each sees every char once an epoch, so equal epochs are equal char positions), on the corpus
 as ``producer corpus import --valid-only`` imports it, every variant scored by whole-tune
 bits/char (each validation tune from a zero state at ``X:``, state carried to its end) and by the
@@ -313,6 +315,7 @@ def run_whole_tunes(args: argparse.Namespace) -> None:
                 train_on=TrainOn.WINDOWS),
         Variant("tunes", None, False, "float32", epochs, batch_size=args.tune_batch,
                 train_on=TrainOn.TUNES),
+        Variant("streams", None, False, "float32", epochs, train_on=TrainOn.STREAMS),
     ]  # fmt: skip
     if args.only:
         variants = [v for v in variants if v.name in args.only.split(",")]

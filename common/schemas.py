@@ -108,11 +108,15 @@ class TrainOn(StrEnum):
     (or, with ``stateful``, text streams with the state carried across windows and tunes);
     ``tunes``: whole tunes from ``X:`` to their blank line, each from a zero state, batched by
     length with the padding masked: the model learns over the whole form of a tune, as the
-    sampler runs it.
+    sampler runs it; ``streams``: whole tunes laid end to end in ``batch_size`` parallel streams,
+    each tune starting at a window boundary, the state carried from window to window within a
+    tune and zeroed at each tune start (truncated back-propagation through time, windows of
+    ``seq_len``): the same whole-tune context with the fixed shapes windows train fast with.
     """
 
     WINDOWS = "windows"
     TUNES = "tunes"
+    STREAMS = "streams"
 
 
 class ModelRecord(Record):

@@ -7,7 +7,9 @@ complete epoch; the checkpoint's hash is in the record and is checked before it 
 
 Windows: the original recipe cut a window of ``seq_len`` (100) chars every ``window_step`` (10)
 chars, so each epoch pushes every character through the network ``seq_len / window_step`` times.
-The step is an option; the README says what it costs and buys.
+The step is an option; the README says what it costs and buys. With ``train_on=tunes`` the unit
+is a whole tune instead (`common.wholetune`). Whatever the unit, the validation score is
+bits/char over whole validation tunes from a zero state, as the sampler runs the model.
 """
 
 from __future__ import annotations
@@ -50,7 +52,14 @@ from common.schemas import (
 )
 from common.storage import ArtifactStore, file_sha256
 from common.vocab import Vocab
-from common.wholetune import corpus_tunes, encode_tunes, score_tunes, tune_batches
+from common.wholetune import (
+    StreamResetter,
+    corpus_tunes,
+    encode_tunes,
+    score_tunes,
+    tune_batches,
+    tune_streams,
+)
 
 log = logging.getLogger(__name__)
 
@@ -95,10 +104,10 @@ def resolve_recipe(spec: TrainSpec) -> Preset:
         train_on=spec.train_on or p.train_on,
         precision=training_policy(spec.precision or p.precision, p.units),
     )
-    if recipe.train_on == TrainOn.TUNES and recipe.stateful:
+    if recipe.train_on != TrainOn.WINDOWS and recipe.stateful:
         raise InvalidInputError(
             "whole-tune training starts every tune from a zero state, so it cannot also carry "
-            "state across windows; ask for --train-on tunes or --stateful, not both"
+            f"state across tunes; ask for --train-on {recipe.train_on} or --stateful, not both"
         )
     return recipe
 
@@ -335,9 +344,16 @@ def train(
     train_ids = corpus.vocab.encode(train_text)
     valid_ids = corpus.vocab.encode(corpus.valid_text or corpus.train_text[-20_000:])
     keras.utils.set_random_seed(spec.seed)
+    callbacks: list[keras.callbacks.Callback] = []
+    carry = recipe.stateful or recipe.train_on == TrainOn.STREAMS  # a stateful training model
     if recipe.train_on == TrainOn.TUNES:
         tunes, _ = encode_tunes(corpus_tunes(train_text), corpus.vocab)
         train_ds, steps, epoch_chars = tune_batches(tunes, recipe.batch_size, spec.seed)
+    elif recipe.train_on == TrainOn.STREAMS:
+        tunes, _ = encode_tunes(corpus_tunes(train_text), corpus.vocab)
+        streams = tune_streams(tunes, recipe.seq_len, recipe.batch_size, spec.seed)
+        train_ds, steps, epoch_chars = streams.dataset, streams.steps, streams.chars
+        callbacks.append(StreamResetter(LSTM_LAYER, streams.resets))
     elif recipe.stateful:
         train_ds, windows = stream_dataset(train_ids, recipe.seq_len, recipe.batch_size)
         steps, epoch_chars = math.ceil(windows / recipe.batch_size), windows * recipe.seq_len
@@ -383,22 +399,20 @@ def train(
                 recipe.embedding_dim,
                 recipe.units,
                 dtype_policy=recipe.dtype_policy,
-                stateful_batch=recipe.batch_size if recipe.stateful else None,
+                stateful_batch=recipe.batch_size if carry else None,
             )
             model.compile(
                 optimizer=keras.optimizers.Adam(recipe.learning_rate),
                 loss=keras.losses.SparseCategoricalCrossentropy(),
             )
         observer.on_start(run.id, recipe.epochs, steps, run.epochs_done)
-        checkpointer = _Checkpointer(
-            store, run, workdir, observer, should_stop, validate, recipe.stateful
-        )
+        checkpointer = _Checkpointer(store, run, workdir, observer, should_stop, validate, carry)
         if run.epochs_done < recipe.epochs:
             model.fit(
                 train_ds,
                 epochs=recipe.epochs,
                 initial_epoch=run.epochs_done,
-                callbacks=[checkpointer],
+                callbacks=[*callbacks, checkpointer],
                 shuffle=False,  # the dataset shuffles itself, seeded
                 verbose=0,
             )

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import keras
 import numpy as np
@@ -209,3 +210,87 @@ def tune_batches(
     ds = ds.apply(tf.data.experimental.assert_cardinality(n_batches))
     chars = sum(n - 1 for n in lengths)
     return ds.prefetch(2), n_batches, chars
+
+
+@dataclass(frozen=True)
+class TuneStreams:
+    """Whole tunes for truncated back-propagation through time with the state reset per tune.
+
+    `dataset` yields (inputs, targets, weights) of [streams, seq_len]; batch k holds window k of
+    every stream. `resets[k, r]` is True where window k of stream r starts a tune: its LSTM state
+    must be zeroed before that batch (`StreamResetter`), so each tune runs from a zero state with
+    its state carried window to window up to its end, as the sampler runs it.
+    """
+
+    dataset: tf.data.Dataset
+    steps: int
+    chars: int
+    padded_chars: int
+    resets: npt.NDArray[np.bool_]
+
+
+def tune_streams(
+    tunes: Sequence[npt.NDArray[np.int32]], seq_len: int, streams: int, seed: int
+) -> TuneStreams:
+    """Lay the tunes (in a seeded random order) end to end in `streams` parallel streams, each
+    tune padded to whole windows of `seq_len` so that it starts at a window boundary; a tune
+    goes to the stream that is shortest so far, and the streams are padded to equal length with
+    empty windows. Padding has weight 0; the weights of each batch average over its real chars."""
+    usable = [t for t in tunes if len(t) >= 2]
+    if not usable or streams < 1 or seq_len < 1:
+        raise InvalidInputError(
+            f"need tunes of at least 2 chars, streams ≥ 1 and seq_len ≥ 1 "
+            f"(got {len(usable)} tunes, {streams} streams, seq_len {seq_len})"
+        )
+    order = np.random.default_rng(seed).permutation(len(usable))
+    lanes: list[list[int]] = [[] for _ in range(streams)]
+    windows = np.zeros(streams, np.int64)
+    for i in order:
+        lane = int(np.argmin(windows))
+        lanes[lane].append(int(i))
+        windows[lane] += -(-(len(usable[int(i)]) - 1) // seq_len)
+    steps = int(windows.max())
+    x = np.zeros((streams, steps * seq_len), np.int32)
+    y = np.zeros_like(x)
+    mask = np.zeros(x.shape, np.float32)
+    resets = np.zeros((steps, streams), np.bool_)
+    for lane, members in enumerate(lanes):
+        pos = 0
+        for i in members:
+            ids = usable[i]
+            n = len(ids) - 1
+            x[lane, pos : pos + n] = ids[:-1]
+            y[lane, pos : pos + n] = ids[1:]
+            mask[lane, pos : pos + n] = 1.0
+            resets[pos // seq_len, lane] = True
+            pos += -(-n // seq_len) * seq_len
+    resets[0, :] = True  # an empty stream starts from zero too
+
+    def windows_of(a: npt.NDArray[Any]) -> npt.NDArray[Any]:
+        return a.reshape(streams, steps, seq_len).transpose(1, 0, 2)
+
+    xs, ys, ms = windows_of(x), windows_of(y), windows_of(mask)
+    real = ms.sum(axis=(1, 2), keepdims=True)
+    weights = np.where(real > 0, ms * (streams * seq_len) / np.maximum(real, 1), 0.0)
+    ds = tf.data.Dataset.from_tensor_slices((xs, ys, weights.astype(np.float32)))
+    return TuneStreams(
+        dataset=ds.prefetch(tf.data.AUTOTUNE),
+        steps=steps,
+        chars=int(mask.sum()),
+        padded_chars=int(mask.size),
+        resets=resets,
+    )
+
+
+class StreamResetter(keras.callbacks.Callback):  # type: ignore[misc]  # Keras is untyped
+    """Zeroes the LSTM state of the streams whose next window starts a tune, before each batch."""
+
+    def __init__(self, layer: str, resets: npt.NDArray[np.bool_]) -> None:
+        super().__init__()
+        self.layer = layer
+        self.keep = (~resets).astype(np.float32)
+
+    def on_train_batch_begin(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        keep = self.keep[batch][:, None]
+        for state in self.model.get_layer(self.layer).states:
+            state.assign(state * keras.ops.cast(keep, state.dtype))

@@ -12,13 +12,14 @@ import pytest
 from common.corpus import import_corpus, load_corpus
 from common.errors import CancelledError, InvalidInputError
 from common.evaluation import evaluate_abc
-from common.model import load_registered
+from common.model import LSTM_LAYER, build_model, load_registered
 from common.sampling import Sampler
 from common.schemas import TrainOn, TrainSpec, new_run_id
 from common.storage import LocalStore
 from common.training import load_run, resolve_recipe, train
 from common.vocab import Vocab
 from common.wholetune import (
+    StreamResetter,
     corpus_tunes,
     encode_tunes,
     file_tunes,
@@ -26,6 +27,7 @@ from common.wholetune import (
     pad_batch,
     score_tunes,
     tune_batches,
+    tune_streams,
 )
 from tests.model_fixtures import TINY_CORPUS, TinyEnv
 
@@ -134,9 +136,10 @@ def test_training_on_whole_tunes_records_and_resumes(tmp_path: Path) -> None:
 
 
 def test_whole_tunes_cannot_also_be_stateful() -> None:
-    spec = TrainSpec(corpus="tiny", preset="tiny", train_on=TrainOn.TUNES, stateful=True)
-    with pytest.raises(InvalidInputError, match="not both"):
-        resolve_recipe(spec)
+    for unit in (TrainOn.TUNES, TrainOn.STREAMS):
+        spec = TrainSpec(corpus="tiny", preset="tiny", train_on=unit, stateful=True)
+        with pytest.raises(InvalidInputError, match="not both"):
+            resolve_recipe(spec)
 
 
 def test_evaluate_abc_scores_whole_cleaned_tunes(tiny_env: TinyEnv, tmp_path: Path) -> None:
@@ -149,3 +152,41 @@ def test_evaluate_abc_scores_whole_cleaned_tunes(tiny_env: TinyEnv, tmp_path: Pa
     assert 0 < cleaned.bits_per_char < math.log2(len(vocab))
     with pytest.raises(InvalidInputError, match="no tune"):
         evaluate_abc(model, vocab, "no tunes here")
+
+
+def test_tune_streams_reset_at_each_tune_and_score_like_whole_tunes(
+    tiny_env: TinyEnv, tmp_path: Path
+) -> None:
+    _, model, _ = load_registered(tiny_env.store, tiny_env.model.id, tmp_path)
+    tunes, vocab = _tunes(tiny_env, 7)
+    streams = tune_streams(tunes, seq_len=40, streams=3, seed=0)
+    assert streams.chars == sum(len(t) - 1 for t in tunes)
+    assert int(streams.resets.sum()) == 7 + 0 and streams.resets[0].all()  # 7 tunes, 3 lanes
+    # Run the windows through a stateful copy with the resetter, as training does: the masked
+    # sum of -log p over all windows is the whole-tune score (state carried within each tune,
+    # zeroed at each start, padding never counted).
+    stateful = build_model(len(vocab), 16, 64, stateful_batch=3)
+    stateful.set_weights(model.get_weights())
+    resetter = StreamResetter(LSTM_LAYER, streams.resets)
+    resetter.set_model(stateful)
+    total = 0.0
+    for step, (x, y, w) in enumerate(streams.dataset.as_numpy_iterator()):
+        resetter.on_train_batch_begin(step)
+        probs = stateful(x, training=False).numpy()
+        nll = -np.log(np.take_along_axis(probs, y[..., None], -1))[..., 0]
+        total += float((nll * (w > 0)).sum())
+        assert float(w.sum()) == pytest.approx(w.size, rel=1e-5) or not w.any()
+    assert total == pytest.approx(score_tunes(model, tunes).nats, rel=1e-4)
+
+
+def test_training_on_tune_streams_records_and_resumes(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path)
+    import_corpus(store, str(TINY_CORPUS), name="tiny")
+    spec = TrainSpec(corpus="tiny", preset="tiny", epochs=2, train_on=TrainOn.STREAMS)
+    run_id = new_run_id()
+    with pytest.raises(CancelledError):
+        train(store, spec, run_id, should_stop=lambda: load_run(store, run_id).epochs_done >= 1)
+    record = train(store, spec, run_id, resume=True)
+    assert record.train_on == TrainOn.STREAMS and record.epochs == 2
+    assert record.valid_bits_per_char is not None
+    assert record.valid_bits_per_char < math.log2(record.vocab_size)
