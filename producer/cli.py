@@ -241,9 +241,12 @@ def train(
     train_on: Annotated[
         TrainOn | None,
         typer.Option(
-            help="windows: windows of the preset's length cut from the corpus; tunes: whole "
-            "tunes from X: to their end, each from a zero state, as the sampler runs them "
-            "(--batch-size tunes of similar length a step); default: the preset's.",
+            help="windows: windows of the preset's length cut from the corpus, each from a "
+            "zero state; tunes: whole tunes from X: to their end, each from a zero state, as "
+            "the sampler runs them (--batch-size tunes of similar length a step); streams: "
+            "whole tunes in --batch-size parallel streams, state carried window to window "
+            "within a tune, zeroed at each tune start; default: the preset's (windows, "
+            "measured best: README).",
         ),
     ] = None,
     precision: Annotated[
