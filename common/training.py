@@ -7,9 +7,10 @@ complete epoch; the checkpoint's hash is in the record and is checked before it 
 
 Windows: the original recipe cut a window of ``seq_len`` (100) chars every ``window_step`` (10)
 chars, so each epoch pushes every character through the network ``seq_len / window_step`` times.
-The step is an option; the README says what it costs and buys. With ``train_on=tunes`` the unit
-is a whole tune instead (`common.wholetune`). Whatever the unit, the validation score is
-bits/char over whole validation tunes from a zero state, as the sampler runs the model.
+The step is an option; the README says what it costs and buys. With ``train_on`` ``tunes`` or
+``streams`` the unit is a whole tune instead (`common.wholetune`). Whatever the unit, the
+validation score is bits/char over whole validation tunes from a zero state, as the sampler runs
+the model.
 """
 
 from __future__ import annotations

@@ -308,7 +308,7 @@ def train(
     views.console.print(
         f"model [bold]{record.id}[/] ({record.preset} on {record.corpus}, {record.epochs} "
         f"epochs, {record.train_seconds:.0f} s): validation "
-        f"{views.fmt_float(record.valid_bits_per_char)} bits/char"
+        f"{views.fmt_float(record.valid_bits_per_char)} bits/char over whole tunes"
     )
 
 
