@@ -20,6 +20,19 @@ Every variant is scored by the same float32 stateless scorer (see `common.traini
     python bench/training.py --quick  # tiny preset on the test corpus, under a minute
     python bench/training.py --throughput --preset seed   # chars/s per recipe x precision
 
+``--whole-tunes`` is the comparison on the score the sampler lives by: the preset's own recipe
+(non-overlapping windows of 100 chars, each from a zero state) against training on whole tunes
+(``train_on=tunes``, tunes of similar length batched, padding masked) and on tune streams
+(``train_on=streams``: truncated BPTT, state carried within a tune, zeroed at each tune start),
+the same number of epochs
+each (each sees every char once an epoch, so equal epochs are equal char positions), on the corpus
+as ``producer corpus import --valid-only`` imports it, every variant scored by whole-tune
+bits/char (each validation tune from a zero state at ``X:``, state carried to its end) and by the
+older windowed bits/char:
+
+    python bench/training.py --whole-tunes --epochs 4          # small preset, O'Neill's
+    python bench/training.py --whole-tunes --quick             # tiny preset, test corpus
+
 ``--throughput`` trains nothing to the end: it times a few dozen optimizer steps of each recipe
 (original windows at batch 128; the presets' non-overlapping windows and stateful TBPTT, both at
 batch 32) in float32 and in each 16-bit
@@ -43,7 +56,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from common.corpus import import_corpus, load_corpus
 from common.model import build_model, get_preset
-from common.schemas import TrainSpec, new_run_id
+from common.schemas import TrainOn, TrainSpec, new_run_id
 from common.storage import LocalStore
 from common.training import stream_dataset, train, window_dataset
 
@@ -60,6 +73,7 @@ class Variant:
     batch_size: int | None = None
     learning_rate: float | None = None
     fraction: float | None = None
+    train_on: TrainOn | None = None
 
 
 @dataclass
@@ -72,6 +86,7 @@ class Result:
     seconds_to_target: float | None
     chars_total: int
     seconds_total: float
+    window_bits_per_char: float = math.nan
 
 
 def run_variant(store: LocalStore, corpus: str, preset: str, v: Variant, target: float | None,
@@ -86,6 +101,7 @@ def run_variant(store: LocalStore, corpus: str, preset: str, v: Variant, target:
         batch_size=v.batch_size,
         learning_rate=v.learning_rate,
         window_fraction=v.fraction,
+        train_on=v.train_on,
         max_train_chars=max_chars,
     )
     record = train(store, spec, new_run_id())
@@ -106,6 +122,7 @@ def run_variant(store: LocalStore, corpus: str, preset: str, v: Variant, target:
         seconds_to_target=reached[2] if reached else None,
         chars_total=int(chars),
         seconds_total=seconds,
+        window_bits_per_char=record.valid_window_bits_per_char or math.nan,
     )
 
 
@@ -204,7 +221,17 @@ def main() -> None:
         help="time optimizer steps per recipe x precision instead",
     )
     parser.add_argument("--steps", type=int, default=20, help="timed steps (--throughput)")
+    parser.add_argument(
+        "--whole-tunes", action="store_true", help="windows vs whole tunes on the whole-tune score"
+    )
+    parser.add_argument("--epochs", type=int, default=4, help="epochs per variant (--whole-tunes)")
+    parser.add_argument(
+        "--tune-batch", type=int, default=None, help="tunes per step (--whole-tunes; preset's)"
+    )
     args = parser.parse_args()
+    if args.whole_tunes:
+        run_whole_tunes(args)
+        return
     if args.throughput:
         run_throughput(args)
         return
@@ -275,6 +302,44 @@ def main() -> None:
             )
         print(f"{r.variant:<15}{r.epochs_run:>7}{r.final_bits_per_char:>11.3f}{reach}")
     print("target: the same validation bits/char in <= 0.2x the original recipe's compute")
+
+
+def run_whole_tunes(args: argparse.Namespace) -> None:
+    from common import render
+    from common.settings import Settings
+
+    source, preset = (str(TEST_CORPUS), "tiny") if args.quick else (args.corpus, args.preset)
+    epochs = 2 if args.quick else args.epochs
+    variants = [
+        Variant("windows", get_preset(preset).seq_len, False, "float32", epochs,
+                train_on=TrainOn.WINDOWS),
+        Variant("tunes", None, False, "float32", epochs, batch_size=args.tune_batch,
+                train_on=TrainOn.TUNES),
+        Variant("streams", None, False, "float32", epochs, train_on=TrainOn.STREAMS),
+    ]  # fmt: skip
+    if args.only:
+        variants = [v for v in variants if v.name in args.only.split(",")]
+    results: list[Result] = []
+    with tempfile.TemporaryDirectory(prefix="tunebatch-bench-") as tmp:
+        store = LocalStore(Path(tmp))
+        settings = Settings(data_dir=Path(tmp))
+        import_corpus(store, source, name="bench", valid_only=True,
+                      is_valid=lambda tune: render.check_abc(tune, settings).ok)  # fmt: skip
+        for v in variants:
+            print(f"training {v.name} ({v.epochs} epochs)...", file=sys.stderr, flush=True)
+            results.append(run_variant(store, "bench", preset, v, None, None))
+    if args.json:
+        print(json.dumps({"preset": preset, "corpus": source,
+                          "results": [asdict(r) for r in results]}, indent=2))  # fmt: skip
+        return
+    print(f"preset {preset}, corpus {source} (--valid-only), float32, {os.cpu_count()} CPUs; "
+          "validation bits/char over whole tunes (zero state at X:, state carried) and over "
+          "zero-state 100-char windows")  # fmt: skip
+    print(f"{'variant':<10}{'epochs':>7}{'char positions':>16}{'whole-tune bpc':>16}"
+          f"{'windowed bpc':>14}{'seconds':>9}")  # fmt: skip
+    for r in results:
+        print(f"{r.variant:<10}{r.epochs_run:>7}{r.chars_total:>16,}{r.final_bits_per_char:>16.3f}"
+              f"{r.window_bits_per_char:>14.3f}{r.seconds_total:>9.0f}")  # fmt: skip
 
 
 def run_throughput(args: argparse.Namespace) -> None:

@@ -92,6 +92,7 @@ def retrain_spec(corpus: str, model: ModelRecord) -> TrainSpec:
         batch_size=model.batch_size,
         learning_rate=model.learning_rate,
         stateful=model.stateful,
+        train_on=model.train_on,
     )
 
 

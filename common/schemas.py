@@ -120,6 +120,25 @@ class CorpusRecord(Record):
 
 
 # --- models ---------------------------------------------------------------------------------
+class TrainOn(StrEnum):
+    """What one training sequence is, a recipe option (presets, specs, records and the CLI use
+    this one definition).
+
+    ``windows``: windows of ``seq_len`` chars cut from the corpus text, each from a zero state
+    (or, with ``stateful``, text streams with the state carried across windows and tunes);
+    ``tunes``: whole tunes from ``X:`` to their blank line, each from a zero state, batched by
+    length with the padding masked: the model learns over the whole form of a tune, as the
+    sampler runs it; ``streams``: whole tunes laid end to end in ``batch_size`` parallel streams,
+    each tune starting at a window boundary, the state carried from window to window within a
+    tune and zeroed at each tune start (truncated back-propagation through time, windows of
+    ``seq_len``): the same whole-tune context with the fixed shapes windows train fast with.
+    """
+
+    WINDOWS = "windows"
+    TUNES = "tunes"
+    STREAMS = "streams"
+
+
 class ModelRecord(Record):
     id: ModelId
     preset: str
@@ -137,9 +156,14 @@ class ModelRecord(Record):
     stateful: bool = False
     precision: str = "float32"
     window_fraction: float = 1.0
+    train_on: TrainOn = TrainOn.WINDOWS
     train_loss: float | None = None
     valid_loss: float | None = None
     valid_bits_per_char: float | None = None
+    #: What `valid_loss` / `valid_bits_per_char` score: whole validation tunes from a zero state
+    #: (as the sampler runs), or (older records) zero-state windows of `seq_len` chars.
+    valid_scored_on: TrainOn = TrainOn.WINDOWS
+    valid_window_bits_per_char: float | None = None
     history: list[dict[str, float]] = Field(default_factory=list)
     train_seconds: float = 0.0
     chars_processed: int = 0
@@ -168,6 +192,9 @@ class TrainSpec(Record):
     )
     stateful: bool | None = Field(
         default=None, description="Carry LSTM state across consecutive windows (TBPTT)."
+    )
+    train_on: TrainOn | None = Field(
+        default=None, description="Train on windows or whole tunes; None = the preset's."
     )
     precision: Literal["auto", "float32", "bfloat16", "mixed_bfloat16", "mixed_float16"] | None = (
         Field(

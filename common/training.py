@@ -7,7 +7,10 @@ complete epoch; the checkpoint's hash is in the record and is checked before it 
 
 Windows: the original recipe cut a window of ``seq_len`` (100) chars every ``window_step`` (10)
 chars, so each epoch pushes every character through the network ``seq_len / window_step`` times.
-The step is an option; the README says what it costs and buys.
+The step is an option; the README says what it costs and buys. With ``train_on`` ``tunes`` or
+``streams`` the unit is a whole tune instead (`common.wholetune`). Whatever the unit, the
+validation score is bits/char over whole validation tunes from a zero state, as the sampler runs
+the model.
 """
 
 from __future__ import annotations
@@ -39,9 +42,25 @@ from common.model import (
 )
 from common.model_registry import register_model
 from common.precision import training_policy
-from common.schemas import ModelRecord, RunRecord, RunStatus, TrainSpec, check_run_id, now
+from common.schemas import (
+    ModelRecord,
+    RunRecord,
+    RunStatus,
+    TrainOn,
+    TrainSpec,
+    check_run_id,
+    now,
+)
 from common.storage import ArtifactStore, file_sha256
 from common.vocab import Vocab
+from common.wholetune import (
+    StreamResetter,
+    corpus_tunes,
+    encode_tunes,
+    score_tunes,
+    tune_batches,
+    tune_streams,
+)
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +94,7 @@ def resolve_recipe(spec: TrainSpec) -> Preset:
     """The preset with the spec's overrides applied: the resolved parameters of one run, with
     the precision resolved for this machine (so call it where the training runs)."""
     p = get_preset(spec.preset)
-    return dataclasses.replace(
+    recipe = dataclasses.replace(
         p,
         window_step=spec.window_step or p.window_step,
         batch_size=spec.batch_size or p.batch_size,
@@ -83,8 +102,15 @@ def resolve_recipe(spec: TrainSpec) -> Preset:
         window_fraction=spec.window_fraction or p.window_fraction,
         epochs=spec.epochs or p.epochs,
         stateful=p.stateful if spec.stateful is None else spec.stateful,
+        train_on=spec.train_on or p.train_on,
         precision=training_policy(spec.precision or p.precision, p.units),
     )
+    if recipe.train_on != TrainOn.WINDOWS and recipe.stateful:
+        raise InvalidInputError(
+            "whole-tune training starts every tune from a zero state, so it cannot also carry "
+            f"state across tunes; ask for --train-on {recipe.train_on} or --stateful, not both"
+        )
+    return recipe
 
 
 def window_starts(n_chars: int, seq_len: int, step: int) -> npt.NDArray[np.int64]:
@@ -228,7 +254,7 @@ class _Checkpointer(keras.callbacks.Callback):  # type: ignore[misc]  # Keras is
         workdir: Path,
         observer: TrainingObserver,
         should_stop: Callable[[], bool] | None,
-        validate: Callable[[keras.Model], float],
+        validate: Callable[[keras.Model], dict[str, float]],
         stateful: bool,
     ) -> None:
         super().__init__()
@@ -259,10 +285,9 @@ class _Checkpointer(keras.callbacks.Callback):  # type: ignore[misc]  # Keras is
         metrics = {
             "epoch": float(epoch + 1),
             "loss": float(logs.get("loss", math.nan)),
-            "val_loss": self.validate(self.model),
+            **self.validate(self.model),
             "seconds": seconds,
         }
-        metrics["val_bits_per_char"] = metrics["val_loss"] / LN2
         path = self.workdir / "checkpoint.keras"
         self.model.save(path)
         sha = file_sha256(path)
@@ -320,8 +345,19 @@ def train(
     train_ids = corpus.vocab.encode(train_text)
     valid_ids = corpus.vocab.encode(corpus.valid_text or corpus.train_text[-20_000:])
     keras.utils.set_random_seed(spec.seed)
-    if recipe.stateful:
+    callbacks: list[keras.callbacks.Callback] = []
+    carry = recipe.stateful or recipe.train_on == TrainOn.STREAMS  # a stateful training model
+    if recipe.train_on == TrainOn.TUNES:
+        tunes, _ = encode_tunes(corpus_tunes(train_text), corpus.vocab)
+        train_ds, steps, epoch_chars = tune_batches(tunes, recipe.batch_size, spec.seed)
+    elif recipe.train_on == TrainOn.STREAMS:
+        tunes, _ = encode_tunes(corpus_tunes(train_text), corpus.vocab)
+        streams = tune_streams(tunes, recipe.seq_len, recipe.batch_size, spec.seed)
+        train_ds, steps, epoch_chars = streams.dataset, streams.steps, streams.chars
+        callbacks.append(StreamResetter(LSTM_LAYER, streams.resets))
+    elif recipe.stateful:
         train_ds, windows = stream_dataset(train_ids, recipe.seq_len, recipe.batch_size)
+        steps, epoch_chars = math.ceil(windows / recipe.batch_size), windows * recipe.seq_len
     else:
         train_ds = window_dataset(
             train_ids, recipe.seq_len, recipe.window_step, recipe.batch_size,
@@ -331,15 +367,27 @@ def train(
             len(window_starts(len(train_ids), recipe.seq_len, recipe.window_step)),
             recipe.window_fraction,
         )
-    steps = math.ceil(windows / recipe.batch_size)
+        steps, epoch_chars = math.ceil(windows / recipe.batch_size), windows * recipe.seq_len
     valid_seq = min(recipe.seq_len, len(valid_ids) - 2)
+    valid_tunes, _ = encode_tunes(
+        corpus_tunes(corpus.valid_text or corpus.train_text[-20_000:]), corpus.vocab
+    )
 
-    def validate(model: keras.Model) -> float:
-        """Nats/char on validation windows, always scored by a float32 stateless copy, so
-        every variant (stateful or not, any precision) is measured the same way."""
+    def validate(model: keras.Model) -> dict[str, float]:
+        """Validation scores, always by a float32 stateless copy, so every variant (stateful or
+        not, windows or tunes, any precision) is measured the same way: `val_loss`, nats/char
+        over whole tunes from a zero state (how the sampler runs the model, the score a model
+        is judged by), and bits/char over zero-state windows of `seq_len` chars for
+        comparison with older models."""
         scorer = build_model(len(corpus.vocab), recipe.embedding_dim, recipe.units)
         scorer.set_weights(model.get_weights())
-        return evaluate_ids(scorer, valid_ids, valid_seq, recipe.batch_size)
+        whole = score_tunes(scorer, valid_tunes)
+        windowed = evaluate_ids(scorer, valid_ids, valid_seq, recipe.batch_size)
+        return {
+            "val_loss": whole.nats_per_char,
+            "val_bits_per_char": whole.bits_per_char,
+            "val_window_bits_per_char": windowed / LN2,
+        }
 
     with tempfile.TemporaryDirectory(prefix="tunebatch-train-") as tmp:
         workdir = Path(tmp)
@@ -352,22 +400,20 @@ def train(
                 recipe.embedding_dim,
                 recipe.units,
                 dtype_policy=recipe.dtype_policy,
-                stateful_batch=recipe.batch_size if recipe.stateful else None,
+                stateful_batch=recipe.batch_size if carry else None,
             )
             model.compile(
                 optimizer=keras.optimizers.Adam(recipe.learning_rate),
                 loss=keras.losses.SparseCategoricalCrossentropy(),
             )
         observer.on_start(run.id, recipe.epochs, steps, run.epochs_done)
-        checkpointer = _Checkpointer(
-            store, run, workdir, observer, should_stop, validate, recipe.stateful
-        )
+        checkpointer = _Checkpointer(store, run, workdir, observer, should_stop, validate, carry)
         if run.epochs_done < recipe.epochs:
             model.fit(
                 train_ds,
                 epochs=recipe.epochs,
                 initial_epoch=run.epochs_done,
-                callbacks=[checkpointer],
+                callbacks=[*callbacks, checkpointer],
                 shuffle=False,  # the dataset shuffles itself, seeded
                 verbose=0,
             )
@@ -399,14 +445,17 @@ def train(
                 "batch_size": recipe.batch_size,
                 "learning_rate": recipe.learning_rate,
                 "stateful": recipe.stateful,
+                "train_on": recipe.train_on,
                 "precision": recipe.precision,
                 "train_loss": final.get("loss"),
                 "valid_loss": final.get("val_loss"),
                 "valid_bits_per_char": final.get("val_bits_per_char"),
+                "valid_scored_on": TrainOn.TUNES,
+                "valid_window_bits_per_char": final.get("val_window_bits_per_char"),
                 "history": run.history,
                 # Summed per epoch, so time before a resume counts too.
                 "train_seconds": sum(h.get("seconds", 0.0) for h in run.history),
-                "chars_processed": windows * recipe.seq_len * run.epochs_done,
+                "chars_processed": epoch_chars * run.epochs_done,
                 "run_id": run.id,
                 "versions": {"tensorflow": tf.__version__, "keras": keras.__version__},
             },

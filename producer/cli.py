@@ -22,6 +22,7 @@ from typing import Annotated, Any, ParamSpec, TypeVar
 
 import typer
 from common.errors import TunebatchError
+from common.schemas import TrainOn
 from common.settings import Settings
 from pydantic import ValidationError
 
@@ -273,6 +274,17 @@ def train(
             "(truncated back-propagation through time); default: the preset's.",
         ),
     ] = None,
+    train_on: Annotated[
+        TrainOn | None,
+        typer.Option(
+            help="windows: windows of the preset's length cut from the corpus, each from a "
+            "zero state; tunes: whole tunes from X: to their end, each from a zero state, as "
+            "the sampler runs them (--batch-size tunes of similar length a step); streams: "
+            "whole tunes in --batch-size parallel streams, state carried window to window "
+            "within a tune, zeroed at each tune start; default: the preset's (windows, "
+            "measured best: README).",
+        ),
+    ] = None,
     precision: Annotated[
         PrecisionChoice | None,
         typer.Option(
@@ -311,6 +323,7 @@ def train(
         batch_size=batch_size,
         learning_rate=learning_rate,
         stateful=stateful,
+        train_on=train_on,
         precision=precision.value if precision else None,
         max_train_chars=max_train_chars,
         seed=seed,
@@ -331,7 +344,7 @@ def train(
     views.console.print(
         f"model [bold]{record.id}[/] ({record.preset} on {record.corpus}, {record.epochs} "
         f"epochs, {record.train_seconds:.0f} s): validation "
-        f"{views.fmt_float(record.valid_bits_per_char)} bits/char"
+        f"{views.fmt_float(record.valid_bits_per_char)} bits/char over whole tunes"
     )
 
 
@@ -435,25 +448,37 @@ def model_show(
 def model_evaluate(
     model: Annotated[str, typer.Argument(help="Model id, unique prefix or 'latest'.")],
     file: Annotated[Path, typer.Option(help="ABC file to score.")],
+    raw: Annotated[
+        bool,
+        typer.Option(
+            "--raw",
+            help="Score the file's tunes as written, without the cleaning a corpus import "
+            "applies (comments, directives, duplicates and tunes without M:/K: removed).",
+        ),
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Bits/char of a model on any ABC file (unknown characters are counted and skipped)."""
+    """Bits/char of a model on the tunes of an ABC file, each tune scored whole as the sampler
+    runs it (zero state at X:, state carried to the tune's end); unknown characters are counted
+    and skipped. The zero-state 100-char windowed score is shown for comparison."""
     from common.corpus import read_abc_file
     from common.errors import NotFoundError
+    from common.evaluation import evaluate_abc
     from common.model import load_registered
-    from common.training import evaluate_text
 
     if not file.is_file():
         raise NotFoundError(f"no file {file}")
     text = read_abc_file(file)
     record, keras_model, vocab = load_registered(store(), model, settings().cache_path)
-    result = evaluate_text(keras_model, vocab, text, record.seq_len)
+    result = evaluate_abc(keras_model, vocab, text, seq_len=record.seq_len, raw=raw)
     if as_json:
         views.print_json({"model": record.id, "file": str(file), **result.to_dict()})
         return
     views.console.print(
-        f"{file}: {result.bits_per_char:.3f} bits/char over {result.chars:,} chars "
-        f"({result.unknown_chars} chars outside the model's vocabulary skipped)"
+        f"{file}: {result.bits_per_char:.3f} bits/char over {result.tunes} whole tunes "
+        f"({result.chars:,} chars{'' if raw else ', cleaned as on import'}; "
+        f"{result.window_bits_per_char:.3f} over {record.seq_len}-char windows; "
+        f"{result.unknown_chars} chars outside the model's vocabulary skipped)"
     )
 
 

@@ -20,6 +20,7 @@ from common.model import (
     save_inference_model,
 )
 from common.model_registry import list_models, model_file, model_key, resolve_model
+from common.schemas import TrainOn
 from common.storage import LocalStore
 from tests.model_fixtures import TinyEnv
 
@@ -38,6 +39,10 @@ def test_presets_keep_the_original_recipe_and_default_to_a_fifth_of_its_compute(
     assert passes(seed) <= passes(original) / 5
     assert passes(PRESETS["small"]) <= passes(original) / 5
     assert {"seed", "original", "small", "tiny"} <= set(PRESETS)
+    # Windows beat whole-tune training on the whole-tune score at equal char positions
+    # (README, bench/training.py --whole-tunes); `original` keeps its recipe whatever wins.
+    assert original.train_on == TrainOn.WINDOWS and not original.stateful
+    assert seed.train_on == PRESETS["small"].train_on == TrainOn.WINDOWS
     with pytest.raises(InvalidInputError, match="unknown preset"):
         get_preset("huge")
 

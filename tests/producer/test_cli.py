@@ -60,8 +60,15 @@ def test_import_train_generate_fetch(env: Path, tmp_path: Path) -> None:
     assert [m["id"] for m in json.loads(out)] == [model_id]
     code, out, err = run("model", "evaluate", model_id[:10], "--file", str(TINY_CORPUS), "--json")
     assert code == 0, err
-    scored = json.loads(out)
-    assert scored["bits_per_char"] > 0 and scored["unknown_chars"] > 0  # '%' comments, '@'
+    scored = json.loads(out)  # whole tunes, cleaned as on import
+    assert scored["bits_per_char"] > 0 and scored["window_bits_per_char"] > 0
+    assert scored["tunes"] > 0 and scored["raw"] is False
+    code, out, err = run(
+        "model", "evaluate", model_id[:10], "--file", str(TINY_CORPUS), "--raw", "--json"
+    )
+    assert code == 0, err
+    raw = json.loads(out)
+    assert raw["raw"] is True and raw["unknown_chars"] > scored["unknown_chars"]  # '%' comments
 
     code, out, err = run(
         "submit-batch", "--count", "3", "--any", "--formats", "abc,mid", "--seed", "4",
@@ -119,6 +126,8 @@ def test_missing_model_and_bad_parameters(env: Path, tiny_env: TinyEnv) -> None:
     assert_one_line_error(code, err, "not a valid batch id")
     code, _, err = run("train", "--corpus", "x", "--preset", "enormous")
     assert_one_line_error(code, err, "unknown preset 'enormous'")
+    code, _, err = run("train", "--corpus", "x", "--train-on", "tunes", "--stateful")
+    assert_one_line_error(code, err, "--train-on tunes or --stateful, not both")
     code, _, err = run("submit-batch", "--precision", "int4")
     assert code == 2 and "Invalid value for '--precision'" in err and "Traceback" not in err
 
