@@ -24,9 +24,8 @@ from common.errors import RenderError
 from common.render import FORMATS, check_abc, rendered
 from common.settings import Settings
 from common.storage import LocalStore
-from producer import cli
 from tests.model_fixtures import TinyEnv
-from tests.producer_cli import run
+from tests.producer_cli import embedded_data_dir, run
 
 HEAD = "X:1\nT:Guarded\nM:4/4\nL:1/8\n"
 BODY = "K:D\n|:dAFA dAFA|BGEG BGEG:|\n"
@@ -125,17 +124,8 @@ def test_no_leak_from_corpus_import(
 
 @pytest.fixture
 def embedded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tiny_env: TinyEnv) -> Iterator[Path]:
-    data = tmp_path / "data"
-    for key in tiny_env.store.list("models/"):
-        target = data / key
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(tiny_env.store.get_bytes(key))
-    monkeypatch.setenv("TUNEBATCH_DATA_DIR", str(data))
-    monkeypatch.delenv("TUNEBATCH_BROKER_URL", raising=False)
-    monkeypatch.delenv("TUNEBATCH_S3_BUCKET", raising=False)
-    cli.settings.cache_clear()
-    yield data
-    cli.settings.cache_clear()
+    with embedded_data_dir(tmp_path / "data", monkeypatch, tiny_env.store) as data:
+        yield data
 
 
 def test_no_leak_from_model_evaluate_and_submit_batch_primer(

@@ -11,8 +11,7 @@ import pytest
 from common.records import LocalRecords
 from common.schemas import BatchRecord, BatchSpec, TuneRecord, TuneStatus, new_batch_id, tune_id
 from common.storage import LocalStore
-from producer import cli
-from tests.producer_cli import run
+from tests.producer_cli import embedded_data_dir, run
 
 GOOD = "X:1\nT:Good\nM:6/8\nL:1/8\nK:G\nD|GAB cBA|GAB c2:|\n"
 SHORT = "X:2\nT:Short\nM:6/8\nL:1/8\nK:G\nGAB cBA|GAB c2|GAB cBA|\n"
@@ -21,13 +20,8 @@ BROKEN = 'X:3\nT:Broken\nM:4/4\nK:D\nA2 B2 |]] ((( c4 z8 [K:Zz] "unclosed\n'
 
 @pytest.fixture
 def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    data = tmp_path / "data"
-    monkeypatch.setenv("TUNEBATCH_DATA_DIR", str(data))
-    monkeypatch.delenv("TUNEBATCH_BROKER_URL", raising=False)
-    monkeypatch.delenv("TUNEBATCH_S3_BUCKET", raising=False)
-    cli.settings.cache_clear()
-    yield data
-    cli.settings.cache_clear()
+    with embedded_data_dir(tmp_path / "data", monkeypatch) as data:
+        yield data
 
 
 def test_report_on_a_file(env: Path, tmp_path: Path) -> None:

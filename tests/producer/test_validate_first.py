@@ -13,12 +13,11 @@ from common.errors import InvalidInputError
 from common.redis_records import RedisRecords
 from common.schemas import BatchSpec
 from common.settings import Settings
-from producer import cli
 from producer.client import Client
 from tests import servers as srv
 from tests.model_fixtures import TinyEnv
 from tests.producer.test_distributed_cli import fake_model
-from tests.producer_cli import run
+from tests.producer_cli import embedded_data_dir, run
 
 #: (primer, max-chars, what the one-line error must say): each one of the issue's refusals.
 REFUSED = [
@@ -35,17 +34,8 @@ REFUSED = [
 @pytest.fixture
 def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tiny_env: TinyEnv) -> Iterator[Path]:
     """Embedded mode with a copy of the session's tiny model in a fresh data dir."""
-    data = tmp_path / "data"
-    for key in tiny_env.store.list("models/"):
-        target = data / key
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(tiny_env.store.get_bytes(key))
-    monkeypatch.setenv("TUNEBATCH_DATA_DIR", str(data))
-    monkeypatch.delenv("TUNEBATCH_BROKER_URL", raising=False)
-    monkeypatch.delenv("TUNEBATCH_S3_BUCKET", raising=False)
-    cli.settings.cache_clear()
-    yield data
-    cli.settings.cache_clear()
+    with embedded_data_dir(tmp_path / "data", monkeypatch, tiny_env.store) as data:
+        yield data
 
 
 def _everything(data: Path) -> set[str]:
