@@ -69,6 +69,8 @@ class Context:
     records: JobRecords
     _samplers: dict[tuple[str, str], tuple[ModelRecord, Sampler]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    #: Told (chars, seconds) after each chunk's sampling; the workers feed their metrics.
+    on_sampled: Callable[[int, float], None] | None = None
 
     def sampler(self, model_id: str, precision: str = "auto") -> tuple[ModelRecord, Sampler]:
         """The model's sampler, loaded (hash-checked) once per process and kept."""
@@ -225,6 +227,8 @@ def generate_chunk(
         "batch %s chunk %d: %d tunes generated with model %s",
         batch_id, chunk_no, len(todo), record.short_id,
     )  # fmt: skip
+    if ctx.on_sampled is not None:
+        ctx.on_sampled(run.chars, run.seconds)
     return ready
 
 
