@@ -36,7 +36,7 @@ RUN apt-get update \
         vorbis-tools=1.4.2-1+b1 \
         lame=3.100-6 \
         flac=1.4.2+ds-2 \
-        librsvg2-bin=2.54.7+dfsg-1~deb12u1 \
+        librsvg2-bin=2.54.7+dfsg-1~deb12u* \
         fluidsynth=2.3.1-2 \
         fluid-soundfont-gm=3.1-5.3 \
     && rm -rf /var/lib/apt/lists/* \
