@@ -86,13 +86,13 @@ IMAGES := cpu-worker producer gpu-worker
 base-images: ## Build base images (Python 3.11, Redis, an S3 server) from Debian packages alone
 	docker/local/build-bases.sh
 
-images: $(if $(filter local/%,$(PYTHON_IMAGE)),base-images) ## Build cpu-worker, gpu-worker, producer
+images: $(if $(filter local/%,$(PYTHON_IMAGE)),base-images) ## Build cpu-worker, gpu-worker, producer; run them as k8s does
 	@for role in $(IMAGES); do \
 	  echo "== tunebatch/$$role:$(TUNEBATCH_TAG) (base $(PYTHON_IMAGE))"; \
 	  docker build --network host --build-arg PYTHON_IMAGE=$(PYTHON_IMAGE) \
 	    -f docker/$$role.Dockerfile -t tunebatch/$$role:$(TUNEBATCH_TAG) . || exit 1; \
 	done
-	@docker image ls --format '{{.Repository}}:{{.Tag}}  {{.Size}}' | grep '^tunebatch/'
+	python3 -m tests.compose.images $(TUNEBATCH_TAG)
 
-compose-test: images ## Drive the Compose stack end to end: 200 tunes, a worker killed, Redis restarted
+compose-test: venv images ## Compose stack end to end: 200 tunes, a worker killed, Redis restarted (~15 min)
 	$(BIN)/python -m tests.compose.run

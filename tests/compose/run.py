@@ -99,6 +99,14 @@ class Stack:
         files = ["-f", str(DOCKER / "compose.yaml")]
         if not image_exists("redis:7.4.11-alpine"):  # no registry here: docker/compose.local.yaml
             files += ["-f", str(DOCKER / "compose.local.yaml")]
+        if image_exists("tunebatch/gpu-worker:dev"):
+            # The gpu queue's worker runs the gpu-worker image (TensorFlow falls back to the CPU),
+            # so that image is driven too, not only the cpu-worker image that `cpu-fallback` uses.
+            gpu_image = tmp / "compose.gpu-image.yaml"
+            gpu_image.write_text(
+                "services:\n  gpu-worker-cpu:\n    image: tunebatch/gpu-worker:dev\n"
+            )
+            files += ["-f", str(gpu_image)]
         self.compose = [
             "docker-compose", "--env-file", str(self.env_file), "-p", PROJECT, *files,
         ]  # fmt: skip
@@ -272,6 +280,25 @@ def drive(stack: Stack, tmp: Path, count: int, figures: Figures, out: dict[str, 
 
     out["worker_metrics"] = scrape_in(stack.containers("cpu-worker")[-1])
     out["gpu_worker_metrics"] = scrape_in(stack.containers("gpu-worker-cpu")[0])
+
+    def health() -> dict[str, str]:
+        out = {}
+        for service in ("redis", "minio", "cpu-worker", "gpu-worker-cpu", "beat", "flower"):
+            for container in stack.containers(service):
+                out[f"{service} {container[:12]}"] = sh(
+                    ["docker", "inspect", "-f",
+                     "{{if .State.Health}}{{.State.Health.Status}}{{end}}", container]
+                ).strip()  # fmt: skip
+        return out
+
+    # Healthchecks run every 60 s: the restarted worker and Redis need a round to be healthy.
+    with contextlib.suppress(TimeoutError):
+        wait_for("every container healthy", lambda: set(health().values()) == {"healthy"}, 150, 5)
+    statuses = health()
+    problems += [
+        f"{name} is {s or 'without health'}" for name, s in statuses.items() if s != "healthy"
+    ]
+    out["health"] = statuses
     flower = http_get(
         f"http://127.0.0.1:{stack.ports['FLOWER_HOST_PORT']}/metrics", stack.flower_auth
     )
