@@ -3,7 +3,7 @@
 1. ``docker/compose.yaml`` (+ ``docker/compose.local.yaml`` where the registry images are not
    there) comes up in a project of its own, with two cpu-worker containers and the gpu queue on
    the CPU (profile ``cpu-fallback``); fresh passwords, free host ports.
-2. The tiny corpus is put in the bucket; the tiny preset is trained for one epoch through the
+2. The tiny corpus is put in the bucket; the tiny preset is trained for 3 epochs through the
    producer container (``producer train``) on the gpu-queue worker.
 3. ``producer submit-batch --count 200`` runs in the producer container.
 4. Mid-batch, one cpu-worker container is ``docker kill``ed and Redis is restarted.
@@ -68,7 +68,8 @@ def sh(argv: list[str], *, timeout: float = 600, check: bool = True) -> str:
 
 
 def image_exists(name: str) -> bool:
-    return sh(["docker", "image", "inspect", name], check=False) != ""
+    result = subprocess.run(["docker", "image", "inspect", name], capture_output=True, check=False)
+    return result.returncode == 0
 
 
 class Stack:
@@ -212,7 +213,7 @@ def drive(stack: Stack, tmp: Path, count: int, figures: Figures, out: dict[str, 
 
     log("training the tiny preset through the producer container")
     t0 = time.monotonic()
-    train = ["train", "--corpus", "tiny", "--preset", "tiny", "--epochs", "1", "--seed", "1"]
+    train = ["train", "--corpus", "tiny", "--preset", "tiny", "--epochs", "3", "--seed", "1"]
     trained = json.loads(stack.producer(*train, "--wait", "--json"))
     model_id = trained["model_id"]
     out["train_s"] = round(time.monotonic() - t0, 1)
@@ -220,7 +221,7 @@ def drive(stack: Stack, tmp: Path, count: int, figures: Figures, out: dict[str, 
     log(f"submit-batch --count {count} through the producer container")
     t0 = time.monotonic()
     submit = [
-        "submit-batch", "--count", str(count), "--model", model_id, "--temperature", "0.7",
+        "submit-batch", "--count", str(count), "--model", model_id, "--temperature", "0.3",
         "--max-chars", "400", "--primer", PRIMER, "--any", "--formats", "abc,mid,wav",
         "--seed", "7", "--no-wait", "--json",
     ]  # fmt: skip
@@ -228,20 +229,23 @@ def drive(stack: Stack, tmp: Path, count: int, figures: Figures, out: dict[str, 
     batch_id = submitted["batch_id"]
     rec = batch_records(stack)
 
-    def done_count() -> int:
-        return int(rec.counts(batch_id).get("done", 0))
+    def final_count() -> int:
+        counts = rec.counts(batch_id)
+        return sum(int(counts.get(s, 0)) for s in ("done", "failed", "cancelled"))
 
-    wait_for("a tenth of the batch rendered", lambda: done_count() >= count // 10, 600, 1.0)
+    wait_for("a tenth of the batch rendered", lambda: final_count() >= count // 10, 900, 0.5)
     victim = stack.containers("cpu-worker")[0]
-    log(f"docker kill cpu-worker {victim[:12]} at {done_count()} done")
+    log(f"docker kill cpu-worker {victim[:12]} at {final_count()} tunes final")
     sh(["docker", "kill", victim])
     figures.whole_worker_kills = figures.worker_kills = 1
     time.sleep(3)
-    log(f"restarting Redis at {done_count()} done")
+    at = final_count()
+    log(f"restarting Redis at {at} tunes final")
     stack.dc("restart", "redis", timeout=120)
     figures.redis_restarts = 1
     state = sh(["docker", "inspect", "-f", "{{.State.Status}}", victim]).strip()
     figures.events.append(f"killed cpu-worker {victim[:12]}; restart policy left it {state}")
+    figures.events.append(f"Redis restarted with {at} of {count} tunes final")
     if state != "running":
         sh(["docker", "start", victim])
         figures.events.append("started it again with docker start")
