@@ -13,9 +13,10 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 
 .DEFAULT_GOAL := help
 .PHONY: help system venv install demo test test-fast chaos lint format bench clean abcjs
+.PHONY: base-images images compose-test
 
 help: ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
 
 $(VENV)/.system-stamp:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -79,3 +80,27 @@ abcjs: ## Re-vendor abcjs for the gallery from the npm registry (ABCJS_VERSION=x
 
 clean: ## Remove the virtualenv and caches (keeps artifacts/)
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
+
+# --- images and the Compose stack (docs/deploy.md) ---------------------------------------------
+TUNEBATCH_TAG ?= dev
+UPSTREAM_PYTHON_IMAGE := python:3.11.14-slim-bookworm
+LOCAL_PYTHON_IMAGE := local/python:3.11-bookworm
+# The pinned upstream base when the registry answers, else the one base-images builds from Debian.
+PYTHON_IMAGE ?= $(shell docker image inspect $(UPSTREAM_PYTHON_IMAGE) >/dev/null 2>&1 \
+	|| docker pull -q $(UPSTREAM_PYTHON_IMAGE) >/dev/null 2>&1 \
+	&& echo $(UPSTREAM_PYTHON_IMAGE) || echo $(LOCAL_PYTHON_IMAGE))
+IMAGES := cpu-worker producer gpu-worker
+
+base-images: ## Build base images (Python 3.11, Redis, an S3 server) from Debian packages alone
+	docker/local/build-bases.sh
+
+images: $(if $(filter local/%,$(PYTHON_IMAGE)),base-images) ## Build cpu-worker, gpu-worker, producer; run them as k8s does
+	@for role in $(IMAGES); do \
+	  echo "== tunebatch/$$role:$(TUNEBATCH_TAG) (base $(PYTHON_IMAGE))"; \
+	  docker build --network host --build-arg PYTHON_IMAGE=$(PYTHON_IMAGE) \
+	    -f docker/$$role.Dockerfile -t tunebatch/$$role:$(TUNEBATCH_TAG) . || exit 1; \
+	done
+	python3 -m tests.compose.images $(TUNEBATCH_TAG)
+
+compose-test: venv images ## Compose stack end to end: 200 tunes, a worker killed, Redis restarted (~15 min)
+	$(BIN)/python -m tests.compose.run

@@ -77,6 +77,8 @@ class Context:
     _samplers: dict[tuple[str, str], tuple[ModelRecord, Sampler]] = field(default_factory=dict)
     _indexes: dict[str, MelodyIndex | None] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    #: Told (chars, seconds) after each chunk's sampling; the workers feed their metrics.
+    on_sampled: Callable[[int, float], None] | None = None
 
     def melody_index(self, model: ModelRecord) -> MelodyIndex | None:
         """The melody index of the model's training tunes, loaded or built once per process.
@@ -304,6 +306,8 @@ def generate_chunk(
         "batch %s chunk %d: %d tunes generated with model %s",
         batch_id, chunk_no, len(todo), record.short_id,
     )  # fmt: skip
+    if ctx.on_sampled is not None:
+        ctx.on_sampled(run.chars, run.seconds)
     return ready
 
 

@@ -141,6 +141,24 @@ class Settings(BaseSettings):
     render_workers: int = Field(default=0, ge=0, description="Parallel renders; 0 = CPU count.")
 
     log_level: str = "INFO"
+    log_format: Literal["text", "json"] = Field(
+        default="text",
+        description="Worker log lines: text for people, or json (one object per line, with the "
+        "task, batch and tune ids) for a log pipeline.",
+    )
+
+    # --- metrics (worker/metrics.py) ----------------------------------------------------------
+    metrics_port: int | None = Field(
+        default=None,
+        ge=1,
+        le=65535,
+        description="Port of a worker's Prometheus /metrics endpoint; unset means none.",
+    )
+    metrics_dir: Path | None = Field(
+        default=None,
+        description="Where the pool's processes keep their samples (emptied at start); "
+        "defaults to <temp dir>/tunebatch-metrics.",
+    )
 
     @model_validator(mode="after")
     def _check_s3(self) -> Settings:

@@ -21,7 +21,9 @@ COPY README.md ./
 COPY common ./common
 COPY producer ./producer
 COPY worker ./worker
-RUN pip install --no-cache-dir --no-deps .
+# The project in a folder of its own (not the venv), so the runtime stage copies the big
+# dependency venv from a cached layer and only this small folder changes with the code.
+RUN pip install --no-cache-dir --no-deps --target /opt/tunebatch .
 
 # --- runtime ----------------------------------------------------------------------------------
 FROM ${PYTHON_IMAGE}
@@ -36,7 +38,7 @@ RUN apt-get update \
         vorbis-tools=1.4.2-1+b1 \
         lame=3.100-6 \
         flac=1.4.2+ds-2 \
-        librsvg2-bin=2.54.7+dfsg-1~deb12u1 \
+        librsvg2-bin=2.54.7+dfsg-1~deb12u* \
         fluidsynth=2.3.1-2 \
         fluid-soundfont-gm=3.1-5.3 \
         bubblewrap=0.8.0-2+deb12u1 \
@@ -46,7 +48,9 @@ RUN apt-get update \
         --shell /usr/sbin/nologin tunebatch \
     && install -d -o tunebatch -g tunebatch /var/lib/tunebatch
 COPY --from=build /opt/venv /opt/venv
-ENV PATH=/opt/venv/bin:$PATH \
+COPY --from=build /opt/tunebatch /opt/tunebatch
+ENV PATH=/opt/tunebatch/bin:/opt/venv/bin:$PATH \
+    PYTHONPATH=/opt/tunebatch \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     HOME=/home/tunebatch \

@@ -27,7 +27,9 @@ COPY README.md ./
 COPY common ./common
 COPY producer ./producer
 COPY worker ./worker
-RUN pip install --no-cache-dir --no-deps .
+# The project in a folder of its own (not the venv), so the runtime stage copies the big
+# dependency venv from a cached layer and only this small folder changes with the code.
+RUN pip install --no-cache-dir --no-deps --target /opt/tunebatch .
 
 # --- runtime ----------------------------------------------------------------------------------
 FROM ${PYTHON_IMAGE}
@@ -42,10 +44,12 @@ RUN apt-get update \
         --shell /usr/sbin/nologin tunebatch \
     && install -d -o tunebatch -g tunebatch /var/lib/tunebatch
 COPY --from=build /opt/venv /opt/venv
+COPY --from=build /opt/tunebatch /opt/tunebatch
 # NVIDIA_DRIVER_CAPABILITIES tells the container toolkit which driver libraries to mount
 # (libcuda for compute, nvidia-smi for utility). NVIDIA_VISIBLE_DEVICES is deliberately not set:
 # the device request (compose) or the device plugin (Kubernetes) chooses the GPUs.
-ENV PATH=/opt/venv/bin:$PATH \
+ENV PATH=/opt/tunebatch/bin:/opt/venv/bin:$PATH \
+    PYTHONPATH=/opt/tunebatch \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     HOME=/home/tunebatch \

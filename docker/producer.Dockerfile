@@ -28,7 +28,9 @@ COPY README.md ./
 COPY common ./common
 COPY producer ./producer
 COPY worker ./worker
-RUN pip install --no-cache-dir --no-deps .
+# The project in a folder of its own (not the venv), so the runtime stage copies the big
+# dependency venv from a cached layer and only this small folder changes with the code.
+RUN pip install --no-cache-dir --no-deps --target /opt/tunebatch .
 
 # --- runtime ----------------------------------------------------------------------------------
 FROM ${PYTHON_IMAGE}
@@ -36,7 +38,9 @@ RUN groupadd --system --gid 10001 tunebatch \
     && useradd --system --uid 10001 --gid tunebatch --home-dir /home/tunebatch --create-home \
         --shell /usr/sbin/nologin tunebatch
 COPY --from=build /opt/venv /opt/venv
-ENV PATH=/opt/venv/bin:$PATH \
+COPY --from=build /opt/tunebatch /opt/tunebatch
+ENV PATH=/opt/tunebatch/bin:/opt/venv/bin:$PATH \
+    PYTHONPATH=/opt/tunebatch \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     HOME=/home/tunebatch \

@@ -62,6 +62,9 @@ def _start(loglevel: str, *, bucket: bool) -> tuple[Settings, Celery]:
     )
     try:
         settings = Settings()
+        from worker import logs
+
+        logs.configure(loglevel, settings.log_format)
         from worker import banner
         from worker.celery_app import app as celery_app
         from worker.celery_app import configure
@@ -135,6 +138,11 @@ def run_worker(
 ) -> None:
     """Configure the app for `role` and run a Celery worker on that role's queue until stopped."""
     settings, celery_app = _start(loglevel, bucket=True)
+    from worker import metrics
+
+    # Before the pool forks: its processes inherit the samples directory (worker/metrics.py).
+    if metrics.prepare(settings) is not None:
+        metrics.serve(settings, (role,))
     from worker import tasks
 
     tasks.init(settings, role)
@@ -153,6 +161,8 @@ def run_worker(
     ]
     for module in include or []:
         argv.append(f"--include={module}")
+    if settings.log_format == "json":
+        argv.insert(0, "--quiet")  # Celery's start-up banner is text on stdout
     log.info("starting %s worker %s (concurrency %d)", role, hostname, concurrency)
     celery_app.worker_main(argv)
 

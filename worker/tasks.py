@@ -53,6 +53,7 @@ from common.redis_records import DeadLetter, RedisRecords
 from common.schemas import RunStatus, TrainSpec, TuneStatus, tune_id
 from common.settings import Settings
 from common.storage import make_store
+from worker import metrics as worker_metrics
 from worker.celery_app import (
     FINALIZE,
     GENERATE,
@@ -106,7 +107,12 @@ def _ensure() -> Runtime:
         s = _runtime.settings
         assert s.broker_url is not None
         _runtime.records = RedisRecords.from_url(s.broker_url)
-        _runtime.context = Context(settings=s, store=make_store(s), records=_runtime.records)
+        _runtime.context = Context(
+            settings=s,
+            store=make_store(s),
+            records=_runtime.records,
+            on_sampled=worker_metrics.sampled,
+        )
     return _runtime
 
 
@@ -279,6 +285,7 @@ class JobTask(Task):  # type: ignore[misc]  # Celery is untyped
             except Exception:  # the dead-letter entry below matters more than this cleanup
                 log.exception("could not mark the work of %s%s failed", self.name, list(args))
         rec = records()
+        worker_metrics.dead_lettered(self.name)
         rec.push_dead_letter(
             DeadLetter(
                 task=self.name,
@@ -435,6 +442,7 @@ class _RunObserver:
 
     def on_start(self, run_id: str, epochs: int, steps_per_epoch: int, initial_epoch: int) -> None:
         self._epochs, self._steps = epochs, steps_per_epoch
+        worker_metrics.training(self.run_id, epochs=epochs, epochs_done=initial_epoch, step=0)
         self.rec.update_run(
             self.run_id,
             status=RunStatus.RUNNING,
@@ -448,9 +456,11 @@ class _RunObserver:
         now = time.monotonic()
         if now - self._last >= self.every_s:
             self._last = now
+            worker_metrics.training(self.run_id, step=step, loss=loss)
             self.rec.update_run(self.run_id, step=step, loss=loss)
 
     def on_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
+        worker_metrics.training(self.run_id, epochs_done=epoch, step=0, loss=metrics.get("loss"))
         self.rec.update_run(
             self.run_id,
             epochs_done=epoch,

@@ -72,8 +72,14 @@ class Cluster:
         return RedisRecords.from_url(self.settings.broker_url)
 
     def start_worker(
-        self, role: str, *, concurrency: int = 1, extra: tuple[str, ...] = ()
+        self,
+        role: str,
+        *,
+        concurrency: int = 1,
+        extra: tuple[str, ...] = (),
+        env: dict[str, str] | None = None,
     ) -> WorkerProcess:
+        """Start `worker <role>`; `env` adds to (or overrides) the cluster's environment."""
         name = f"{role}-{uuid.uuid4().hex[:6]}@test"
         log_path = self.log_dir / f"worker-{name.split('@')[0]}.log"
         argv = [
@@ -84,7 +90,7 @@ class Cluster:
             proc = subprocess.Popen(
                 argv,
                 cwd=ROOT,
-                env=self.env,
+                env={**self.env, **(env or {})},
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
