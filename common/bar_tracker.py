@@ -51,6 +51,8 @@ DECORATIONS = ".~THuv"
 MAX_CHORD = 4
 MAX_QUOTE = 10
 QUOTE_CHARS = set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789#/()+-. ")
+#: A guitar chord's name after its root: accidental, quality, extension, bass note.
+CHORD_NAME_CHARS = set("#bmajindugs+o679/ABCDEFG")
 #: What a key (K:) may be written with: tonic, mode, explicit accidentals, clef words.
 KEY_CHARS = set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789#^_=,' ")
 #: Field lines the body may hold at a bar start (``K:``, ``M:``, ``L:`` are read; others skipped).
@@ -67,8 +69,8 @@ TUPLETS = {2: (3, 2), 3: (2, 3), 4: (3, 4)}
 
 # Per-slot integer state, one column each.
 (MODE, POS, BARLEN, Q, PICKUP, PICKOK, NEED, OPENREP, BARS, TUPR, TUPLEFT, TARGET, BRK,
- LASTQ, LASTV, LASTPLAIN, MNUM, MDEN, UDEN, ACCN, ACCD) = range(21)  # fmt: skip
-FIELDS = 21
+ LASTQ, LASTV, LASTPLAIN, MNUM, MDEN, UDEN, ACCN, ACCD, FULLS) = range(22)  # fmt: skip
+FIELDS = 22
 
 # Conditions a (mode, char) may require, one bit each; C_LEN + i is "length char i fits".
 (C_TERM, C_NOTE, C_BAR, C_COLON, C_NOTNEED, C_END, C_BARSTART, C_TUP2, C_TUP3, C_TUP4,
@@ -80,6 +82,11 @@ C_LEN = 12
  A_ACC_RESET, A_NUM, A_DEN, A_M_C, A_M_CC, A_M_END, A_L_END, A_BODY_START, A_M_END_BODY,
  A_L_END_BODY) = range(20)  # fmt: skip
 N_ACTIONS = 20
+
+
+def _note_mode(letter: str) -> str:
+    """A pending note: C, takes ',' octave marks, c' takes "'" (abc2midi refuses the others)."""
+    return "PNU" if letter.isupper() else "PNL"
 
 
 @dataclass(frozen=True)
@@ -106,7 +113,7 @@ class _Grammar:
 
     def __init__(self) -> None:
         self.nodes, self.node_id = _trie()
-        self.modes: list[str] = ["FREE", "H_START", "H_LS", "PN", "PN1"]
+        self.modes: list[str] = ["FREE", "H_START", "H_LS", "PNU", "PNU1", "PNL", "PNL1"]
         self.modes += [f"P:{n}" for n in self.nodes]
         self.rules: dict[str, Callable[[str], Rule | None]] = {}
 
@@ -114,7 +121,7 @@ class _Grammar:
     def sep(self, ch: str) -> Rule | None:
         """Between elements of the body."""
         if ch in NOTE_LETTERS:
-            return Rule("PN", _bit(C_NOTE))
+            return Rule(_note_mode(ch), _bit(C_NOTE))
         if ch in RESTS:
             return Rule("P:", _bit(C_NOTE))
         if ch in ACCIDENTALS:
@@ -146,7 +153,7 @@ class _Grammar:
     def pre(self, ch: str) -> Rule | None:
         """After a decoration, slur, tuplet, grace notes or broken rhythm: a note comes next."""
         if ch in NOTE_LETTERS:
-            return Rule("PN", _bit(C_NOTE))
+            return Rule(_note_mode(ch), _bit(C_NOTE))
         if ch in RESTS:
             return Rule("P:", _bit(C_NOTE))
         if ch in ACCIDENTALS:
@@ -164,12 +171,16 @@ class _Grammar:
         }
         return extra.get(ch) or self.sep(ch)
 
-    def pending(self, node: str, octave: int | None) -> Callable[[str], Rule | None]:
+    def pending(
+        self, node: str, octave: int | None, marks: str = ""
+    ) -> Callable[[str], Rule | None]:
+        """A note or rest whose length suffix is being written; `octave` marks written so far
+        (None: no more), `marks` the one octave mark its case takes (C, c')."""
         trie = self.node_id
 
         def rule(ch: str) -> Rule | None:
-            if octave is not None and ch in "',":
-                return Rule("PN1" if octave == 0 else "P:")
+            if octave is not None and ch in marks:
+                return Rule(f"PN{'U' if marks == ',' else 'L'}1" if octave == 0 else "P:")
             if ch in LENGTH_CHARS:
                 child = node + ch
                 if child in trie:
@@ -190,13 +201,18 @@ class _Grammar:
 
             def rule(ch: str, acc: str = acc) -> Rule | None:
                 if ch in NOTE_LETTERS:
-                    return Rule(then)
+                    return Rule(_note_mode(ch) if then == "PN" else then)
                 if ch == acc and acc != "=":
                     return Rule(prefix + "D")
                 return None
 
             self.add(prefix + acc, rule)
-        self.add(prefix + "D", lambda ch: Rule(then) if ch in NOTE_LETTERS else None)
+        self.add(
+            prefix + "D",
+            lambda ch: (
+                Rule(_note_mode(ch) if then == "PN" else then) if ch in NOTE_LETTERS else None
+            ),
+        )
 
     def meter_value(self, prefix: str, end: str, done: Rule) -> None:
         """``C``, ``C|`` or n/d (n ≤ 99, d in 1 2 4 8 16), then `end`."""
@@ -319,11 +335,13 @@ class _Grammar:
             return self.pre(ch)
 
         self.add("PAREN", paren)
-        self.add("PN", self.pending("", 0))
-        self.add("PN1", self.pending("", 1))
+        self.add("PNU", self.pending("", 0, ","))
+        self.add("PNU1", self.pending("", 1, ","))
+        self.add("PNL", self.pending("", 0, "'"))
+        self.add("PNL1", self.pending("", 1, "'"))
         for node in self.nodes:
             self.add(f"P:{node}", self.pending(node, None))
-        self.accidentals("ACC", "PN")
+        self.accidentals("ACC", "PN")  # PN: the letter's case picks PNU or PNL
         for k in range(1, MAX_CHORD + 1):
             self.accidentals(f"CACC{k}", f"CHORD{k}")
         self.accidentals("GACC", "GRACE")
@@ -380,18 +398,20 @@ class _Grammar:
         self.add("DECO", lambda ch: Rule("PRE") if ch == "!" else
                  (Rule("DECO") if ch in deco_chars else None))  # fmt: skip
         # A guitar chord starts with A-G, an annotation with a placement ^ _ < > @.
-        self.add("Q0", lambda ch: Rule("Q1") if ch in "ABCDEFG^_<>@" else None)
+        self.add("Q0", lambda ch: Rule("G1") if ch in "ABCDEFG" else
+                 (Rule("Q1") if ch in "^_<>@" else None))  # fmt: skip
 
-        def quote(k: int) -> Callable[[str], Rule | None]:
+        def quote(k: int, kind: str, chars: set[str]) -> Callable[[str], Rule | None]:
             def rule(ch: str) -> Rule | None:
                 if ch == '"':
                     return Rule("PRE")
-                return Rule(f"Q{k + 1}") if k < MAX_QUOTE and ch in QUOTE_CHARS else None
+                return Rule(f"{kind}{k + 1}") if k < MAX_QUOTE and ch in chars else None
 
             return rule
 
         for k in range(1, MAX_QUOTE + 1):
-            self.add(f"Q{k}", quote(k))
+            self.add(f"Q{k}", quote(k, "Q", QUOTE_CHARS))
+            self.add(f"G{k}", quote(k, "G", CHORD_NAME_CHARS))
 
         def bar1(ch: str) -> Rule | None:
             """After '|': it may become '||', '|]', '|:', an ending '|1', or stay a bar."""
@@ -448,7 +468,7 @@ def compile_tables(chars: Sequence[str]) -> tuple[Tables, list[str]]:
     commit = np.zeros((n, v), np.bool_)
     node = np.full(n, -1, np.int16)
     for m, name in enumerate(modes):
-        pending = name.startswith("P:") or name in ("PN", "PN1")
+        pending = name.startswith("P:") or name.startswith("PN")
         if pending:
             node[m] = g.node_id[name[2:] if name.startswith("P:") else ""]
         rule_of = g.rules[name]
@@ -593,10 +613,14 @@ class BarTracker:
                 s[rows, OPENREP] = 0
                 s[rows, NEED] = 0
             s[rows, BARS] += has
+            # Full bars since the section began: a closing bar needs one before it.
+            full = pos == s[rows, BARLEN]
+            s[rows, FULLS] = 0 if code == A_CLOSE_COLON else s[rows, FULLS] + full
             s[rows, POS] = 0
         elif code in (A_SECTION, A_REPOPEN):
             s[rows, PICKOK] = 1
             s[rows, NEED] = 0
+            s[rows, FULLS] = 0
             if code == A_REPOPEN:
                 s[rows, OPENREP] = 1
         elif code in (A_TUP2, A_TUP3, A_TUP4):
@@ -692,7 +716,7 @@ class BarTracker:
         free_of_groups = (tupleft == 0) & (brk == 0)
         rem = barlen - pos
         short = free_of_groups & (pos > 0) & (rem > 0)
-        closing = (col[PICKUP] > 0) & (rem == col[PICKUP])
+        closing = (col[PICKUP] > 0) & (rem == col[PICKUP]) & (col[FULLS] > 0)
         at_start = (pos == 0) & free_of_groups
         ok = [
             term_ok,
