@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import re
 import string
+import subprocess
 from fractions import Fraction
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from common.bar_tracker import BarTracker
+from common.model import load_registered
+from common.sampling import Sampler, SamplingParams, TuneRequest, generate
+from tests.model_fixtures import TinyEnv
 
 CHARS = tuple(sorted(set(string.printable) - set("\t\r\x0b\x0c")))
 HEADER = "X:1\nT:Test\nM:4/4\nL:1/8\nK:D\n"
@@ -177,7 +183,6 @@ def test_batched_rows_equal_single_rows_and_fresh_rows_restart(tracker: BarTrack
 def bar_durations(tune: str) -> list[tuple[Fraction, str]]:
     """An independent, simple count of each bar's duration for the notation the tracker allows
     (durations in whole notes) with the barline that ends it."""
-    import re
 
     header, _, body = tune.partition("\nK:")
     meter_text = re.search(r"M: *(\S+)", header)
@@ -322,3 +327,43 @@ def test_random_walks_never_dead_end_and_keep_every_bar(tracker: BarTracker, see
     for tune in unfinished:
         right, total = bars_right(tune, closed_only=True)
         assert right == total, (tune, bar_durations(tune))
+
+
+def abc2midi_bar_warnings(tune: str, workdir: Path) -> list[str]:
+    """abc2midi's own bar-length warnings (its full output, not -silent)."""
+    source = workdir / "tune.abc"
+    source.write_text(tune + "\n")
+    out = subprocess.run(
+        ["abc2midi", str(source), "-o", str(workdir / "tune.mid")],
+        capture_output=True, text=True, errors="replace", timeout=30, check=False,
+    )  # fmt: skip
+    return [line for line in (out.stdout + out.stderr).splitlines() if "time units" in line]
+
+
+def test_a_trained_model_writes_whole_bars_with_the_tracker_and_not_without(
+    tiny_env: TinyEnv, tmp_path: Path
+) -> None:
+    _, model, vocab = load_registered(tiny_env.store, tiny_env.model.id, tmp_path / "cache")
+    primer = "X:1\nM:6/8\nL:1/8\nK:D\n"
+    if set(primer) - set(vocab.chars):
+        pytest.skip("the tiny corpus lacks a char of the primer")
+    sampler = Sampler(model, vocab, batch_size=16, steps_per_call=16)
+    requests = [TuneRequest(i, 0, primer) for i in range(24)]
+    counts = {}
+    for tracked in (True, False):
+        params = SamplingParams(temperature=1.0, seed=5, max_chars=700, bar_tracker=tracked)
+        right = total = warned = finished = 0
+        for tune in generate(sampler, params, requests):
+            r, t = bars_right(tune.text, closed_only=tune.truncated)
+            right, total = right + r, total + t
+            if not tune.truncated:
+                finished += 1
+                warned += len(abc2midi_bar_warnings(tune.text, tmp_path))
+        counts[tracked] = (right, total, warned, finished)
+    # The tiny model rarely ends a tune (its text is near random), so most tunes are checked up
+    # to their last closed bar; abc2midi judges the finished ones.
+    right, total, warned, finished = counts[True]
+    assert total >= 50 and right == total and warned == 0, counts
+    assert sampler.tracker.dead_ends == 0
+    right, total, warned, _ = counts[False]
+    assert right < total and warned > 0, counts
