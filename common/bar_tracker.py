@@ -366,12 +366,13 @@ class _Grammar:
         self.add("CHORD0", lambda ch: Rule("CHORD1") if ch in NOTE_LETTERS else
                  (Rule("CACC1" + ch) if ch in ACCIDENTALS else None))  # fmt: skip
 
-        def chord(k: int) -> Callable[[str], Rule | None]:
-            """After the k-th note of a chord (notes carry no length: the chord's comes after ])."""
+        def chord(k: int, octave_ok: bool) -> Callable[[str], Rule | None]:
+            """After the k-th note of a chord (notes carry no length: the chord's comes after ]);
+            one octave mark per note at most."""
 
             def rule(ch: str) -> Rule | None:
                 if ch in "',":
-                    return Rule(f"CHORD{k}")
+                    return Rule(f"CHORD{k}O") if octave_ok else None
                 if k < MAX_CHORD and ch in NOTE_LETTERS:
                     return Rule(f"CHORD{k + 1}")
                 if k < MAX_CHORD and ch in ACCIDENTALS:
@@ -381,7 +382,8 @@ class _Grammar:
             return rule
 
         for k in range(1, MAX_CHORD + 1):
-            self.add(f"CHORD{k}", chord(k))
+            self.add(f"CHORD{k}", chord(k, True))
+            self.add(f"CHORD{k}O", chord(k, False))
 
         # The grace notes' own state (notes, accidentals, octaves; no lengths; '/' first).
         def grace_note(ch: str) -> Rule | None:
@@ -392,7 +394,9 @@ class _Grammar:
         self.add("GRACE0", lambda ch: Rule("GRACE1") if ch == "/" else grace_note(ch))
         self.add("GRACE1", grace_note)
         self.add("GRACE", lambda ch: Rule("PRE") if ch == "}" else
-                 (Rule("GRACE") if ch in "'," + LENGTH_CHARS else grace_note(ch)))  # fmt: skip
+                 (Rule("GRACEO") if ch in "',/" else grace_note(ch)))  # fmt: skip
+        # After a grace note's octave mark or '/': another note or the end (no runs of digits).
+        self.add("GRACEO", lambda ch: Rule("PRE") if ch == "}" else grace_note(ch))
         deco_chars = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789<>().+-")
         self.add("DECO0", lambda ch: Rule("DECO") if ch in deco_chars else None)
         self.add("DECO", lambda ch: Rule("PRE") if ch == "!" else

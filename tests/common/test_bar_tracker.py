@@ -180,9 +180,9 @@ def test_batched_rows_equal_single_rows_and_fresh_rows_restart(tracker: BarTrack
             np.testing.assert_array_equal(masks[row], mask[0])
 
 
-def bar_durations(tune: str) -> list[tuple[Fraction, str]]:
+def bar_durations(tune: str) -> list[tuple[Fraction, str, Fraction]]:
     """An independent, simple count of each bar's duration for the notation the tracker allows
-    (durations in whole notes) with the barline that ends it."""
+    (as a share of the meter) with the barline that ends it and the meter's length."""
 
     header, _, body = tune.partition("\nK:")
     meter_text = re.search(r"M: *(\S+)", header)
@@ -194,7 +194,7 @@ def bar_durations(tune: str) -> list[tuple[Fraction, str]]:
     body = re.sub(r"\[K:[^\]]*\]|^[KPTWwNRQH]:.*$", "", body, flags=re.M)
     body = re.sub(r'"[^"]*"|![^!]*!|\{[^}]*\}|\\(?=\n)', "", body)
     body = re.sub(r'"[^"]*$|![^!]*$|\{[^}]*$', "", body)  # an unfinished tune's open group
-    bars: list[tuple[Fraction, str]] = []
+    bars: list[tuple[Fraction, str, Fraction]] = []
     pos = Fraction(0)
     tuplet = (0, Fraction(1))
     broken: Fraction | None = None
@@ -215,12 +215,12 @@ def bar_durations(tune: str) -> list[tuple[Fraction, str]]:
             tuplet = (r, {2: Fraction(3, 2), 3: Fraction(2, 3), 4: Fraction(3, 4)}[r])
         elif m["end"]:
             if bars:
-                bars[-1] = (bars[-1][0], bars[-1][1] + m["end"])
+                bars[-1] = (bars[-1][0], bars[-1][1] + m["end"], bars[-1][2])
         elif m["bar"]:
             if pos:
-                bars.append((pos / meter, m["bar"]))
+                bars.append((pos / meter, m["bar"], meter))
             elif bars:  # barlines with no notes between them: one boundary
-                bars[-1] = (bars[-1][0], bars[-1][1] + m["bar"])
+                bars[-1] = (bars[-1][0], bars[-1][1] + m["bar"], bars[-1][2])
             pos = Fraction(0)
         elif m["note"]:
             text = m["len"]
@@ -242,7 +242,7 @@ def bar_durations(tune: str) -> list[tuple[Fraction, str]]:
                 broken = Fraction(1, 2) if m["brk"] == ">" else Fraction(3, 2)
             pos += dur
     if pos:
-        bars.append((pos / meter, ""))
+        bars.append((pos / meter, "", meter))
     return bars
 
 
@@ -257,13 +257,13 @@ def bars_right(tune: str, *, closed_only: bool = False) -> tuple[int, int]:
     def boundary(end: str) -> bool:
         return any(mark in end for mark in (":", "]", "||", "1", "2"))
 
-    pickups = set()
+    pickups = set()  # in whole notes: a meter change may come between pickup and closing bar
     right = 0
-    for i, (length, end) in enumerate(bars):
+    for i, (length, end, meter) in enumerate(bars):
         pickup = length < 1 and (i == 0 or boundary(bars[i - 1][1]))
         if pickup:
-            pickups.add(length)
-        closing = length < 1 and boundary(end) and 1 - length in pickups
+            pickups.add(length * meter)
+        closing = length < 1 and boundary(end) and (1 - length) * meter in pickups
         right += length == 1 or pickup or closing
     return right, len(bars)
 
