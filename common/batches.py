@@ -236,7 +236,11 @@ def generate_chunk(
     for index in todo:
         ctx.records.update_tune(batch_id, tune_id(index), TuneStatus.GENERATING)
     params = SamplingParams(
-        temperature=spec.temperature, top_k=spec.top_k, max_chars=spec.max_chars, seed=spec.seed
+        temperature=spec.temperature,
+        top_k=spec.top_k,
+        max_chars=spec.max_chars,
+        seed=spec.seed,
+        bar_tracker=spec.bar_tracker,
     )
 
     def stop() -> bool:

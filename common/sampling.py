@@ -31,6 +31,8 @@ import numpy.typing as npt
 import tensorflow as tf
 
 from common.abc_notation import DEFAULT_PRIMER
+from common.bar_tracker import FIELDS as TRACKER_FIELDS
+from common.bar_tracker import BarTracker
 from common.errors import CancelledError, InvalidInputError
 from common.model import EMBEDDING_LAYER, HEAD_LAYER, LSTM_LAYER, architecture
 from common.precision import Precision
@@ -54,6 +56,9 @@ class SamplingParams:
     top_k: int = 0
     max_chars: int = 1500
     seed: int = 0
+    #: Mask every step with the per-slot bar tracker (`common.bar_tracker`): bars never
+    #: overflow and end only when full (or as a pickup).
+    bar_tracker: bool = True
 
     def __post_init__(self) -> None:
         if not (self.temperature >= 0 and math.isfinite(self.temperature)):
@@ -234,30 +239,40 @@ class Sampler:
         self._head_b = tf.convert_to_tensor(head.bias, tf.float32)
         self._newline = vocab.chars.index("\n") if "\n" in vocab else -1
         self._x_char = vocab.chars.index("X") if "X" in vocab else -1
+        self.tracker = BarTracker(vocab.chars)
         i32, u32, f32 = tf.int32, tf.uint32, tf.float32
         spec = tf.TensorSpec
         self._score = tf.function(self._score_impl, reduce_retracing=True)
+        signature = [
+            spec([None, units], f32),  # h
+            spec([None, units], f32),  # c
+            spec([None], i32),  # x: char fed next
+            spec([None], i32),  # pos: chars of the tune so far
+            spec([None], i32),  # job: request id, -1 idle
+            spec([None], u32),  # seed of the job
+            spec([None], i32),  # primer row of the job
+            spec([None, TRACKER_FIELDS], i32),  # bar tracker state
+            spec([None], i32),  # queue: request ids
+            spec([None], u32),  # queue: seeds
+            spec([None], i32),  # queue: primer rows
+            spec([None, None], i32),  # primer table
+            spec([None], i32),  # primer lengths
+            spec([], f32),  # temperature
+            spec([], i32),  # top_k
+            spec([], i32),  # max_chars
+        ]
         self._block = tf.function(
-            self._run_block,
+            functools.partial(self._run_block, tracked=False),
             jit_compile=jit_compile,
             reduce_retracing=True,
-            input_signature=[
-                spec([None, units], f32),  # h
-                spec([None, units], f32),  # c
-                spec([None], i32),  # x: char fed next
-                spec([None], i32),  # pos: chars of the tune so far
-                spec([None], i32),  # job: request id, -1 idle
-                spec([None], u32),  # seed of the job
-                spec([None], i32),  # primer row of the job
-                spec([None], i32),  # queue: request ids
-                spec([None], u32),  # queue: seeds
-                spec([None], i32),  # queue: primer rows
-                spec([None, None], i32),  # primer table
-                spec([None], i32),  # primer lengths
-                spec([], f32),  # temperature
-                spec([], i32),  # top_k
-                spec([], i32),  # max_chars
-            ],
+            input_signature=signature,
+        )
+        # The tracker runs as NumPy inside the graph (one call per step for all slots), which
+        # XLA cannot compile: this block is never jit-compiled.
+        self._tracked_block = tf.function(
+            functools.partial(self._run_block, tracked=True),
+            reduce_retracing=True,
+            input_signature=signature,
         )
 
     # -- the compiled part -------------------------------------------------------------------
@@ -289,6 +304,7 @@ class Sampler:
         job: tf.Tensor,
         seed: tf.Tensor,
         prow: tf.Tensor,
+        track: tf.Tensor,
         q_job: tf.Tensor,
         q_seed: tf.Tensor,
         q_prow: tf.Tensor,
@@ -297,8 +313,11 @@ class Sampler:
         temperature: tf.Tensor,
         top_k: tf.Tensor,
         max_chars: tf.Tensor,
+        *,
+        tracked: bool,
     ) -> tuple[tf.Tensor, ...]:
         steps = self.steps_per_call
+        vocab_size = len(self.vocab)
         taken = tf.constant(0, tf.int32)
         out_tok = tf.TensorArray(tf.int32, size=steps)
         out_job = tf.TensorArray(tf.int32, size=steps)
@@ -312,6 +331,18 @@ class Sampler:
             h, c, x, pos, job, seed, prow = slots
             active = job >= 0
             logits, h, c = self._step(tf.maximum(x, 0), h, c)
+            if tracked:
+                # Feed each slot's last char to its tracker (a slot at pos 1 starts a new tune)
+                # and keep only the chars its bar allows next.
+                track, allowed = tf.numpy_function(
+                    self.tracker.step,
+                    [track, tf.maximum(x, 0), tf.equal(pos, 1)],
+                    [tf.int32, tf.bool],
+                    name="bar_tracker",
+                )
+                track.set_shape([None, TRACKER_FIELDS])
+                allowed.set_shape([None, vocab_size])
+                logits = tf.where(allowed, logits, tf.constant(-np.inf, tf.float32))
             plen = tf.gather(primer_len, tf.maximum(prow, 0))
             forced = pos < plen
             primer_char = tf.gather_nd(
@@ -335,7 +366,7 @@ class Sampler:
             job = tf.where(done, -1, job)
             slots, taken = self._refill((h, c, x, pos, job, seed, prow), queue, primers, taken)
         return (
-            *slots,
+            *slots, track,
             out_tok.stack(), out_job.stack(), out_done.stack(), taken,
         )  # fmt: skip
 
@@ -461,7 +492,7 @@ class SamplingRun:
         minus = tf.fill([batch], -1)
         return [
             zeros, zeros, tf.zeros([batch], tf.int32), tf.zeros([batch], tf.int32), minus,
-            tf.zeros([batch], tf.uint32), minus,
+            tf.zeros([batch], tf.uint32), minus, tf.zeros([batch, TRACKER_FIELDS], tf.int32),
         ]  # fmt: skip
 
     def _primer_table(self) -> tuple[tf.Tensor, tf.Tensor]:
@@ -493,7 +524,8 @@ class SamplingRun:
             q_prow = np.asarray([self._rows[r] for r in queue], np.int32)
             primers, lengths = self._primer_table()
             started = time.perf_counter()
-            out = self._s._block(
+            block = self._s._tracked_block if p.bar_tracker else self._s._block
+            out = block(
                 *self._state,
                 tf.constant(q_job, tf.int32),
                 tf.constant(q_seed, tf.uint32),
@@ -504,9 +536,9 @@ class SamplingRun:
                 tf.constant(p.top_k, tf.int32),
                 tf.constant(p.max_chars, tf.int32),
             )
-            self._state = list(out[:7])
-            tok, job, done = out[7].numpy(), out[8].numpy(), out[9].numpy()
-            taken = int(out[10])
+            self._state = list(out[:8])
+            tok, job, done = out[8].numpy(), out[9].numpy(), out[10].numpy()
+            taken = int(out[11])
             self.seconds += time.perf_counter() - started
             self.steps += self._s.steps_per_call
             for _ in range(taken):

@@ -298,6 +298,9 @@ class BatchSpec(Record):
     precision: Literal["auto", "float32", "bfloat16", "mixed_float16"] = Field(
         default="auto", description="Matmul precision of the sampler; auto = per hardware."
     )
+    bar_tracker: bool = Field(
+        default=True, description="Mask sampling so every bar lasts the meter (see bar_tracker)."
+    )
 
     def primer_for(self, index: int) -> str:
         return self.primers[index] if self.primers else self.primer

@@ -513,6 +513,13 @@ def submit_batch(
             "float32, bfloat16 or mixed_float16. Tunes may differ between precisions.",
         ),
     ] = PrecisionChoice.AUTO,
+    bar_tracker: Annotated[
+        bool,
+        typer.Option(
+            "--bar-tracker/--no-bar-tracker",
+            help="Mask sampling so every bar lasts what the meter says (pickups allowed).",
+        ),
+    ] = True,
     wait: Annotated[
         bool,
         typer.Option(
@@ -546,6 +553,7 @@ def submit_batch(
         formats=list(render.parse_formats(formats)),
         chunk_size=s.chunk_size,
         precision=precision.value,
+        bar_tracker=bar_tracker,
     )
     if distributed():
         _submit_distributed(spec, wait, as_json)

@@ -31,13 +31,14 @@ def run_json(*argv: str) -> dict[str, Any]:
 def test_generation_bench_quick_has_a_row_per_precision_and_batch() -> None:
     report = run_json("bench/generation.py", "--quick", "--batches", "1,64")
     rows = report["sampler"]
-    assert {(r["precision"], r["batch"]) for r in rows} == {
-        (p, b) for p in ("float32", "bfloat16") for b in (1, 64)
+    assert {(r["precision"], r["batch"], r["bar_tracker"]) for r in rows} == {
+        (p, b, t) for p in ("float32", "bfloat16") for b in (1, 64) for t in (False, True)
     }
     for row in rows:
         assert row["error"] is None and row["chars"] > 0 and row["chars_per_s"] > 0
         assert row["ratio_to_loop"] > 1  # even a B=1 sampler beats a window re-run per char
-    assert set(report["targets"]) == {"ratio", "matmul_share", "bf16_speedup"}
+        assert (row["ratio_to_untracked"] is not None) == row["bar_tracker"]
+    assert set(report["targets"]) == {"ratio", "matmul_share", "bf16_speedup", "bar_tracker"}
 
 
 def test_training_bench_quick_compares_the_variants_against_the_original() -> None:

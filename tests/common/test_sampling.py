@@ -69,7 +69,7 @@ def test_same_seed_same_tunes_whatever_the_batch_size(model: tf.keras.Model) -> 
 def test_temperature_zero_is_argmax_of_the_model(model: tf.keras.Model) -> None:
     out = generate(
         Sampler(model, VOCAB, batch_size=2, steps_per_call=4),
-        SamplingParams(temperature=0.0, max_chars=30),
+        SamplingParams(temperature=0.0, max_chars=30, bar_tracker=False),
         [TuneRequest(0), TuneRequest(1)],
     )
     ids = list(VOCAB.encode("X:"))
@@ -82,9 +82,10 @@ def test_temperature_zero_is_argmax_of_the_model(model: tf.keras.Model) -> None:
     assert out[0].text == out[1].text
     assert out[0].text.rstrip("\n") == VOCAB.decode(ids).rstrip("\nX").rstrip("\n")
     tiny_t = generate(
-        Sampler(model, VOCAB, batch_size=2), SamplingParams(temperature=1e-4, max_chars=30),
+        Sampler(model, VOCAB, batch_size=2),
+        SamplingParams(temperature=1e-4, max_chars=30, bar_tracker=False),
         [TuneRequest(0)],
-    )  # fmt: skip
+    )
     assert tiny_t[0].text == out[0].text
 
 
@@ -115,7 +116,7 @@ def test_gumbel_sampling_follows_softmax_and_top_k() -> None:
 
 def test_slots_are_refilled_until_every_request_is_done() -> None:
     sampler = Sampler(biased_model("\n"), VOCAB, batch_size=2, steps_per_call=3)
-    run = sampler.start(SamplingParams(max_chars=50))
+    run = sampler.start(SamplingParams(max_chars=50, bar_tracker=False))
     for i in range(7):
         run.submit(TuneRequest(i))
     tunes = list(run)
@@ -126,10 +127,12 @@ def test_slots_are_refilled_until_every_request_is_done() -> None:
 
 def test_stop_at_next_x_line_and_at_max_chars() -> None:
     x_model = Sampler(biased_model("X"), VOCAB, batch_size=3, steps_per_call=4)
-    [tune] = generate(x_model, SamplingParams(max_chars=40), [TuneRequest(0, 0, "X:1\nK:D\n")])
+    [tune] = generate(
+        x_model, SamplingParams(max_chars=40, bar_tracker=False), [TuneRequest(0, 0, "X:1\nK:D\n")]
+    )
     assert tune.text == "X:1\nK:D\n" and not tune.truncated
     a_model = Sampler(biased_model("a"), VOCAB, batch_size=3, steps_per_call=4)
-    [long] = generate(a_model, SamplingParams(max_chars=40), [TuneRequest(0)])
+    [long] = generate(a_model, SamplingParams(max_chars=40, bar_tracker=False), [TuneRequest(0)])
     assert long.truncated and len(long.text.rstrip("\n")) == 40
 
 
