@@ -3,7 +3,8 @@
 kombu writes every broker URL as ``redis://:**@host`` whether or not it has a password, so a
 reader of the banner or the log cannot tell a Redis without a password from one with, which is
 what they look for when a connection is refused. `install` makes Celery's worker and beat
-banners and its "Connected to" log line show `shown_url` instead.
+banners and the consumer's "Connected to" / "Cannot connect to" log lines show `shown_url`
+instead.
 """
 
 from __future__ import annotations
@@ -50,24 +51,32 @@ class Beat(CeleryBeat):  # type: ignore[misc]
         return _unmask(self.app, super().startup_info(service))
 
 
-class _ConnectedLine(logging.Filter):
-    """Rewrites the URL of the consumer's ``Connected to %s`` line."""
+class _BrokerUrlArgs(logging.Filter):
+    """Shows `shown` wherever a log record's arguments carry kombu's masked broker URL: the
+    consumer's ``Connected to %s`` and ``Cannot connect to %s`` lines."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, masked: str, shown: str) -> None:
         super().__init__()
-        self.url = url
+        self.masked, self.shown = masked, shown
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if str(record.msg).startswith("Connected to") and record.args:
-            record.args = (self.url,)
+        if isinstance(record.args, tuple) and self.masked in record.args:
+            record.args = tuple(self.shown if a == self.masked else a for a in record.args)
         return True
 
 
+#: The loggers whose lines name the broker URL.
+_URL_LOGGERS = ("celery.worker.consumer.connection", "celery.worker.consumer.consumer")
+
+
 def install(app: Any) -> None:
-    """Use `Worker` and `Beat` for `app`, and the filter on Celery's connection logger."""
+    """Use `Worker` and `Beat` for `app`, and the filter on Celery's connection loggers."""
     # `Worker` and `Beat` are cached properties of the app: the instance's own value wins.
     app.__dict__["Worker"] = app.subclass_with_self(Worker)
     app.__dict__["Beat"] = app.subclass_with_self(Beat)
-    logging.getLogger("celery.worker.consumer.connection").addFilter(
-        _ConnectedLine(shown_url(str(app.conf.broker_url)))
-    )
+    url_filter = _BrokerUrlArgs(app.connection().as_uri(), shown_url(str(app.conf.broker_url)))
+    for name in _URL_LOGGERS:  # one filter a logger: the app installed last names the URL
+        logger = logging.getLogger(name)
+        for old in [f for f in logger.filters if isinstance(f, _BrokerUrlArgs)]:
+            logger.removeFilter(old)
+        logger.addFilter(url_filter)
