@@ -5,7 +5,11 @@ PYTHON ?= python3.11
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-APT_PACKAGES := abcmidi timidity freepats abcm2ps vorbis-tools lame flac librsvg2-bin fluidsynth fluid-soundfont-gm redis-server chromium chromium-driver bubblewrap
+# What the renderer runs (the cpu-worker image has the same), and what the tests and the gallery
+# check use beside it: a Redis server and a real browser.
+RENDER_PACKAGES := abcmidi timidity freepats abcm2ps vorbis-tools lame flac librsvg2-bin fluidsynth fluid-soundfont-gm bubblewrap
+TEST_PACKAGES := redis-server chromium chromium-driver
+APT_PACKAGES := $(RENDER_PACKAGES) $(TEST_PACKAGES)
 DEMO_DIR ?= artifacts
 DEMO_EPOCHS ?=
 

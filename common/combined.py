@@ -35,6 +35,7 @@ from common.storage import ArtifactStore
 _FIELD = re.compile(r"^[A-Za-z]:")
 #: An I: line that is an instruction ("I:linebreak $"), not a transcriber's note ("I: :: ||").
 _INSTRUCTION = re.compile(r"^I:\s*[A-Za-z][\w-]*(\s|$)")
+_LINEBREAK = re.compile(r"^I:\s*linebreak\b", re.IGNORECASE)
 _LONG_MODE = re.compile(
     r"^K:\s*([A-G][#b]?)\s+(major|minor|ionian|aeolian|mixolydian|dorian|phrygian|lydian|locrian)"
     r"\b\s*(.*)$",
@@ -69,7 +70,9 @@ def normalise_dialect(text: str) -> str:
     """Rewrite collection-specific habits into standard ABC that abc2midi reads as meant.
 
     * ``I:`` lines that are a transcriber's notes on the repeat structure (Aird's:
-      ``I: :: ||``) are dropped; real instructions (``I:linebreak $``) stay;
+      ``I: :: ||``) are dropped, and so is ``I:linebreak``: a layout instruction for
+      typesetters that abc2midi reports as an error ("I: key ' linebreak' not recognized"), so a
+      tune carrying it would fail the gate; other instructions stay;
     * modes written out in ``K:`` (Aird's ``K:E Minor``, ``K:A Mixolydian``) are abbreviated
       (``K:Em``, ``K:AMix``), the spelling every other collection uses;
     * backquotes (Aird's beam breaks, which abc2midi warns about) are removed;
@@ -83,7 +86,7 @@ def normalise_dialect(text: str) -> str:
     """
     out: list[str] = []
     for line in text.replace("\r\n", "\n").split("\n"):
-        if line.startswith("I:") and not _INSTRUCTION.match(line):
+        if line.startswith("I:") and (not _INSTRUCTION.match(line) or _LINEBREAK.match(line)):
             continue
         mode = _LONG_MODE.match(line)
         if mode:

@@ -145,5 +145,6 @@ def test_a_sampled_tune_with_a_refused_directive_is_invalid() -> None:
     from common.batches import _check_tune
     from common.settings import Settings
 
-    valid, errors = _check_tune(HEAD + "I:bgcolor red\ndAFA dAFA|\n", Settings())
-    assert not valid and "'bgcolor'" in errors[-1]
+    quality = _check_tune(HEAD + "I:bgcolor red\ndAFA dAFA|\n", Settings())
+    assert quality.valid is False
+    assert any("'bgcolor'" in reason for reason in quality.reasons), quality.reasons
