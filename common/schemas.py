@@ -178,9 +178,20 @@ class ModelRecord(Record):
 
 
 # --- training runs --------------------------------------------------------------------------
+#: The training presets' names; their recipes are `common.model.PRESETS` (which needs Keras).
+#: Named here so that a request is checked before anything is written, in the producer too.
+PRESET_NAMES = ("seed", "original", "small", "tiny")
+
+
+def _known_preset(name: str) -> str:
+    if name not in PRESET_NAMES:
+        raise ValueError(f"unknown preset {name!r}; choose one of: {', '.join(PRESET_NAMES)}")
+    return name
+
+
 class TrainSpec(Record):
     corpus: Name
-    preset: str = "small"
+    preset: Annotated[str, AfterValidator(_known_preset)] = "small"
     epochs: int | None = Field(default=None, ge=1, le=1000)
     window_step: int | None = Field(default=None, ge=1)
     batch_size: int | None = Field(default=None, ge=1)

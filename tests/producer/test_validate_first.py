@@ -82,3 +82,26 @@ def test_a_refused_distributed_submit_writes_no_record(
     assert records.r.keys("tunebatch:*") == []
     assert records.r.llen("gpu") == 0
     assert _everything(settings.data_dir) == before
+
+
+def test_a_train_request_with_an_unknown_preset_writes_nothing(
+    redis_server: srv.RedisServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The preset is checked in the producer (which has no Keras to look the recipe up) before
+    a run record exists, in distributed mode as in embedded mode."""
+    data = tmp_path / "data"
+    with embedded_data_dir(data, monkeypatch):
+        monkeypatch.setenv("TUNEBATCH_BROKER_URL", redis_server.url)
+        code, _, err = run("train", "--corpus", "oneills", "--preset", "huge")
+    assert code != 0
+    assert "unknown preset 'huge'" in err and "small" in err, err
+    records = RedisRecords.from_url(redis_server.url)
+    assert records.r.keys("tunebatch:*") == [] and records.r.llen("gpu") == 0
+    assert not data.exists() or _everything(data) == set()
+
+
+def test_the_preset_names_are_the_recipes() -> None:
+    from common.model import PRESETS
+    from common.schemas import PRESET_NAMES
+
+    assert tuple(PRESETS) == PRESET_NAMES
