@@ -120,12 +120,9 @@ class _Grammar:
     # -- shared pieces -----------------------------------------------------------------------
     def sep(self, ch: str) -> Rule | None:
         """Between elements of the body."""
-        if ch in NOTE_LETTERS:
-            return Rule(_note_mode(ch), _bit(C_NOTE))
-        if ch in RESTS:
-            return Rule("P:", _bit(C_NOTE))
-        if ch in ACCIDENTALS:
-            return Rule("ACC" + ch, _bit(C_NOTE))
+        start = self.note_start(ch)
+        if start is not None:
+            return start
         pre = self.pre_note(ch)
         if pre is not None:
             return pre
@@ -138,6 +135,16 @@ class _Grammar:
             "|": Rule("BAR1", _bit(C_BAR), A_CLOSE),
             ":": Rule("COLON1", _bit(C_COLON), A_CLOSE_COLON),
         }.get(ch)
+
+    def note_start(self, ch: str) -> Rule | None:
+        """The first char of a note or rest: a pitch letter, a rest or an accidental."""
+        if ch in NOTE_LETTERS:
+            return Rule(_note_mode(ch), _bit(C_NOTE))
+        if ch in RESTS:
+            return Rule("P:", _bit(C_NOTE))
+        if ch in ACCIDENTALS:
+            return Rule("ACC" + ch, _bit(C_NOTE))
+        return None
 
     def pre_note(self, ch: str) -> Rule | None:
         """Things that lead to a note and take no time: the note must fit."""
@@ -152,12 +159,9 @@ class _Grammar:
 
     def pre(self, ch: str) -> Rule | None:
         """After a decoration, slur, tuplet, grace notes or broken rhythm: a note comes next."""
-        if ch in NOTE_LETTERS:
-            return Rule(_note_mode(ch), _bit(C_NOTE))
-        if ch in RESTS:
-            return Rule("P:", _bit(C_NOTE))
-        if ch in ACCIDENTALS:
-            return Rule("ACC" + ch, _bit(C_NOTE))
+        start = self.note_start(ch)
+        if start is not None:
+            return start
         if ch == "[":
             return Rule("CHORD0", _bit(C_NOTE))
         return self.pre_note(ch)
