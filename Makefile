@@ -31,7 +31,7 @@ $(VENV)/.system-stamp:
 	fi
 	@mkdir -p $(VENV) && touch $@
 
-system: $(VENV)/.system-stamp ## Install the Debian packages (abcmidi, timidity, freepats, abcm2ps, encoders, redis)
+system: $(VENV)/.system-stamp ## Install the Debian packages (abcmidi, timidity, abcm2ps, encoders, bubblewrap, redis, chromium)
 
 $(BIN)/producer: pyproject.toml | $(VENV)/.system-stamp
 	$(PYTHON) -m venv $(VENV)
