@@ -24,7 +24,6 @@ from __future__ import annotations
 import html
 import json
 import logging
-import re
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -32,6 +31,7 @@ from typing import Any
 
 from common.abc_notation import header_fields
 from common.fetch import fetch_batch, read_manifest
+from common.rhythm import check_rhythm
 from common.schemas import Manifest
 from common.storage import ArtifactStore
 
@@ -54,9 +54,6 @@ QUALITY_FIELDS = ("valid", "rhythm_ok", "similarity", "nearest_title", "nearest_
 ASSET_FILES = ("gallery.js", "gallery.css")
 ABCJS_FILES = ("abcjs-basic-min.js", "abcjs-basic-min.js.LICENSE", "LICENSE.md", "VERSION")
 
-_BAR_LINE = re.compile(r"::|:?\|+[:\]]?|\[\|")
-_FIELD_OR_COMMENT = re.compile(r"^\s*(%|[A-Za-z]:)")
-
 
 @dataclass(frozen=True)
 class Gallery:
@@ -66,20 +63,9 @@ class Gallery:
 
 
 def count_bars(abc: str) -> int:
-    """Bars of the tune body, counted by its bar lines; a leading bar line opens a bar, and music
-    after the last bar line is one more (unfinished) bar."""
-    _, found, rest = abc.partition("\nK:")
-    lines = rest.split("\n")[1:] if found else []
-    music = " ".join(ln for ln in lines if ln.strip() and not _FIELD_OR_COMMENT.match(ln)).strip()
-    if not music:
-        return 0
-    marks = list(_BAR_LINE.finditer(music))
-    bars = len(marks)
-    if marks and marks[0].start() == 0:
-        bars -= 1
-    if not marks or marks[-1].end() < len(music):
-        bars += 1
-    return bars
+    """Bars of the tune body, as the rhythm check counts them (`common.rhythm`), for tunes
+    whose record predates the ``bars`` figure."""
+    return check_rhythm(abc).bars
 
 
 def tune_entry(tune: dict[str, Any], abc: str | None, folder: str) -> dict[str, Any]:
@@ -92,7 +78,7 @@ def tune_entry(tune: dict[str, Any], abc: str | None, folder: str) -> dict[str, 
         "status": str(tune.get("status", "")),
         "meter": fields.get("M", ""),
         "key": fields.get("K", ""),
-        "bars": count_bars(abc) if abc else None,
+        "bars": tune["bars"] if tune.get("bars") is not None else count_bars(abc) if abc else None,
         "seconds": render.get("midi_seconds"),
         "primed_by": tune.get("primed_by"),
         "tries": tune.get("tries"),
