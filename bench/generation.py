@@ -29,7 +29,7 @@ so slots finish at different times and refill as they do with a trained model.
     python bench/generation.py --quick               # small preset, < 1 minute (CI smoke)
     python bench/generation.py --batches 1024 --steps-per-call 16,32,64 --jit both
 
-Each config is measured without and then with the bar tracker (`common.bar_tracker`, one NumPy
+Each config is measured without and then with the bar tracker (`common.lstm.bar_tracker`, one NumPy
 call per step for all slots), in adjacent rows; "× off" is the tracker row's chars/s over the
 row without it, and the target is ≥ 85 % at B ≥ 1,024 (--bar-tracker off|on to measure one).
 """
@@ -57,16 +57,16 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from common.abc.vocab import Vocab
 from common.errors import CancelledError
-from common.model import HEAD_LAYER, PRESETS, build_model
-from common.precision import Precision
-from common.sampling import (
+from common.lstm.network import HEAD_LAYER, PRESETS, build_model
+from common.lstm.precision import Precision
+from common.lstm.sampler import (
     Sampler,
     SamplingParams,
     SamplingRun,
     TuneRequest,
 )
-from common.vocab import Vocab
 
 TARGET_RATIO = 2_000.0
 TARGET_MATMUL_SHARE = 0.85
@@ -135,7 +135,7 @@ class Flops:
 
 
 class PredictLoop:
-    """The loop of `common.sampling.predict_loop_sample`, timed char by char with a full window.
+    """The loop of `common.lstm.sampler.predict_loop_sample`, timed char by char with a full window.
 
     `predict_loop_sample` starts from the 2-char primer, so its first chars run over shorter
     windows and are faster than the recipe's steady state; this starts from `window` chars of
@@ -174,7 +174,7 @@ class PredictLoop:
 
 
 def matmul_dtype(precision: str) -> str:
-    """The dtype the sampler's h·R runs in under `precision` (see common.sampling)."""
+    """The dtype the sampler's h·R runs in under `precision` (see common.lstm.sampler)."""
     return {"float32": "float32", "bfloat16": "bfloat16"}.get(precision, "float16")
 
 

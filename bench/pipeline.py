@@ -33,9 +33,9 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from common.corpus import import_corpus  # noqa: E402
+from common.abc.corpus import import_corpus  # noqa: E402
 from common.schemas import BatchSpec, TrainSpec  # noqa: E402
-from common.storage import make_store  # noqa: E402
+from common.store.artifacts import make_store  # noqa: E402
 from producer.client import BatchProgress, Client  # noqa: E402
 from tests.worker.cluster import Cluster, cluster  # noqa: E402
 
@@ -82,10 +82,10 @@ def run_distributed(c: Cluster, model_id: str, count: int, chunk_size: int) -> d
 def run_embedded(
     tmp: Path, c: Cluster, model_id: str, count: int, chunk_size: int
 ) -> dict[str, float]:
-    """The same batch through `common.local_runner`, reading the model from the same bucket."""
-    from common.batches import Context
-    from common.local_runner import run_batch
-    from common.records import LocalRecords
+    """The same batch through `common.jobs.embedded`, reading the model from the same bucket."""
+    from common.jobs.batches import Context
+    from common.jobs.embedded import run_batch
+    from common.state.records import LocalRecords
 
     settings = c.settings.model_copy(update={"broker_url": None, "data_dir": tmp / "embedded"})
     ctx = Context(settings=settings, store=make_store(settings), records=LocalRecords(tmp / "rec"))

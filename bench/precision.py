@@ -24,10 +24,10 @@ import numpy as np
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from common.corpus import load_corpus
-from common.model import load_registered
-from common.sampling import Sampler
-from common.storage import LocalStore
+from common.abc.corpus import load_corpus
+from common.lstm.network import load_registered
+from common.lstm.sampler import Sampler
+from common.store.artifacts import LocalStore
 
 TOLERANCE_BITS = 0.01
 

@@ -1,10 +1,11 @@
 """Tune quality side by side: the training corpus next to generated batches, one checker for all.
 
-Every row is measured the same way, by `common.quality` with abc2midi's *full* output (run here
+Every row is measured the same way, by `common.quality.figures` with abc2midi's *full* output (run
+here
 without ``-silent``; any ``Error`` line makes a tune invalid) and the rhythm check:
 
 * **valid**: abc2midi prints no ``Error`` line;
-* **clean**: every bar fits the meter (`common.rhythm`: pickups and their closing bars allowed);
+* **clean**: every bar fits the meter (`common.abc.rhythm`: pickups and their closing bars allowed);
 * **a2m clean**: abc2midi prints no bar-length warning (stricter in places: it lengthens
   fermata notes, and counts pickups inside repeats differently);
 * **bars ok**: share of all bars that fit (bar regularity);
@@ -42,11 +43,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from common import abc_notation
-from common.corpus import BUNDLED, NUMBERED, bundled_files, clean_tunes, read_abc_file
-from common.quality import TuneQuality, assess_texts, summarise
+from common.abc import notation as abc_notation
+from common.abc.corpus import BUNDLED, NUMBERED, bundled_files, clean_tunes, read_abc_file
+from common.quality.figures import TuneQuality, assess_texts, summarise
+from common.quality.similarity import MelodyIndex, fingerprint
 from common.schemas import NEAR_COPY_THRESHOLD, QualityReport
-from common.similarity import MelodyIndex, fingerprint
 
 COLUMNS = ["set", "tunes", "valid", "clean", "a2m clean", "bars ok", "2-part", "near-copy",
            "diversity", "bars", "raw valid", "raw clean"]  # fmt: skip
@@ -83,9 +84,9 @@ def settings() -> Any:
 
 def corpus_tunes(name: str) -> list[str]:
     """Train tunes of an imported corpus, else a bundled collection cleaned as on import."""
-    from common.corpus import load_corpus
+    from common.abc.corpus import load_corpus
     from common.errors import NotFoundError
-    from common.storage import make_store
+    from common.store.artifacts import make_store
 
     try:
         corpus = load_corpus(make_store(settings()), name)
@@ -101,7 +102,7 @@ def batch_tunes(ref: str) -> list[str]:
     """The tunes of a batch folder (``t*.abc``) or of a batch id in the store."""
     path = Path(ref)
     if not path.is_dir():
-        from common.storage import make_store
+        from common.store.artifacts import make_store
 
         store = make_store(settings())
         local = store.local_path(f"batches/{ref}/manifest.json")
@@ -147,12 +148,12 @@ def measure(
 
 def model_rows(args: argparse.Namespace, index: MelodyIndex | None) -> list[dict[str, Any]]:
     """Generate raw (--any) and gated batches with the model and measure them."""
-    from common.batches import Context
-    from common.local_runner import run_batch
-    from common.model_registry import resolve_model
-    from common.records import LocalRecords
+    from common.jobs.batches import Context
+    from common.jobs.embedded import run_batch
+    from common.lstm.registry import resolve_model
     from common.schemas import BatchSpec
-    from common.storage import make_store
+    from common.state.records import LocalRecords
+    from common.store.artifacts import make_store
 
     s = settings()
     ctx = Context(settings=s, store=make_store(s), records=LocalRecords(s.data_dir / "records"))

@@ -1,4 +1,4 @@
-"""Render speed: our sandboxed `common.render` against calling the same tools directly.
+"""Render speed: our sandboxed `common.render.pipeline` against calling the same tools directly.
 
 Prints, in one run and on one machine, over ~20 real tunes from O'Neill's Music of Ireland
 (music21's bundled copy, split and normalised as a corpus import does, the first ones abc2midi
@@ -8,7 +8,8 @@ accepts):
   rsvg-convert, oggenc, lame, flac), as our render measures it and as a bare
   ``subprocess.run`` of the same argument list takes on the same files, side by side;
 * each stage and the whole render a third way: ours without the bubblewrap jail
-  (``TUNEBATCH_SANDBOX=rlimits``), so the cost of the isolation (`common.sandbox`: namespaces,
+  (``TUNEBATCH_SANDBOX=rlimits``), so the cost of the isolation (`common.render.sandbox`:
+  namespaces,
   read-only binds, a private /tmp, per tool run) shows on its own line, in ms per tool run and as
   a share of the render, next to the rest of our overhead; and abc2midi's check alone
   (`check_abc`, run once per generated tune) both ways;
@@ -45,11 +46,11 @@ from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from common.abc_notation import normalise_tune, split_tunes, unsafe_reason
-from common.corpus import bundled_files
-from common.loudness import normalise_wav
-from common.render import FORMATS, check_abc, rendered, tool_versions
-from common.sandbox import require
+from common.abc.corpus import bundled_files
+from common.abc.notation import normalise_tune, split_tunes, unsafe_reason
+from common.render.loudness import normalise_wav
+from common.render.pipeline import FORMATS, check_abc, rendered, tool_versions
+from common.render.sandbox import require
 from common.settings import Settings
 
 TARGET_OVERHEAD = 0.10
@@ -135,7 +136,8 @@ def render_direct(
 def render_ours(
     tune: str, formats: Sequence[str], settings: Settings
 ) -> tuple[float, dict[str, float]]:
-    """One tune through `common.render.rendered`. (total, stages as render measured them)"""
+    """One tune through `common.render.pipeline.rendered`. (total, stages as render measured
+    them)"""
     started = time.perf_counter()
     with rendered(tune, formats, settings) as result:
         stages = dict(result.seconds)

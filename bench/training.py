@@ -14,7 +14,7 @@ Trains, in one run and on the same corpus and preset size:
 
 For each variant it prints the char positions processed and the wall time until validation
 bits/char first reached the target (checked after every epoch), as a fraction of the original's.
-Every variant is scored by the same float32 stateless scorer (see `common.training`).
+Every variant is scored by the same float32 stateless scorer (see `common.lstm.training`).
 
     python bench/training.py          # small preset on O'Neill's (about an hour on 2 cores)
     python bench/training.py --quick  # tiny preset on the test corpus, under a minute
@@ -37,7 +37,7 @@ older windowed bits/char:
 (original windows at batch 128; the presets' non-overlapping windows and stateful TBPTT, both at
 batch 32) in float32 and in each 16-bit
 policy this machine runs, and prints char positions per second, side by side. It is what the
-training-precision rule in `common.precision` is read from, and the GPU figure of the issue.
+training-precision rule in `common.lstm.precision` is read from, and the GPU figure of the issue.
 """
 
 from __future__ import annotations
@@ -54,11 +54,11 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from common.corpus import import_corpus, load_corpus
-from common.model import build_model, get_preset
+from common.abc.corpus import import_corpus, load_corpus
+from common.lstm.network import build_model, get_preset
+from common.lstm.training import stream_dataset, train, window_dataset
 from common.schemas import TrainOn, TrainSpec, new_run_id
-from common.storage import LocalStore
-from common.training import stream_dataset, train, window_dataset
+from common.store.artifacts import LocalStore
 
 TEST_CORPUS = Path(__file__).resolve().parent.parent / "tests" / "data" / "tiny_corpus.abc"
 
@@ -178,7 +178,7 @@ def original_from(store: LocalStore, corpus: str, preset: str, v: Variant, targe
                   seconds: float | None) -> Result:  # fmt: skip
     """The original's row from an earlier run's figures (--target, --original-seconds): its
     char positions follow from the corpus and the recipe."""
-    from common.training import window_starts
+    from common.lstm.training import window_starts
 
     p = get_preset(preset)
     data = load_corpus(store, corpus)
@@ -305,7 +305,7 @@ def main() -> None:
 
 
 def run_whole_tunes(args: argparse.Namespace) -> None:
-    from common import render
+    from common.render import pipeline as render
     from common.settings import Settings
 
     source, preset = (str(TEST_CORPUS), "tiny") if args.quick else (args.corpus, args.preset)
@@ -343,7 +343,7 @@ def run_whole_tunes(args: argparse.Namespace) -> None:
 
 
 def run_throughput(args: argparse.Namespace) -> None:
-    from common.precision import _gpu_capability
+    from common.lstm.precision import _gpu_capability
 
     source, preset = (str(TEST_CORPUS), "tiny") if args.quick else (args.corpus, args.preset)
     policies = ["float32", "mixed_bfloat16"]

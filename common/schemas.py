@@ -23,7 +23,8 @@ _BATCH_ID = re.compile(r"^b[0-9]{8}-[0-9]{6}-[0-9a-f]{6}$")
 _RUN_ID = re.compile(r"^r[0-9]{8}-[0-9]{6}-[0-9a-f]{6}$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
-#: Melody similarity (common.similarity) from which a tune is a near-copy of a training tune.
+#: Melody similarity (common.quality.similarity) from which a tune is a near-copy of a training
+#: tune.
 #: Measured on O'Neill's (`bench/quality.py --calibrate`): the 171 tunes music21 holds in two
 #: transcriptions score a median 1.0 and 98 % score >= 0.5; a tune and its nearest tune of another
 #: number score a median 0.18 (90th percentile 0.28), and the 2.9 % at >= 0.5 are mostly one tune
@@ -97,7 +98,7 @@ class CorpusRecord(Record):
     dropped_invalid: int
     stripped_directives: dict[str, int] = Field(
         default_factory=dict,
-        description="Directive lines removed by the allow-list (common.abc_directives), by name.",
+        description="Directive lines removed by the allow-list (common.abc.directives), by name.",
     )
     valid_only: bool
     rhythm_only: bool = Field(default=False, description="Kept only tunes in rhythm.")
@@ -178,7 +179,7 @@ class ModelRecord(Record):
 
 
 # --- training runs --------------------------------------------------------------------------
-#: The training presets' names; their recipes are `common.model.PRESETS` (which needs Keras).
+#: The training presets' names; their recipes are `common.lstm.network.PRESETS` (which needs Keras).
 #: Named here so that a request is checked before anything is written, in the producer too.
 PRESET_NAMES = ("seed", "original", "small", "tiny")
 
@@ -211,7 +212,7 @@ class TrainSpec(Record):
         Field(
             default=None,
             description="Training precision; None = the preset's, auto = per hardware "
-            "(resolved by the worker that trains, see common.precision.training_policy).",
+            "(resolved by the worker that trains, see common.lstm.precision.training_policy).",
         )
     )
 
@@ -302,7 +303,7 @@ class BatchSpec(Record):
         default=NEAR_COPY_THRESHOLD,
         ge=0.0,
         description="Melody similarity to a training tune from which a tune is a near-copy "
-        "(common.similarity); above 1 turns the copy check's resampling off.",
+        "(common.quality.similarity); above 1 turns the copy check's resampling off.",
     )
     formats: list[str] = Field(default_factory=lambda: ["abc", "mid", "wav"])
     chunk_size: int = Field(default=256, ge=1)
@@ -368,7 +369,7 @@ class TuneRecord(Record):
     title: str | None = None
     valid: bool | None = Field(default=None, description="Raw validity of the accepted sample.")
     rhythm_ok: bool | None = Field(
-        default=None, description="Every bar fits the meter (common.rhythm); None: not checked."
+        default=None, description="Every bar fits the meter (common.abc.rhythm); None: not checked."
     )
     tries: int = 0
     tries_valid: int = Field(default=0, description="Tries abc2midi accepted (before the gate).")
@@ -380,7 +381,7 @@ class TuneRecord(Record):
         default=None, description="The most similar tune of the model's training corpus."
     )
     similarity: float | None = Field(
-        default=None, description="Melody similarity to nearest_tune (common.similarity)."
+        default=None, description="Melody similarity to nearest_tune (common.quality.similarity)."
     )
     truncated: bool = False
     check_errors: list[str] = Field(default_factory=list)
@@ -410,7 +411,8 @@ class BatchCounts(BaseModel):
 
 
 class QualityReport(BaseModel):
-    """Figures of a set of tunes (common.quality); shares are 0..1, None when not measured."""
+    """Figures of a set of tunes (common.quality.figures); shares are 0..1, None when not
+    measured."""
 
     tunes: int
     valid: float | None = Field(default=None, description="Share abc2midi accepts.")

@@ -14,7 +14,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from common.beat_timing import check_beat_timing
+from common.dispatch.beat_timing import check_beat_timing
 
 
 class Settings(BaseSettings):
@@ -133,7 +133,7 @@ class Settings(BaseSettings):
     )
     sandbox: Literal["bwrap", "auto", "rlimits"] = Field(
         default="bwrap",
-        description="Isolation of the render tools (common/sandbox.py): bwrap = always, and a "
+        description="Render tool isolation (common/render/sandbox.py): bwrap = always, and a "
         "worker refuses to start where bubblewrap cannot run; auto = bwrap where it runs, else "
         "rlimits with a warning; rlimits = resource limits only, no filesystem/network isolation.",
     )

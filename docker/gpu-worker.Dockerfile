@@ -34,7 +34,7 @@ RUN pip install --no-cache-dir --no-deps --target /opt/tunebatch .
 # --- runtime ----------------------------------------------------------------------------------
 FROM ${PYTHON_IMAGE}
 # abc2midi checks every generated tune (--valid-only) and the validity rate after training,
-# inside bubblewrap (common/sandbox.py).
+# inside bubblewrap (common/render/sandbox.py).
 RUN apt-get update \
     && apt-get install -y --no-install-recommends abcmidi=20230208+ds1-1 \
         bubblewrap=0.8.0-2+deb12u1 \

@@ -50,7 +50,7 @@ app.add_typer(schedule_app, name="schedule")
 
 
 class PrecisionChoice(StrEnum):
-    """Choices of --precision (see common.precision)."""
+    """Choices of --precision (see common.lstm.precision)."""
 
     AUTO = "auto"
     FLOAT32 = "float32"
@@ -124,9 +124,9 @@ def settings() -> Settings:
 
 def local_context() -> Any:
     """The embedded-mode job context (local disk or the configured bucket)."""
-    from common.batches import Context
-    from common.records import LocalRecords
-    from common.storage import make_store
+    from common.jobs.batches import Context
+    from common.state.records import LocalRecords
+    from common.store.artifacts import make_store
 
     s = settings()
     return Context(settings=s, store=make_store(s), records=LocalRecords(s.data_dir / "records"))
@@ -149,7 +149,7 @@ def job_context() -> Any:
 
 
 def store() -> Any:
-    from common.storage import make_store
+    from common.store.artifacts import make_store
 
     return make_store(settings())
 
@@ -159,7 +159,7 @@ def store() -> Any:
 @handles_errors
 def corpus_list(as_json: JsonOpt = False) -> None:
     """List the bundled collections and the corpora imported so far."""
-    from common.corpus import BUNDLED, list_corpora
+    from common.abc.corpus import BUNDLED, list_corpora
 
     imported = list_corpora(store())
     if as_json:
@@ -204,10 +204,10 @@ def corpus_import(
 ) -> None:
     """Split, clean, de-duplicate and store a corpus with a train/validation split.
 
-    `all` imports every bundled collection into one corpus (see common.combined).
+    `all` imports every bundled collection into one corpus (see common.abc.combined).
     """
-    from common import render
-    from common.corpus import import_corpus
+    from common.abc.corpus import import_corpus
+    from common.render import pipeline as render
 
     s = settings()
     if source == "all" or rhythm_only or source_header:
@@ -289,7 +289,7 @@ def train(
         PrecisionChoice | None,
         typer.Option(
             help="auto (mixed precision on a GPU, float32 on a CPU: the measured rule in "
-            "common/precision.py), float32, bfloat16 or mixed_float16; default: the preset's. "
+            "common/lstm/precision.py), float32, bfloat16 or mixed_float16; default: the preset's. "
             "Resolved on the machine that trains and recorded in the model record.",
         ),
     ] = None,
@@ -331,7 +331,7 @@ def train(
     if distributed():
         _train_distributed(spec, resume, wait, as_json)
         return
-    from common.training import train as run_training
+    from common.lstm.training import train as run_training
 
     run_id = resume or new_run_id()
     with views.progress_bar(transient=True) as progress:
@@ -415,7 +415,7 @@ def _require_client(command: str) -> Any:
 @handles_errors
 def model_list(as_json: JsonOpt = False) -> None:
     """List registered models, newest first."""
-    from common.model_registry import list_models
+    from common.lstm.registry import list_models
 
     models = list_models(store())
     if as_json:
@@ -438,7 +438,7 @@ def model_show(
     model: Annotated[str, typer.Argument(help="Model id, unique prefix or 'latest'.")] = "latest",
 ) -> None:
     """Print a model's full record as JSON."""
-    from common.model_registry import resolve_model
+    from common.lstm.registry import resolve_model
 
     views.print_json(resolve_model(store(), model))
 
@@ -461,10 +461,10 @@ def model_evaluate(
     """Bits/char of a model on the tunes of an ABC file, each tune scored whole as the sampler
     runs it (zero state at X:, state carried to the tune's end); unknown characters are counted
     and skipped. The zero-state 100-char windowed score is shown for comparison."""
-    from common.corpus import read_abc_file
+    from common.abc.corpus import read_abc_file
     from common.errors import NotFoundError
-    from common.evaluation import evaluate_abc
-    from common.model import load_registered
+    from common.lstm.evaluation import evaluate_abc
+    from common.lstm.network import load_registered
 
     if not file.is_file():
         raise NotFoundError(f"no file {file}")
@@ -533,9 +533,9 @@ def submit_batch(
 
     Distributed mode: record the batch, enqueue its chunks and print the batch id at once.
     """
-    from common import render
-    from common.abc_notation import build_primer
-    from common.model_registry import resolve_model
+    from common.abc.notation import build_primer
+    from common.lstm.registry import resolve_model
+    from common.render import pipeline as render
     from common.schemas import BatchSpec
 
     s = settings()
@@ -558,7 +558,7 @@ def submit_batch(
     if distributed():
         _submit_distributed(spec, wait, as_json)
         return
-    from common.local_runner import run_batch
+    from common.jobs.embedded import run_batch
 
     ctx = local_context()
     with views.stage_progress(not as_json) as bars:
@@ -663,8 +663,8 @@ def fetch(
     as_json: JsonOpt = False,
 ) -> None:
     """Download a finished batch's files, verifying every SHA-256; re-running resumes."""
-    from common import render
-    from common.fetch import fetch_batch
+    from common.jobs.fetch import fetch_batch
+    from common.render import pipeline as render
 
     wanted = set(render.parse_formats(formats)) if formats else None
     result = fetch_batch(store(), batch, to, formats=wanted)
@@ -691,8 +691,8 @@ def url(
     as_json: JsonOpt = False,
 ) -> None:
     """Print download URLs: presigned S3 URLs for a bucket, file:// on local disk."""
-    from common.batches import manifest_key
     from common.errors import NotFoundError
+    from common.jobs.batches import manifest_key
     from common.schemas import check_batch_id
 
     seconds = views.parse_duration(expires)
@@ -725,7 +725,7 @@ def cancel(batch: Annotated[str, typer.Argument(help="Batch id.")]) -> None:
     if distributed():
         outcome = client().cancel(batch)
     else:
-        from common.batches import cancel_batch
+        from common.jobs.batches import cancel_batch
 
         outcome = cancel_batch(local_context(), batch)
     views.console.print(views.cancel_line(outcome), highlight=False, soft_wrap=True)
@@ -747,8 +747,8 @@ def retry(
             "generation chunks queued again"
         )
         return
-    from common.batches import retry_failed
-    from common.local_runner import resume_batch
+    from common.jobs.batches import retry_failed
+    from common.jobs.embedded import resume_batch
 
     ctx = local_context()
     work = retry_failed(ctx, batch)
@@ -843,8 +843,8 @@ def schedule_add(
     as_json: JsonOpt = False,
 ) -> None:
     """Add a schedule: each time it fires, one batch with PER_TUNE tunes per dataset tune."""
-    from common import render
-    from common.schedules import ScheduleSpec
+    from common.jobs.schedules import ScheduleSpec
+    from common.render import pipeline as render
     from worker import schedules
 
     spec = ScheduleSpec(
@@ -864,8 +864,8 @@ def schedule_add(
     )
     schedules.check_spec(spec)  # a bad cron is one line before any connection
     celery_app = _schedule_app()
-    from common.corpus import corpus_record
-    from common.model_registry import resolve_model
+    from common.abc.corpus import corpus_record
+    from common.lstm.registry import resolve_model
 
     corpus_record(store(), spec.corpus)  # fail now, not at 3 am on a worker
     resolve_model(store(), spec.model, corpus=spec.corpus if spec.model == "latest" else None)

@@ -1,6 +1,6 @@
 """The producer's side of distributed mode: write records, enqueue jobs by name, read progress.
 
-It runs the same job functions as everything else (`common.batches.create_batch`,
+It runs the same job functions as everything else (`common.jobs.batches.create_batch`,
 `cancel_batch`, `retry_failed`) against Redis records and the bucket, and enqueues by task name
 (`worker.celery_app.enqueue`) so no task code — and so no TensorFlow — is imported here.
 
@@ -20,16 +20,16 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from common import batches
-from common.cancel import CancelOutcome
 from common.errors import BrokerError, ConfigError, NotFoundError, TunebatchError
-from common.redis_records import DeadLetter, RedisRecords, RunProgress
+from common.jobs import batches
+from common.jobs.cancel import CancelOutcome
 from common.schemas import BatchRecord, BatchSpec, RunStatus, TrainSpec, new_run_id
 from common.settings import Settings
+from common.state.redis import DeadLetter, RedisRecords, RunProgress
 
 if TYPE_CHECKING:
-    from common.batches import Context
-    from common.storage import ArtifactStore
+    from common.jobs.batches import Context
+    from common.store.artifacts import ArtifactStore
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ class Client:
 
     @cached_property
     def store(self) -> ArtifactStore:
-        from common.storage import make_store
+        from common.store.artifacts import make_store
 
         return make_store(self.settings)
 
@@ -148,7 +148,7 @@ class Client:
     # -- training ----------------------------------------------------------------------------
     def train(self, spec: TrainSpec, run_id: str | None = None) -> RunProgress:
         """Record a training run and enqueue it on the gpu queue; the run id is the task id."""
-        from common.corpus import corpus_record
+        from common.abc.corpus import corpus_record
         from worker.celery_app import TRAIN
 
         self.records.ping()

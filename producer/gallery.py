@@ -1,7 +1,8 @@
 """A batch as a static web page: sheet music, playback, quality figures and downloads per tune.
 
 `build_gallery` writes ``index.html``, ``assets/`` (the page's script and style and the vendored
-abcjs) and ``<batch id>/`` (every file of the batch, fetched through `common.fetch`, so the same
+abcjs) and ``<batch id>/`` (every file of the batch, fetched through `common.jobs.fetch`, so the
+same
 code serves embedded mode and a bucket). Nothing on the page refers to anything outside that
 folder: it opens from ``file://`` with no network, and it keeps working after any presigned URL
 would have expired, because it holds no URLs at all.
@@ -29,11 +30,11 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from common.abc_notation import header_fields
-from common.fetch import fetch_batch, read_manifest
-from common.rhythm import check_rhythm
+from common.abc.notation import header_fields
+from common.abc.rhythm import check_rhythm
+from common.jobs.fetch import fetch_batch, read_manifest
 from common.schemas import Manifest
-from common.storage import ArtifactStore
+from common.store.artifacts import ArtifactStore
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +64,7 @@ class Gallery:
 
 
 def count_bars(abc: str) -> int:
-    """Bars of the tune body, as the rhythm check counts them (`common.rhythm`), for tunes
+    """Bars of the tune body, as the rhythm check counts them (`common.abc.rhythm`), for tunes
     whose record predates the ``bars`` figure."""
     return check_rhythm(abc).bars
 

@@ -3,7 +3,7 @@
 A batch's figures come from its manifest when it has them (written when the batch finished), or
 are computed now from its records and tune files. A file's tunes are checked here: abc2midi,
 the rhythm check, and with ``--corpus`` the copy check against that imported corpus. The
-definitions are those of `common.quality`.
+definitions are those of `common.quality.figures`.
 """
 
 from __future__ import annotations
@@ -47,8 +47,8 @@ def report_rows(report: Any) -> list[tuple[str, str]]:
 
 def batch_report(batch_id: str) -> Any:
     """The batch's QualityReport: its manifest's, or computed now from its records and files."""
-    from common.batches import batch_quality, manifest_key
     from common.errors import NotFoundError
+    from common.jobs.batches import batch_quality, manifest_key
     from common.schemas import Manifest, check_batch_id
 
     from producer.cli import job_context
@@ -73,11 +73,12 @@ def file_report(path: Path, corpus: str | None, check: bool) -> tuple[Any, list[
     """(QualityReport, per-tune figures, titles) of every tune in an ABC file."""
     import os
 
-    from common import abc_notation, render
-    from common.corpus import load_corpus, read_abc_file
+    from common.abc import notation as abc_notation
+    from common.abc.corpus import load_corpus, read_abc_file
     from common.errors import InvalidInputError
-    from common.quality import assess_texts, summarise
-    from common.similarity import MelodyIndex
+    from common.quality.figures import assess_texts, summarise
+    from common.quality.similarity import MelodyIndex
+    from common.render import pipeline as render
 
     from producer.cli import settings, store
 
@@ -174,10 +175,10 @@ def import_all_cli(
     """``corpus import all`` (or one bundled collection with --rhythm-only/--source-header)."""
     import os
 
-    from common import render
-    from common.combined import import_all
-    from common.corpus import BUNDLED
+    from common.abc.combined import import_all
+    from common.abc.corpus import BUNDLED
     from common.errors import InvalidInputError
+    from common.render import pipeline as render
 
     from producer.cli import settings, store
 

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import re
 
-from common.batches import tune_key
 from common.errors import InvalidInputError, NotFoundError
-from common.fetch import read_manifest
+from common.jobs.batches import tune_key
+from common.jobs.fetch import read_manifest
 from common.schemas import tune_index
-from common.storage import ArtifactStore
+from common.store.artifacts import ArtifactStore
 
 _X_LINE = re.compile(r"^X:.*$", re.MULTILINE)
 

@@ -127,7 +127,7 @@ def stage_progress(enabled: bool = True) -> Iterator[StageProgress | None]:
 
 
 class TrainingBar:
-    """Implements `common.training.TrainingObserver` with a rich bar per epoch."""
+    """Implements `common.lstm.training.TrainingObserver` with a rich bar per epoch."""
 
     def __init__(self, progress: Progress) -> None:
         self.progress = progress
@@ -276,7 +276,7 @@ def show_run(run: Any) -> None:
 
 
 def cancel_line(outcome: Any) -> str:
-    """What `producer cancel` did (a `common.cancel.CancelOutcome`), in one line."""
+    """What `producer cancel` did (a `common.jobs.cancel.CancelOutcome`), in one line."""
     if outcome.finished:
         parts = ", ".join(f"{n} {status}" for status, n in outcome.counts.items() if n)
         return (

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from common.corpus import import_corpus
+from common.abc.corpus import import_corpus
 from common.schemas import CorpusRecord, ModelRecord, TrainSpec, new_run_id
 from common.settings import Settings
-from common.storage import LocalStore
+from common.store.artifacts import LocalStore
 
 TINY_CORPUS = Path(__file__).parent / "data" / "tiny_corpus.abc"
 
@@ -41,7 +41,7 @@ def tiny_settings(data_dir: Path) -> Settings:
 
 @pytest.fixture(scope="session")
 def tiny_env(tmp_path_factory: pytest.TempPathFactory) -> TinyEnv:
-    from common.training import train
+    from common.lstm.training import train
 
     data_dir = tmp_path_factory.mktemp("tiny-data")
     store = LocalStore(data_dir)

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 from celery.apps.beat import Beat as CeleryBeat
 from celery.apps.worker import Worker as CeleryWorker
 
-from common.redis_records import safe_url
+from common.state.redis import safe_url
 
 MASK = "**"
 

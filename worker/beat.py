@@ -12,7 +12,7 @@ from typing import Any
 
 from redbeat import RedBeatScheduler
 
-from common.beat_timing import check_beat_timing
+from common.dispatch.beat_timing import check_beat_timing
 
 #: The ``beat_scheduler`` / ``--scheduler`` name of `Scheduler`.
 SCHEDULER = "worker.beat:Scheduler"

@@ -70,7 +70,8 @@ class Limits:
 
 
 #: Fixed limits of the short jobs. A chunk of 256 tunes takes a minute or two on a GPU and about
-#: ten on two CPU cores; a render is seconds (each tool has its own limit in `common.render`).
+#: ten on two CPU cores; a render is seconds (each tool has its own limit in
+#: `common.render.pipeline`).
 FIXED_LIMITS: dict[str, Limits] = {
     GENERATE: Limits(soft_s=45 * 60, hard_s=50 * 60),
     RENDER: Limits(soft_s=5 * 60, hard_s=6 * 60),
@@ -207,7 +208,7 @@ def enqueue(
         from kombu.exceptions import KombuError
 
         if isinstance(exc, KombuError | OSError):
-            from common.redis_records import safe_url
+            from common.state.redis import safe_url
 
             where = safe_url(str(celery_app.conf.broker_url))
             raise BrokerError(

@@ -23,7 +23,7 @@ from common.settings import Settings
 if TYPE_CHECKING:
     from celery import Celery
 
-    from common.storage import ArtifactStore
+    from common.store.artifacts import ArtifactStore
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ def _start(loglevel: str, *, bucket: bool) -> tuple[Settings, Celery]:
         configure(settings)
         banner.install(celery_app)
         if bucket:  # a worker runs the render tools (beat does not): isolated, or it says why
-            from common.sandbox import require
+            from common.render.sandbox import require
 
             log.info("render tools run in sandbox mode %s", require(settings))
         _check_services(settings, bucket=bucket)
@@ -116,8 +116,8 @@ def _check_services(settings: Settings, *, bucket: bool) -> None:
 
 
 def _probe_services(settings: Settings, *, bucket: bool) -> ArtifactStore | None:
-    from common.redis_records import RedisRecords
-    from common.storage import make_store
+    from common.state.redis import RedisRecords
+    from common.store.artifacts import make_store
 
     assert settings.broker_url is not None
     RedisRecords.from_url(settings.broker_url, retries=1, timeout_s=3.0).ping()
@@ -213,7 +213,7 @@ def beat(
     Redis lock, so a schedule fires once either way.
     """
     settings, celery_app = _start(loglevel, bucket=False)
-    from common.beat_timing import check_beat_timing
+    from common.dispatch.beat_timing import check_beat_timing
     from worker.beat import SCHEDULER
 
     try:

@@ -49,7 +49,8 @@ log = logging.getLogger(__name__)
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 #: Render stage histogram buckets, in seconds: abc2midi takes milliseconds, a long WAV seconds.
 STAGE_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
-#: Known tools, as they start a render error message (common.render), for the failure reason.
+#: Known tools, as they start a render error message (common.render.pipeline), for the failure
+#: reason.
 _TOOLS = ("abc2midi", "timidity", "fluidsynth", "abcm2ps", "rsvg-convert", "oggenc", "lame", "flac")
 
 
@@ -265,7 +266,7 @@ class _QueueCollector:
     def collect(self) -> Iterator[Metric]:
         from prometheus_client.core import GaugeMetricFamily
 
-        from common.redis_records import DEAD_LETTER
+        from common.state.redis import DEAD_LETTER
 
         pipe = self.redis.pipeline(transaction=False)
         for queue in self.queues:

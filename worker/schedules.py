@@ -1,7 +1,8 @@
 """Scheduled dataset-wide generation: schedules in Redis (celery-redbeat) and what a firing does.
 
 A schedule is a `RedBeatSchedulerEntry` named ``tunebatch:<name>`` whose task is
-``tunebatch.run_schedule`` and whose one argument is the `common.schedules.ScheduleSpec` as JSON.
+``tunebatch.run_schedule`` and whose one argument is the `common.jobs.schedules.ScheduleSpec` as
+JSON.
 Redbeat keeps it in Redis (``redbeat:tunebatch:<name>`` and the sorted set
 ``redbeat::schedule``), so the producer adds, lists and removes schedules without touching beat,
 they survive restarts of beat and Redis (AOF), and beat's Redis lock makes a schedule fire once
@@ -31,13 +32,13 @@ from pydantic import BaseModel
 from redbeat import RedBeatSchedulerEntry
 from redbeat.schedulers import ensure_conf, get_redis
 
-from common.batches import Context
-from common.corpus import Corpus, load_corpus
+from common.abc.corpus import Corpus, load_corpus
 from common.errors import BrokerError, InvalidInputError, NotFoundError, PermanentError
-from common.model_registry import LATEST, resolve_model
-from common.redis_records import RedisRecords, RunProgress, safe_url
-from common.schedules import ScheduleSpec, dataset_batch_spec, needs_retrain, retrain_spec
+from common.jobs.batches import Context
+from common.jobs.schedules import ScheduleSpec, dataset_batch_spec, needs_retrain, retrain_spec
+from common.lstm.registry import LATEST, resolve_model
 from common.schemas import ModelRecord, check_name, new_run_id
+from common.state.redis import RedisRecords, RunProgress, safe_url
 from worker.celery_app import CPU_QUEUE, RUN_SCHEDULE, SUBMIT_SCHEDULED, TRAIN, app, enqueue
 from worker.submit import submit_batch
 
@@ -93,7 +94,7 @@ def parse_cron(expr: str) -> crontab:
 
 def check_spec(spec: ScheduleSpec) -> None:
     """What a schedule needs beyond its field types: a valid cron, a usable model reference."""
-    from common import render
+    from common.render import pipeline as render
 
     parse_cron(spec.cron)
     render.parse_formats(",".join(spec.formats))

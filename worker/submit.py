@@ -11,10 +11,10 @@ import contextlib
 import logging
 from typing import Any
 
-from common import batches
 from common.errors import BrokerError, TunebatchError
-from common.redis_records import RedisRecords
+from common.jobs import batches
 from common.schemas import BatchRecord, BatchSpec
+from common.state.redis import RedisRecords
 from worker.celery_app import GENERATE, app
 
 log = logging.getLogger(__name__)

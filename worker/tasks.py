@@ -1,6 +1,7 @@
 """The Celery tasks: thin wrappers that call `common`, record state and enqueue the next step.
 
-The work itself is in `common.batches` and `common.training`, the same functions the embedded
+The work itself is in `common.jobs.batches` and `common.lstm.training`, the same functions the
+embedded
 runner calls; nothing here generates, renders or trains. What this module adds is what only a
 distributed system needs:
 
@@ -41,18 +42,18 @@ from celery.signals import (
     worker_shutting_down,
 )
 
-from common import batches
-from common.batches import Context
 from common.errors import (
     CancelledError,
     InvalidInputError,
     InvalidTransitionError,
     TransientError,
 )
-from common.redis_records import DeadLetter, RedisRecords
+from common.jobs import batches
+from common.jobs.batches import Context
 from common.schemas import RunStatus, TrainSpec, TuneStatus, tune_id
 from common.settings import Settings
-from common.storage import make_store
+from common.state.redis import DeadLetter, RedisRecords
+from common.store.artifacts import make_store
 from worker import metrics as worker_metrics
 from worker.celery_app import (
     FINALIZE,
@@ -433,7 +434,7 @@ def finalize_batch(self: JobTask, batch_id: str) -> bool:
 
 
 class _RunObserver:
-    """`common.training.TrainingObserver` that writes progress to the run's Redis record."""
+    """`common.lstm.training.TrainingObserver` that writes progress to the run's Redis record."""
 
     def __init__(self, rec: RedisRecords, run_id: str, every_s: float = 1.0) -> None:
         self.rec, self.run_id, self.every_s = rec, run_id, every_s
@@ -474,8 +475,8 @@ class _RunObserver:
 @job_task(TRAIN, give_up_run)
 def train(self: JobTask, spec_json: str, run_id: str) -> str:
     """Train (or resume after a kill or a shutdown) run `run_id`; register the model."""
-    from common.training import load_run, run_key
-    from common.training import train as run_training
+    from common.lstm.training import load_run, run_key
+    from common.lstm.training import train as run_training
 
     ctx = context()
     rec = records()

@@ -17,8 +17,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from common.batches import artifact_key, manifest_key, tune_key
 from common.errors import TunebatchError
+from common.jobs.batches import artifact_key, manifest_key, tune_key
 from common.schemas import BatchSpec, TuneStatus
 from producer.client import Client
 from tests import servers as srv

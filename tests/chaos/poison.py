@@ -1,7 +1,8 @@
 """Test-only: a render that kills its worker process, for one tune of batches seeded with
 `POISON_SEED`. Imported by chaos test workers only (``worker cpu --include tests.chaos.poison``).
 
-It wraps `common.batches.render_tune`, which `worker.tasks.render_tune` calls after counting the
+It wraps `common.jobs.batches.render_tune`, which `worker.tasks.render_tune` calls after counting
+the
 delivery, so the poison behaves like a real render that segfaults or is OOM-killed: the attempt
 is counted, then the process dies.
 """
@@ -12,7 +13,7 @@ import os
 import signal
 from typing import Any
 
-from common import batches
+from common.jobs import batches
 
 POISON_SEED = 666
 POISON_TUNE = "t000003"

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from common.batches import artifact_key, manifest_key
+from common.jobs.batches import artifact_key, manifest_key
 from tests.chaos import driver
 from tests.worker.cluster import Cluster
 

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from common.batches import artifact_key
+from common.jobs.batches import artifact_key
 from common.schemas import TrainSpec, TuneStatus
 from producer.client import Client
 from tests.chaos import driver

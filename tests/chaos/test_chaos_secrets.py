@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from common.corpus import import_corpus
+from common.abc.corpus import import_corpus
 from common.errors import ConfigError
-from common.redis_records import RedisRecords
 from common.settings import Settings
-from common.storage import make_store
+from common.state.redis import RedisRecords
+from common.store.artifacts import make_store
 from producer.client import Client
 from tests import servers as srv
 from tests.chaos import driver

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from common.batches import artifact_key
-from common.model_registry import model_key
+from common.jobs.batches import artifact_key
+from common.lstm.registry import model_key
 from common.schemas import ModelRecord, TuneStatus
 from producer.client import Client
 from tests import servers as srv

@@ -39,7 +39,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from common.errors import RenderError
-from common.render import FORMATS, check_abc, rendered
+from common.render.pipeline import FORMATS, check_abc, rendered
 from common.settings import Settings
 
 HOSTILE = Path(__file__).resolve().parents[1] / "data" / "hostile"
@@ -130,7 +130,7 @@ EXPECTED = {
 
 
 class ToolLog(logging.Handler):
-    """Collects common.render's log lines: tool starts, and each run's wall time."""
+    """Collects common.render.pipeline's log lines: tool starts, and each run's wall time."""
 
     def __init__(self) -> None:
         super().__init__(logging.DEBUG)
@@ -276,7 +276,7 @@ def _assert_contained(
     for outcome in outcomes:
         assert not any(SECRET_MARK in t for t in outcome.texts)
         assert not any(mark in blob for blob in outcome.blobs)
-        # No stored score can run script (common.svg_sanitise, behind the allow-list).
+        # No stored score can run script (common.render.svg, behind the allow-list).
         assert not any(b"<script" in blob.lower() for blob in outcome.blobs)
     assert not any(SECRET_MARK in line for line in box.log.lines)
     # The worker lives on, and no tool outlived its render.

@@ -19,11 +19,11 @@ from pathlib import Path
 
 import pytest
 
-from common.corpus import import_corpus
+from common.abc.corpus import import_corpus
 from common.errors import RenderError
-from common.render import FORMATS, check_abc, rendered
+from common.render.pipeline import FORMATS, check_abc, rendered
 from common.settings import Settings
-from common.storage import LocalStore
+from common.store.artifacts import LocalStore
 from tests.model_fixtures import TinyEnv
 from tests.producer_cli import embedded_data_dir, run
 

@@ -27,7 +27,7 @@ TMPFS = {
 }
 
 RENDER = """
-from common.render import rendered
+from common.render.pipeline import rendered
 from common.settings import Settings
 tune = "X:1\\nT:Check\\nM:6/8\\nL:1/8\\nK:D\\n|:DFA dAF|GBd gdB|AFD DFA|1 d3 d3:|2 d3 d2|]\\n"
 with rendered(tune, ["abc", "mid", "wav"], Settings()) as result:

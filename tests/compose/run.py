@@ -36,9 +36,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, cast
 
-from common.corpus import import_corpus
+from common.abc.corpus import import_corpus
 from common.settings import Settings
-from common.storage import make_store
+from common.store.artifacts import make_store
 from tests import servers as srv
 from tests.chaos.driver import COLUMNS, Figures, _table, audit
 from tests.model_fixtures import TINY_CORPUS
@@ -314,7 +314,7 @@ def drive(stack: Stack, tmp: Path, count: int, figures: Figures, out: dict[str, 
 
 
 def batch_records(stack: Stack) -> Any:
-    from common.redis_records import RedisRecords
+    from common.state.redis import RedisRecords
 
     url = stack.settings().broker_url
     assert url is not None

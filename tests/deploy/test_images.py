@@ -187,7 +187,8 @@ def test_producer_runs_without_tensorflow_keras_and_music21() -> None:
                 return None
 
         sys.meta_path.insert(0, Block())
-        import producer.cli, producer.client, common.render, common.redis_records, common.fetch
+        import producer.cli, producer.client, common.render.pipeline
+        import common.state.redis, common.jobs.fetch
         sys.argv = ["producer", "--help"]
         producer.cli.main()
         """

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from common.batches import Context, manifest_key
-from common.local_runner import run_batch
-from common.records import LocalRecords
+from common.jobs.batches import Context, manifest_key
+from common.jobs.embedded import run_batch
 from common.schemas import ArtifactFile, BatchSpec, Manifest
-from common.storage import LocalStore
+from common.state.records import LocalRecords
+from common.store.artifacts import LocalStore
 from tests.model_fixtures import TinyEnv, tiny_settings
 
 GALLERY_TUNES = 50

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from common.precision import cpu_has_bf16
+from common.lstm.precision import cpu_has_bf16
 from producer import cli
 from tests.model_fixtures import TINY_CORPUS, TinyEnv
 from tests.producer_cli import run
@@ -53,7 +53,7 @@ def test_import_train_generate_fetch(env: Path, tmp_path: Path) -> None:
     model_id = json.loads(out)["id"]
     trained = json.loads(out)
     assert trained["stateful"] is True and trained["learning_rate"] == 0.02
-    # bf16 where the CPU has it, else float32 with a log line (common.precision).
+    # bf16 where the CPU has it, else float32 with a log line (common.lstm.precision).
     assert trained["precision"] == ("mixed_bfloat16" if cpu_has_bf16() else "float32")
     assert "epoch 1" in err  # progress is shown on stderr
     code, out, _ = run("model", "list", "--json")

@@ -13,8 +13,6 @@ from pathlib import Path
 
 import pytest
 
-from common.records import LocalRecords
-from common.redis_records import RedisRecords, RunProgress
 from common.schemas import (
     BatchRecord,
     BatchSpec,
@@ -24,6 +22,8 @@ from common.schemas import (
     TuneStatus,
     tune_id,
 )
+from common.state.records import LocalRecords
+from common.state.redis import RedisRecords, RunProgress
 from producer import cli, views
 from tests import servers as srv
 from tests.producer_cli import run

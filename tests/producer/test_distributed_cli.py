@@ -17,11 +17,11 @@ import pytest
 from typer.testing import CliRunner
 
 from common.errors import BrokerError, InvalidInputError
-from common.model_registry import register_model
-from common.redis_records import RedisRecords
+from common.lstm.registry import register_model
 from common.schemas import BatchSpec
 from common.settings import Settings
-from common.storage import LocalStore
+from common.state.redis import RedisRecords
+from common.store.artifacts import LocalStore
 from producer import cli, views
 from producer.client import Client
 from tests import servers as srv

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from common.errors import InvalidInputError
-from common.redis_records import RedisRecords
 from common.schemas import BatchSpec
 from common.settings import Settings
+from common.state.redis import RedisRecords
 from producer.client import Client
 from tests import servers as srv
 from tests.model_fixtures import TinyEnv
@@ -101,7 +101,7 @@ def test_a_train_request_with_an_unknown_preset_writes_nothing(
 
 
 def test_the_preset_names_are_the_recipes() -> None:
-    from common.model import PRESETS
+    from common.lstm.network import PRESETS
     from common.schemas import PRESET_NAMES
 
     assert tuple(PRESETS) == PRESET_NAMES

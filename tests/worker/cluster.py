@@ -23,8 +23,8 @@ from pathlib import Path
 import kombu.exceptions
 import redis
 
-from common.redis_records import RedisRecords
 from common.settings import Settings
+from common.state.redis import RedisRecords
 from tests import servers as srv
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -26,7 +26,7 @@ from celery.beat import Service
 from typer.testing import CliRunner
 
 from common.errors import ConfigError
-from common.schedules import ScheduleSpec
+from common.jobs.schedules import ScheduleSpec
 from common.settings import Settings
 from tests import servers as srv
 from tests.deploy.manifests import COMPOSE_FILE, load_yaml

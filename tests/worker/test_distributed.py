@@ -18,11 +18,11 @@ from typing import Any
 
 import pytest
 
-from common.batches import manifest_key, tune_key
-from common.corpus import import_corpus
-from common.redis_records import RedisRecords
+from common.abc.corpus import import_corpus
+from common.jobs.batches import manifest_key, tune_key
 from common.schemas import BatchSpec, TrainSpec, TuneStatus
-from common.storage import make_store
+from common.state.redis import RedisRecords
+from common.store.artifacts import make_store
 from producer import cli
 from producer.client import Client
 from tests import servers as srv
@@ -295,7 +295,7 @@ def test_cancel_stops_the_batch(producer_env: Cluster, model_id: str) -> None:
 
 def test_poison_job_is_dead_lettered_after_max_attempts(running: Cluster, model_id: str) -> None:
     c = Client(running.settings)
-    from common import batches
+    from common.jobs import batches
 
     batch = batches.create_batch(c.context, spec(model_id, 3))  # recorded, nothing enqueued
     result = app.send_task(KILL_SELF, args=[batch.id, "t000001"], queue="cpu")

@@ -15,7 +15,6 @@ from common.errors import (
     InvalidTransitionError,
     NotFoundError,
 )
-from common.redis_records import DeadLetter, RedisRecords, RunProgress, safe_url
 from common.schemas import (
     BatchRecord,
     BatchSpec,
@@ -27,6 +26,7 @@ from common.schemas import (
     new_run_id,
     tune_id,
 )
+from common.state.redis import DeadLetter, RedisRecords, RunProgress, safe_url
 from tests import servers as srv
 
 MODEL = "a" * 64

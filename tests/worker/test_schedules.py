@@ -26,13 +26,13 @@ from pathlib import Path
 
 import pytest
 
-from common import abc_notation
-from common.batches import manifest_key, tune_key
-from common.corpus import import_corpus, load_corpus
-from common.model_registry import resolve_model
-from common.schedules import ScheduleSpec, dataset_tunes
+from common.abc import notation as abc_notation
+from common.abc.corpus import import_corpus, load_corpus
+from common.jobs.batches import manifest_key, tune_key
+from common.jobs.schedules import ScheduleSpec, dataset_tunes
+from common.lstm.registry import resolve_model
 from common.schemas import BatchRecord, Manifest
-from common.storage import make_store
+from common.store.artifacts import make_store
 from producer import cli
 from tests import servers as srv
 from tests.model_fixtures import TINY_CORPUS
@@ -263,7 +263,7 @@ def test_cli_add_list_run_now_retrains_after_a_corpus_change_then_remove(
 
 
 def test_a_redelivered_firing_submits_no_second_batch(running: Cluster, model_id: str) -> None:
-    from common.batches import Context
+    from common.jobs.batches import Context
 
     del model_id
     c = running

@@ -1,0 +1,1 @@
+"""ABC notation as text and as music: parsing, cleaning, rhythm, corpora, vocabulary."""

@@ -1,0 +1,1 @@
+"""What producer and workers both need to hand jobs over through Celery."""

@@ -1,0 +1,1 @@
+"""The character LSTM: presets, network, precision, registry, sampler, training and scoring."""

@@ -1,0 +1,1 @@
+"""How good generated tunes are: figures per tune and batch, and the copy check."""

@@ -1,0 +1,1 @@
+"""Where artifacts live: one interface over a local directory and an S3 bucket."""

@@ -1,0 +1,369 @@
+"""The bar tracker on hand-written char streams, on random walks, batched against single rows."""
+
+from __future__ import annotations
+
+import re
+import string
+import subprocess
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from common.lstm.bar_tracker import BarTracker
+from common.lstm.network import load_registered
+from common.lstm.sampler import Sampler, SamplingParams, TuneRequest, generate
+from tests.model_fixtures import TinyEnv
+
+CHARS = tuple(sorted(set(string.printable) - set("\t\r\x0b\x0c")))
+HEADER = "X:1\nT:Test\nM:4/4\nL:1/8\nK:D\n"
+
+
+@pytest.fixture(scope="module")
+def tracker() -> BarTracker:
+    return BarTracker(CHARS)
+
+
+def ids(text: str) -> list[int]:
+    return [CHARS.index(ch) for ch in text]
+
+
+def first_refused(tracker: BarTracker, text: str) -> int | None:
+    """Index of the first char of `text` the tracker would not let the sampler write."""
+    state = tracker.initial_state(1)
+    mask: np.ndarray | None = None
+    for i, c in enumerate(ids(text)):
+        if mask is not None and not mask[0, c]:
+            return i
+        state, mask = tracker.step(state, np.asarray([c]), np.asarray([i == 0]))
+    return None
+
+
+def allowed_after(tracker: BarTracker, text: str) -> set[str]:
+    state = tracker.initial_state(1)
+    mask = None
+    for i, c in enumerate(ids(text)):
+        state, mask = tracker.step(state, np.asarray([c]), np.asarray([i == 0]))
+    assert mask is not None
+    return {CHARS[i] for i in np.flatnonzero(mask[0])}
+
+
+def assert_accepted(tracker: BarTracker, text: str) -> None:
+    at = first_refused(tracker, text)
+    assert at is None, f"refused {text[at]!r} at {at}: {text[max(0, at - 30) : at]!r}⟨{text[at]}⟩"
+
+
+def assert_refused(tracker: BarTracker, text: str, at: int) -> None:
+    assert first_refused(tracker, text) == at, text[:at] + "⟨" + text[at:]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "ABcd efga|bagf edcB|A2 B2 c4|d8|]\n",  # plain lengths
+        "A/B/c/d/ e2 f2 g2|A//B//c/d A3/2B/2 c2 d2|A3 B c4|d8|]\n",  # fractions
+        "A>Bc<d e2 f>g|A2>B2 c4|A8|]\n",  # broken rhythm
+        "(3ABc d2 (3e/f/g/ a2 b|(3A2B2c2 d4|A8|]\n",  # triplets
+        "[CEG]2 [ceg]/[df]/ [A,B,]3 z|[^F^A]4 x4|A8|]\n",  # chords and rests
+        "{g}A2 {/ab}B2 {^c'}c4|{Ag}d8|A8|]\n",  # grace notes take no time
+        "A2- A2 (Bc) (de)|.A ~B !trill!c HD Te2 uf vg|A8|]\n",  # ties, slurs, decorations
+        '"D"A2 "Em7"B2 "^fine"c4|"G/B"d8|A8|]\n',  # guitar chords, annotations
+        "A2 B2 c4|[M:3/4]A2 B2 c2|[L:1/4]A B c|[K:G]d3|A3|]\n",  # inline fields at a bar start
+        "A2 B2 [K:Ador] c4|A8|]\n",  # a key change mid-bar
+        "|:ABcd efga|1 bagf edcB:|2 bagf e4||\n|:A8|[1 B8:|[2 c8|]\n",  # repeats and endings
+        "A8|\nM:3/4\nA6|\nL:1/4\nA3|]\n",  # field lines in the body
+        "ABcd \\\nefga|A8|]\n",  # a line continued
+        "^A^^B_c__d =e2 f2|A,B,C,D, a'b'c''d|A8|]\n",  # accidentals, octaves
+    ],
+)
+def test_each_construct_of_a_correct_tune_is_accepted(tracker: BarTracker, body: str) -> None:
+    assert_accepted(tracker, HEADER + body + "\n")
+
+
+def test_header_fields_and_default_unit(tracker: BarTracker) -> None:
+    assert_accepted(tracker, "X:1\nT:Jig\nM:6/8\nL:1/8\nR:jig\nK:G\nGAG GAB|ABA ABd|G6|]\n\n")
+    # Without L:, M:2/4 (< 3/4) means L:1/16: a bar of 2/4 is eight units.
+    assert_accepted(tracker, "X:1\nM:2/4\nK:D\nABcd efga|A8|]\n\n")
+    short = "X:1\nM:2/4\nK:D\nABcd efga|ABcd efg"
+    assert_refused(tracker, short + "|", len(short))
+    assert_accepted(tracker, "X:1\nM:C|\nL:1/8\nK:D\nABcd efga|A8|]\n\n")
+    assert_accepted(tracker, "X:1\nM:C\nL:1/8\nK:D\nABcd efga|A8|]\n\n")
+    # K: before M: would leave the bar unknown: refused. So are meters it cannot read.
+    assert_refused(tracker, "X:1\nK:D\n", len("X:1\n"))
+    assert_refused(tracker, "X:1\nM:6/7\n", len("X:1\nM:6/"))
+    assert_refused(tracker, "X:1\nT:a\n\n", len("X:1\nT:a\n"))  # no blank line in the header
+
+
+def test_a_note_that_would_overflow_the_bar_is_refused(tracker: BarTracker) -> None:
+    start = HEADER + "ABcd efga"
+    # 7 eighths written; the pending a may stay 1 (the bar is then full) or become 1/2 or 1/4
+    # (then more notes), not 2.
+    after = allowed_after(tracker, start)
+    assert {"/", " ", "|"} <= after
+    assert not after & {"2", "4"}  # a3/4 would still fit
+    assert_refused(tracker, start + "b", len(start))  # the bar is full after a: no note
+    full = allowed_after(tracker, start + " ")
+    assert "|" in full and not full & set("ABCDEFGabcdefgzx({")
+    assert "|" not in allowed_after(tracker, HEADER + "A8|ABc")  # not full, not a pickup
+    # A longer note grows only while some completion fits.
+    assert_accepted(tracker, HEADER + "ABcd e4|A8|]\n\n")
+    assert_refused(tracker, HEADER + "ABcd e5", len(HEADER + "ABcd e"))
+
+
+def test_tuplets_and_broken_pairs_must_fit_whole(tracker: BarTracker) -> None:
+    # (3 of eighths lasts 2 eighths: after 7 eighths it does not fit.
+    # (3 A2B2c2 lasts 4 eighths: it does not fit in the last 2 of a bar; (3ABc does.
+    assert "2" not in allowed_after(tracker, HEADER + "ABcd ef(3A")
+    assert "B" in allowed_after(tracker, HEADER + "ABcd ef(3A")
+    assert_refused(tracker, HEADER + "ABcd efga(", len(HEADER + "ABcd efga"))
+    # The tuplet's notes share the first one's length.
+    assert allowed_after(tracker, HEADER + "(3A2B") & set("0123456789/") == {"2"}
+    assert "/" not in allowed_after(tracker, HEADER + "(3A2B2")
+    # A> after 7 eighths: the pair lasts 2 eighths, so '>' is refused; after 6 it is fine.
+    assert ">" not in allowed_after(tracker, HEADER + "ABcd efga")
+    assert ">" in allowed_after(tracker, HEADER + "ABcd efg")
+    # The second note of a broken pair has the first one's length.
+    assert allowed_after(tracker, HEADER + "A2>B") & set("0123456789/") == {"2"}
+
+
+def test_barlines_pickups_and_closing_bars(tracker: BarTracker) -> None:
+    # A short first bar is a pickup; a bar in the middle may not be short.
+    assert_accepted(tracker, HEADER + "A|BcBA dcBA|")
+    assert_refused(tracker, HEADER + "A|BcBA dc|", len(HEADER + "A|BcBA dc"))
+    # The section's last bar may complete the pickup, only with a section-end barline.
+    tune = HEADER + "A|BcBA dcBA|G3"
+    assert_accepted(tracker, tune + "G4:|\n|:B|A8|G7:|\n\n")
+    assert_accepted(tracker, tune + "G4||\n\n")
+    assert_accepted(tracker, tune + "G4|]\n\n")
+    assert_refused(tracker, tune + "G4|G", len(tune + "G4|"))
+    # After a section end a new pickup is fine.
+    assert_accepted(tracker, HEADER + "A8||B|A8|A7|]\n\n")
+
+
+def test_the_tune_ends_only_after_a_closed_bar_and_closed_repeats(tracker: BarTracker) -> None:
+    assert "\n" not in allowed_after(tracker, HEADER + "A8|B4\n")  # mid-bar: no blank line
+    assert "\n" in allowed_after(tracker, HEADER + "A8|B8|\n")
+    assert "\n" not in allowed_after(tracker, HEADER + "|:A8|B8|\n")  # |: without :|
+    assert "\n" in allowed_after(tracker, HEADER + "|:A8|B8:|\n")
+    assert "X" in allowed_after(tracker, HEADER + "A8|B8|\n")
+
+
+def test_unknown_constructs_are_refused_and_a_forced_one_frees_the_tune(
+    tracker: BarTracker,
+) -> None:
+    for bad in ("A8|+ceg+", "A8|Z2", 'A8|"~"', "A8|[A2B2]", "A8|(5ABCDE"):
+        assert first_refused(tracker, HEADER + bad) is not None, bad
+    # A primer the tracker cannot follow: that tune is untracked from there on (all allowed).
+    state = tracker.initial_state(1)
+    for i, c in enumerate(ids(HEADER + "A8|+")):
+        state, mask = tracker.step(state, np.asarray([c]), np.asarray([i == 0]))
+    assert tracker.mode_name(state[0]) == "FREE" and mask.all()
+
+
+def test_batched_rows_equal_single_rows_and_fresh_rows_restart(tracker: BarTracker) -> None:
+    texts = [HEADER + "ABcd efga|(3ABc d2 e4|", "X:1\nM:6/8\nK:G\nGAG GAB|A6|", HEADER + "A|B8|"]
+    width = max(len(t) for t in texts)
+    batch = tracker.initial_state(len(texts))
+    for i in range(width):
+        col = np.asarray([CHARS.index(t[i % len(t)]) for t in texts])
+        fresh = np.asarray([i % len(t) == 0 for t in texts])
+        batch, masks = tracker.step(batch, col, fresh)
+        for row, t in enumerate(texts):
+            single = tracker.initial_state(1)
+            start = i - i % len(t)
+            for j in range(start, i + 1):
+                single, mask = tracker.step(
+                    single, np.asarray([CHARS.index(t[j % len(t)])]), np.asarray([j == start])
+                )
+            np.testing.assert_array_equal(batch[row], single[0])
+            np.testing.assert_array_equal(masks[row], mask[0])
+
+
+def bar_durations(tune: str) -> list[tuple[Fraction, str, Fraction]]:
+    """An independent, simple count of each bar's duration for the notation the tracker allows
+    (as a share of the meter) with the barline that ends it and the meter's length."""
+
+    header, _, body = tune.partition("\nK:")
+    meter_text = re.search(r"M: *(\S+)", header)
+    unit_text = re.search(r"L: *1/(\d+)", header)
+    assert meter_text
+    meter = {"C": Fraction(1), "C|": Fraction(1)}.get(meter_text[1]) or Fraction(meter_text[1])
+    unit = Fraction(1, int(unit_text[1])) if unit_text else Fraction(1, 16 if meter < 0.75 else 8)
+    body = body.split("\n", 1)[1] if "\n" in body else ""
+    body = re.sub(r"\[K:[^\]]*\]|^[KPTWwNRQH]:.*$", "", body, flags=re.M)
+    body = re.sub(r'"[^"]*"|![^!]*!|\{[^}]*\}|\\(?=\n)', "", body)
+    body = re.sub(r'"[^"]*$|![^!]*$|\{[^}]*$', "", body)  # an unfinished tune's open group
+    bars: list[tuple[Fraction, str, Fraction]] = []
+    pos = Fraction(0)
+    tuplet = (0, Fraction(1))
+    broken: Fraction | None = None
+    token = re.compile(
+        r"\[M: *(?P<m>[^\]]+)\]|\[L: *1/(?P<l>\d+)\]|^M: *(?P<ml>.+)$|^L: *1/(?P<ll>\d+)$"
+        r"|\((?P<t>[234])|(?P<bar>:*\[?\|[\]|:]*|::+)|(?P<end>\[?[12])"
+        r"|(?P<note>(?:\[[^\]]*\]|[\^_=]*[A-Ga-gzx][,']*))(?P<len>\d*(?:/+\d*)?)(?P<brk>[<>]?)",
+        re.M,
+    )
+    for m in token.finditer(body):
+        if m["m"] or m["ml"]:
+            text = (m["m"] or m["ml"]).strip()
+            meter = {"C": Fraction(1), "C|": Fraction(1)}.get(text) or Fraction(text)
+        elif m["l"] or m["ll"]:
+            unit = Fraction(1, int(m["l"] or m["ll"]))
+        elif m["t"]:
+            r = int(m["t"])
+            tuplet = (r, {2: Fraction(3, 2), 3: Fraction(2, 3), 4: Fraction(3, 4)}[r])
+        elif m["end"]:
+            if bars:
+                bars[-1] = (bars[-1][0], bars[-1][1] + m["end"], bars[-1][2])
+        elif m["bar"]:
+            if pos:
+                bars.append((pos / meter, m["bar"], meter))
+            elif bars:  # barlines with no notes between them: one boundary
+                bars[-1] = (bars[-1][0], bars[-1][1] + m["bar"], bars[-1][2])
+            pos = Fraction(0)
+        elif m["note"]:
+            text = m["len"]
+            num, _, rest = text.partition("/")
+            length = Fraction(int(num) if num else 1)
+            if "/" in text:
+                slashes = text.count("/")
+                den = rest.strip("/")
+                length /= int(den) if den else 2**slashes
+            dur = length * unit
+            if tuplet[0]:
+                dur *= tuplet[1]
+                tuplet = (tuplet[0] - 1, tuplet[1])
+            if broken is not None:
+                dur *= broken
+                broken = None
+            if m["brk"]:
+                dur *= Fraction(3, 2) if m["brk"] == ">" else Fraction(1, 2)
+                broken = Fraction(1, 2) if m["brk"] == ">" else Fraction(3, 2)
+            pos += dur
+    if pos:
+        bars.append((pos / meter, "", meter))
+    return bars
+
+
+def bars_right(tune: str, *, closed_only: bool = False) -> tuple[int, int]:
+    """(bars of the meter's length, bars) — a pickup first bar and section-closing bars that
+    complete a pickup count as right, as musicians read them. `closed_only`: leave out a last
+    bar that no barline ends yet (an unfinished tune)."""
+    bars = bar_durations(tune)
+    if closed_only and bars and (not bars[-1][1] or tune.endswith(("|", ":"))):
+        bars.pop()  # unfinished, or its barline may still become || or |]
+
+    def boundary(end: str) -> bool:
+        return any(mark in end for mark in (":", "]", "||", "1", "2"))
+
+    pickups = set()  # in whole notes: a meter change may come between pickup and closing bar
+    right = 0
+    for i, (length, end, meter) in enumerate(bars):
+        pickup = length < 1 and (i == 0 or boundary(bars[i - 1][1]))
+        if pickup:
+            pickups.add(length * meter)
+        closing = length < 1 and boundary(end) and (1 - length) * meter in pickups
+        right += length == 1 or pickup or closing
+    return right, len(bars)
+
+
+def test_the_independent_counter_agrees_on_hand_written_tunes() -> None:
+    assert bars_right(HEADER + "A|BcBA dcBA|(3ABc d2 e4|G7:|\n") == (4, 4)
+    assert bars_right(HEADER + "ABcd efga|ABcd|efga bagf|\n") == (2, 3)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_random_walks_never_dead_end_and_keep_every_bar(tracker: BarTracker, seed: int) -> None:
+    """Adversarial logits: each step picks among the allowed chars with random, heavily skewed
+    weights (favouring digits, '/', notes or barlines in turn). The mask is never empty, and
+    every finished tune has only bars of the meter's length by the independent count."""
+    rng = np.random.default_rng(seed)
+    rows = 32
+    state = tracker.initial_state(rows)
+    headers = ["X:1\nM:4/4\nL:1/8\nK:D\n", "X:1\nM:6/8\nK:G\n", "X:1\nM:3/4\nL:1/16\nK:A\n"]
+    texts = [headers[r % 3] for r in range(rows)]
+    fresh = np.ones(rows, bool)
+    mask = np.ones((rows, len(CHARS)), bool)
+    pos = np.zeros(rows, int)
+    done: list[str] = []
+    favour = [set("0123456789/"), set("ABCDEFGabcdefg"), set("|:[]"), set('(<>{}"!'), set("|\n")]
+    tracker.dead_ends = 0
+    current = ["" for _ in range(rows)]
+    unfinished: list[str] = []
+    for step in range(3000):
+        choice = np.empty(rows, int)
+        for r in range(rows):
+            if pos[r] < len(texts[r]):
+                choice[r] = CHARS.index(texts[r][pos[r]])
+            else:
+                allowed = np.flatnonzero(mask[r])
+                assert allowed.size > 0
+                weights = rng.random(allowed.size) ** 4
+                boost = favour[(step // 50 + r) % len(favour)]
+                weights += np.asarray([3.0 if CHARS[a] in boost else 0.0 for a in allowed])
+                choice[r] = allowed[np.argmax(weights * rng.random(allowed.size))]
+        state, mask = tracker.step(state, choice, fresh)
+        fresh[:] = False
+        for r in range(rows):
+            current[r] += CHARS[choice[r]]
+            pos[r] += 1
+            ended = current[r].endswith("\n\n") or (pos[r] > 2 and current[r].endswith("\nX"))
+            if ended or len(current[r]) > 600:
+                if ended:
+                    done.append(current[r].rstrip("X").rstrip("\n"))
+                else:
+                    unfinished.append(current[r])
+                current[r] = ""
+                pos[r] = 0
+                texts[r] = headers[rng.integers(3)]
+                fresh[r] = True
+        assert mask.any(axis=1).all()
+    assert tracker.dead_ends == 0
+    assert len(done) >= 3 and len(unfinished) >= 10
+    for tune in done:
+        right, total = bars_right(tune)
+        assert right == total >= 2, (tune, bar_durations(tune))
+    for tune in unfinished:
+        right, total = bars_right(tune, closed_only=True)
+        assert right == total, (tune, bar_durations(tune))
+
+
+def abc2midi_bar_warnings(tune: str, workdir: Path) -> list[str]:
+    """abc2midi's own bar-length warnings (its full output, not -silent)."""
+    source = workdir / "tune.abc"
+    source.write_text(tune + "\n")
+    out = subprocess.run(
+        ["abc2midi", str(source), "-o", str(workdir / "tune.mid")],
+        capture_output=True, text=True, errors="replace", timeout=30, check=False,
+    )  # fmt: skip
+    return [line for line in (out.stdout + out.stderr).splitlines() if "time units" in line]
+
+
+def test_a_trained_model_writes_whole_bars_with_the_tracker_and_not_without(
+    tiny_env: TinyEnv, tmp_path: Path
+) -> None:
+    _, model, vocab = load_registered(tiny_env.store, tiny_env.model.id, tmp_path / "cache")
+    primer = "X:1\nM:6/8\nL:1/8\nK:D\n"
+    if set(primer) - set(vocab.chars):
+        pytest.skip("the tiny corpus lacks a char of the primer")
+    sampler = Sampler(model, vocab, batch_size=16, steps_per_call=16)
+    requests = [TuneRequest(i, 0, primer) for i in range(24)]
+    counts = {}
+    for tracked in (True, False):
+        params = SamplingParams(temperature=1.0, seed=5, max_chars=700, bar_tracker=tracked)
+        right = total = warned = finished = 0
+        for tune in generate(sampler, params, requests):
+            r, t = bars_right(tune.text, closed_only=tune.truncated)
+            right, total = right + r, total + t
+            if not tune.truncated:
+                finished += 1
+                warned += len(abc2midi_bar_warnings(tune.text, tmp_path))
+        counts[tracked] = (right, total, warned, finished)
+    # The tiny model rarely ends a tune (its text is near random), so most tunes are checked up
+    # to their last closed bar; abc2midi judges the finished ones.
+    right, total, warned, finished = counts[True]
+    assert total >= 50 and right == total and warned == 0, counts
+    assert sampler.tracker.dead_ends == 0
+    right, total, warned, _ = counts[False]
+    assert right < total and warned > 0, counts
