@@ -18,7 +18,7 @@ from common.render.verdict import MAX_NOTE_UNITS, absurd_note, judge
 from common.settings import Settings
 
 HEAD = "X:1\nT:Verdict\nM:4/4\nL:1/8\nK:D\n"
-HOSTILE = Path(__file__).resolve().parents[1] / "data" / "hostile"
+HOSTILE = Path(__file__).resolve().parents[2] / "data" / "hostile"
 
 SILENT_ERRORS = {
     "Could not find note to be tied": HEAD + "dAFA dAF-|B2 c2 d4|\n",

@@ -42,7 +42,7 @@ from common.errors import RenderError
 from common.render.pipeline import FORMATS, check_abc, rendered
 from common.settings import Settings
 
-HOSTILE = Path(__file__).resolve().parents[1] / "data" / "hostile"
+HOSTILE = Path(__file__).resolve().parents[2] / "data" / "hostile"
 CASES = sorted(p.name for p in HOSTILE.glob("*.abc"))
 
 #: The planted secret: a valid tune, so that a tool that did include it would copy its title
