@@ -29,7 +29,7 @@ _PATH = re.compile(rf"(?<![\w/.~-])((?:{_TOP})/[\w./-]*\w)")
 #: Paths a page names that a user creates (``cp docker/.env.example docker/.env``).
 _CREATED_BY_USER = {"docker/.env"}
 _FENCE = re.compile(r"^\s*```")
-_INLINE_CODE = re.compile(r"`([^`\n]+)`")
+_INLINE_CODE = re.compile(r"`([^`]+)`")
 _COMMAND = re.compile(r"(?<![\w/.-])(producer|worker)((?:\s+[a-z][a-z-]*)+)")
 _OPTION = re.compile(r"(?<![\w-])(--[a-z][a-z0-9-]*)")
 #: Where a shell command ends: the rest of the line is another command or a comment.
@@ -63,15 +63,22 @@ def _anchors(page: Path) -> set[str]:
 
 
 def _code_snippets(page: Path) -> Iterator[str]:
-    """Every line of a fenced block and every inline code span of `page`."""
+    """Every line of a fenced block and every inline code span of `page`.
+
+    Inline spans are found per paragraph, since a wrapped span runs across lines.
+    """
     in_fence = False
-    for line in page.read_text(encoding="utf-8").splitlines():
+    paragraph: list[str] = []
+    for line in [*page.read_text(encoding="utf-8").splitlines(), ""]:
+        if _FENCE.match(line) or in_fence or not line.strip():
+            yield from _INLINE_CODE.findall(" ".join(paragraph))
+            paragraph = []
         if _FENCE.match(line):
             in_fence = not in_fence
         elif in_fence:
             yield line
-        else:
-            yield from _INLINE_CODE.findall(line)
+        elif line.strip():
+            paragraph.append(line.strip())
 
 
 def test_pages_found() -> None:
