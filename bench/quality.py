@@ -54,7 +54,8 @@ COLUMNS = ["set", "tunes", "valid", "clean", "a2m clean", "bars ok", "2-part", "
 
 
 #: Tunes abc2midi warned about a bar's length ("Bar 5 has 7 time units while the time signature
-#: has 8"), by text: the issue's "clean" column, shown beside our own rhythm check.
+#: has 8"), by text: the "clean" column, abc2midi's own view of rhythm, shown beside our rhythm
+#: check so the two can be compared.
 BAR_WARNINGS: dict[str, bool] = {}
 
 

@@ -325,8 +325,8 @@ def run_tool(
     stdout and stderr go to one file inside `workdir` (not a pipe: a tool printing thousands of
     error lines must not block on a full pipe, and the file is capped by RLIMIT_FSIZE like any
     other output), deleted once read. A named file rather than an anonymous O_TMPFILE one: on
-    overlayfs (containers) a directory that held an O_TMPFILE takes ~1 ms longer to remove,
-    which was a fifth of a whole abc2midi check.
+    overlayfs (containers) a directory that has held an O_TMPFILE takes ~1 ms longer to remove,
+    a fifth of a whole abc2midi check.
     """
     env = {
         "PATH": os.environ.get("PATH", os.defpath),

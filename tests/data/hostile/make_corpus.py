@@ -139,7 +139,7 @@ def corpus() -> dict[str, bytes]:
     files["svg-in-annotation.abc"] = HEAD + '"^<image href=\\"@SECRET@\\"/>"' + BAR + "\n"
     files["secret-in-lyrics-path.abc"] = HEAD + BAR + "\nw:@SECRET@\n"
 
-    # --- issue 16: every spelling the old deny-list missed (refused by the allow-list) ----------
+    # --- every spelling a deny-list of directive names misses (refused by the allow-list) -----
     # abcm2ps reads I: lines as %% lines: a format file before X:, in the header, in the body.
     files["field-format-before-x.abc"] = "I:format @SECRET@\n" + HEAD + BAR + "\n"
     files["field-format-header.abc"] = HEAD.replace("K:D", "I:format @SECRET@\nK:D") + BAR + "\n"
