@@ -3,8 +3,9 @@
 A newcomer follows these pages literally, so every relative link must open a file (and its
 ``#anchor`` a heading of that file), every ``common/…``, ``producer/…``, ``worker/…`` (and
 ``bench/``, ``tests/``, ``docker/``, ``k8s/``, ``scripts/``) path must exist in the repository,
-and every ``--option`` written after a ``producer``/``worker`` command must be an option of that
-command, as its ``--help`` shows it.
+every ``--option`` written after a ``producer``/``worker`` command must be an option of that
+command, as its ``--help`` shows it, and every ``TUNEBATCH_*`` variable must be a setting (or a
+knob the test suites read).
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from pathlib import Path
 
 import pytest
 import typer
+
+from common.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = sorted([ROOT / "README.md", *(ROOT / "docs").glob("*.md")])
@@ -166,3 +169,24 @@ def test_documented_options_exist(page: Path) -> None:
             if option not in _options(command):
                 wrong.append(f"{' '.join(path)} {option}")
     assert not wrong, f"{_rel(page)} documents options that do not exist: {sorted(set(wrong))}"
+
+
+#: A variable a page names in full (``TUNEBATCH_S3_*`` names a group, not a variable).
+_VARIABLE = re.compile(r"\bTUNEBATCH_([A-Z0-9_]*[A-Z0-9])\b(?!_?\*)")
+
+
+def _used_outside_settings(name: str) -> bool:
+    """Whether a test or the Makefile reads `name` (the suites' own knobs, not settings)."""
+    files = [ROOT / "Makefile", *(ROOT / "tests").rglob("*.py")]
+    return any(name in path.read_text(encoding="utf-8") for path in files)
+
+
+@pytest.mark.parametrize("page", PAGES, ids=_rel)
+def test_documented_variables_exist(page: Path) -> None:
+    unknown = sorted(
+        f"TUNEBATCH_{name}"
+        for name in set(_VARIABLE.findall(page.read_text(encoding="utf-8")))
+        if name.lower() not in Settings.model_fields
+        and not _used_outside_settings(f"TUNEBATCH_{name}")
+    )
+    assert not unknown, f"{_rel(page)} names variables no setting or test reads: {unknown}"
