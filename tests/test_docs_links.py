@@ -2,7 +2,8 @@
 
 A newcomer follows these pages literally, so every relative link must open a file (and its
 ``#anchor`` a heading of that file), every ``common/…``, ``producer/…``, ``worker/…`` (and
-``bench/``, ``tests/``, ``docker/``, ``k8s/``, ``scripts/``) path must exist in the repository,
+``bench/``, ``tests/``, ``docker/``, ``k8s/``, ``scripts/``) path and every dotted module
+(``common.jobs.fetch``) must exist in the repository,
 every ``--option`` written after a ``producer``/``worker`` command must be an option of that
 command, as its ``--help`` shows it, and every ``TUNEBATCH_*`` variable must be a setting (or a
 knob the test suites read).
@@ -190,3 +191,33 @@ def test_documented_variables_exist(page: Path) -> None:
         and not _used_outside_settings(f"TUNEBATCH_{name}")
     )
     assert not unknown, f"{_rel(page)} names variables no setting or test reads: {unknown}"
+
+
+#: A dotted module path (``common.jobs.fetch``, ``worker.celery_app``), not part of a file path.
+_MODULE = re.compile(r"(?<![\w./-])((?:common|producer|worker|tests|bench)(?:\.[A-Za-z_]\w*)+)")
+
+
+def _module_exists(dotted: str) -> bool:
+    """The longest prefix of `dotted` is a module or package; what follows names one of its
+    top-level definitions (a function, class or assignment)."""
+    parts = dotted.split(".")
+    for end in range(len(parts), 0, -1):
+        base = ROOT.joinpath(*parts[:end])
+        source = (
+            base.with_suffix(".py") if base.with_suffix(".py").is_file() else base / "__init__.py"
+        )
+        if not source.is_file():
+            continue
+        if end == len(parts):
+            return True
+        name = re.escape(parts[end])
+        pattern = rf"^(?:def|class|async def) {name}\b|^{name}\s*[:=]|^from \S+ import .*\b{name}\b"
+        return re.search(pattern, source.read_text(encoding="utf-8"), re.MULTILINE) is not None
+    return False
+
+
+@pytest.mark.parametrize("page", PAGES, ids=_rel)
+def test_module_paths_exist(page: Path) -> None:
+    text = page.read_text(encoding="utf-8")
+    missing = sorted({name for name in _MODULE.findall(text) if not _module_exists(name)})
+    assert not missing, f"{_rel(page)} names modules that do not exist: {missing}"
