@@ -46,16 +46,22 @@ def test_a_worker_started_while_the_bucket_is_away_waits_for_it(
     chaos_cluster: Cluster, proxy: BucketProxy
 ) -> None:
     """A replacement worker that starts during an outage waits (TUNEBATCH_STARTUP_WAIT_S) instead
-    of exiting: the full-size run once lost its only GPU worker that way."""
+    of exiting, else a cluster that loses its bucket for a minute also loses its workers.
+
+    The bucket stays away until the worker has said it is waiting (however long its start-up
+    takes on a loaded machine), then comes back, and the same process must go on to serve."""
     c = chaos_cluster
     proxy.down()
     try:
         worker = c.start_worker("cpu")
-        time.sleep(4)
+        deadline = time.monotonic() + 180
+        while "trying again in" not in worker.log_tail(100_000):
+            assert worker.proc.poll() is None, worker.log_tail()
+            assert time.monotonic() < deadline, f"no retry logged in 180 s:\n{worker.log_tail()}"
+            time.sleep(0.5)
         assert worker.proc.poll() is None, worker.log_tail()
     finally:
         proxy.up()
     c.wait_ready(worker)
-    assert "trying again in" in worker.log_tail(100_000)
     worker.stop()
     c.workers.remove(worker)
