@@ -89,9 +89,8 @@ def _check_services(settings: Settings, *, bucket: bool) -> None:
 
     A service that is only away for a moment (Redis restarting, the bucket's network blipping
     while a replacement worker starts) is waited for, up to ``startup_wait_s``; a wrong setting
-    (a missing bucket, refused credentials) is a `PermanentError` and fails at once. Found by
-    the chaos suite: a GPU worker started during a 30 s bucket outage exited, and no GPU worker
-    was left.
+    (a missing bucket, refused credentials) is a `PermanentError` and fails at once: a
+    replacement worker started during an outage must not exit and leave its queue unserved.
     """
     deadline = time.monotonic() + settings.startup_wait_s
     delay = 1.0
@@ -143,9 +142,10 @@ def run_worker(
     # Before the pool forks: its processes inherit the samples directory (worker/metrics.py).
     if metrics.prepare(settings) is not None:
         metrics.serve(settings, (role,))
-    from worker import tasks
+    import worker.tasks  # noqa: F401  # registers the tasks with the Celery app
+    from worker import runtime
 
-    tasks.init(settings, role)
+    runtime.init(settings, role)  # before the pool forks: its processes inherit the receivers
     hostname = name or f"{role}-{os.getpid()}@{socket.gethostname()}"
     argv = [
         "worker",

@@ -7,8 +7,8 @@ scraped. `prepare` sets that directory up in the main process *before* prometheu
 imported and before the pool forks (the library picks its storage once, at import); the
 metrics themselves are created lazily, in whichever process first records one.
 
-The metrics are fed from Celery's task signals and from a few calls in `worker.tasks`, so the
-work in `common` knows nothing of them:
+The metrics are fed from Celery's task signals (connected by `worker.runtime.init`) and from a
+few calls in `worker.tasks` and `worker.delivery`, so the work in `common` knows nothing of them:
 
 * ``tunebatch_tunes_generated_total``, ``tunebatch_tunes_rendered_total``,
   ``tunebatch_tunes_failed_total{reason}``, ``tunebatch_tunes_cancelled_total``;
@@ -31,11 +31,12 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from celery.signals import task_postrun, task_prerun, worker_process_shutdown
+from celery.utils.dispatch import Signal
 
 from common.settings import Settings
 
@@ -168,7 +169,7 @@ def failure_reason(error: str | None) -> str:
     return "other"
 
 
-# --- calls from worker.tasks -------------------------------------------------------------------
+# --- calls from the jobs ----------------------------------------------------------------------
 def sampled(chars: int, seconds: float) -> None:
     """One chunk's sampling finished: `chars` characters in `seconds` of compiled steps."""
     if not enabled():
@@ -226,7 +227,7 @@ def _on_postrun(sender: Any = None, args: Any = (), retval: Any = None, **_: Any
 
 def _record_render(batch_id: str, tid: str) -> None:
     from common.schemas import TuneStatus
-    from worker.tasks import records
+    from worker.runtime import records
 
     tune = records().get_tune(batch_id, tid)
     m = _m()
@@ -248,9 +249,13 @@ def _on_process_exit(**_: Any) -> None:
         multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]
 
 
-task_prerun.connect(_on_prerun, weak=False)
-task_postrun.connect(_on_postrun, weak=False)
-worker_process_shutdown.connect(_on_process_exit, weak=False)
+def receivers() -> list[tuple[Signal, Callable[..., None]]]:
+    """The signals that feed the metrics (connected by `worker.runtime.init`)."""
+    return [
+        (task_prerun, _on_prerun),
+        (task_postrun, _on_postrun),
+        (worker_process_shutdown, _on_process_exit),
+    ]
 
 
 # --- queue depth -------------------------------------------------------------------------------

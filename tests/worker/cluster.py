@@ -115,8 +115,8 @@ class Cluster:
             try:
                 replies = app.control.ping(destination=list(waiting), timeout=0.5) or []
             except (OSError, redis.RedisError, kombu.exceptions.OperationalError):
-                # Seen once in a full `make chaos` after 3 Redis restarts ("Connection closed by
-                # server"): the next ping opens a new connection.
+                # A Redis that restarted may close the connection ("Connection closed by
+                # server"): the next ping opens a new one.
                 replies = []
                 time.sleep(0.2)
             for reply in replies:

@@ -8,7 +8,8 @@ from __future__ import annotations
 import os
 import signal
 
-from worker.tasks import give_up_tune, job_task
+from worker.delivery import job_task
+from worker.tasks import give_up_tune
 
 KILL_SELF = "tunebatch.test.render_then_die"
 
@@ -32,8 +33,39 @@ def hold(self: object, key: str, seconds: float) -> None:
     del self
     import time
 
-    from worker.tasks import records
+    from worker.runtime import records
 
     records().r.incr(key)
     time.sleep(seconds)
     records().r.incr(f"{key}:finished")
+
+
+FLAKY = "tunebatch.test.flaky"
+
+
+@job_task(FLAKY, None)
+def flaky(self: object, key: str, failures: int) -> int:
+    """Fails with a `TransientError` on its first `failures` runs (counted under `key`), then
+    succeeds: stands in for a job that meets Redis or the bucket restarting."""
+    del self
+    from common.errors import TransientError
+    from worker.runtime import records
+
+    runs = int(records().r.incr(key))
+    if runs <= failures:
+        raise TransientError(f"run {runs} of {key}: the bucket is away")
+    return runs
+
+
+BROKEN = "tunebatch.test.broken"
+
+
+@job_task(BROKEN, None)
+def broken(self: object, key: str) -> None:
+    """Fails with a permanent error (bad input), counting its runs under `key`."""
+    del self
+    from common.errors import InvalidInputError
+    from worker.runtime import records
+
+    records().r.incr(key)
+    raise InvalidInputError(f"{key}: this input can never work")
