@@ -39,7 +39,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from common.errors import RenderError
-from common.render.pipeline import FORMATS, check_abc, rendered
+from common.render.formats import FORMATS
+from common.render.pipeline import check_abc, rendered
 from common.settings import Settings
 
 HOSTILE = Path(__file__).resolve().parents[2] / "data" / "hostile"
@@ -130,7 +131,7 @@ EXPECTED = {
 
 
 class ToolLog(logging.Handler):
-    """Collects common.render.pipeline's log lines: tool starts, and each run's wall time."""
+    """Collects the render package's log lines: tool starts, and each run's wall time."""
 
     def __init__(self) -> None:
         super().__init__(logging.DEBUG)
