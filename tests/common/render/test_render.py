@@ -607,7 +607,8 @@ def test_fluidsynth_renders_with_the_gm_soundfont(settings: Settings) -> None:
 @needs_fluidsynth
 def test_fluidsynth_works_under_a_small_file_size_limit(settings: Settings) -> None:
     """fluidsynth links SDL, which probes PulseAudio and sizes a 64 MB shared-memory file at
-    start-up unless told there is no sound device: under RLIMIT_FSIZE that was a SIGXFSZ."""
+    start-up unless told there is no sound device (``SDL_AUDIODRIVER=dummy``): under
+    RLIMIT_FSIZE that file would be a SIGXFSZ."""
     small = settings.model_copy(update={"synth": "fluidsynth", "render_max_output_bytes": 16 << 20})
     with rendered(GOOD_TUNE, ["wav"], small) as result:
         assert result.files["wav"].stat().st_size > 5_000_000
