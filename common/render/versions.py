@@ -11,16 +11,7 @@ import logging
 import re
 
 from common.errors import RenderError, ToolMissingError, TransientError
-from common.render.formats import (
-    ABC2MIDI,
-    ABCM2PS,
-    FLAC,
-    FLUIDSYNTH,
-    LAME,
-    OGGENC,
-    RSVG,
-    TIMIDITY,
-)
+from common.render import formats
 from common.render.sandbox import UNJAILED
 from common.render.tool_run import PROBE_LIMITS, Tool, resolve, run_tool
 from common.render.workdir import make_workdir, remove_workdir
@@ -30,14 +21,14 @@ logger = logging.getLogger(__name__)
 
 #: Each tool, the arguments that make it print its version, and where the version is in that.
 _VERSION_PROBES: tuple[tuple[Tool, tuple[str, ...], re.Pattern[str]], ...] = (
-    (ABC2MIDI, ("-ver",), re.compile(r"^\s*(\S.*?)\s+abc2midi\s*$", re.MULTILINE)),
-    (TIMIDITY, ("--version",), re.compile(r"version\s+(\S+)")),
-    (ABCM2PS, ("-V",), re.compile(r"abcm2ps-(\S+)")),
-    (OGGENC, ("--version",), re.compile(r"vorbis-tools\s+(\S+)")),
-    (LAME, ("--version",), re.compile(r"version\s+(\S+)")),
-    (FLUIDSYNTH, ("--version",), re.compile(r"version\s+(\S+)")),
-    (FLAC, ("--version",), re.compile(r"flac\s+(\S+)")),
-    (RSVG, ("--version",), re.compile(r"version\s+(\S+)")),
+    (formats.ABC2MIDI, ("-ver",), re.compile(r"^\s*(\S.*?)\s+abc2midi\s*$", re.MULTILINE)),
+    (formats.TIMIDITY, ("--version",), re.compile(r"version\s+(\S+)")),
+    (formats.ABCM2PS, ("-V",), re.compile(r"abcm2ps-(\S+)")),
+    (formats.OGGENC, ("--version",), re.compile(r"vorbis-tools\s+(\S+)")),
+    (formats.LAME, ("--version",), re.compile(r"version\s+(\S+)")),
+    (formats.FLUIDSYNTH, ("--version",), re.compile(r"version\s+(\S+)")),
+    (formats.FLAC, ("--version",), re.compile(r"flac\s+(\S+)")),
+    (formats.RSVG, ("--version",), re.compile(r"version\s+(\S+)")),
 )
 
 
