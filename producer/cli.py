@@ -535,7 +535,7 @@ def submit_batch(
     """
     from common.abc.notation import build_primer
     from common.lstm.registry import resolve_model
-    from common.render import pipeline as render
+    from common.render.formats import parse_formats
     from common.schemas import BatchSpec
 
     s = settings()
@@ -550,7 +550,7 @@ def submit_batch(
         primer=build_primer(primer, meter, key),
         valid_only=valid_only,
         max_tries=max_tries,
-        formats=list(render.parse_formats(formats)),
+        formats=list(parse_formats(formats)),
         chunk_size=s.chunk_size,
         precision=precision.value,
         bar_tracker=bar_tracker,
@@ -664,9 +664,9 @@ def fetch(
 ) -> None:
     """Download a finished batch's files, verifying every SHA-256; re-running resumes."""
     from common.jobs.fetch import fetch_batch
-    from common.render import pipeline as render
+    from common.render.formats import parse_formats
 
-    wanted = set(render.parse_formats(formats)) if formats else None
+    wanted = set(parse_formats(formats)) if formats else None
     result = fetch_batch(store(), batch, to, formats=wanted)
     if as_json:
         views.print_json({"directory": str(result.directory), "downloaded": result.downloaded,
@@ -844,7 +844,7 @@ def schedule_add(
 ) -> None:
     """Add a schedule: each time it fires, one batch with PER_TUNE tunes per dataset tune."""
     from common.jobs.schedules import ScheduleSpec
-    from common.render import pipeline as render
+    from common.render.formats import parse_formats
     from worker import schedules
 
     spec = ScheduleSpec(
@@ -860,7 +860,7 @@ def schedule_add(
         max_chars=max_chars,
         valid_only=valid_only,
         max_tries=max_tries,
-        formats=list(render.parse_formats(formats)),
+        formats=list(parse_formats(formats)),
     )
     schedules.check_spec(spec)  # a bad cron is one line before any connection
     celery_app = _schedule_app()

@@ -94,10 +94,10 @@ def parse_cron(expr: str) -> crontab:
 
 def check_spec(spec: ScheduleSpec) -> None:
     """What a schedule needs beyond its field types: a valid cron, a usable model reference."""
-    from common.render import pipeline as render
+    from common.render.formats import parse_formats
 
     parse_cron(spec.cron)
-    render.parse_formats(",".join(spec.formats))
+    parse_formats(",".join(spec.formats))
     if spec.retrain_if_changed and spec.model.strip().lower() != LATEST:
         raise InvalidInputError(
             "--retrain-if-changed follows the corpus's latest model (a retrained model replaces "

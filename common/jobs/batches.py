@@ -30,6 +30,7 @@ from common.jobs import cancel as cancelling
 from common.jobs.request_checks import check_batch_spec
 from common.lstm.registry import resolve_model
 from common.render import pipeline as render
+from common.render.versions import tool_versions
 from common.schemas import (
     ArtifactFile,
     BatchRecord,
@@ -451,7 +452,7 @@ def finalize_batch(ctx: Context, batch_id: str) -> Manifest | None:
         finished_at=finished,
         spec=batch.spec,
         model=model.model_dump(mode="json", exclude={"chars", "history"}),
-        tool_versions=render.tool_versions(ctx.settings),
+        tool_versions=tool_versions(ctx.settings),
         software=software_versions(),
         counts=counts,
         quality=batch_quality(ctx.store, batch_id, tunes, batch.spec.near_copy_threshold),

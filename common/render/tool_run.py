@@ -1,8 +1,7 @@
 """Run one external tool on untrusted input: resource limits, a wall-clock timeout, one log.
 
-`run_tool` is the only way tunebatch starts a render tool (`common.render.pipeline` decides which
-tool
-and which arguments; `common.render.sandbox` decides what the tool can see). Every run gets:
+`run_tool` is the only way tunebatch starts a render tool (`common.render.stages` decides which
+tool and which arguments; `common.render.sandbox` decides what the tool can see). Every run gets:
 
 * **rlimits** on CPU seconds, address space, file size and core dumps, in place before the
   tool's first instruction (prlimit(1) where it exists, else a preexec_fn);

@@ -1,13 +1,11 @@
-"""Tests of common.render.pipeline against the real tools (abc2midi, timidity, abcm2ps, oggenc,
-lame, and
-fluidsynth, flac, rsvg-convert where installed).
+"""Tests of the render package (`common.render.pipeline` and its stages) against the real tools:
+abc2midi, timidity, abcm2ps, oggenc, lame, and fluidsynth, flac, rsvg-convert where installed.
 
-Nothing here mocks a tool: the point of render.py is how it drives real programs. The only
-stand-ins are tiny shell scripts, used where the property under test is our process management
-(a whole process group dies) or our reading of a failure (killed from outside, disk full) that
-no real tool can be made to produce on demand. Hostile inputs and the fuzz test are in
-test_render_hostile.py.
-"""
+Nothing here mocks a tool: the point of the render package is how it drives real programs. The
+only stand-ins are tiny shell scripts, used where the property under test is our process
+management (a whole process group dies) or our reading of a failure (killed from outside, disk
+full) that no real tool can be made to produce on demand. Hostile inputs and the fuzz test are in
+test_render_hostile.py."""
 
 from __future__ import annotations
 
@@ -35,18 +33,12 @@ from common.errors import (
     ToolMissingError,
     TransientError,
 )
-from common.render import pipeline as render
-from common.render import tool_run
+from common.render import stages, tool_run
+from common.render.formats import DEFAULT_FORMATS, FORMATS, parse_formats
 from common.render.loudness import measure_wav
-from common.render.pipeline import (
-    DEFAULT_FORMATS,
-    FORMATS,
-    check_abc,
-    midi_duration_seconds,
-    parse_formats,
-    rendered,
-    tool_versions,
-)
+from common.render.midi import midi_duration_seconds
+from common.render.pipeline import check_abc, rendered
+from common.render.versions import tool_versions
 from common.schemas import RenderInfo, TuneRecord
 from common.settings import Settings
 
@@ -615,7 +607,8 @@ def test_fluidsynth_renders_with_the_gm_soundfont(settings: Settings) -> None:
 @needs_fluidsynth
 def test_fluidsynth_works_under_a_small_file_size_limit(settings: Settings) -> None:
     """fluidsynth links SDL, which probes PulseAudio and sizes a 64 MB shared-memory file at
-    start-up unless told there is no sound device: under RLIMIT_FSIZE that was a SIGXFSZ."""
+    start-up unless told there is no sound device (``SDL_AUDIODRIVER=dummy``): under
+    RLIMIT_FSIZE that file would be a SIGXFSZ."""
     small = settings.model_copy(update={"synth": "fluidsynth", "render_max_output_bytes": 16 << 20})
     with rendered(GOOD_TUNE, ["wav"], small) as result:
         assert result.files["wav"].stat().st_size > 5_000_000
@@ -716,7 +709,7 @@ def test_our_own_write_on_a_full_disk_is_transient(
     def no_space(*args: object, **kwargs: object) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(render, "normalise_wav", no_space)
+    monkeypatch.setattr(stages, "normalise_wav", no_space)
     with (
         pytest.raises(StorageFullError, match="normalising"),
         rendered(GOOD_TUNE, ["wav"], settings),

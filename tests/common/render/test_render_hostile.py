@@ -39,7 +39,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from common.errors import RenderError
-from common.render.pipeline import FORMATS, check_abc, rendered
+from common.render.formats import FORMATS
+from common.render.pipeline import check_abc, rendered
 from common.settings import Settings
 
 HOSTILE = Path(__file__).resolve().parents[2] / "data" / "hostile"
@@ -99,7 +100,7 @@ MUST_REFUSE = {
     "postscript-ps.abc",
     "rtl-override.abc",
     "whitespace.abc",
-    # Issue 16: directives off the allow-list, in every spelling.
+    # Directives off the allow-list, in every spelling.
     "bgcolor-script.abc",
     "field-format-before-x.abc",
     "field-format-body.abc",
@@ -130,7 +131,7 @@ EXPECTED = {
 
 
 class ToolLog(logging.Handler):
-    """Collects common.render.pipeline's log lines: tool starts, and each run's wall time."""
+    """Collects the render package's log lines: tool starts, and each run's wall time."""
 
     def __init__(self) -> None:
         super().__init__(logging.DEBUG)
@@ -365,7 +366,7 @@ _LINES = st.sampled_from(
 UNSAFE_LINES = [
         "%%abc-include @SECRET@", "[I:abc-include @SECRET@]", "I:abc-include @SECRET@",
         "%%beginps", "%%EPS @SECRET@", "%%format @SECRET@", "%%beginsvg", "%%ps 0 0 moveto",
-        # The I: field and inline spellings, and prefix changes (issue 16).
+        # The I: field and inline spellings, and prefix changes.
         "I:format @SECRET@", "[I:format @SECRET@]", " I:Format @SECRET@", "[I: format /dev/zero]",
         "%%abcm2ps #\n%#format @SECRET@", "%%ss-pref #\n%#format @SECRET@",
         "I:ss-pref $\n%$beginsvg\n<script>alert(1)</script>\n%$endsvg",

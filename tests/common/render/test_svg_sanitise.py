@@ -1,4 +1,4 @@
-"""The SVG sanitiser against what abcm2ps really writes for each injection class of issue 16.
+"""The SVG sanitiser against what abcm2ps really writes for each way a tune can inject markup.
 
 abcm2ps is run here directly (outside render, whose allow-list would refuse these tunes before
 abcm2ps saw them) so the sanitiser, the second wall, is tested on the real tool's output. A real
@@ -22,7 +22,7 @@ from common.render.svg import sanitise_svg
 HEAD = "X:1\nT:Injected\n"
 TAIL = "M:4/4\nL:1/8\nK:D\ndAFA dAFA|\nw:la la la la\n"
 
-#: The issue's classes, in our own words: abcm2ps writes each of these values raw into its SVG.
+#: The injection classes: abcm2ps writes each of these values raw into its SVG.
 CASES = {
     "bgcolor-attribute": HEAD + 'I:bgcolor red"/><script>alert(1)</script><rect fill="red\n' + TAIL,
     # A font value is one word, so the injection cannot close its tag cleanly: the SVG does
@@ -74,7 +74,9 @@ REFUSED = {"titlefont-attribute", "vocalfont-attribute"}
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_each_injection_class_comes_out_inert_or_refused(name: str, tmp_path: Path) -> None:
     raw = _abcm2ps(tmp_path, CASES[name])
-    assert b"evil.invalid" in raw or b"alert(" in raw, "abcm2ps no longer writes this raw"
+    assert b"evil.invalid" in raw or b"alert(" in raw, (
+        "abcm2ps does not write this value raw: the case tests nothing"
+    )
     if name in REFUSED:
         with pytest.raises(RenderError, match="not well-formed"):
             sanitise_svg(raw)

@@ -1,0 +1,271 @@
+"""One function per render stage: each runs one tool on a file in the tune's directory and checks
+the file it wrote.
+
+A stage is given the tune's private directory (`common.render.workdir`) and returns the path of
+the file it made with the tool's `Completed` run (its output and wall time), or raises the error
+that classifies what went wrong (see `common.render.pipeline`). Argument lists are fixed here;
+which stages run, and in what order, is `common.render.pipeline`'s decision.
+
+**Success is judged by the output file**, not by the exit code: abc2midi exits 0 after printing
+``Error in line-char ...`` and abcm2ps exits 1 after writing a perfectly good SVG. A file must
+exist, be non-empty, start with its format's magic bytes (`common.render.formats`) and stay within
+the output-size limit.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import wave
+from collections.abc import Sequence
+from pathlib import Path
+
+from common.errors import RenderError, RenderLimitError, ToolMissingError
+from common.render.formats import (
+    ABC2MIDI,
+    ABCM2PS,
+    FLAC,
+    FLUIDSYNTH,
+    LAME,
+    OGGENC,
+    RSVG,
+    TIMIDITY,
+    has_magic,
+)
+from common.render.loudness import Normalisation, normalise_wav
+from common.render.sandbox import jail_for
+from common.render.svg import sanitise_svg
+from common.render.tool_run import (
+    NO_SPACE,
+    Completed,
+    Limits,
+    Tool,
+    one_line,
+    raise_if_disk_full,
+    resolve,
+    run_tool,
+    storage_guard,
+    trim,
+)
+from common.render.verdict import CheckResult, judge
+from common.render.workdir import TUNE_FILE
+from common.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+#: A RIFF/WAVE header alone is 44 bytes: timidity writes exactly that for input it cannot play.
+_WAV_HEADER_BYTES = 44
+#: abcm2ps's output buffer in KiB (``-k``): its default overflows on tunes of ~50 dense lines
+#: with ``-g`` (measured with abcm2ps 8.14.14), well within what corpora and the sampler produce.
+_ABCM2PS_BUFFER_KIB = "1024"
+
+_OUT_OF_MEMORY = re.compile(
+    r"cannot allocate memory|out of memory|failed to map segment|memory exhausted|bad_alloc",
+    re.IGNORECASE,
+)
+
+#: The encoders that turn the normalised tune.wav into each compressed format: tool and argv.
+ENCODERS: dict[str, tuple[Tool, tuple[str, ...]]] = {
+    "ogg": (OGGENC, ("-Q", "-o", "tune.ogg", "tune.wav")),
+    "mp3": (LAME, ("--quiet", "tune.wav", "tune.mp3")),
+    "flac": (FLAC, ("--silent", "--force", "-o", "tune.flac", "tune.wav")),
+}
+
+
+def require_output(
+    path: Path, fmt: str, run: Completed, workdir: Path, limits: Limits, min_bytes: int = 1
+) -> Path:
+    """Check a tool's output file: present, big enough, right magic, within the size limit."""
+    try:
+        size = path.stat().st_size
+        with path.open("rb") as handle:
+            head = handle.read(4096)
+    except FileNotFoundError:
+        size, head = 0, b""
+    if size > limits.max_output_bytes:
+        raise RenderLimitError(
+            f"{run.tool} wrote a {size}-byte {fmt} file, more than the limit of "
+            f"{limits.max_output_bytes} bytes (TUNEBATCH_RENDER_MAX_OUTPUT_BYTES)",
+            tool=run.tool,
+            detail=trim(run.output),
+        )
+    if size >= min_bytes and has_magic(fmt, head):
+        if NO_SPACE.search(run.output):
+            raise_if_disk_full(run.tool, workdir, run.output)
+        return path
+    raise_if_disk_full(run.tool, workdir, run.output)
+    problem = "no" if size == 0 else f"an unusable {size}-byte"
+    said = f": {one_line(run.output)}" if run.output.strip() else " and printed nothing"
+    if _OUT_OF_MEMORY.search(run.output):
+        # A loader or malloc failure: under RLIMIT_AS that is our limit, not the tune's syntax.
+        raise RenderLimitError(
+            f"{run.tool} ran out of memory under the {limits.memory_bytes}-byte limit "
+            f"(TUNEBATCH_RENDER_MEMORY_BYTES) and wrote {problem} {fmt} file{said}",
+            tool=run.tool,
+            detail=trim(run.output),
+        )
+    raise RenderError(
+        f"{run.tool} wrote {problem} {fmt} file (exit status {run.returncode}){said}",
+        tool=run.tool,
+        detail=trim(run.output),
+    )
+
+
+def abc2midi(workdir: Path, settings: Settings) -> tuple[CheckResult, Completed, Path]:
+    """Run abc2midi on tune.abc → tune.mid and judge it (`common.render.verdict.judge`).
+
+    No ``-silent``: it hides some of abc2midi's ``Error`` lines, and every one of them counts.
+    ``-o`` names the one output file.
+    """
+    exe = resolve(ABC2MIDI, settings.abc2midi)
+    mid = workdir / "tune.mid"
+    run = run_tool(
+        ABC2MIDI,
+        exe,
+        [TUNE_FILE, "-o", mid.name],
+        workdir,
+        Limits.from_settings(settings),
+        jail_for(settings, exe),
+    )
+    try:
+        with storage_guard("reading the MIDI file"):
+            data: bytes | None = mid.read_bytes()
+    except FileNotFoundError:
+        data = None
+    if data is None or not has_magic("mid", data[:4]):
+        raise_if_disk_full(ABC2MIDI.name, workdir, run.output)
+    return judge(run.returncode, run.output, data, settings.max_midi_seconds), run, mid
+
+
+def timidity(workdir: Path, mid: Path, settings: Settings) -> tuple[Path, Completed]:
+    """Synthesise tune.mid → tune.wav with the configured soundfont.
+
+    ``-c`` names the soundfont config explicitly (timidity also reads its compiled-in default
+    /etc/timidity/timidity.cfg first; ``-c`` overrides every instrument it defines). ``-id``
+    forces the plain interface whatever terminal is around; ``--quiet=1`` keeps only the
+    "Playing" line and real complaints such as "Not a MIDI file!".
+    """
+    exe = resolve(TIMIDITY, settings.timidity)
+    config = settings.timidity_config.absolute()
+    if not config.is_file():
+        raise ToolMissingError(
+            f"timidity's soundfont config {config} does not exist; install the Debian package "
+            "'freepats' or set TUNEBATCH_TIMIDITY_CONFIG to a timidity .cfg file"
+        )
+    wav = workdir / "tune.wav"
+    limits = Limits.from_settings(settings)
+    args = ["-c", str(config), "-id", "--quiet=1", "-Ow", "-o", wav.name, mid.name]
+    run = run_tool(TIMIDITY, exe, args, workdir, limits, jail_for(settings, exe, config))
+    require_output(wav, "wav", run, workdir, limits, min_bytes=_WAV_HEADER_BYTES + 1)
+    return wav, run
+
+
+def fluidsynth(workdir: Path, mid: Path, settings: Settings) -> tuple[Path, Completed]:
+    """Synthesise tune.mid → tune.wav with fluidsynth and the configured SoundFont.
+
+    ``-n -i`` start no MIDI input driver and no interactive shell, ``-F`` renders straight to the
+    file as fast as the CPU allows (no audio device is opened), and ``-T wav -O s16 -r 44100``
+    give the same 16-bit stereo 44.1 kHz WAV as timidity. ``-q`` drops the banner. fluidsynth
+    loads the whole SoundFont (~150 MB for FluidR3_GM) per run, which fits the default 1 GiB
+    address-space limit with room to spare.
+    """
+    exe = resolve(FLUIDSYNTH, settings.fluidsynth)
+    soundfont = settings.soundfont.absolute()
+    if not soundfont.is_file():
+        raise ToolMissingError(
+            f"the SoundFont {soundfont} does not exist; install the Debian package "
+            "'fluid-soundfont-gm' or set TUNEBATCH_SOUNDFONT to a .sf2 file"
+        )
+    wav = workdir / "tune.wav"
+    limits = Limits.from_settings(settings)
+    args = ["-n", "-i", "-q", "-F", wav.name, "-T", "wav", "-O", "s16", "-r", "44100"]
+    jail = jail_for(settings, exe, soundfont)
+    run = run_tool(FLUIDSYNTH, exe, [*args, str(soundfont), mid.name], workdir, limits, jail)
+    require_output(wav, "wav", run, workdir, limits, min_bytes=_WAV_HEADER_BYTES + 1)
+    return wav, run
+
+
+def synthesise(workdir: Path, mid: Path, settings: Settings) -> tuple[Path, Completed]:
+    """MIDI → WAV with the synthesiser `settings.synth` names."""
+    if settings.synth == "fluidsynth":
+        return fluidsynth(workdir, mid, settings)
+    return timidity(workdir, mid, settings)
+
+
+def normalise(wav: Path, settings: Settings) -> Normalisation:
+    """Bring tune.wav to the loudness target in place (see `common.render.loudness`).
+
+    In-process rather than a tool: it is our own bounded numpy code reading a file our own
+    synthesiser wrote, in fixed-size chunks, so it needs no sandbox. The normalised copy is
+    written beside the WAV and renamed over it, so a failure never leaves a half-scaled file.
+    """
+    out = wav.with_name("tune.normalised.wav")
+    try:
+        with storage_guard("normalising the WAV's loudness"):
+            result = normalise_wav(
+                wav, out, settings.loudness_target_lufs, settings.loudness_peak_dbfs
+            )
+            out.replace(wav)
+    except (ValueError, EOFError, wave.Error) as exc:
+        raise RenderError(
+            f"the synthesiser's WAV could not be read for loudness normalisation ({exc})",
+            tool="loudness",
+        ) from exc
+    return result
+
+
+def abcm2ps(workdir: Path, settings: Settings) -> tuple[Path, Completed]:
+    """Engrave tune.abc → tune.svg.
+
+    ``-g`` writes one SVG per tune and names it ``<stem>NNN.svg`` (tune001.svg for ``-O tune.svg``),
+    so the file is found by pattern and renamed. ``-S`` is abcm2ps's secure mode (no PostScript
+    or file access from the tune), on top of `unsafe_reason`. abcm2ps exits 1 on any complaint
+    even when the score is fine, so its messages become warnings and the file decides. The SVG
+    is then sanitised in place (`common.render.svg`); one that is not well-formed is refused.
+    """
+    exe = resolve(ABCM2PS, settings.abcm2ps)
+    limits = Limits.from_settings(settings)
+    args = ["-S", "-q", "-k", _ABCM2PS_BUFFER_KIB, "-g", "-O", "tune.svg", TUNE_FILE]
+    run = run_tool(ABCM2PS, exe, args, workdir, limits, jail_for(settings, exe))
+    target = workdir / "tune.svg"
+    written = sorted(p for p in workdir.glob("tune*.svg") if p != target)
+    if written and not target.exists():
+        with storage_guard("renaming the SVG"):
+            written[0].rename(target)
+        for extra in written[1:]:
+            extra.unlink()
+    require_output(target, "svg", run, workdir, limits)
+    with storage_guard("sanitising the SVG"):
+        clean = sanitise_svg(target.read_bytes())
+        target.write_bytes(clean.data)
+    if clean.removed:
+        removed = ", ".join(f"{n} {what}" for what, n in sorted(clean.removed.items()))
+        logger.warning("removed from the SVG score: %s", removed)
+    return target, run
+
+
+def _convert(
+    tool: Tool, args: Sequence[str], fmt: str, workdir: Path, settings: Settings
+) -> tuple[Path, Completed]:
+    """Run a converter found on PATH that writes ``tune.<fmt>`` from a file in `workdir`."""
+    exe = resolve(tool, tool.name)
+    limits = Limits.from_settings(settings)
+    run = run_tool(tool, exe, args, workdir, limits, jail_for(settings, exe))
+    return require_output(workdir / f"tune.{fmt}", fmt, run, workdir, limits), run
+
+
+def pdf(workdir: Path, svg: Path, settings: Settings) -> tuple[Path, Completed]:
+    """Convert the score tune.svg → tune.pdf with rsvg-convert (librsvg, memory-safe Rust).
+
+    Chosen over abcm2ps → PostScript → ghostscript's ps2pdf: one 6 MB package instead of a
+    PostScript interpreter (13 packages, and a history of -dSAFER escapes) fed text derived from
+    untrusted input. The page is the SVG's size — the music, cropped — as abcm2ps ``-g`` draws
+    it. librsvg only loads images from the SVG's own directory, which holds nothing but ours.
+    """
+    return _convert(RSVG, ["-f", "pdf", "-o", "tune.pdf", svg.name], "pdf", workdir, settings)
+
+
+def encode(fmt: str, workdir: Path, settings: Settings) -> tuple[Path, Completed]:
+    """Encode the (normalised) tune.wav → ``tune.<fmt>`` for ogg, mp3 or flac (`ENCODERS`)."""
+    tool, args = ENCODERS[fmt]
+    return _convert(tool, args, fmt, workdir, settings)
