@@ -12,17 +12,24 @@
 ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
 
 # --- build ------------------------------------------------------------------------------------
+# The requirement list in a stage of its own: the install layer below is keyed on the list's
+# content (COPY --from compares file checksums), so editing pyproject.toml's tools, comments
+# or version does not reinstall TensorFlow and CUDA.
+FROM ${PYTHON_IMAGE} AS requirements
+WORKDIR /src
+COPY pyproject.toml docker/requirements.py ./
+# tensorflow makes way for the gpu extra's tensorflow[and-cuda] (the same wheel plus the CUDA
+# libraries), so pip sees one requirement for it.
+RUN python requirements.py pyproject.toml --without tensorflow --extra gpu > requirements.txt
+
 FROM ${PYTHON_IMAGE} AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
-COPY pyproject.toml docker/requirements.py ./
-# tensorflow makes way for the gpu extra's tensorflow[and-cuda] (the same wheel plus the CUDA
-# libraries), so pip sees one requirement for it.
-RUN python requirements.py pyproject.toml --without tensorflow \
-        --extra gpu > requirements.txt \
-    && pip install --no-cache-dir -r requirements.txt
+COPY --from=requirements /src/requirements.txt ./
+RUN pip install --no-cache-dir -r requirements.txt
+COPY pyproject.toml ./
 COPY README.md ./
 COPY common ./common
 COPY producer ./producer
