@@ -17,18 +17,9 @@ from typing import Annotated, Any
 import typer
 
 from producer import views
-
-
-def _settings() -> Any:
-    from producer import cli
-
-    return cli.settings()
-
-
-def _store() -> Any:
-    from producer import cli
-
-    return cli.store()
+from producer.options import handles_errors
+from producer.options import settings as _settings
+from producer.options import store as _store
 
 
 def default_gallery_dir(batch: str) -> Path:
@@ -144,7 +135,5 @@ def tunebook(
 
 def register(app: typer.Typer) -> None:
     """Add the commands to the producer app, with its error handling."""
-    from producer.cli import handles_errors
-
     app.command("gallery")(handles_errors(gallery))
     app.command("tunebook")(handles_errors(tunebook))

@@ -51,7 +51,7 @@ def batch_report(batch_id: str) -> Any:
     from common.jobs.batches import batch_quality, manifest_key
     from common.schemas import Manifest, check_batch_id
 
-    from producer.cli import job_context
+    from producer.options import job_context
 
     ctx = job_context()
     check_batch_id(batch_id)
@@ -80,7 +80,7 @@ def file_report(path: Path, corpus: str | None, check: bool) -> tuple[Any, list[
     from common.quality.similarity import MelodyIndex
     from common.render import pipeline as render
 
-    from producer.cli import settings, store
+    from producer.options import settings, store
 
     tunes = list(abc_notation.split_tunes(read_abc_file(path)))
     if not tunes:
@@ -180,7 +180,7 @@ def import_all_cli(
     from common.errors import InvalidInputError
     from common.render import pipeline as render
 
-    from producer.cli import settings, store
+    from producer.options import settings, store
 
     if source != "all" and source not in BUNDLED:
         raise InvalidInputError(

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 from rich.console import Console
@@ -23,6 +23,11 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.table import Table
+
+if TYPE_CHECKING:
+    from common.schemas import BatchRecord
+
+    from producer.backend import Retried
 
 console = Console()
 err_console = Console(stderr=True)
@@ -61,7 +66,7 @@ def batch_list(batches: Sequence[tuple[Any, dict[str, int]]]) -> None:
     for batch, counts in batches:
         t.add_row(
             batch.id, str(batch.spec.count), str(counts.get("done", 0)),
-            str(counts.get("failed", 0)), str(counts.get("cancelled", 0)), _batch_state(batch),
+            str(counts.get("failed", 0)), str(counts.get("cancelled", 0)), batch_state(batch),
             f"{batch.created_at:%Y-%m-%d %H:%M}",
         )  # fmt: skip
     console.print(t)
@@ -69,7 +74,8 @@ def batch_list(batches: Sequence[tuple[Any, dict[str, int]]]) -> None:
 
 def schedule_list(rows: Sequence[Sequence[Any]]) -> None:
     """`producer schedule list`: two lines per schedule, so the times (UTC, to the second) and
-    the names are never cut at 80 columns. `rows` as `producer.cli._schedule_row` makes them."""
+    the names are never cut at 80 columns; `rows` as `producer.schedule_cli.schedule_row`
+    makes them."""
     if not rows:
         console.print("no schedules; add one with `producer schedule add`")
         return
@@ -165,7 +171,7 @@ def show_batch(batch: Any, counts: dict[str, int], tunes: Sequence[Any]) -> None
     spec = batch.spec
     total = spec.count
     final = counts.get("done", 0) + counts.get("failed", 0) + counts.get("cancelled", 0)
-    state = _batch_state(batch)
+    state = batch_state(batch)
     console.print(
         f"batch [bold]{batch.id}[/] ({state}): {total} tunes, model {spec.model_id[:12]}, "
         f"T={spec.temperature}, top-k={spec.top_k}, seed={spec.seed}, "
@@ -187,7 +193,7 @@ def batch_json(batch: Any, counts: dict[str, int], tunes: Sequence[Any]) -> dict
     error), plus the whole batch record."""
     return {
         "batch": batch.model_dump(mode="json"),
-        "state": _batch_state(batch),
+        "state": batch_state(batch),
         "counts": counts,
         "failures": [
             {"tune_id": t.tune_id, "error": t.error} for t in tunes if t.status == "failed"
@@ -212,19 +218,6 @@ def parse_duration(text: str) -> int:
             f"{text!r} is not a duration; use seconds or a number with s, m, h or d (e.g. 1h)"
         ) from None
     return seconds
-
-
-def batch_progress_callback(bars: StageProgress | None) -> Callable[[Any], None]:
-    """Feeds a `producer.client.BatchProgress` into the generate/render bars."""
-
-    def report(progress: Any) -> None:
-        if bars is None:
-            return
-        total = progress.batch.spec.count
-        bars("generate", progress.generated + progress.counts.get("cancelled", 0), total)
-        bars("render", progress.final, total)
-
-    return report
 
 
 class RunBar:
@@ -289,9 +282,25 @@ def cancel_line(outcome: Any) -> str:
     )
 
 
-def _batch_state(batch: Any) -> str:
-    """running, finished (manifest written) or cancelled (whether or not finalized yet)."""
+def batch_state(batch: BatchRecord) -> str:
+    """The one word every view shows for a batch: ``cancelled`` once it is flagged cancelled
+    (whether or not its manifest is written yet: a cancelled batch stays cancelled), else
+    ``finished`` once its manifest is written, else ``running``."""
     return "cancelled" if batch.cancelled else "finished" if batch.manifest_key else "running"
+
+
+def retry_line(result: Retried) -> str:
+    """What `producer retry --failed` did: the work queued again, or run here and its counts."""
+    renders, chunks = len(result.work["render"]), len(result.work["generate"])
+    if result.manifest is None:
+        return (
+            f"batch {result.batch_id}: {renders} renders and {chunks} generation chunks "
+            "queued again"
+        )
+    return (
+        f"retrying {renders} renders and {chunks} generation chunks\n"
+        f"batch {result.batch_id}: {result.manifest.counts}"
+    )
 
 
 def status_line(batch: Any, counts: dict[str, int]) -> str:
@@ -302,7 +311,7 @@ def status_line(batch: Any, counts: dict[str, int]) -> str:
     final = counts.get("done", 0) + counts.get("failed", 0) + counts.get("cancelled", 0)
     parts = ", ".join(f"{name} {n}" for name, n in counts.items() if n)
     stamp = dt.datetime.now(dt.UTC).strftime("%H:%M:%SZ")
-    return f"{stamp} batch {batch.id} ({_batch_state(batch)}) {final}/{total} final: {parts}"
+    return f"{stamp} batch {batch.id} ({batch_state(batch)}) {final}/{total} final: {parts}"
 
 
 def watch_batch(
@@ -344,7 +353,7 @@ def watch_batch(
         final = counts.get("done", 0) + counts.get("failed", 0) + counts.get("cancelled", 0)
         # The heading is its own line: as a table title it wrapped to the narrow table's width
         # and split the batch id.
-        heading = Text(f"batch {batch_id} ({_batch_state(batch)})", no_wrap=True)
+        heading = Text(f"batch {batch_id} ({batch_state(batch)})", no_wrap=True)
         t = Table()
         t.add_column("status")
         t.add_column("count", justify="right")

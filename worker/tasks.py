@@ -42,6 +42,7 @@ from celery.signals import (
     worker_shutting_down,
 )
 
+from common.dispatch.names import FINALIZE, GENERATE, RENDER, RUN_SCHEDULE, SUBMIT_SCHEDULED, TRAIN
 from common.errors import (
     CancelledError,
     InvalidInputError,
@@ -56,14 +57,8 @@ from common.state.redis import DeadLetter, RedisRecords
 from common.store.artifacts import make_store
 from worker import metrics as worker_metrics
 from worker.celery_app import (
-    FINALIZE,
-    GENERATE,
-    RENDER,
     RETRY_BACKOFF_MAX_S,
     RETRY_BACKOFF_S,
-    RUN_SCHEDULE,
-    SUBMIT_SCHEDULED,
-    TRAIN,
     TRANSIENT_BUDGET_S,
     app,
     enqueue,

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from common.errors import ConfigError
-from common.settings import Settings
-from worker.celery_app import (
+from common.dispatch.config import celery_config, time_limits
+from common.dispatch.names import (
     FINALIZE,
     GENERATE,
     RENDER,
     TRAIN,
-    celery_config,
-    time_limits,
 )
+from common.errors import ConfigError
+from common.settings import Settings
 
 
 def test_config_is_json_only_late_ack_prefetch_one_and_routed_by_name() -> None:
