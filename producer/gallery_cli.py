@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -21,13 +21,16 @@ from producer.options import handles_errors
 from producer.options import settings as _settings
 from producer.options import store as _store
 
+if TYPE_CHECKING:
+    from http.server import ThreadingHTTPServer
+
 
 def default_gallery_dir(batch: str) -> Path:
     path: Path = _settings().data_dir / "galleries" / batch
     return path
 
 
-def make_server(folder: Path, port: int) -> Any:
+def make_server(folder: Path, port: int) -> ThreadingHTTPServer:
     """An HTTP server for ``folder`` on 127.0.0.1 only: the page is for this machine's browser.
 
     (``http.server`` is imported here, not at the top, to keep ``producer --help`` instant.)
@@ -42,7 +45,7 @@ def make_server(folder: Path, port: int) -> Any:
             ".js": "text/javascript",
         }
 
-        def log_message(self, format: str, *args: Any) -> None:
+        def log_message(self, format: str, *args: object) -> None:
             return
 
     return http.server.ThreadingHTTPServer(

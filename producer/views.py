@@ -25,7 +25,11 @@ from rich.progress import (
 from rich.table import Table
 
 if TYPE_CHECKING:
-    from common.schemas import BatchRecord
+    from common.jobs.cancel import CancelOutcome
+    from common.schemas import BatchRecord, TuneRecord
+    from common.state.records import JobRecords
+    from common.state.redis import RunProgress
+    from rich.console import Group
 
     from producer.backend import Retried
 
@@ -33,7 +37,7 @@ console = Console()
 err_console = Console(stderr=True)
 
 
-def print_json(data: Any) -> None:
+def print_json(data: object) -> None:
     if isinstance(data, BaseModel):
         text = data.model_dump_json(indent=2)
     elif isinstance(data, list) and all(isinstance(d, BaseModel) for d in data):
@@ -44,7 +48,7 @@ def print_json(data: Any) -> None:
     print(text)
 
 
-def table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+def table(title: str, columns: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
     t = Table(title=title, title_justify="left")
     for col in columns:
         t.add_column(col)
@@ -53,7 +57,7 @@ def table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> 
     console.print(t)
 
 
-def batch_list(batches: Sequence[tuple[Any, dict[str, int]]]) -> None:
+def batch_list(batches: Sequence[tuple[BatchRecord, dict[str, int]]]) -> None:
     """`producer list`: one row per batch that fits 80 columns with every id whole (ids are
     what people copy; the model and the rest are in `status` and `--json`)."""
     t = Table(
@@ -72,7 +76,7 @@ def batch_list(batches: Sequence[tuple[Any, dict[str, int]]]) -> None:
     console.print(t)
 
 
-def schedule_list(rows: Sequence[Sequence[Any]]) -> None:
+def schedule_list(rows: Sequence[Sequence[object]]) -> None:
     """`producer schedule list`: two lines per schedule, so the times (UTC, to the second) and
     the names are never cut at 80 columns; `rows` as `producer.schedule_cli.schedule_row`
     makes them."""
@@ -166,7 +170,7 @@ class TrainingBar:
         )
 
 
-def show_batch(batch: Any, counts: dict[str, int], tunes: Sequence[Any]) -> None:
+def show_batch(batch: BatchRecord, counts: dict[str, int], tunes: Sequence[TuneRecord]) -> None:
     """`rq info`-style view of one batch: parameters, a bar of final tunes, failures."""
     spec = batch.spec
     total = spec.count
@@ -188,7 +192,9 @@ def show_batch(batch: Any, counts: dict[str, int], tunes: Sequence[Any]) -> None
         console.print(f"manifest: {batch.manifest_key}")
 
 
-def batch_json(batch: Any, counts: dict[str, int], tunes: Sequence[Any]) -> dict[str, Any]:
+def batch_json(
+    batch: BatchRecord, counts: dict[str, int], tunes: Sequence[TuneRecord]
+) -> dict[str, Any]:
     """`producer status --json`: what the table shows (state, counts, every failure with its
     error), plus the whole batch record."""
     return {
@@ -229,7 +235,7 @@ class RunBar:
         self.epochs_done = -1
         self.announced = False
 
-    def update(self, run: Any) -> None:
+    def update(self, run: RunProgress) -> None:
         if run.status == "queued" and not self.announced:
             err_console.print(f"run [bold]{run.id}[/] queued; waiting for a gpu worker")
             self.announced = True
@@ -253,7 +259,7 @@ class RunBar:
             self.progress.update(self.task, completed=run.step, info=f"loss {fmt_float(run.loss)}")
 
 
-def show_run(run: Any) -> None:
+def show_run(run: RunProgress) -> None:
     # A finished run ran every step of its last epoch (records written before the worker said
     # so show step 0 there).
     step = run.steps if run.status == "done" and run.steps else run.step
@@ -268,7 +274,7 @@ def show_run(run: Any) -> None:
         console.print(f"error: {run.error}")
 
 
-def cancel_line(outcome: Any) -> str:
+def cancel_line(outcome: CancelOutcome) -> str:
     """What `producer cancel` did (a `common.jobs.cancel.CancelOutcome`), in one line."""
     if outcome.finished:
         parts = ", ".join(f"{n} {status}" for status, n in outcome.counts.items() if n)
@@ -303,7 +309,7 @@ def retry_line(result: Retried) -> str:
     )
 
 
-def status_line(batch: Any, counts: dict[str, int]) -> str:
+def status_line(batch: BatchRecord, counts: dict[str, int]) -> str:
     """One line per watched state: ``<time> batch <id> (<state>) 12/200 final: done 10, ...``."""
     import datetime as dt
 
@@ -315,7 +321,7 @@ def status_line(batch: Any, counts: dict[str, int]) -> str:
 
 
 def watch_batch(
-    records: Any, batch_id: str, interval_s: float = 1.0, *, live: bool | None = None
+    records: JobRecords, batch_id: str, interval_s: float = 1.0, *, live: bool | None = None
 ) -> None:
     """Follow the batch until its manifest is written (Ctrl-C stops watching only).
 
@@ -343,7 +349,7 @@ def watch_batch(
 
     from rich.live import Live
 
-    def render() -> Any:
+    def render() -> tuple[Group, bool]:
         from rich.console import Group
         from rich.text import Text
 

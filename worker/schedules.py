@@ -14,7 +14,8 @@ import contextlib
 import logging
 import secrets
 from collections.abc import Iterator
-from typing import Any
+
+from celery import Celery
 
 from common.abc.corpus import Corpus, load_corpus
 from common.dispatch.enqueue import enqueue
@@ -37,7 +38,7 @@ FIRED_PREFIX = "tunebatch:schedule-fired:"
 FIRED_TTL_S = 7 * 24 * 3600
 
 
-def resolve_spec(celery_app: Any, name_or_spec_json: str) -> ScheduleSpec:
+def resolve_spec(celery_app: Celery, name_or_spec_json: str) -> ScheduleSpec:
     """The argument of run_schedule: a spec as JSON (beat) or a schedule's name (run-now)."""
     text = name_or_spec_json.strip()
     if text.startswith("{"):
@@ -64,7 +65,7 @@ def fire(
     records: RedisRecords,
     name_or_spec_json: str,
     *,
-    celery_app: Any = app,
+    celery_app: Celery = app,
     task_id: str | None = None,
 ) -> str:
     """Plan and submit the schedule's batch, or queue the retraining run that precedes it.
@@ -78,7 +79,7 @@ def fire(
     return done[0]
 
 
-def _fire(ctx: Context, records: RedisRecords, name_or_spec_json: str, celery_app: Any) -> str:
+def _fire(ctx: Context, records: RedisRecords, name_or_spec_json: str, celery_app: Celery) -> str:
     spec = resolve_spec(celery_app, name_or_spec_json)
     corpus = load_corpus(ctx.store, spec.corpus)
     by_corpus = spec.corpus if spec.model.strip().lower() == LATEST else None
@@ -106,7 +107,7 @@ def submit_after_training(
     model_id: str | None,
     spec_json: str,
     *,
-    celery_app: Any = app,
+    celery_app: Celery = app,
     task_id: str | None = None,
 ) -> str:
     """The end of the retraining chain: submit the schedule's batch with the new model."""
@@ -117,7 +118,7 @@ def submit_after_training(
 
 
 def _submit_after_training(
-    ctx: Context, records: RedisRecords, model_id: str | None, spec_json: str, celery_app: Any
+    ctx: Context, records: RedisRecords, model_id: str | None, spec_json: str, celery_app: Celery
 ) -> str:
     spec = ScheduleSpec.model_validate_json(spec_json)
     if not model_id:  # the training job was given up on (see worker.tasks.JobTask)
@@ -135,7 +136,7 @@ def _submit(
     spec: ScheduleSpec,
     corpus: Corpus,
     model: ModelRecord,
-    celery_app: Any,
+    celery_app: Celery,
 ) -> str:
     seed = spec.seed if spec.seed is not None else secrets.randbelow(2**31)
     batch_spec = dataset_batch_spec(

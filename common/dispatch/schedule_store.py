@@ -13,9 +13,9 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from typing import Any
 
 import redis
+from celery import Celery
 from celery.schedules import crontab
 from celery.schedules import schedule as every
 from celery.utils.time import ffwd, remaining
@@ -88,7 +88,7 @@ def check_spec(spec: ScheduleSpec) -> None:
 
 
 @contextlib.contextmanager
-def _redis_errors(celery_app: Any) -> Iterator[None]:
+def _redis_errors(celery_app: Celery) -> Iterator[None]:
     try:
         yield
     except (redis.ConnectionError, redis.TimeoutError) as exc:
@@ -98,7 +98,7 @@ def _redis_errors(celery_app: Any) -> Iterator[None]:
         ) from None
 
 
-def _key(celery_app: Any, name: str) -> str:
+def _key(celery_app: Celery, name: str) -> str:
     """Redbeat's Redis key of entry `name` (its config is set up on the app on first use)."""
     ensure_conf(celery_app)
     return str(RedBeatSchedulerEntry.generate_key(celery_app, name))
@@ -108,7 +108,7 @@ def _entry_name(name: str) -> str:
     return ENTRY_PREFIX + check_name(name)
 
 
-def _entry(celery_app: Any, name: str) -> RedBeatSchedulerEntry:
+def _entry(celery_app: Celery, name: str) -> RedBeatSchedulerEntry:
     key = _key(celery_app, _entry_name(name))
     with _redis_errors(celery_app):
         try:
@@ -118,7 +118,7 @@ def _entry(celery_app: Any, name: str) -> RedBeatSchedulerEntry:
 
 
 def add_schedule(
-    celery_app: Any,
+    celery_app: Celery,
     spec: ScheduleSpec,
     *,
     replace: bool = False,
@@ -130,7 +130,9 @@ def add_schedule(
     A new entry first fires at its next due time, not at once.
     """
     check_spec(spec)
-    when: Any = every(run_every=every_s, app=celery_app) if every_s else parse_cron(spec.cron)
+    when: crontab | every = (
+        every(run_every=every_s, app=celery_app) if every_s else parse_cron(spec.cron)
+    )
     name = _entry_name(spec.name)
     with _redis_errors(celery_app):
         key = _key(celery_app, name)
@@ -194,7 +196,7 @@ def _next_run(entry: RedBeatSchedulerEntry) -> datetime | None:
     return datetime.fromtimestamp(round(due.timestamp()), tz=UTC)
 
 
-def list_schedules(celery_app: Any) -> list[ScheduleInfo]:
+def list_schedules(celery_app: Celery) -> list[ScheduleInfo]:
     """Every tunebatch schedule, by name."""
     prefix = _key(celery_app, ENTRY_PREFIX)
     with _redis_errors(celery_app):
@@ -214,17 +216,17 @@ def list_schedules(celery_app: Any) -> list[ScheduleInfo]:
     return sorted(infos, key=lambda info: info.spec.name)
 
 
-def get_schedule(celery_app: Any, name: str) -> ScheduleSpec:
+def get_schedule(celery_app: Celery, name: str) -> ScheduleSpec:
     return ScheduleSpec.model_validate_json(_entry(celery_app, name).args[0])
 
 
-def remove_schedule(celery_app: Any, name: str) -> None:
+def remove_schedule(celery_app: Celery, name: str) -> None:
     entry = _entry(celery_app, name)
     with _redis_errors(celery_app):
         entry.delete()
 
 
-def run_now(celery_app: Any, name: str) -> str:
+def run_now(celery_app: Celery, name: str) -> str:
     """Fire schedule `name` now (beat's schedule is unchanged); return the task id."""
     _entry(celery_app, name)  # exists, else one clear line
     return enqueue(RUN_SCHEDULE, name, celery_app=celery_app)
