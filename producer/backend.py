@@ -94,7 +94,8 @@ TrainResult = Trained | RunQueued | RunFollowed
 @dataclass(frozen=True)
 class Retried:
     """Failed tunes put back: ``work`` as `common.jobs.batches.retry_failed` returns it;
-    `manifest` when the work ran here, None when it was queued for the workers."""
+    `manifest` once the work ran here, None while it runs or when it was queued for the
+    workers."""
 
     batch_id: str
     work: dict[str, list[str]]
@@ -133,7 +134,16 @@ class Backend(Protocol):
 
     def cancel(self, batch_id: str) -> CancelOutcome: ...
 
-    def retry_failed(self, batch_id: str, *, progress: ProgressFn | None) -> Retried: ...
+    def retry_failed(
+        self,
+        batch_id: str,
+        *,
+        progress: ProgressFn | None,
+        on_start: Callable[[Retried], None],
+    ) -> Retried:
+        """Put the failed tunes back and get their work done: run here (`on_start` is told the
+        work before it runs, `progress` follows it) or queued for the workers."""
+        ...
 
     def train(
         self,
@@ -197,11 +207,18 @@ class EmbeddedBackend:
 
         return cancel_batch(self.context, batch_id)
 
-    def retry_failed(self, batch_id: str, *, progress: ProgressFn | None) -> Retried:
+    def retry_failed(
+        self,
+        batch_id: str,
+        *,
+        progress: ProgressFn | None,
+        on_start: Callable[[Retried], None],
+    ) -> Retried:
         from common.jobs.batches import retry_failed
         from common.jobs.embedded import resume_batch
 
         work = retry_failed(self.context, batch_id)
+        on_start(Retried(batch_id, work, None))
         manifest = resume_batch(self.context, batch_id, progress=progress)
         return Retried(batch_id, work, manifest)
 
@@ -266,7 +283,13 @@ class DistributedBackend:
     def cancel(self, batch_id: str) -> CancelOutcome:
         return self.client.cancel(batch_id)
 
-    def retry_failed(self, batch_id: str, *, progress: ProgressFn | None) -> Retried:
+    def retry_failed(
+        self,
+        batch_id: str,
+        *,
+        progress: ProgressFn | None,
+        on_start: Callable[[Retried], None],
+    ) -> Retried:
         return Retried(batch_id, self.client.retry_failed(batch_id), None)
 
     def train(

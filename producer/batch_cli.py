@@ -271,8 +271,12 @@ def retry(
     if not failed:
         raise fail("say what to retry: --failed", 2)
     with views.stage_progress() as bars:
-        result = backend().retry_failed(batch, progress=bars)
-    views.console.print(views.retry_line(result), highlight=False)
+        result = backend().retry_failed(
+            batch,
+            progress=bars,
+            on_start=lambda started: views.console.print(views.retrying_line(started)),
+        )
+    views.console.print(views.retry_line(result))
 
 
 @handles_errors

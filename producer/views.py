@@ -296,17 +296,18 @@ def batch_state(batch: BatchRecord) -> str:
 
 
 def retry_line(result: Retried) -> str:
-    """What `producer retry --failed` did: the work queued again, or run here and its counts."""
+    """What `producer retry --failed` did: the counts once the work ran here, or the work
+    queued again for the workers."""
+    if result.manifest is not None:
+        return f"batch {result.batch_id}: {result.manifest.counts}"
     renders, chunks = len(result.work["render"]), len(result.work["generate"])
-    if result.manifest is None:
-        return (
-            f"batch {result.batch_id}: {renders} renders and {chunks} generation chunks "
-            "queued again"
-        )
-    return (
-        f"retrying {renders} renders and {chunks} generation chunks\n"
-        f"batch {result.batch_id}: {result.manifest.counts}"
-    )
+    return f"batch {result.batch_id}: {renders} renders and {chunks} generation chunks queued again"
+
+
+def retrying_line(started: Retried) -> str:
+    """The work `producer retry --failed` is about to run in this process."""
+    renders, chunks = len(started.work["render"]), len(started.work["generate"])
+    return f"retrying {renders} renders and {chunks} generation chunks"
 
 
 def status_line(batch: BatchRecord, counts: dict[str, int]) -> str:

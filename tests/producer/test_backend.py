@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 import redis
 
-from common.dispatch.names import GENERATE, GPU_QUEUE
+from common.dispatch.names import CPU_QUEUE, GENERATE, GPU_QUEUE, RENDER
 from common.errors import ConfigError
 from common.jobs import batches
-from common.schemas import BatchSpec
+from common.schemas import BatchSpec, TuneStatus
 from common.settings import Settings
 from producer import views
 from producer.backend import (
@@ -21,6 +21,7 @@ from producer.backend import (
     DistributedBackend,
     EmbeddedBackend,
     Queued,
+    Retried,
     make_backend,
 )
 from tests import servers as srv
@@ -105,3 +106,30 @@ def test_distributed_submit_queues_one_job_per_chunk(
     assert len(queue) == 3 and all(GENERATE.encode() in message for message in queue)
     assert backend.dead_letters(5) == []
     assert backend.schedule_app().conf.broker_url == redis_server.url
+
+
+TUNE = "X:1\nT:Retried\nM:4/4\nL:1/8\nK:D\nDEFG ABcd|dcBA GFED|]\n"
+
+
+def test_retry_puts_back_the_same_work_in_both_modes(backend: Backend) -> None:
+    """A failed tune whose ABC exists goes back to rendering in both modes; embedded renders it
+    here (told before it starts), distributed queues one render for a cpu worker."""
+    batch_id = _queued_batch(backend, count=2)
+    ctx = backend.context
+    first, second = ctx.records.tunes(batch_id)
+    ctx.store.put_bytes(batches.tune_key(batch_id, first.tune_id, "abc"), TUNE.encode())
+    ctx.records.reset_tune(first.model_copy(update={"status": TuneStatus.FAILED, "error": "x"}))
+    ctx.records.reset_tune(second.model_copy(update={"status": TuneStatus.DONE}))
+    started: list[Retried] = []
+    result = backend.retry_failed(batch_id, progress=None, on_start=started.append)
+    assert result.work == {"render": [first.tune_id], "generate": []}
+    status = ctx.records.get_tune(batch_id, first.tune_id).status
+    if isinstance(backend, EmbeddedBackend):
+        assert [s.work for s in started] == [result.work] and result.manifest is not None
+        assert status == TuneStatus.DONE and result.manifest.counts["done"] == 2
+    else:
+        assert started == [] and result.manifest is None and status == TuneStatus.GENERATED
+        url = backend.settings.broker_url
+        assert url is not None
+        queue = redis.Redis.from_url(url).lrange(CPU_QUEUE, 0, -1)
+        assert len(queue) == 1 and RENDER.encode() in queue[0]
