@@ -25,9 +25,10 @@ RUN python requirements.py pyproject.toml --without tensorflow \
         --without keras --without music21 > requirements.txt \
     && pip install --no-cache-dir -r requirements.txt
 COPY README.md ./
+# No worker/: the producer sends jobs by task name through common.dispatch and imports nothing
+# from the worker package (tests/producer/test_imports.py).
 COPY common ./common
 COPY producer ./producer
-COPY worker ./worker
 # The project in a folder of its own (not the venv), so the runtime stage copies the big
 # dependency venv from a cached layer and only this small folder changes with the code.
 RUN pip install --no-cache-dir --no-deps --target /opt/tunebatch .

@@ -2,7 +2,7 @@
 
 It runs the same job functions as everything else (`common.jobs.batches.create_batch`,
 `cancel_batch`, `retry_failed`) against Redis records and the bucket, and enqueues by task name
-(`worker.celery_app.enqueue`) so no task code — and so no TensorFlow — is imported here.
+(`common.dispatch.enqueue`) so no task code — and so no TensorFlow — is imported here.
 
 Submitting a batch never loops over tunes beyond building their records, which go to Redis in one
 transaction; then one message per chunk is sent. If Redis is down, the first command fails and
@@ -18,8 +18,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from common.dispatch import enqueue as sender
+from common.dispatch.config import make_app
+from common.dispatch.names import FINALIZE, GENERATE, RENDER, TRAIN
+from common.dispatch.submit import submit_batch
 from common.errors import BrokerError, ConfigError, NotFoundError, TunebatchError
 from common.jobs import batches
 from common.jobs.cancel import CancelOutcome
@@ -28,6 +32,7 @@ from common.settings import Settings
 from common.state.redis import DeadLetter, RedisRecords, RunProgress
 
 if TYPE_CHECKING:
+    from celery import Celery
     from common.jobs.batches import Context
     from common.store.artifacts import ArtifactStore
 
@@ -77,22 +82,17 @@ class Client:
         return batches.Context(settings=self.settings, store=self.store, records=self.records)
 
     @cached_property
-    def _celery(self) -> Any:
-        from worker.celery_app import make_app
-
+    def celery(self) -> Celery:
+        """A Celery app of its own, sending to this client's Redis."""
         return make_app(self.settings)
 
     def _enqueue(self, name: str, *args: str | int, task_id: str | None = None) -> None:
-        from worker.celery_app import enqueue
-
-        enqueue(name, *args, task_id=task_id, celery_app=self._celery)
+        sender.enqueue(name, *args, task_id=task_id, celery_app=self.celery)
 
     # -- batches -----------------------------------------------------------------------------
     def submit_batch(self, spec: BatchSpec) -> BatchRecord:
         """Record the batch with every tune queued, then enqueue its chunks; return the batch."""
-        from worker.submit import submit_batch
-
-        return submit_batch(self.context, self.records, spec, celery_app=self._celery)
+        return submit_batch(self.context, self.records, spec, celery_app=self.celery)
 
     def progress(self, batch_id: str) -> BatchProgress:
         return BatchProgress(self.records.get_batch(batch_id), self.records.counts(batch_id))
@@ -125,8 +125,6 @@ class Client:
 
     def retry_failed(self, batch_id: str) -> dict[str, list[str]]:
         """Put failed tunes back (`batches.retry_failed`) and enqueue exactly that work."""
-        from worker.celery_app import GENERATE, RENDER
-
         work = batches.retry_failed(self.context, batch_id)
         self.records.release_finalize(batch_id)
         for tid in work["render"]:
@@ -138,8 +136,6 @@ class Client:
         return work
 
     def _finalize_when_done(self, batch_id: str) -> None:
-        from worker.celery_app import FINALIZE
-
         if self.records.get_batch(batch_id).manifest_key is None and self.records.claim_finalize(
             batch_id
         ):
@@ -149,7 +145,6 @@ class Client:
     def train(self, spec: TrainSpec, run_id: str | None = None) -> RunProgress:
         """Record a training run and enqueue it on the gpu queue; the run id is the task id."""
         from common.abc.corpus import corpus_record
-        from worker.celery_app import TRAIN
 
         self.records.ping()
         corpus_record(self.store, spec.corpus)  # fail now, not on a worker, if it is missing
@@ -194,6 +189,3 @@ class Client:
     # -- the system at a glance --------------------------------------------------------------
     def dead_letters(self, limit: int = 1000) -> list[DeadLetter]:
         return self.records.dead_letters(limit)
-
-    def queue_lengths(self) -> dict[str, int]:
-        return self.records.queue_lengths()

@@ -12,23 +12,17 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from producer import views
+from producer.options import handles_errors
+from producer.options import settings as _settings
+from producer.options import store as _store
 
-
-def _settings() -> Any:
-    from producer import cli
-
-    return cli.settings()
-
-
-def _store() -> Any:
-    from producer import cli
-
-    return cli.store()
+if TYPE_CHECKING:
+    from http.server import ThreadingHTTPServer
 
 
 def default_gallery_dir(batch: str) -> Path:
@@ -36,7 +30,7 @@ def default_gallery_dir(batch: str) -> Path:
     return path
 
 
-def make_server(folder: Path, port: int) -> Any:
+def make_server(folder: Path, port: int) -> ThreadingHTTPServer:
     """An HTTP server for ``folder`` on 127.0.0.1 only: the page is for this machine's browser.
 
     (``http.server`` is imported here, not at the top, to keep ``producer --help`` instant.)
@@ -51,7 +45,7 @@ def make_server(folder: Path, port: int) -> Any:
             ".js": "text/javascript",
         }
 
-        def log_message(self, format: str, *args: Any) -> None:
+        def log_message(self, format: str, *args: object) -> None:
             return
 
     return http.server.ThreadingHTTPServer(
@@ -144,7 +138,5 @@ def tunebook(
 
 def register(app: typer.Typer) -> None:
     """Add the commands to the producer app, with its error handling."""
-    from producer.cli import handles_errors
-
     app.command("gallery")(handles_errors(gallery))
     app.command("tunebook")(handles_errors(tunebook))

@@ -9,16 +9,19 @@ definitions are those of `common.quality.figures`.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from producer import views
+from producer.options import JsonOpt
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
+if TYPE_CHECKING:
+    from common.quality.figures import TuneQuality
+    from common.schemas import QualityReport
 
 
-def report_rows(report: Any) -> list[tuple[str, str]]:
+def report_rows(report: QualityReport) -> list[tuple[str, str]]:
     """(figure, value) rows of a QualityReport, in the order people read them."""
     pct = views.fmt_float
 
@@ -45,13 +48,13 @@ def report_rows(report: Any) -> list[tuple[str, str]]:
     return rows
 
 
-def batch_report(batch_id: str) -> Any:
+def batch_report(batch_id: str) -> QualityReport:
     """The batch's QualityReport: its manifest's, or computed now from its records and files."""
     from common.errors import NotFoundError
     from common.jobs.batches import batch_quality, manifest_key
     from common.schemas import Manifest, check_batch_id
 
-    from producer.cli import job_context
+    from producer.options import job_context
 
     ctx = job_context()
     check_batch_id(batch_id)
@@ -69,7 +72,9 @@ def batch_report(batch_id: str) -> Any:
     return report
 
 
-def file_report(path: Path, corpus: str | None, check: bool) -> tuple[Any, list[Any], list[str]]:
+def file_report(
+    path: Path, corpus: str | None, check: bool
+) -> tuple[QualityReport, list[TuneQuality], list[str]]:
     """(QualityReport, per-tune figures, titles) of every tune in an ABC file."""
     import os
 
@@ -80,7 +85,7 @@ def file_report(path: Path, corpus: str | None, check: bool) -> tuple[Any, list[
     from common.quality.similarity import MelodyIndex
     from common.render import pipeline as render
 
-    from producer.cli import settings, store
+    from producer.options import settings, store
 
     tunes = list(abc_notation.split_tunes(read_abc_file(path)))
     if not tunes:
@@ -124,7 +129,7 @@ def report_cli(
 
     if (batch is None) == (file is None):
         raise InvalidInputError("give a batch id or --file F.abc (one of the two)")
-    per_tune: list[Any] = []
+    per_tune: list[TuneQuality] = []
     titles: list[str] = []
     if file is not None:
         report, per_tune, titles = file_report(file, corpus, check)
@@ -147,7 +152,7 @@ def report_cli(
         views.table("Tunes", columns, [[r[c] for c in columns] for r in rows])
 
 
-def _tune_row(tune: Any, title: str) -> dict[str, Any]:
+def _tune_row(tune: TuneQuality, title: str) -> dict[str, Any]:
     return {
         "title": title,
         "valid": tune.valid,
@@ -180,7 +185,7 @@ def import_all_cli(
     from common.errors import InvalidInputError
     from common.render import pipeline as render
 
-    from producer.cli import settings, store
+    from producer.options import settings, store
 
     if source != "all" and source not in BUNDLED:
         raise InvalidInputError(

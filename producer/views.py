@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 from rich.console import Console
@@ -24,11 +24,20 @@ from rich.progress import (
 )
 from rich.table import Table
 
+if TYPE_CHECKING:
+    from common.jobs.cancel import CancelOutcome
+    from common.schemas import BatchRecord, TuneRecord
+    from common.state.records import JobRecords
+    from common.state.redis import RunProgress
+    from rich.console import Group
+
+    from producer.backend import Retried
+
 console = Console()
 err_console = Console(stderr=True)
 
 
-def print_json(data: Any) -> None:
+def print_json(data: object) -> None:
     if isinstance(data, BaseModel):
         text = data.model_dump_json(indent=2)
     elif isinstance(data, list) and all(isinstance(d, BaseModel) for d in data):
@@ -39,7 +48,7 @@ def print_json(data: Any) -> None:
     print(text)
 
 
-def table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+def table(title: str, columns: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
     t = Table(title=title, title_justify="left")
     for col in columns:
         t.add_column(col)
@@ -48,7 +57,7 @@ def table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> 
     console.print(t)
 
 
-def batch_list(batches: Sequence[tuple[Any, dict[str, int]]]) -> None:
+def batch_list(batches: Sequence[tuple[BatchRecord, dict[str, int]]]) -> None:
     """`producer list`: one row per batch that fits 80 columns with every id whole (ids are
     what people copy; the model and the rest are in `status` and `--json`)."""
     t = Table(
@@ -61,15 +70,16 @@ def batch_list(batches: Sequence[tuple[Any, dict[str, int]]]) -> None:
     for batch, counts in batches:
         t.add_row(
             batch.id, str(batch.spec.count), str(counts.get("done", 0)),
-            str(counts.get("failed", 0)), str(counts.get("cancelled", 0)), _batch_state(batch),
+            str(counts.get("failed", 0)), str(counts.get("cancelled", 0)), batch_state(batch),
             f"{batch.created_at:%Y-%m-%d %H:%M}",
         )  # fmt: skip
     console.print(t)
 
 
-def schedule_list(rows: Sequence[Sequence[Any]]) -> None:
+def schedule_list(rows: Sequence[Sequence[object]]) -> None:
     """`producer schedule list`: two lines per schedule, so the times (UTC, to the second) and
-    the names are never cut at 80 columns. `rows` as `producer.cli._schedule_row` makes them."""
+    the names are never cut at 80 columns; `rows` as `producer.schedule_cli.schedule_row`
+    makes them."""
     if not rows:
         console.print("no schedules; add one with `producer schedule add`")
         return
@@ -160,12 +170,12 @@ class TrainingBar:
         )
 
 
-def show_batch(batch: Any, counts: dict[str, int], tunes: Sequence[Any]) -> None:
+def show_batch(batch: BatchRecord, counts: dict[str, int], tunes: Sequence[TuneRecord]) -> None:
     """`rq info`-style view of one batch: parameters, a bar of final tunes, failures."""
     spec = batch.spec
     total = spec.count
     final = counts.get("done", 0) + counts.get("failed", 0) + counts.get("cancelled", 0)
-    state = _batch_state(batch)
+    state = batch_state(batch)
     console.print(
         f"batch [bold]{batch.id}[/] ({state}): {total} tunes, model {spec.model_id[:12]}, "
         f"T={spec.temperature}, top-k={spec.top_k}, seed={spec.seed}, "
@@ -182,12 +192,14 @@ def show_batch(batch: Any, counts: dict[str, int], tunes: Sequence[Any]) -> None
         console.print(f"manifest: {batch.manifest_key}")
 
 
-def batch_json(batch: Any, counts: dict[str, int], tunes: Sequence[Any]) -> dict[str, Any]:
+def batch_json(
+    batch: BatchRecord, counts: dict[str, int], tunes: Sequence[TuneRecord]
+) -> dict[str, Any]:
     """`producer status --json`: what the table shows (state, counts, every failure with its
     error), plus the whole batch record."""
     return {
         "batch": batch.model_dump(mode="json"),
-        "state": _batch_state(batch),
+        "state": batch_state(batch),
         "counts": counts,
         "failures": [
             {"tune_id": t.tune_id, "error": t.error} for t in tunes if t.status == "failed"
@@ -214,19 +226,6 @@ def parse_duration(text: str) -> int:
     return seconds
 
 
-def batch_progress_callback(bars: StageProgress | None) -> Callable[[Any], None]:
-    """Feeds a `producer.client.BatchProgress` into the generate/render bars."""
-
-    def report(progress: Any) -> None:
-        if bars is None:
-            return
-        total = progress.batch.spec.count
-        bars("generate", progress.generated + progress.counts.get("cancelled", 0), total)
-        bars("render", progress.final, total)
-
-    return report
-
-
 class RunBar:
     """A bar per epoch for a training run followed through its Redis record."""
 
@@ -236,7 +235,7 @@ class RunBar:
         self.epochs_done = -1
         self.announced = False
 
-    def update(self, run: Any) -> None:
+    def update(self, run: RunProgress) -> None:
         if run.status == "queued" and not self.announced:
             err_console.print(f"run [bold]{run.id}[/] queued; waiting for a gpu worker")
             self.announced = True
@@ -260,7 +259,7 @@ class RunBar:
             self.progress.update(self.task, completed=run.step, info=f"loss {fmt_float(run.loss)}")
 
 
-def show_run(run: Any) -> None:
+def show_run(run: RunProgress) -> None:
     # A finished run ran every step of its last epoch (records written before the worker said
     # so show step 0 there).
     step = run.steps if run.status == "done" and run.steps else run.step
@@ -275,7 +274,7 @@ def show_run(run: Any) -> None:
         console.print(f"error: {run.error}")
 
 
-def cancel_line(outcome: Any) -> str:
+def cancel_line(outcome: CancelOutcome) -> str:
     """What `producer cancel` did (a `common.jobs.cancel.CancelOutcome`), in one line."""
     if outcome.finished:
         parts = ", ".join(f"{n} {status}" for status, n in outcome.counts.items() if n)
@@ -289,12 +288,29 @@ def cancel_line(outcome: Any) -> str:
     )
 
 
-def _batch_state(batch: Any) -> str:
-    """running, finished (manifest written) or cancelled (whether or not finalized yet)."""
+def batch_state(batch: BatchRecord) -> str:
+    """The one word every view shows for a batch: ``cancelled`` once it is flagged cancelled
+    (whether or not its manifest is written yet: a cancelled batch stays cancelled), else
+    ``finished`` once its manifest is written, else ``running``."""
     return "cancelled" if batch.cancelled else "finished" if batch.manifest_key else "running"
 
 
-def status_line(batch: Any, counts: dict[str, int]) -> str:
+def retry_line(result: Retried) -> str:
+    """What `producer retry --failed` did: the counts once the work ran here, or the work
+    queued again for the workers."""
+    if result.manifest is not None:
+        return f"batch {result.batch_id}: {result.manifest.counts}"
+    renders, chunks = len(result.work["render"]), len(result.work["generate"])
+    return f"batch {result.batch_id}: {renders} renders and {chunks} generation chunks queued again"
+
+
+def retrying_line(started: Retried) -> str:
+    """The work `producer retry --failed` is about to run in this process."""
+    renders, chunks = len(started.work["render"]), len(started.work["generate"])
+    return f"retrying {renders} renders and {chunks} generation chunks"
+
+
+def status_line(batch: BatchRecord, counts: dict[str, int]) -> str:
     """One line per watched state: ``<time> batch <id> (<state>) 12/200 final: done 10, ...``."""
     import datetime as dt
 
@@ -302,11 +318,11 @@ def status_line(batch: Any, counts: dict[str, int]) -> str:
     final = counts.get("done", 0) + counts.get("failed", 0) + counts.get("cancelled", 0)
     parts = ", ".join(f"{name} {n}" for name, n in counts.items() if n)
     stamp = dt.datetime.now(dt.UTC).strftime("%H:%M:%SZ")
-    return f"{stamp} batch {batch.id} ({_batch_state(batch)}) {final}/{total} final: {parts}"
+    return f"{stamp} batch {batch.id} ({batch_state(batch)}) {final}/{total} final: {parts}"
 
 
 def watch_batch(
-    records: Any, batch_id: str, interval_s: float = 1.0, *, live: bool | None = None
+    records: JobRecords, batch_id: str, interval_s: float = 1.0, *, live: bool | None = None
 ) -> None:
     """Follow the batch until its manifest is written (Ctrl-C stops watching only).
 
@@ -334,7 +350,7 @@ def watch_batch(
 
     from rich.live import Live
 
-    def render() -> Any:
+    def render() -> tuple[Group, bool]:
         from rich.console import Group
         from rich.text import Text
 
@@ -344,7 +360,7 @@ def watch_batch(
         final = counts.get("done", 0) + counts.get("failed", 0) + counts.get("cancelled", 0)
         # The heading is its own line: as a table title it wrapped to the narrow table's width
         # and split the batch id.
-        heading = Text(f"batch {batch_id} ({_batch_state(batch)})", no_wrap=True)
+        heading = Text(f"batch {batch_id} ({batch_state(batch)})", no_wrap=True)
         t = Table()
         t.add_column("status")
         t.add_column("count", justify="right")

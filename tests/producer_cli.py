@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from common.store.artifacts import ArtifactStore
-from producer import cli
+from producer import cli, options
 
 runner = CliRunner()
 
@@ -27,11 +27,11 @@ def producer_settings(monkeypatch: pytest.MonkeyPatch, env: Mapping[str, str]) -
     for key, value in env.items():
         if key.startswith("TUNEBATCH_"):
             monkeypatch.setenv(key, value)
-    cli.settings.cache_clear()
+    options.settings.cache_clear()
     try:
         yield
     finally:
-        cli.settings.cache_clear()
+        options.settings.cache_clear()
 
 
 @contextlib.contextmanager
@@ -48,8 +48,8 @@ def embedded_data_dir(
     monkeypatch.setenv("TUNEBATCH_DATA_DIR", str(data))
     monkeypatch.delenv("TUNEBATCH_BROKER_URL", raising=False)
     monkeypatch.delenv("TUNEBATCH_S3_BUCKET", raising=False)
-    cli.settings.cache_clear()
+    options.settings.cache_clear()
     try:
         yield data
     finally:
-        cli.settings.cache_clear()
+        options.settings.cache_clear()

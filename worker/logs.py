@@ -16,7 +16,7 @@ from typing import Any
 
 from celery import current_task
 
-from worker.celery_app import FINALIZE, GENERATE, RENDER
+from common.dispatch.names import FINALIZE, GENERATE, RENDER
 
 #: Tasks whose first argument is a batch id, and what their second one is.
 _SECOND_ARG = {RENDER: "tune_id", GENERATE: "chunk", FINALIZE: None}

@@ -212,7 +212,7 @@ def _on_prerun(sender: Any = None, **_: Any) -> None:
 
 
 def _on_postrun(sender: Any = None, args: Any = (), retval: Any = None, **_: Any) -> None:
-    from worker.celery_app import GENERATE, RENDER
+    from common.dispatch.names import GENERATE, RENDER
 
     if not enabled() or sender is None:
         return

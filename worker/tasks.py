@@ -21,21 +21,14 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from common.dispatch.names import FINALIZE, GENERATE, RENDER, RUN_SCHEDULE, SUBMIT_SCHEDULED, TRAIN
 from common.errors import CancelledError, InvalidInputError, InvalidTransitionError
 from common.jobs import batches
 from common.jobs.batches import Context
 from common.schemas import RunStatus, TrainSpec, TuneStatus, tune_id
 from common.state.redis import RedisRecords
 from worker import metrics as worker_metrics
-from worker.celery_app import (
-    FINALIZE,
-    GENERATE,
-    RENDER,
-    RUN_SCHEDULE,
-    SUBMIT_SCHEDULED,
-    TRAIN,
-    enqueue,
-)
+from worker.celery_app import enqueue
 from worker.delivery import JobTask, ShuttingDown, job_task
 from worker.runtime import context, records, stopping
 

@@ -6,8 +6,8 @@ with its own header — rhythm, meter, unit length and key (`abc_notation.Header
 every new tune records the dataset tune that primed it (``primed_by``, e.g.
 ``oneills:X:123 The Kesh``), which the batch's manifest carries per tune.
 
-Where schedules are stored and how they fire (Redis, celery-redbeat, Celery tasks) is in
-`worker.schedules`; this module has no Celery in it.
+Where schedules are stored (Redis, celery-redbeat) is `common.dispatch.schedule_store`, and what
+a firing does (Celery tasks) is `worker.schedules`; this module has no Celery in it.
 """
 
 from __future__ import annotations

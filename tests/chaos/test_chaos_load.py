@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from celery import Celery
 
+from common.dispatch.names import RENDER
 from tests import servers as srv
 from tests.chaos import driver
-from worker.celery_app import RENDER
 
 pytestmark = pytest.mark.slow
 

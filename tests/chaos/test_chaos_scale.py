@@ -23,11 +23,12 @@ from typing import Any
 
 import pytest
 
+from common.dispatch.config import make_app
+from common.dispatch.names import CPU_QUEUE, RENDER
 from producer.client import Client
 from tests.chaos import driver
 from tests.chaos.faults import children, rss_kib
 from tests.worker.cluster import Cluster, WorkerProcess
-from worker.celery_app import CPU_QUEUE, RENDER, make_app
 
 pytestmark = pytest.mark.slow
 

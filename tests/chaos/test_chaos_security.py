@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from common.dispatch.names import RENDER
 from common.jobs.batches import artifact_key
 from common.lstm.registry import model_key
 from common.schemas import ModelRecord, TuneStatus
@@ -22,7 +23,6 @@ from tests import servers as srv
 from tests.chaos import driver
 from tests.chaos.poison import POISON_SEED, POISON_TUNE
 from tests.worker.cluster import ROOT, Cluster
-from worker.celery_app import RENDER
 
 pytestmark = pytest.mark.slow
 

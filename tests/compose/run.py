@@ -156,7 +156,7 @@ def wait_for(what: str, check: Any, timeout_s: float, every_s: float = 2.0) -> A
 
 
 def workers_ready(stack: Stack) -> bool:
-    from worker.celery_app import make_app
+    from common.dispatch.config import make_app
 
     app = make_app(stack.settings())
     replies = app.control.ping(timeout=2.0) or []

@@ -158,6 +158,8 @@ def test_producer_image_leaves_out_the_heavy_dependencies() -> None:
     dockerfile = (DOCKER / "producer.Dockerfile").read_text()
     for name in PRODUCER_WITHOUT:
         assert f"--without {name}" in dockerfile
+    copied = [line.split()[1] for line in dockerfile.splitlines() if line.startswith("COPY ")]
+    assert "worker" not in copied and "common" in copied and "producer" in copied, copied
 
 
 def test_requirements_script_refuses_an_unknown_name() -> None:
@@ -174,8 +176,9 @@ def test_requirements_script_refuses_an_unknown_name() -> None:
 
 
 def test_producer_runs_without_tensorflow_keras_and_music21() -> None:
-    """What the producer image relies on: the CLI and its distributed client import without them."""
-    blocked = tuple(name.replace("-", "_") for name in PRODUCER_WITHOUT)
+    """What the producer image relies on: the CLI and its distributed client import without them,
+    and without the worker package, which the image does not ship."""
+    blocked = (*(name.replace("-", "_") for name in PRODUCER_WITHOUT), "worker")
     script = textwrap.dedent(
         f"""
         import importlib.abc, sys
@@ -187,7 +190,8 @@ def test_producer_runs_without_tensorflow_keras_and_music21() -> None:
                 return None
 
         sys.meta_path.insert(0, Block())
-        import producer.cli, producer.client, common.render.pipeline
+        import producer.cli, producer.backend, common.render.pipeline
+        import common.dispatch.schedule_store, common.dispatch.submit
         import common.state.redis, common.jobs.fetch
         sys.argv = ["producer", "--help"]
         producer.cli.main()

@@ -224,7 +224,7 @@ def test_grace_periods_let_a_job_stop_cleanly(docs: list[Doc]) -> None:
     gpu = pod_template(find(docs, "Deployment", "gpu-worker"))["spec"]
     cpu = pod_template(find(docs, "Deployment", "cpu-worker"))["spec"]
     assert gpu["terminationGracePeriodSeconds"] >= 600
-    # A render's hard time limit is 6 minutes (worker/celery_app.py).
+    # A render's hard time limit is 6 minutes (common/dispatch/config.py).
     assert cpu["terminationGracePeriodSeconds"] >= 360
 
 

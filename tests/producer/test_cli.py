@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from common.lstm.precision import cpu_has_bf16
-from producer import cli
+from producer import options
 from tests.model_fixtures import TINY_CORPUS, TinyEnv
 from tests.producer_cli import run
 
@@ -24,9 +24,9 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     monkeypatch.setenv("TUNEBATCH_SAMPLE_BATCH_SIZE", "8")
     monkeypatch.delenv("TUNEBATCH_BROKER_URL", raising=False)
     monkeypatch.delenv("TUNEBATCH_S3_BUCKET", raising=False)
-    cli.settings.cache_clear()
+    options.settings.cache_clear()
     yield data
-    cli.settings.cache_clear()
+    options.settings.cache_clear()
 
 
 def assert_one_line_error(code: int, err: str, match: str) -> None:
@@ -136,11 +136,11 @@ def test_unwritable_data_dir_is_one_line(tmp_path: Path, monkeypatch: pytest.Mon
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
     monkeypatch.setenv("TUNEBATCH_DATA_DIR", str(blocker / "data"))
-    cli.settings.cache_clear()
+    options.settings.cache_clear()
     try:
         code, _, err = run("corpus", "import", str(TINY_CORPUS))
     finally:
-        cli.settings.cache_clear()
+        options.settings.cache_clear()
     assert_one_line_error(code, err, str(blocker))
 
 

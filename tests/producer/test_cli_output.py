@@ -24,7 +24,7 @@ from common.schemas import (
 )
 from common.state.records import LocalRecords
 from common.state.redis import RedisRecords, RunProgress
-from producer import cli, views
+from producer import options, views
 from tests import servers as srv
 from tests.producer_cli import run
 
@@ -39,9 +39,9 @@ def records(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalRe
             monkeypatch.delenv(key)
     monkeypatch.setenv("TUNEBATCH_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("COLUMNS", "80")
-    cli.settings.cache_clear()
+    options.settings.cache_clear()
     yield LocalRecords(tmp_path / "data" / "records")
-    cli.settings.cache_clear()
+    options.settings.cache_clear()
 
 
 def new_batch(records: LocalRecords, count: int, batch_id: str) -> BatchRecord:
@@ -161,11 +161,11 @@ def test_a_finished_run_shows_its_last_step(
         "r20261129-101500-abcdef", status=RunStatus.DONE, epochs_done=3, step=0, steps=129,
         model_id=MODEL,
     )  # fmt: skip
-    cli.settings.cache_clear()
+    options.settings.cache_clear()
     try:
         code, out, err = run("run", "r20261129-101500-abcdef")
     finally:
-        cli.settings.cache_clear()
+        options.settings.cache_clear()
     assert code == 0, err
     assert "epoch 3/3, step 129/129" in " ".join(out.split()), out
 

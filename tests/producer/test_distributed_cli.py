@@ -22,7 +22,7 @@ from common.schemas import BatchSpec
 from common.settings import Settings
 from common.state.redis import RedisRecords
 from common.store.artifacts import LocalStore
-from producer import cli, views
+from producer import cli, options, views
 from producer.client import Client
 from tests import servers as srv
 
@@ -55,14 +55,14 @@ def dead_redis_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[
             monkeypatch.delenv(key)
     monkeypatch.setenv("TUNEBATCH_BROKER_URL", f"redis://:s3cret@127.0.0.1:{port}/0")
     monkeypatch.setenv("TUNEBATCH_DATA_DIR", str(tmp_path / "data"))
-    cli.settings.cache_clear()
+    options.settings.cache_clear()
     yield tmp_path / "data", port
-    cli.settings.cache_clear()
+    options.settings.cache_clear()
 
 
 def test_producer_imports_no_tensorflow() -> None:
     code = (
-        "import sys, producer.cli, producer.client, worker.celery_app\n"
+        "import sys, producer.cli, producer.client\n"
         "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras'))\n"
         "assert not heavy, heavy\n"
     )
@@ -104,7 +104,7 @@ def test_failed_enqueue_withdraws_the_batch(
     redis_server: srv.RedisServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Redis answers for the records but the broker fails midway: the batch is removed again."""
-    import worker.celery_app
+    from common.dispatch import enqueue as sender
 
     settings = Settings(broker_url=redis_server.url, data_dir=tmp_path / "data", chunk_size=10)
     model_id = fake_model(settings.data_dir)
@@ -116,7 +116,7 @@ def test_failed_enqueue_withdraws_the_batch(
         sent.append(args)
         return "id"
 
-    monkeypatch.setattr(worker.celery_app, "enqueue", flaky_enqueue)
+    monkeypatch.setattr(sender, "enqueue", flaky_enqueue)
     client = Client(settings)
     with pytest.raises(BrokerError, match="withdrawn"):
         client.submit_batch(BatchSpec(count=30, model_id=model_id, primer="X:", chunk_size=10))
@@ -145,11 +145,11 @@ def test_distributed_only_commands_say_so_in_embedded_mode(
 ) -> None:
     monkeypatch.delenv("TUNEBATCH_BROKER_URL", raising=False)
     monkeypatch.setenv("TUNEBATCH_DATA_DIR", str(tmp_path))
-    cli.settings.cache_clear()
+    options.settings.cache_clear()
     try:
         result = runner.invoke(cli.app, ["dead-letter"])
     finally:
-        cli.settings.cache_clear()
+        options.settings.cache_clear()
     assert result.exit_code == 2
     assert "TUNEBATCH_BROKER_URL" in result.stderr
 

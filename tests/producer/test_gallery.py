@@ -19,7 +19,7 @@ import pytest
 
 from common.jobs.batches import manifest_key
 from common.store.artifacts import S3Store
-from producer import cli
+from producer import options
 from producer.gallery import CSP, count_bars, facts, json_for_script, tune_entry
 from producer.gallery_cli import make_server
 from tests import servers as srv
@@ -34,9 +34,9 @@ def embedded(gallery_batch: GalleryBatch, monkeypatch: pytest.MonkeyPatch) -> It
     for key in ("TUNEBATCH_BROKER_URL", "TUNEBATCH_S3_BUCKET"):
         monkeypatch.delenv(key, raising=False)
     monkeypatch.setenv("TUNEBATCH_DATA_DIR", str(gallery_batch.data_dir))
-    cli.settings.cache_clear()
+    options.settings.cache_clear()
     yield gallery_batch.data_dir
-    cli.settings.cache_clear()
+    options.settings.cache_clear()
 
 
 class Links(HTMLParser):
@@ -171,11 +171,11 @@ def test_gallery_from_the_bucket_fetches_files_and_holds_no_urls(
     }  # fmt: skip
     for key, value in env.items():
         monkeypatch.setenv(key, value)
-    cli.settings.cache_clear()
+    options.settings.cache_clear()
     try:
         code, out, err = run("gallery", gallery_batch.batch_id, "--to", str(tmp_path / "site"))
     finally:
-        cli.settings.cache_clear()
+        options.settings.cache_clear()
     assert code == 0, err
     index = tmp_path / "site" / "index.html"
     assert f"({len(keys) - 1} files fetched)" in " ".join(out.split())

@@ -102,7 +102,7 @@ class Cluster:
 
     def wait_ready(self, *workers: WorkerProcess, timeout_s: float = READY_TIMEOUT_S) -> None:
         """Until each worker answers a Celery ping (its consumer is up and reading its queue)."""
-        from worker.celery_app import make_app
+        from common.dispatch.config import make_app
 
         # A fresh app: the module's `app` keeps its broker connection to an earlier cluster's Redis.
         app = make_app(self.settings)

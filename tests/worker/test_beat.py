@@ -25,6 +25,8 @@ from celery.app.defaults import DEFAULTS
 from celery.beat import Service
 from typer.testing import CliRunner
 
+from common.dispatch import schedule_store
+from common.dispatch.config import celery_config, make_app
 from common.errors import ConfigError
 from common.jobs.schedules import ScheduleSpec
 from common.settings import Settings
@@ -32,8 +34,6 @@ from tests import servers as srv
 from tests.deploy.manifests import COMPOSE_FILE, load_yaml
 from worker import beat as beat_module
 from worker import cli as worker_cli
-from worker import schedules
-from worker.celery_app import celery_config, make_app
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -131,7 +131,7 @@ def test_the_deployed_beat_outlives_its_lock_period_and_fires(
     env.update(values, PYTHONPATH=str(ROOT))
     settings = Settings(broker_url=redis_server.url)
     spec = ScheduleSpec(name="slow", cron="* * * * *", corpus="mini")
-    schedules.add_schedule(make_app(settings), spec, every_s=every_s)
+    schedule_store.add_schedule(make_app(settings), spec, every_s=every_s)
     r = redis_client.Redis.from_url(redis_server.url)
     log_path = tmp_path / "beat.log"
     with _process(_deployed_beat_argv(), env, log_path) as proc:

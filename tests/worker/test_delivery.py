@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 from celery.exceptions import Reject, TimeLimitExceeded
 
+from common.dispatch.config import make_app
+from common.dispatch.enqueue import enqueue
 from common.errors import InvalidInputError, StorageError
 from common.settings import Settings
 from common.state.redis import RedisRecords, attempts_key
@@ -18,7 +20,6 @@ from tests import servers as srv
 from tests.worker.cluster import Cluster, cluster
 from tests.worker.poison_tasks import BROKEN, FLAKY, KILL_SELF, hold
 from worker import runtime
-from worker.celery_app import enqueue, make_app
 from worker.delivery import (
     Attempts,
     DeadLetters,

@@ -19,18 +19,19 @@ from typing import Any
 import pytest
 
 from common.abc.corpus import import_corpus
+from common.dispatch.names import GENERATE, RENDER
 from common.jobs.batches import manifest_key, tune_key
 from common.schemas import BatchSpec, TrainSpec, TuneStatus
 from common.state.redis import RedisRecords
 from common.store.artifacts import make_store
-from producer import cli
+from producer import options
 from producer.client import Client
 from tests import servers as srv
 from tests.model_fixtures import TINY_CORPUS
 from tests.producer_cli import producer_settings, run
 from tests.worker.cluster import Cluster, WorkerProcess, cluster
 from tests.worker.poison_tasks import KILL_SELF
-from worker.celery_app import GENERATE, RENDER, app
+from worker.celery_app import app
 
 pytestmark = pytest.mark.slow
 
@@ -101,7 +102,7 @@ def finished_batch(running: Cluster, model_id: str) -> str:
         for key, value in running.env.items():
             if key.startswith("TUNEBATCH_"):
                 env.setenv(key, value)
-        cli.settings.cache_clear()
+        options.settings.cache_clear()
         code, out, err = run(
             "submit-batch", "--count", "60", "--model", model_id, "--temperature", "0.7",
             "--meter", "6/8", "--key", "D", "--max-chars", "500", "--max-tries", "3",
@@ -109,7 +110,7 @@ def finished_batch(running: Cluster, model_id: str) -> str:
         )  # fmt: skip
     finally:
         env.undo()
-        cli.settings.cache_clear()
+        options.settings.cache_clear()
     assert code == 0, err
     result = json.loads(out)
     assert sum(result["counts"].values()) == 60

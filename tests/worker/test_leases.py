@@ -12,10 +12,11 @@ from pathlib import Path
 import pytest
 import redis
 
+from common.dispatch.config import make_app, transport_options
+from common.dispatch.enqueue import enqueue
 from tests import servers as srv
 from tests.worker.cluster import Cluster, cluster
 from tests.worker.poison_tasks import HOLD
-from worker.celery_app import enqueue, make_app, transport_options
 from worker.leases import UNACKED_INDEX, renew, renew_interval_s
 
 VISIBILITY_S = 6

@@ -19,6 +19,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from common.abc.corpus import import_corpus
+from common.dispatch.names import GENERATE, RENDER
 from common.schemas import BatchSpec, TrainSpec, TuneStatus
 from common.store.artifacts import make_store
 from producer.client import Client
@@ -26,7 +27,6 @@ from tests import servers as srv
 from tests.model_fixtures import TINY_CORPUS
 from tests.worker.cluster import Cluster, WorkerProcess, cluster
 from worker import metrics
-from worker.celery_app import GENERATE, RENDER
 
 pytestmark = pytest.mark.slow
 

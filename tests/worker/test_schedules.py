@@ -28,18 +28,19 @@ import pytest
 
 from common.abc import notation as abc_notation
 from common.abc.corpus import import_corpus, load_corpus
+from common.dispatch import schedule_store
+from common.dispatch.config import make_app
 from common.jobs.batches import manifest_key, tune_key
 from common.jobs.schedules import ScheduleSpec, dataset_tunes
 from common.lstm.registry import resolve_model
 from common.schemas import BatchRecord, Manifest
 from common.store.artifacts import make_store
-from producer import cli
+from producer import options
 from tests import servers as srv
 from tests.model_fixtures import TINY_CORPUS
 from tests.producer_cli import producer_settings, run
 from tests.worker.cluster import ROOT, Cluster, cluster, train_through_workers
 from worker import schedules
-from worker.celery_app import make_app
 
 pytestmark = pytest.mark.slow
 
@@ -143,7 +144,7 @@ def test_beat_fires_once_per_interval_with_two_beats_and_each_batch_covers_the_d
         name="every2", cron="* * * * *", corpus="mini", per_tune=2, temperature=0.8,
         max_chars=300, valid_only=False, formats=["abc", "mid"],
     )  # fmt: skip
-    schedules.add_schedule(app, spec, every_s=2)
+    schedule_store.add_schedule(app, spec, every_s=2)
     rec = running.records
     # Both ways beat is started: Celery's own command and ours; a 1 s loop interval through the
     # setting (the lock keeps its product default, 150 s).
@@ -157,7 +158,7 @@ def test_beat_fires_once_per_interval_with_two_beats_and_each_batch_covers_the_d
     ):
         wait_for("a first scheduled batch", lambda: rec.list_batches(), timeout_s=40)
         time.sleep(6.0)
-        schedules.remove_schedule(app, "every2")
+        schedule_store.remove_schedule(app, "every2")
         time.sleep(1.5)  # a tick (≤ 1 s) already past its due check may still send
     logs = [log_a.read_text(errors="replace"), log_b.read_text(errors="replace")]
     assert all("beat: Starting..." in log for log in logs), logs  # both commands run beat
@@ -186,7 +187,7 @@ def test_embedded_mode_and_bad_input_are_one_line_errors(monkeypatch: pytest.Mon
     for key in list(os.environ):
         if key.startswith("TUNEBATCH_"):
             monkeypatch.delenv(key)
-    cli.settings.cache_clear()
+    options.settings.cache_clear()
     try:
         code, _, err = run("schedule", "list")
         assert code == 2 and "schedules need a broker" in err and len(err.splitlines()) == 1
@@ -197,7 +198,7 @@ def test_embedded_mode_and_bad_input_are_one_line_errors(monkeypatch: pytest.Mon
         code, _, err = run("schedule", "add", "Bad Name", "--cron", "0 3 * * *", "--corpus", "m")
         assert code == 2 and "name" in err and len(err.splitlines()) == 1, err
     finally:
-        cli.settings.cache_clear()
+        options.settings.cache_clear()
 
 
 def test_cli_add_list_run_now_retrains_after_a_corpus_change_then_remove(

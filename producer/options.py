@@ -1,0 +1,122 @@
+"""What every command module shares: the settings, the backend, error handling and the options
+that several commands declare alike (spaCy's ``cli/_util.py`` pattern).
+
+Each command module (`producer.corpus_cli`, `model_cli`, `batch_cli`, `schedule_cli`,
+`gallery_cli`, `report`) declares its options and calls plain functions; `producer.cli` puts
+them on the Typer app.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from enum import StrEnum
+from typing import TYPE_CHECKING, Annotated, ParamSpec, TypeVar
+
+import typer
+from common.errors import TunebatchError
+from common.settings import Settings
+from pydantic import ValidationError
+
+from producer import views
+
+if TYPE_CHECKING:
+    from common.jobs.batches import Context
+    from common.store.artifacts import ArtifactStore
+
+    from producer.backend import Backend
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class PrecisionChoice(StrEnum):
+    """Choices of --precision (see common.lstm.precision)."""
+
+    AUTO = "auto"
+    FLOAT32 = "float32"
+    BFLOAT16 = "bfloat16"
+    MIXED_FLOAT16 = "mixed_float16"
+
+
+# Options that submit-batch and schedule add share.
+MaxCharsOpt = Annotated[int, typer.Option(min=16, help="Longest tune in chars.")]
+ValidOnlyOpt = Annotated[
+    bool,
+    typer.Option(
+        "--valid-only/--any",
+        help="The gate: resample until abc2midi accepts each tune, its bars fit the meter and "
+        "it is no near-copy of a training tune; --any keeps the first try.",
+    ),
+]
+MaxTriesOpt = Annotated[int, typer.Option(min=1, help="Samples per tune with --valid-only.")]
+
+
+def _formats_given(text: str) -> str:
+    """--formats names at least one format: an empty one is a mistake, not "abc only"."""
+    if not [part for part in text.split(",") if part.strip()]:
+        raise typer.BadParameter(
+            "no format given; name at least one of abc,mid,wav,svg,pdf,ogg,mp3,flac "
+            "(abc is always included: --formats abc gives the tune text only)"
+        )
+    return text
+
+
+FormatsOpt = Annotated[
+    str,
+    typer.Option(help="Comma list of abc,mid,wav,svg,pdf,ogg,mp3,flac.", callback=_formats_given),
+]
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    views.err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
+def handles_errors(fn: Callable[P, R]) -> Callable[P, R]:
+    """Turn our errors into one line and an exit code; a traceback is for bugs only."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return fn(*args, **kwargs)
+        except TunebatchError as exc:
+            raise fail(str(exc), exc.exit_code) from None
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            raise fail(f"invalid {where}: {first['msg']}", 2) from None
+        except KeyboardInterrupt:
+            raise fail("interrupted", 130) from None
+
+    return wrapper
+
+
+@functools.cache
+def settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise fail(f"bad TUNEBATCH_ setting {first['loc']}: {first['msg']}", 2) from None
+
+
+def backend() -> Backend:
+    """Where this command's work runs, embedded or distributed (decided once, by the settings)."""
+    from producer.backend import make_backend
+
+    return make_backend(settings())
+
+
+def job_context() -> Context:
+    """The records and store of whichever mode is configured."""
+    return backend().context
+
+
+def store() -> ArtifactStore:
+    """The artifact store of the settings (local disk or the bucket); no Redis needed."""
+    from common.store.artifacts import make_store
+
+    return make_store(settings())

@@ -1,0 +1,73 @@
+"""The producer stands on `common` alone: it imports nothing from `worker` (the producer image
+ships no worker code), and its commands never ask which mode they run in (`producer.backend`
+decides that once)."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+PRODUCER = ROOT / "producer"
+
+
+def _modules() -> list[str]:
+    return sorted(
+        f"producer.{path.stem}" for path in PRODUCER.glob("*.py") if path.stem != "__init__"
+    )
+
+
+def test_importing_every_producer_module_loads_no_worker_module() -> None:
+    code = (
+        "import importlib, sys\n"
+        f"for name in {_modules()!r}:\n"
+        "    importlib.import_module(name)\n"
+        "import producer.cli\n"
+        "producer.cli.app(['--help'], standalone_mode=False)\n"
+        "loaded = sorted(m for m in sys.modules if m.split('.')[0] == 'worker')\n"
+        "assert not loaded, loaded\n"
+    )
+    subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, timeout=120,
+                   capture_output=True)  # fmt: skip
+
+
+def _imports(path: Path) -> list[str]:
+    """Every module an ``import`` or ``from ... import`` in `path` names, at any depth."""
+    names: list[str] = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names.extend(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.append(node.module)
+    return names
+
+
+def test_no_producer_source_imports_worker() -> None:
+    found = {
+        path.name: name
+        for path in PRODUCER.glob("*.py")
+        for name in _imports(path)
+        if name == "worker" or name.startswith("worker.")
+    }
+    assert not found, found
+
+
+def test_commands_never_branch_on_the_mode() -> None:
+    """Only `producer.backend` (and the settings) may look at ``distributed``."""
+    branching = []
+    for path in PRODUCER.glob("*.py"):
+        if path.name == "backend.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            name = (
+                node.attr
+                if isinstance(node, ast.Attribute)
+                else node.id
+                if isinstance(node, ast.Name)
+                else None
+            )
+            if name == "distributed":
+                branching.append(f"{path.name}:{getattr(node, 'lineno', 0)}")
+    assert not branching, branching
