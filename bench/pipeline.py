@@ -35,7 +35,7 @@ if str(ROOT) not in sys.path:
 
 from common.abc.corpus import import_corpus  # noqa: E402
 from common.schemas import BatchSpec, TrainSpec  # noqa: E402
-from common.store.artifacts import make_store  # noqa: E402
+from common.store.open import make_store  # noqa: E402
 from producer.client import BatchProgress, Client  # noqa: E402
 from tests.worker.cluster import Cluster, cluster  # noqa: E402
 

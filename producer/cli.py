@@ -126,7 +126,7 @@ def local_context() -> Any:
     """The embedded-mode job context (local disk or the configured bucket)."""
     from common.jobs.batches import Context
     from common.state.records import LocalRecords
-    from common.store.artifacts import make_store
+    from common.store.open import make_store
 
     s = settings()
     return Context(settings=s, store=make_store(s), records=LocalRecords(s.data_dir / "records"))
@@ -149,7 +149,7 @@ def job_context() -> Any:
 
 
 def store() -> Any:
-    from common.store.artifacts import make_store
+    from common.store.open import make_store
 
     return make_store(settings())
 

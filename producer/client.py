@@ -29,7 +29,7 @@ from common.state.redis import DeadLetter, RedisRecords, RunProgress
 
 if TYPE_CHECKING:
     from common.jobs.batches import Context
-    from common.store.artifacts import ArtifactStore
+    from common.store.base import ArtifactStore
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ class Client:
 
     @cached_property
     def store(self) -> ArtifactStore:
-        from common.store.artifacts import make_store
+        from common.store.open import make_store
 
         return make_store(self.settings)
 

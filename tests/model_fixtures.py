@@ -14,7 +14,7 @@ import pytest
 from common.abc.corpus import import_corpus
 from common.schemas import CorpusRecord, ModelRecord, TrainSpec, new_run_id
 from common.settings import Settings
-from common.store.artifacts import LocalStore
+from common.store.local import LocalStore
 
 TINY_CORPUS = Path(__file__).parent / "data" / "tiny_corpus.abc"
 

@@ -23,7 +23,7 @@ from common.settings import Settings
 if TYPE_CHECKING:
     from celery import Celery
 
-    from common.store.artifacts import ArtifactStore
+    from common.store.base import ArtifactStore
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +117,7 @@ def _check_services(settings: Settings, *, bucket: bool) -> None:
 
 def _probe_services(settings: Settings, *, bucket: bool) -> ArtifactStore | None:
     from common.state.redis import RedisRecords
-    from common.store.artifacts import make_store
+    from common.store.open import make_store
 
     assert settings.broker_url is not None
     RedisRecords.from_url(settings.broker_url, retries=1, timeout_s=3.0).ping()

@@ -53,7 +53,7 @@ from common.jobs.batches import Context
 from common.schemas import RunStatus, TrainSpec, TuneStatus, tune_id
 from common.settings import Settings
 from common.state.redis import DeadLetter, RedisRecords
-from common.store.artifacts import make_store
+from common.store.open import make_store
 from worker import metrics as worker_metrics
 from worker.celery_app import (
     FINALIZE,

@@ -30,7 +30,7 @@ from common.abc.corpus import (
 from common.abc.rhythm import check_rhythm
 from common.errors import InvalidInputError
 from common.schemas import CorpusRecord, check_name
-from common.store.artifacts import ArtifactStore
+from common.store.base import ArtifactStore
 
 _FIELD = re.compile(r"^[A-Za-z]:")
 #: An I: line that is an instruction ("I:linebreak $"), not a transcriber's note ("I: :: ||").

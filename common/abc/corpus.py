@@ -28,7 +28,7 @@ from common.abc import notation as abc_notation
 from common.abc.vocab import Vocab
 from common.errors import InvalidInputError, NotFoundError
 from common.schemas import CorpusRecord, check_name
-from common.store.artifacts import ArtifactStore
+from common.store.base import ArtifactStore
 
 log = logging.getLogger(__name__)
 

@@ -45,7 +45,7 @@ from common.schemas import (
 )
 from common.settings import Settings
 from common.state.records import JobRecords
-from common.store.artifacts import ArtifactStore
+from common.store.base import ArtifactStore
 
 if TYPE_CHECKING:
     from common.abc.corpus import Corpus

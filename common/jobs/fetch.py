@@ -13,9 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from common.errors import IntegrityError, NotFoundError
+from common.files import file_sha256
 from common.jobs.batches import manifest_key
 from common.schemas import ArtifactFile, Manifest, check_batch_id
-from common.store.artifacts import ArtifactStore, file_sha256
+from common.store.base import ArtifactStore
 
 log = logging.getLogger(__name__)
 

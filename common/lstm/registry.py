@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from common.errors import IntegrityError, InvalidInputError, NotFoundError
+from common.files import file_sha256
 from common.schemas import ModelRecord, check_sha256
-from common.store.artifacts import ArtifactStore, file_sha256
+from common.store.base import ArtifactStore
 
 log = logging.getLogger(__name__)
 
