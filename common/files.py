@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
+import io
 import mimetypes
 import os
 import tempfile
@@ -105,7 +106,7 @@ def remember_sha256(path: Path, st: os.stat_result, sha: str) -> None:
             _sha_cache.popitem(last=False)
 
 
-def sha256_of_open(path: Path, f: IO[bytes]) -> tuple[os.stat_result, str]:
+def sha256_of_open(path: Path, f: io.BufferedReader) -> tuple[os.stat_result, str]:
     """Stat and hash of an open file (one file: a concurrent replace cannot mix two versions)."""
     st = os.fstat(f.fileno())
     key = _stat_key(Path(path).absolute(), st)
