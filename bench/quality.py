@@ -152,7 +152,7 @@ def model_rows(args: argparse.Namespace, index: MelodyIndex | None) -> list[dict
     from common.jobs.embedded import run_batch
     from common.lstm.registry import resolve_model
     from common.schemas import BatchSpec
-    from common.state.records import LocalRecords
+    from common.state.local import LocalRecords
     from common.store.open import make_store
 
     s = settings()

@@ -125,7 +125,7 @@ def settings() -> Settings:
 def local_context() -> Any:
     """The embedded-mode job context (local disk or the configured bucket)."""
     from common.jobs.batches import Context
-    from common.state.records import LocalRecords
+    from common.state.local import LocalRecords
     from common.store.open import make_store
 
     s = settings()

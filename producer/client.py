@@ -23,9 +23,9 @@ from typing import TYPE_CHECKING, Any
 from common.errors import BrokerError, ConfigError, NotFoundError, TunebatchError
 from common.jobs import batches
 from common.jobs.cancel import CancelOutcome
-from common.schemas import BatchRecord, BatchSpec, RunStatus, TrainSpec, new_run_id
+from common.schemas import BatchRecord, BatchSpec, RunProgress, RunStatus, TrainSpec, new_run_id
 from common.settings import Settings
-from common.state.redis import DeadLetter, RedisRecords, RunProgress
+from common.state.redis import DeadLetter, RedisRecords
 
 if TYPE_CHECKING:
     from common.jobs.batches import Context
@@ -194,6 +194,3 @@ class Client:
     # -- the system at a glance --------------------------------------------------------------
     def dead_letters(self, limit: int = 1000) -> list[DeadLetter]:
         return self.records.dead_letters(limit)
-
-    def queue_lengths(self) -> dict[str, int]:
-        return self.records.queue_lengths()

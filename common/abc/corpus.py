@@ -301,8 +301,8 @@ def store_corpus(
         }
     )
     name = record.name
-    store.put_bytes(corpus_key(name, "train.txt"), train_text.encode("utf-8"), "text/plain")
-    store.put_bytes(corpus_key(name, "valid.txt"), valid_text.encode("utf-8"), "text/plain")
+    store.put_bytes(corpus_key(name, "train.txt"), train_text.encode("utf-8"))
+    store.put_bytes(corpus_key(name, "valid.txt"), valid_text.encode("utf-8"))
     store.put_bytes(corpus_key(name, "vocab.json"), vocab.to_json().encode("utf-8"))
     if sources is not None:
         payload = json.dumps({"train": train_src, "valid": valid_src})

@@ -44,7 +44,7 @@ from common.schemas import (
     tune_id,
 )
 from common.settings import Settings
-from common.state.records import JobRecords
+from common.state.base import JobRecords
 from common.store.base import ArtifactStore
 
 if TYPE_CHECKING:
@@ -54,18 +54,6 @@ if TYPE_CHECKING:
     from common.quality.similarity import MelodyIndex
 
 log = logging.getLogger(__name__)
-
-CONTENT_TYPES = {
-    "abc": "text/vnd.abc",
-    "mid": "audio/midi",
-    "wav": "audio/wav",
-    "svg": "image/svg+xml",
-    "ogg": "audio/ogg",
-    "mp3": "audio/mpeg",
-    "flac": "audio/flac",
-    "pdf": "application/pdf",
-    "json": "application/json",
-}
 
 
 @dataclass
@@ -139,7 +127,7 @@ class Context:
         if self.store.exists(key):
             return MelodyIndex.from_bytes(self.store.get_bytes(key))
         index = MelodyIndex.from_tunes(abc_notation.split_tunes(corpus.train_text))
-        self.store.put_bytes(key, index.to_bytes(), "application/octet-stream")
+        self.store.put_bytes(key, index.to_bytes())
         return index
 
 
@@ -270,7 +258,7 @@ def generate_chunk(
             if ctx.records.is_cancelled(batch_id):  # cancelled: upload nothing more
                 raise CancelledError(f"batch {batch_id} cancelled")
             abc_key = tune_key(batch_id, tid, "abc")
-            ctx.store.put_bytes(abc_key, text.encode(), CONTENT_TYPES["abc"])
+            ctx.store.put_bytes(abc_key, text.encode())
             try:
                 ctx.records.update_tune(
                     batch_id,
@@ -369,7 +357,7 @@ def render_tune(ctx: Context, batch_id: str, tid: str) -> TuneRecord:
                     continue
                 key = tune_key(batch_id, tid, fmt)
                 written.append(key)
-                info = ctx.store.put_file(key, result.files[fmt], CONTENT_TYPES.get(fmt))
+                info = ctx.store.put_file(key, result.files[fmt])
                 files.append(ArtifactFile(format=fmt, key=key, size=info.size, sha256=info.sha256))
             details = result.info()
     except ToolMissingError as exc:
@@ -460,7 +448,7 @@ def finalize_batch(ctx: Context, batch_id: str) -> Manifest | None:
     if batch.cancelled:  # the tunes cancelled mid-way leave no files (see common.jobs.cancel)
         listed = {f.key for t in tunes for f in t.files}
         cancelling.sweep(ctx.store, artifact_key(batch_id, ""), listed)
-    ctx.store.put_bytes(key, manifest.model_dump_json(indent=2).encode(), CONTENT_TYPES["json"])
+    ctx.store.put_bytes(key, manifest.model_dump_json(indent=2).encode())
     batch.finished_at = finished
     batch.manifest_key = key
     ctx.records.save_batch(batch)

@@ -30,11 +30,9 @@ def register_model(store: ArtifactStore, path: Path, fields: dict[str, Any]) -> 
     """Upload a saved model and its record; the id is the file's hash."""
     model_id = file_sha256(path)
     record = ModelRecord(id=model_id, **fields)
-    store.put_file(model_key(model_id, "keras"), path, "application/octet-stream")
+    store.put_file(model_key(model_id, "keras"), path)
     # The record goes last: a model is listed only once its file is in place.
-    store.put_bytes(
-        model_key(model_id, "json"), record.model_dump_json(indent=2).encode(), "application/json"
-    )
+    store.put_bytes(model_key(model_id, "json"), record.model_dump_json(indent=2).encode())
     log.info("registered model %s (%s on %s)", record.short_id, record.preset, record.corpus)
     return record
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from common.schemas import BatchRecord, BatchSpec, TuneRecord, TuneStatus, new_batch_id, tune_id
-from common.state.records import LocalRecords
+from common.state.local import LocalRecords
 from common.store.local import LocalStore
 from tests.producer_cli import embedded_data_dir, run
 

@@ -20,7 +20,7 @@ from common.jobs.batches import Context, manifest_key, tune_key
 from common.jobs.embedded import run_batch
 from common.jobs.fetch import fetch_batch
 from common.schemas import BatchSpec, TuneStatus, tune_id
-from common.state.records import LocalRecords
+from common.state.local import LocalRecords
 from common.store.local import LocalStore
 from tests.model_fixtures import TinyEnv, tiny_settings
 
