@@ -37,11 +37,6 @@ def register_model(store: ArtifactStore, path: Path, fields: dict[str, Any]) -> 
     return record
 
 
-def save_record(store: ArtifactStore, record: ModelRecord) -> None:
-    """Rewrite a record (e.g. to add the validity rate measured after registration)."""
-    store.put_bytes(model_key(record.id, "json"), record.model_dump_json(indent=2).encode())
-
-
 def list_models(store: ArtifactStore) -> list[ModelRecord]:
     """All registered models, newest first."""
     records = [
