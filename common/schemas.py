@@ -396,6 +396,15 @@ class TuneRecord(Record):
     tries_near_copy: int = Field(default=0, description="Tries that were near-copies.")
     bars: int | None = None
     wrong_bars: int | None = None
+    chars: int | None = Field(default=None, description="Length of the stored ABC text.")
+    rhythm_checked: bool | None = Field(
+        default=None, description="The meter was known, so the bars were checked."
+    )
+    two_part: bool | None = Field(default=None, description="Two repeated parts (AABB form).")
+    melody_grams: int | None = Field(
+        default=None,
+        description="Distinct melody n-grams (common.quality.similarity); 0: too short to compare.",
+    )
     nearest_tune: str | None = Field(
         default=None, description="The most similar tune of the model's training corpus."
     )

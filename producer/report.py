@@ -48,7 +48,8 @@ def report_rows(report: Any) -> list[tuple[str, str]]:
 def batch_report(batch_id: str) -> Any:
     """The batch's QualityReport: its manifest's, or computed now from its records and files."""
     from common.errors import NotFoundError
-    from common.jobs.batches import batch_quality, manifest_key
+    from common.jobs.batches import manifest_key
+    from common.jobs.finalize import batch_quality
     from common.schemas import Manifest, check_batch_id
 
     from producer.cli import job_context

@@ -33,7 +33,6 @@ def tiny_settings(data_dir: Path) -> Settings:
         data_dir=data_dir,
         sample_batch_size=16,
         steps_per_call=8,
-        max_chars=600,
         chunk_size=8,
         render_workers=2,
     )

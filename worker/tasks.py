@@ -1,9 +1,8 @@
 """The Celery tasks: thin wrappers that call `common`, record state and enqueue the next step.
 
-The work itself is in `common.jobs.batches` and `common.lstm.training`, the same functions the
-embedded
-runner calls; nothing here generates, renders or trains. What this module adds is what only a
-distributed system needs:
+The work itself is in `common.jobs` (batches, generate, rendering, finalize) and
+`common.lstm.training`, the same functions the embedded runner calls; nothing here generates,
+renders or trains. What this module adds is what only a distributed system needs:
 
 * **Attempts and the dead-letter list.** Every delivery of a message counts one attempt in Redis
   (keyed by the task id, which a redelivery or a retry keeps). A job that kills its worker (OOM,
@@ -48,7 +47,7 @@ from common.errors import (
     InvalidTransitionError,
     TransientError,
 )
-from common.jobs import batches
+from common.jobs import batches, finalize, generate, rendering
 from common.jobs.batches import Context
 from common.schemas import RunStatus, TrainSpec, TuneStatus, tune_id
 from common.settings import Settings
@@ -379,7 +378,7 @@ def generate_chunk(self: JobTask, batch_id: str, chunk_no: int) -> int:
     """Generate one chunk of a batch, then enqueue a render for each tune that is ready."""
     ctx = context()
     try:
-        ready = batches.generate_chunk(ctx, batch_id, int(chunk_no), should_stop=stopping)
+        ready = generate.generate_chunk(ctx, batch_id, int(chunk_no), should_stop=stopping)
     except CancelledError:
         if stopping():
             raise _requeue_for_shutdown(self, f"chunk {chunk_no} of {batch_id}") from None
@@ -403,7 +402,7 @@ def render_tune(self: JobTask, batch_id: str, tid: str) -> str:
     """Render one tune; the render that makes the batch complete enqueues its finalize."""
     ctx = context()
     try:
-        tune = batches.render_tune(ctx, batch_id, tid)
+        tune = rendering.render_tune(ctx, batch_id, tid)
     except InvalidInputError:
         tune = ctx.records.get_tune(batch_id, tid)
         if tune.status not in (TuneStatus.QUEUED, TuneStatus.GENERATING):
@@ -424,7 +423,7 @@ def render_tune(self: JobTask, batch_id: str, tid: str) -> str:
 @job_task(FINALIZE, give_up_finalize)
 def finalize_batch(self: JobTask, batch_id: str) -> bool:
     """Write the batch's manifest (once every tune is final)."""
-    manifest = batches.finalize_batch(context(), batch_id)
+    manifest = finalize.finalize_batch(context(), batch_id)
     if manifest is None:  # tunes were put back (retry) after the trigger: the next one decides
         records().release_finalize(batch_id)
         finalize_when_done(records(), batch_id)
