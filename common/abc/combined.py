@@ -185,7 +185,11 @@ def import_all(
         sources.extend([collection] * len(fresh))
     if not tunes:
         raise InvalidInputError(f"no usable tunes in {names}: {per}")
-    record = CorpusRecord(
+    return store_corpus(
+        store,
+        tunes,
+        valid_fraction,
+        sources=sources,
         name=check_name(name),
         source="+".join(names),
         files=files,
@@ -199,11 +203,4 @@ def import_all(
         dropped_rhythm=dropped_rhythm,
         source_header=source_header,
         collections=per,
-        train_tunes=0,
-        valid_tunes=0,
-        train_chars=0,
-        valid_chars=0,
-        vocab_size=0,
-        sha256="",
     )
-    return store_corpus(store, record, tunes, valid_fraction, sources=sources)

@@ -81,7 +81,7 @@ def batch_quality(
     if not made:
         return None
     qualities = _qualities(store, batch_id, made)
-    if any(t.rhythm_ok is None for t in made):  # generated before tries were counted
+    if any(t.rhythm_ok is None for t in made):  # a record without rhythm figures has no try counts
         return summarise(qualities, threshold=threshold)
     return summarise(
         qualities,
