@@ -37,7 +37,8 @@ if str(ROOT) not in sys.path:
 from common.jobs.batches import manifest_key, tune_key  # noqa: E402
 from common.jobs.fetch import read_manifest  # noqa: E402
 from common.schemas import ArtifactFile, Manifest, TuneStatus, new_batch_id, tune_id  # noqa: E402
-from common.store.artifacts import ArtifactStore, LocalStore  # noqa: E402
+from common.store.base import ArtifactStore  # noqa: E402
+from common.store.local import LocalStore  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 #: Debian's Chromium, headless, with nothing that phones home (the tests check no request

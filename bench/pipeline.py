@@ -35,7 +35,7 @@ if str(ROOT) not in sys.path:
 
 from common.abc.corpus import import_corpus  # noqa: E402
 from common.schemas import BatchSpec, TrainSpec  # noqa: E402
-from common.store.artifacts import make_store  # noqa: E402
+from common.store.open import make_store  # noqa: E402
 from producer.client import BatchProgress, Client  # noqa: E402
 from tests.worker.cluster import Cluster, cluster  # noqa: E402
 
@@ -85,7 +85,7 @@ def run_embedded(
     """The same batch through `common.jobs.embedded`, reading the model from the same bucket."""
     from common.jobs.batches import Context
     from common.jobs.embedded import run_batch
-    from common.state.records import LocalRecords
+    from common.state.local import LocalRecords
 
     settings = c.settings.model_copy(update={"broker_url": None, "data_dir": tmp / "embedded"})
     ctx = Context(settings=settings, store=make_store(settings), records=LocalRecords(tmp / "rec"))

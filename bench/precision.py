@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from common.abc.corpus import load_corpus
 from common.lstm.network import load_registered
 from common.lstm.sampler import Sampler
-from common.store.artifacts import LocalStore
+from common.store.local import LocalStore
 
 TOLERANCE_BITS = 0.01
 

@@ -87,7 +87,7 @@ def corpus_tunes(name: str) -> list[str]:
     """Train tunes of an imported corpus, else a bundled collection cleaned as on import."""
     from common.abc.corpus import load_corpus
     from common.errors import NotFoundError
-    from common.store.artifacts import make_store
+    from common.store.open import make_store
 
     try:
         corpus = load_corpus(make_store(settings()), name)
@@ -103,7 +103,7 @@ def batch_tunes(ref: str) -> list[str]:
     """The tunes of a batch folder (``t*.abc``) or of a batch id in the store."""
     path = Path(ref)
     if not path.is_dir():
-        from common.store.artifacts import make_store
+        from common.store.open import make_store
 
         store = make_store(settings())
         local = store.local_path(f"batches/{ref}/manifest.json")
@@ -153,8 +153,8 @@ def model_rows(args: argparse.Namespace, index: MelodyIndex | None) -> list[dict
     from common.jobs.embedded import run_batch
     from common.lstm.registry import resolve_model
     from common.schemas import BatchSpec
-    from common.state.records import LocalRecords
-    from common.store.artifacts import make_store
+    from common.state.local import LocalRecords
+    from common.store.open import make_store
 
     s = settings()
     ctx = Context(settings=s, store=make_store(s), records=LocalRecords(s.data_dir / "records"))

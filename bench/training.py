@@ -58,7 +58,7 @@ from common.abc.corpus import import_corpus, load_corpus
 from common.lstm.network import build_model, get_preset
 from common.lstm.training import stream_dataset, train, window_dataset
 from common.schemas import TrainOn, TrainSpec, new_run_id
-from common.store.artifacts import LocalStore
+from common.store.local import LocalStore
 
 TEST_CORPUS = Path(__file__).resolve().parent.parent / "tests" / "data" / "tiny_corpus.abc"
 

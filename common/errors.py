@@ -2,10 +2,9 @@
 
 Every failure a user can cause or a deployment can suffer is one of two kinds, and the kind decides
 what happens next: a `PermanentError` (bad input: a broken tune, an unknown corpus, a tampered
-model)
-is recorded and never retried; a `TransientError` (Redis gone, bucket unreachable, a tool killed,
-disk full) is retried with backoff. Messages say what happened, which input caused it and what to
-do next, because they are shown to people as one line.
+model) is recorded and never retried; a `TransientError` (Redis gone, bucket unreachable, a tool
+killed, disk full) is retried with backoff. Messages say what happened, which input caused it and
+what to do next, because they are shown to people as one line.
 """
 
 from __future__ import annotations

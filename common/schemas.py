@@ -51,7 +51,7 @@ def new_run_id() -> str:
 
 def _checker(pattern: re.Pattern[str], what: str, hint: str) -> Callable[[str], str]:
     def check(value: str) -> str:
-        if not pattern.match(value):
+        if not pattern.fullmatch(value):
             raise InvalidInputError(f"{value!r} is not a valid {what}; {hint}")
         return value
 
@@ -225,17 +225,36 @@ class RunStatus(StrEnum):
     CANCELLED = "cancelled"
 
 
-class RunRecord(Record):
+class RunState(Record):
+    """What every view of a training run says: which run, its recipe, how far, how it ended."""
+
     id: str
     spec: TrainSpec
     status: RunStatus = RunStatus.QUEUED
     epochs_done: int = 0
-    checkpoint_sha256: str | None = None
-    history: list[dict[str, float]] = Field(default_factory=list)
     model_id: str | None = None
     error: str | None = None
     created_at: datetime = Field(default_factory=now)
     updated_at: datetime = Field(default_factory=now)
+
+
+class RunRecord(RunState):
+    """The durable record of a run, in the artifact store beside its checkpoint: what a resumed
+    run restarts from (`common.lstm.training`)."""
+
+    checkpoint_sha256: str | None = None
+    history: list[dict[str, float]] = Field(default_factory=list)
+
+
+class RunProgress(RunState):
+    """The live view of a run in Redis, updated every few steps: what `producer train --wait`
+    and `producer runs` show."""
+
+    epochs: int | None = None
+    step: int = 0
+    steps: int | None = None
+    loss: float | None = None
+    val_bits_per_char: float | None = None
 
 
 # --- batches and tunes ----------------------------------------------------------------------
@@ -377,6 +396,15 @@ class TuneRecord(Record):
     tries_near_copy: int = Field(default=0, description="Tries that were near-copies.")
     bars: int | None = None
     wrong_bars: int | None = None
+    chars: int | None = Field(default=None, description="Length of the stored ABC text.")
+    rhythm_checked: bool | None = Field(
+        default=None, description="The meter was known, so the bars were checked."
+    )
+    two_part: bool | None = Field(default=None, description="Two repeated parts (AABB form).")
+    melody_grams: int | None = Field(
+        default=None,
+        description="Distinct melody n-grams (common.quality.similarity); 0: too short to compare.",
+    )
     nearest_tune: str | None = Field(
         default=None, description="The most similar tune of the model's training corpus."
     )
@@ -399,15 +427,6 @@ class TuneRecord(Record):
         check_transition(self.status, status)
         self.status = status
         self.updated_at = now()
-
-
-class BatchCounts(BaseModel):
-    total: int
-    by_status: dict[str, int]
-
-    @property
-    def final(self) -> int:
-        return sum(self.by_status.get(s.value, 0) for s in FINAL_STATUSES)
 
 
 class QualityReport(BaseModel):

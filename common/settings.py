@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from common.dispatch.beat_timing import check_beat_timing
@@ -87,8 +87,6 @@ class Settings(BaseSettings):
     steps_per_call: int = Field(
         default=32, ge=1, description="Steps run inside one compiled call before Python looks."
     )
-    max_chars: int = Field(default=1500, ge=16, description="Longest tune the sampler writes.")
-    max_tries: int = Field(default=5, ge=1, description="Samples per tune with --valid-only.")
 
     # --- rendering ----------------------------------------------------------------------------
     abc2midi: str = "abc2midi"
@@ -140,7 +138,10 @@ class Settings(BaseSettings):
     bwrap: str = Field(default="bwrap", description="bubblewrap binary (Debian 'bubblewrap').")
     render_workers: int = Field(default=0, ge=0, description="Parallel renders; 0 = CPU count.")
 
-    log_level: str = "INFO"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(
+        default="INFO",
+        description="Log level of workers and beat (their --loglevel option wins over it).",
+    )
     log_format: Literal["text", "json"] = Field(
         default="text",
         description="Worker log lines: text for people, or json (one object per line, with the "
@@ -159,6 +160,11 @@ class Settings(BaseSettings):
         description="Where the pool's processes keep their samples (emptied at start); "
         "defaults to <temp dir>/tunebatch-metrics.",
     )
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_level(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
 
     @model_validator(mode="after")
     def _check_s3(self) -> Settings:

@@ -21,9 +21,17 @@ from typing import TYPE_CHECKING, Protocol
 from common.errors import ConfigError
 from common.jobs.batches import Context, manifest_key
 from common.jobs.cancel import CancelOutcome
-from common.schemas import BatchRecord, BatchSpec, Manifest, ModelRecord, TrainSpec, new_run_id
+from common.schemas import (
+    BatchRecord,
+    BatchSpec,
+    Manifest,
+    ModelRecord,
+    RunProgress,
+    TrainSpec,
+    new_run_id,
+)
 from common.settings import Settings
-from common.state.redis import DeadLetter, RunProgress
+from common.state.redis import DeadLetter
 
 from producer.client import BatchProgress, Client
 
@@ -32,7 +40,7 @@ if TYPE_CHECKING:
 
     from celery import Celery
     from common.lstm.training import TrainingObserver
-    from common.store.artifacts import ArtifactStore
+    from common.store.base import ArtifactStore
 
 log = logging.getLogger(__name__)
 
@@ -177,8 +185,8 @@ class EmbeddedBackend:
 
     @cached_property
     def context(self) -> Context:
-        from common.state.records import LocalRecords
-        from common.store.artifacts import make_store
+        from common.state.local import LocalRecords
+        from common.store.open import make_store
 
         s = self.settings
         return Context(

@@ -27,14 +27,14 @@ from common.dispatch.submit import submit_batch
 from common.errors import BrokerError, ConfigError, NotFoundError, TunebatchError
 from common.jobs import batches
 from common.jobs.cancel import CancelOutcome
-from common.schemas import BatchRecord, BatchSpec, RunStatus, TrainSpec, new_run_id
+from common.schemas import BatchRecord, BatchSpec, RunProgress, RunStatus, TrainSpec, new_run_id
 from common.settings import Settings
-from common.state.redis import DeadLetter, RedisRecords, RunProgress
+from common.state.redis import DeadLetter, RedisRecords
 
 if TYPE_CHECKING:
     from celery import Celery
     from common.jobs.batches import Context
-    from common.store.artifacts import ArtifactStore
+    from common.store.base import ArtifactStore
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ class Client:
 
     @cached_property
     def store(self) -> ArtifactStore:
-        from common.store.artifacts import make_store
+        from common.store.open import make_store
 
         return make_store(self.settings)
 

@@ -34,7 +34,7 @@ from common.abc.notation import header_fields
 from common.abc.rhythm import check_rhythm
 from common.jobs.fetch import fetch_batch, read_manifest
 from common.schemas import Manifest
-from common.store.artifacts import ArtifactStore
+from common.store.base import ArtifactStore
 
 log = logging.getLogger(__name__)
 

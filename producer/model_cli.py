@@ -7,8 +7,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from common.schemas import TrainOn
-from common.state.redis import RunProgress
+from common.schemas import RunProgress, TrainOn
 
 from producer import views
 from producer.backend import RunQueued, Trained, TrainResult

@@ -22,7 +22,7 @@ from producer import views
 
 if TYPE_CHECKING:
     from common.jobs.batches import Context
-    from common.store.artifacts import ArtifactStore
+    from common.store.base import ArtifactStore
 
     from producer.backend import Backend
 
@@ -117,6 +117,6 @@ def job_context() -> Context:
 
 def store() -> ArtifactStore:
     """The artifact store of the settings (local disk or the bucket); no Redis needed."""
-    from common.store.artifacts import make_store
+    from common.store.open import make_store
 
     return make_store(settings())

@@ -51,7 +51,8 @@ def report_rows(report: QualityReport) -> list[tuple[str, str]]:
 def batch_report(batch_id: str) -> QualityReport:
     """The batch's QualityReport: its manifest's, or computed now from its records and files."""
     from common.errors import NotFoundError
-    from common.jobs.batches import batch_quality, manifest_key
+    from common.jobs.batches import manifest_key
+    from common.jobs.finalize import batch_quality
     from common.schemas import Manifest, check_batch_id
 
     from producer.options import job_context

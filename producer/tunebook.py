@@ -16,7 +16,7 @@ from common.errors import InvalidInputError, NotFoundError
 from common.jobs.batches import tune_key
 from common.jobs.fetch import read_manifest
 from common.schemas import tune_index
-from common.store.artifacts import ArtifactStore
+from common.store.base import ArtifactStore
 
 _X_LINE = re.compile(r"^X:.*$", re.MULTILINE)
 

@@ -26,9 +26,8 @@ from rich.table import Table
 
 if TYPE_CHECKING:
     from common.jobs.cancel import CancelOutcome
-    from common.schemas import BatchRecord, TuneRecord
-    from common.state.records import JobRecords
-    from common.state.redis import RunProgress
+    from common.schemas import BatchRecord, RunProgress, TuneRecord
+    from common.state.base import JobRecords
     from rich.console import Group
 
     from producer.backend import Retried

@@ -14,7 +14,7 @@ import pytest
 from common.abc.corpus import import_corpus
 from common.schemas import CorpusRecord, ModelRecord, TrainSpec, new_run_id
 from common.settings import Settings
-from common.store.artifacts import LocalStore
+from common.store.local import LocalStore
 
 TINY_CORPUS = Path(__file__).parent / "data" / "tiny_corpus.abc"
 
@@ -33,7 +33,6 @@ def tiny_settings(data_dir: Path) -> Settings:
         data_dir=data_dir,
         sample_batch_size=16,
         steps_per_call=8,
-        max_chars=600,
         chunk_size=8,
         render_workers=2,
     )

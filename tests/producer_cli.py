@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from common.store.artifacts import ArtifactStore
+from common.store.base import ArtifactStore
 from producer import cli, options
 
 runner = CliRunner()

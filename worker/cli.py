@@ -23,7 +23,7 @@ from common.settings import Settings
 if TYPE_CHECKING:
     from celery import Celery
 
-    from common.store.artifacts import ArtifactStore
+    from common.store.base import ArtifactStore
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,10 @@ app = typer.Typer(
     add_completion=False,
 )
 
-LogLevel = Annotated[str, typer.Option(help="DEBUG, INFO, WARNING or ERROR.")]
+LogLevel = Annotated[
+    str | None,
+    typer.Option(help="DEBUG, INFO, WARNING or ERROR (default: TUNEBATCH_LOG_LEVEL, INFO)."),
+]
 Name = Annotated[
     str | None,
     typer.Option(help="Node name (default <role>-<pid>@<host>; must be unique per worker)."),
@@ -52,11 +55,12 @@ def _fail(message: str, code: int) -> typer.Exit:
     return typer.Exit(code)
 
 
-def _start(loglevel: str, *, bucket: bool) -> tuple[Settings, Celery]:
+def _start(loglevel: str | None, *, bucket: bool) -> tuple[Settings, Celery]:
     """Logging, settings and the configured Celery app for a worker or beat, once the services
-    it needs answer (`bucket`: the artifact store too); errors become one line and an exit code."""
+    it needs answer (`bucket`: the artifact store too); errors become one line and an exit code.
+    The log level is `loglevel`, else the settings' `log_level`."""
     logging.basicConfig(
-        level=loglevel.upper(),
+        level=(loglevel or "INFO").upper(),
         format="[%(asctime)s: %(levelname)s/%(processName)s] %(name)s: %(message)s",
         stream=sys.stderr,
     )
@@ -64,7 +68,7 @@ def _start(loglevel: str, *, bucket: bool) -> tuple[Settings, Celery]:
         settings = Settings()
         from worker import logs
 
-        logs.configure(loglevel, settings.log_format)
+        logs.configure(loglevel or settings.log_level, settings.log_format)
         from worker import banner
         from worker.celery_app import app as celery_app
         from worker.celery_app import configure
@@ -116,7 +120,7 @@ def _check_services(settings: Settings, *, bucket: bool) -> None:
 
 def _probe_services(settings: Settings, *, bucket: bool) -> ArtifactStore | None:
     from common.state.redis import RedisRecords
-    from common.store.artifacts import make_store
+    from common.store.open import make_store
 
     assert settings.broker_url is not None
     RedisRecords.from_url(settings.broker_url, retries=1, timeout_s=3.0).ping()
@@ -130,7 +134,7 @@ def _probe_services(settings: Settings, *, bucket: bool) -> ArtifactStore | None
 def run_worker(
     role: str,
     concurrency: int,
-    loglevel: str,
+    loglevel: str | None,
     name: str | None,
     include: list[str] | None,
     pool: str = "prefork",
@@ -154,7 +158,7 @@ def run_worker(
         f"--hostname={hostname}",
         f"--pool={pool}",
         "-Ofair",
-        f"--loglevel={loglevel.upper()}",
+        f"--loglevel={(loglevel or settings.log_level).upper()}",
         # No gossip/mingle: workers share nothing but the queues; they only slow the start.
         "--without-gossip",
         "--without-mingle",
@@ -172,7 +176,7 @@ def gpu(
     concurrency: Annotated[
         int, typer.Option(min=1, help="Jobs at once; 1 per GPU (a chunk already fills it).")
     ] = 1,
-    loglevel: LogLevel = "INFO",
+    loglevel: LogLevel = None,
     name: Name = None,
     include: Include = None,
 ) -> None:
@@ -186,7 +190,7 @@ def cpu(
     concurrency: Annotated[
         int | None, typer.Option(min=1, help="Renders at once (default: the CPU count).")
     ] = None,
-    loglevel: LogLevel = "INFO",
+    loglevel: LogLevel = None,
     name: Name = None,
     include: Include = None,
 ) -> None:
@@ -205,7 +209,7 @@ def beat(
             "(TUNEBATCH_BEAT_LOCK_TIMEOUT_S) and must last at least 3 of these sleeps.",
         ),
     ] = None,
-    loglevel: LogLevel = "INFO",
+    loglevel: LogLevel = None,
 ) -> None:
     """Celery beat with redbeat: fires the schedules stored in Redis (`producer schedule`).
 
@@ -222,7 +226,8 @@ def beat(
         )
     except TunebatchError as exc:
         raise _fail(str(exc), exc.exit_code) from None
-    argv = ["beat", "--scheduler", SCHEDULER, f"--loglevel={loglevel.upper()}"]
+    level = (loglevel or settings.log_level).upper()
+    argv = ["beat", "--scheduler", SCHEDULER, f"--loglevel={level}"]
     if max_interval is not None:
         argv.append(f"--max-interval={max_interval}")
     celery_app.start(argv)

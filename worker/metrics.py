@@ -271,7 +271,7 @@ class _QueueCollector:
     def collect(self) -> Iterator[Metric]:
         from prometheus_client.core import GaugeMetricFamily
 
-        from common.state.redis import DEAD_LETTER
+        from common.state.keys import DEAD_LETTER
 
         pipe = self.redis.pipeline(transaction=False)
         for queue in self.queues:

@@ -33,7 +33,7 @@ from common.errors import ConfigError
 from common.jobs.batches import Context
 from common.settings import Settings
 from common.state.redis import RedisRecords
-from common.store.artifacts import make_store
+from common.store.open import make_store
 from worker import metrics
 from worker.leases import LeaseRenewer
 

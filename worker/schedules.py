@@ -26,15 +26,14 @@ from common.errors import PermanentError
 from common.jobs.batches import Context
 from common.jobs.schedules import ScheduleSpec, dataset_batch_spec, needs_retrain, retrain_spec
 from common.lstm.registry import LATEST, resolve_model
-from common.schemas import ModelRecord, new_run_id
-from common.state.redis import RedisRecords, RunProgress
+from common.schemas import ModelRecord, RunProgress, new_run_id
+from common.state.redis import RedisRecords
 from worker.celery_app import app
 
 log = logging.getLogger(__name__)
 
-#: What a firing did, per task id (``tunebatch:schedule-fired:<task id>`` → "batch <id>"), so a
-#: redelivered message (worker killed before the acknowledgement) does not submit twice.
-FIRED_PREFIX = "tunebatch:schedule-fired:"
+#: How long what a firing did is remembered (`RedisRecords.remember_fired`), so a redelivered
+#: message (worker killed before the acknowledgement) does not submit twice.
 FIRED_TTL_S = 7 * 24 * 3600
 
 
@@ -49,15 +48,13 @@ def resolve_spec(celery_app: Celery, name_or_spec_json: str) -> ScheduleSpec:
 @contextlib.contextmanager
 def _once(records: RedisRecords, task_id: str | None) -> Iterator[list[str]]:
     """Remember what the task with `task_id` did; a redelivery finds it in ``done[0]``."""
-    key = FIRED_PREFIX + task_id if task_id else None
     done: list[str] = []
-    if key:
-        prior = records.r.get(key)
-        if prior is not None:
-            done.append(prior.decode() if isinstance(prior, bytes) else str(prior))
+    prior = records.fired(task_id) if task_id else None
+    if prior is not None:
+        done.append(prior)
     yield done
-    if key and done:
-        records.r.set(key, done[0], ex=FIRED_TTL_S)
+    if task_id and done:
+        records.remember_fired(task_id, done[0], FIRED_TTL_S)
 
 
 def fire(

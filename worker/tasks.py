@@ -1,9 +1,10 @@
 """The Celery tasks: thin bodies that call `common.jobs`, record state and enqueue the next step.
 
-The work itself is in `common.jobs.batches` and `common.lstm.training`, the same functions the
-embedded runner calls; nothing here generates, renders or trains. Every task is a
-`worker.delivery.JobTask`, so attempts, transient retries, dead-lettering and the requeue on a
-warm shutdown happen around these bodies, not in them. What a body adds:
+The work itself is in `common.jobs` (batches, generate, rendering, finalize) and
+`common.lstm.training`, the same functions the embedded runner calls; nothing here generates,
+renders or trains. Every task is a `worker.delivery.JobTask`, so attempts, transient retries,
+dead-lettering and the requeue on a warm shutdown happen around these bodies, not in them. What
+a body adds:
 
 * **Stopping for a shutdown.** A chunk or a training run sees the warm-shutdown flag at its next
   step boundary (`generate_chunk` puts its unfinished tunes back to ``queued``) and raises
@@ -23,7 +24,7 @@ from typing import Any
 
 from common.dispatch.names import FINALIZE, GENERATE, RENDER, RUN_SCHEDULE, SUBMIT_SCHEDULED, TRAIN
 from common.errors import CancelledError, InvalidInputError, InvalidTransitionError
-from common.jobs import batches
+from common.jobs import batches, finalize, generate, rendering
 from common.jobs.batches import Context
 from common.schemas import RunStatus, TrainSpec, TuneStatus, tune_id
 from common.state.redis import RedisRecords
@@ -74,7 +75,7 @@ def generate_chunk(self: JobTask, batch_id: str, chunk_no: int) -> int:
     """Generate one chunk of a batch, then enqueue a render for each tune that is ready."""
     ctx = context()
     try:
-        ready = batches.generate_chunk(ctx, batch_id, int(chunk_no), should_stop=stopping)
+        ready = generate.generate_chunk(ctx, batch_id, int(chunk_no), should_stop=stopping)
     except CancelledError:
         if stopping():
             raise ShuttingDown(f"chunk {chunk_no} of {batch_id}") from None
@@ -98,7 +99,7 @@ def render_tune(self: JobTask, batch_id: str, tid: str) -> str:
     """Render one tune; the render that makes the batch complete enqueues its finalize."""
     ctx = context()
     try:
-        tune = batches.render_tune(ctx, batch_id, tid)
+        tune = rendering.render_tune(ctx, batch_id, tid)
     except InvalidInputError:
         tune = ctx.records.get_tune(batch_id, tid)
         if tune.status not in (TuneStatus.QUEUED, TuneStatus.GENERATING):
@@ -119,7 +120,7 @@ def render_tune(self: JobTask, batch_id: str, tid: str) -> str:
 @job_task(FINALIZE, give_up_finalize)
 def finalize_batch(self: JobTask, batch_id: str) -> bool:
     """Write the batch's manifest (once every tune is final)."""
-    manifest = batches.finalize_batch(context(), batch_id)
+    manifest = finalize.finalize_batch(context(), batch_id)
     if manifest is None:  # tunes were put back (retry) after the trigger: the next one decides
         records().release_finalize(batch_id)
         finalize_when_done(records(), batch_id)

@@ -30,7 +30,7 @@ from common.abc.corpus import (
 from common.abc.rhythm import check_rhythm
 from common.errors import InvalidInputError
 from common.schemas import CorpusRecord, check_name
-from common.store.artifacts import ArtifactStore
+from common.store.base import ArtifactStore
 
 _FIELD = re.compile(r"^[A-Za-z]:")
 #: An I: line that is an instruction ("I:linebreak $"), not a transcriber's note ("I: :: ||").
@@ -185,7 +185,11 @@ def import_all(
         sources.extend([collection] * len(fresh))
     if not tunes:
         raise InvalidInputError(f"no usable tunes in {names}: {per}")
-    record = CorpusRecord(
+    return store_corpus(
+        store,
+        tunes,
+        valid_fraction,
+        sources=sources,
         name=check_name(name),
         source="+".join(names),
         files=files,
@@ -199,11 +203,4 @@ def import_all(
         dropped_rhythm=dropped_rhythm,
         source_header=source_header,
         collections=per,
-        train_tunes=0,
-        valid_tunes=0,
-        train_chars=0,
-        valid_chars=0,
-        vocab_size=0,
-        sha256="",
     )
-    return store_corpus(store, record, tunes, valid_fraction, sources=sources)

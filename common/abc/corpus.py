@@ -22,13 +22,14 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from common.abc import directives as abc_directives
 from common.abc import notation as abc_notation
 from common.abc.vocab import Vocab
 from common.errors import InvalidInputError, NotFoundError
 from common.schemas import CorpusRecord, check_name
-from common.store.artifacts import ArtifactStore
+from common.store.base import ArtifactStore
 
 log = logging.getLogger(__name__)
 
@@ -239,7 +240,10 @@ def import_corpus(
             f"{cleaned.missing_headers} without M:/K: or music, {cleaned.duplicates} duplicates, "
             f"{cleaned.invalid} rejected by abc2midi)"
         )
-    record = CorpusRecord(
+    return store_corpus(
+        store,
+        cleaned.tunes,
+        valid_fraction,
         name=name,
         source=source if source in BUNDLED else str(Path(source).expanduser().resolve()),
         files=len(files),
@@ -250,24 +254,18 @@ def import_corpus(
         dropped_invalid=cleaned.invalid,
         stripped_directives=dict(sorted(cleaned.stripped.items())),
         valid_only=valid_only,
-        train_tunes=0,
-        valid_tunes=0,
-        train_chars=0,
-        valid_chars=0,
-        vocab_size=0,
-        sha256="",
     )
-    return store_corpus(store, record, cleaned.tunes, valid_fraction)
 
 
 def store_corpus(
     store: ArtifactStore,
-    record: CorpusRecord,
     tunes: list[str],
     valid_fraction: float = DEFAULT_VALID_FRACTION,
     sources: list[str] | None = None,
+    **facts: Any,
 ) -> CorpusRecord:
-    """Split `tunes`, fill in the record's sizes and write the corpus; return the record.
+    """Split `tunes`, write the corpus and return its record: `facts` (the `CorpusRecord` fields
+    of the import: name, source, counts) and the sizes and hash of the split.
 
     With `sources` (one per tune) the split's source of each tune is written too
     (``sources.json``: ``{"train": [...], "valid": [...]}``).
@@ -288,21 +286,18 @@ def store_corpus(
     train_text = abc_notation.join_tunes(train)
     valid_text = abc_notation.join_tunes(valid)
     vocab = Vocab.from_texts([train_text, valid_text])
-    record = record.model_copy(
-        update={
-            "train_tunes": len(train),
-            "valid_tunes": len(valid),
-            "train_chars": len(train_text),
-            "valid_chars": len(valid_text),
-            "vocab_size": len(vocab),
-            "sha256": hashlib.sha256(
-                (train_text + "\x00" + valid_text).encode("utf-8")
-            ).hexdigest(),
-        }
+    record = CorpusRecord(
+        **facts,
+        train_tunes=len(train),
+        valid_tunes=len(valid),
+        train_chars=len(train_text),
+        valid_chars=len(valid_text),
+        vocab_size=len(vocab),
+        sha256=hashlib.sha256((train_text + "\x00" + valid_text).encode("utf-8")).hexdigest(),
     )
     name = record.name
-    store.put_bytes(corpus_key(name, "train.txt"), train_text.encode("utf-8"), "text/plain")
-    store.put_bytes(corpus_key(name, "valid.txt"), valid_text.encode("utf-8"), "text/plain")
+    store.put_bytes(corpus_key(name, "train.txt"), train_text.encode("utf-8"))
+    store.put_bytes(corpus_key(name, "valid.txt"), valid_text.encode("utf-8"))
     store.put_bytes(corpus_key(name, "vocab.json"), vocab.to_json().encode("utf-8"))
     if sources is not None:
         payload = json.dumps({"train": train_src, "valid": valid_src})

@@ -18,7 +18,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from common.store.artifacts import ArtifactStore
+from common.store.base import ArtifactStore
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 
 from common.errors import TransientError
-from common.jobs import batches
+from common.jobs import batches, finalize, generate, rendering
 from common.jobs.batches import Context
 from common.schemas import BatchRecord, BatchSpec, Manifest, TuneRecord
 
@@ -28,7 +28,7 @@ RENDER_ATTEMPTS = 3
 def _render_with_retries(ctx: Context, batch_id: str, tid: str) -> TuneRecord:
     for attempt in range(1, RENDER_ATTEMPTS + 1):
         try:
-            return batches.render_tune(ctx, batch_id, tid)
+            return rendering.render_tune(ctx, batch_id, tid)
         except TransientError as exc:
             if attempt == RENDER_ATTEMPTS:
                 return batches.fail_tune(
@@ -60,7 +60,7 @@ def resume_batch(ctx: Context, batch_id: str, *, progress: ProgressFn | None = N
     generated = 0
     report("generate", 0, spec.count)
     for chunk_no in range(spec.chunks):
-        ready.extend(batches.generate_chunk(ctx, batch_id, chunk_no))
+        ready.extend(generate.generate_chunk(ctx, batch_id, chunk_no))
         generated += len(spec.chunk_indices(chunk_no))
         report("generate", generated, spec.count)
     workers = ctx.settings.render_workers or os.cpu_count() or 1
@@ -70,7 +70,7 @@ def resume_batch(ctx: Context, batch_id: str, *, progress: ProgressFn | None = N
         for done, future in enumerate(as_completed(futures), start=1):
             future.result()
             report("render", done, len(ready))
-    manifest = batches.finalize_batch(ctx, batch_id)
+    manifest = finalize.finalize_batch(ctx, batch_id)
     if manifest is None:
         counts = ctx.records.counts(batch_id)
         raise TransientError(f"batch {batch_id} has unfinished tunes after the run: {counts}")

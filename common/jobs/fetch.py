@@ -13,9 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from common.errors import IntegrityError, NotFoundError
+from common.files import atomic_write_text, file_sha256
 from common.jobs.batches import manifest_key
 from common.schemas import ArtifactFile, Manifest, check_batch_id
-from common.store.artifacts import ArtifactStore, file_sha256
+from common.store.base import ArtifactStore
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +42,7 @@ def read_manifest(store: ArtifactStore, batch_id: str) -> Manifest:
 def _fetch_one(store: ArtifactStore, item: ArtifactFile, dest: Path) -> bool:
     if dest.is_file() and dest.stat().st_size == item.size and file_sha256(dest) == item.sha256:
         return False
-    store.get_file(item.key, dest)
-    actual = file_sha256(dest)
+    actual = store.get_file(item.key, dest).sha256  # hashed while it was written
     if actual != item.sha256:
         dest.unlink(missing_ok=True)
         raise IntegrityError(
@@ -82,5 +82,5 @@ def fetch_batch(
             size += futures[future].size
             if progress is not None:
                 progress(n, len(items))
-    (folder / "manifest.json").write_text(manifest.model_dump_json(indent=2), encoding="utf-8")
+    atomic_write_text(folder / "manifest.json", manifest.model_dump_json(indent=2))
     return FetchResult(folder, downloaded, skipped, size)

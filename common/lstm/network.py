@@ -16,9 +16,10 @@ import keras
 
 from common.abc.vocab import Vocab
 from common.errors import IntegrityError, InvalidInputError, NotFoundError
+from common.files import file_sha256
 from common.lstm.registry import model_file, resolve_model
 from common.schemas import ModelRecord, TrainOn
-from common.store.artifacts import ArtifactStore, file_sha256
+from common.store.base import ArtifactStore
 
 log = logging.getLogger(__name__)
 

@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from common.errors import IntegrityError, InvalidInputError, NotFoundError
+from common.files import file_sha256
 from common.schemas import ModelRecord, check_sha256
-from common.store.artifacts import ArtifactStore, file_sha256
+from common.store.base import ArtifactStore
 
 log = logging.getLogger(__name__)
 
@@ -29,18 +30,11 @@ def register_model(store: ArtifactStore, path: Path, fields: dict[str, Any]) -> 
     """Upload a saved model and its record; the id is the file's hash."""
     model_id = file_sha256(path)
     record = ModelRecord(id=model_id, **fields)
-    store.put_file(model_key(model_id, "keras"), path, "application/octet-stream")
+    store.put_file(model_key(model_id, "keras"), path)
     # The record goes last: a model is listed only once its file is in place.
-    store.put_bytes(
-        model_key(model_id, "json"), record.model_dump_json(indent=2).encode(), "application/json"
-    )
+    store.put_bytes(model_key(model_id, "json"), record.model_dump_json(indent=2).encode())
     log.info("registered model %s (%s on %s)", record.short_id, record.preset, record.corpus)
     return record
-
-
-def save_record(store: ArtifactStore, record: ModelRecord) -> None:
-    """Rewrite a record (e.g. to add the validity rate measured after registration)."""
-    store.put_bytes(model_key(record.id, "json"), record.model_dump_json(indent=2).encode())
 
 
 def list_models(store: ArtifactStore) -> list[ModelRecord]:

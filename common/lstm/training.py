@@ -33,6 +33,7 @@ import tensorflow as tf
 from common.abc.corpus import load_corpus
 from common.abc.vocab import Vocab
 from common.errors import CancelledError, IntegrityError, InvalidInputError, NotFoundError
+from common.files import file_sha256
 from common.lstm.network import (
     LSTM_LAYER,
     Preset,
@@ -60,7 +61,7 @@ from common.schemas import (
     check_run_id,
     now,
 )
-from common.store.artifacts import ArtifactStore, file_sha256
+from common.store.base import ArtifactStore
 
 log = logging.getLogger(__name__)
 

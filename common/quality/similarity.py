@@ -61,15 +61,25 @@ def similarity(a: Grams, b: Grams) -> float:
     return float(np.isin(a, b, assume_unique=True).sum() / len(a))
 
 
+#: Tunes compared pairwise for diversity at most (pairs grow with the square).
+DIVERSITY_SAMPLE = 200
+
+
+def diversity_sample(count: int) -> list[int]:
+    """Which of `count` comparable tunes `distinct_share` compares: all, or an even sample."""
+    if count <= DIVERSITY_SAMPLE:
+        return list(range(count))
+    return [int(i) for i in np.linspace(0, count - 1, DIVERSITY_SAMPLE)]
+
+
 def distinct_share(fingerprints: Sequence[Grams]) -> float:
     """Diversity of a set of tunes: mean over pairs of the share of n-grams the pair does not share.
 
-    1 - Jaccard(A, B) averaged over all pairs (up to 200 tunes, sampled evenly beyond): 1.0 when
-    no two tunes share a figure, 0.0 when all tunes are the same melody.
+    1 - Jaccard(A, B) averaged over all pairs (of the tunes with any n-gram, `diversity_sample`):
+    1.0 when no two tunes share a figure, 0.0 when all tunes are the same melody.
     """
-    picked = [f for f in fingerprints if len(f)]
-    if len(picked) > 200:
-        picked = [picked[int(i)] for i in np.linspace(0, len(picked) - 1, 200)]
+    comparable = [f for f in fingerprints if len(f)]
+    picked = [comparable[i] for i in diversity_sample(len(comparable))]
     total, pairs = 0.0, 0
     for i, a in enumerate(picked):
         for b in picked[i + 1 :]:

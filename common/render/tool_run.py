@@ -17,7 +17,6 @@ tool and which arguments; `common.render.sandbox` decides what the tool can see)
 from __future__ import annotations
 
 import contextlib
-import errno
 import functools
 import logging
 import os
@@ -43,6 +42,7 @@ from common.errors import (
     ToolMissingError,
     TransientError,
 )
+from common.files import is_disk_full
 from common.render.sandbox import Jail
 from common.settings import Settings
 
@@ -234,7 +234,7 @@ def storage_guard(what: str) -> Iterator[None]:
     try:
         yield
     except OSError as exc:
-        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        if is_disk_full(exc):
             raise StorageFullError(
                 f"no space left while {what} ({exc}); free space in the temp directory "
                 f"({tempfile.gettempdir()}) and retry"
@@ -364,7 +364,7 @@ def run_tool(
                 "TUNEBATCH_RENDER_* settings against this machine's limits (ulimit -a)"
             ) from exc
         except OSError as exc:
-            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            if is_disk_full(exc):
                 raise StorageFullError(f"no space left to start {tool.name} ({exc})") from exc
             raise TransientError(f"could not start {tool.name} ({exc}); retry later") from exc
         logger.debug("started %s (pid %d) in %s", " ".join(command), proc.pid, workdir)

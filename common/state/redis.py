@@ -6,23 +6,13 @@ broker is already a Redis, so the records live beside the queues (one server to 
 Why a compare-and-set script: a tune's status changes several times per tune, from different
 processes, and the per-status counters that `producer status` and the finalize trigger read must
 stay exact. Each change is computed in Python with the same code as the local backend
-(`common.state.records` → `schemas.ALLOWED_TRANSITIONS`), then written by one Lua script that only
-applies it if the stored JSON is still the one the check was made against, and moves the counters
-in the same atomic step. A lost race (rare: one job owns a tune at a time) re-reads and re-checks.
-The JSON itself is never re-encoded in Lua: Redis' cjson would turn ``[]`` into ``{}``.
+(`common.state.base.apply_update` → `schemas.ALLOWED_TRANSITIONS`), then written by one Lua
+script that only applies it if the stored JSON is still the one the check was made against, and
+moves the counters in the same atomic step. A lost race (rare: one job owns a tune at a time)
+re-reads and re-checks. The JSON itself is never re-encoded in Lua: Redis' cjson would turn
+``[]`` into ``{}``.
 
-Keys (all under ``tunebatch:``)::
-
-    tunebatch:batches                     sorted set: batch id → created time (for `list`)
-    tunebatch:batch:<id>                  BatchRecord JSON (written last when a batch is created)
-    tunebatch:batch:<id>:tunes            hash: tune id → TuneRecord JSON
-    tunebatch:batch:<id>:counts           hash: status → number of tunes
-    tunebatch:batch:<id>:cancelled        the cancel flag; never cleared by a later save
-    tunebatch:batch:<id>:finalize         SET NX guard: finalize_batch is enqueued once
-    tunebatch:runs                        sorted set: training run id → created time
-    tunebatch:run:<id>                    RunProgress JSON (status, epoch, step, loss)
-    tunebatch:attempts:<task id>          deliveries of one task message so far
-    tunebatch:dead-letter                 list of DeadLetter JSON entries
+Keys: `common.state.keys` builds every one of them.
 
 Every Redis failure surfaces as our own error with the server's URL, password left out:
 `BrokerError` (transient) when Redis cannot be reached, `ConfigError` when it refuses the
@@ -47,23 +37,16 @@ from common.errors import BrokerError, ConfigError, InvalidInputError, NotFoundE
 from common.schemas import (
     FINAL_STATUSES,
     BatchRecord,
-    RunStatus,
-    TrainSpec,
+    RunProgress,
     TuneRecord,
     TuneStatus,
-    check_batch_id,
-    check_run_id,
     now,
     tune_index,
 )
-from common.state.records import JobRecords, _apply
+from common.state import keys
+from common.state.base import JobRecords, apply_update
 
 log = logging.getLogger(__name__)
-
-PREFIX = "tunebatch"
-BATCHES = f"{PREFIX}:batches"
-RUNS = f"{PREFIX}:runs"
-DEAD_LETTER = f"{PREFIX}:dead-letter"
 
 #: Tunes per HSET command when a batch is created (one transaction either way).
 _CREATE_SLICE = 5000
@@ -97,18 +80,6 @@ return 0
 """
 
 
-def batch_key(batch_id: str) -> str:
-    return f"{PREFIX}:batch:{check_batch_id(batch_id)}"
-
-
-def run_key(run_id: str) -> str:
-    return f"{PREFIX}:run:{check_run_id(run_id)}"
-
-
-def attempts_key(task_id: str) -> str:
-    return f"{PREFIX}:attempts:{task_id}"
-
-
 def safe_url(url: str) -> str:
     """The URL as it may be shown to people: scheme, user, host, port and db; no password."""
     try:
@@ -119,28 +90,6 @@ def safe_url(url: str) -> str:
         return "(unparseable redis URL)"
     user = f"{parts.username}@" if parts.username else ""
     return f"{parts.scheme}://{user}{host}{port}{parts.path}"
-
-
-class RunProgress(BaseModel):
-    """A training run as `producer train --wait` and `producer runs` see it, updated live.
-
-    The durable record of a run (`schemas.RunRecord`, with its checkpoint) is in the artifact
-    store; this is the fast-changing view: which epoch and step, the last loss.
-    """
-
-    id: str
-    spec: TrainSpec
-    status: RunStatus = RunStatus.QUEUED
-    epochs: int | None = None
-    epochs_done: int = 0
-    step: int = 0
-    steps: int | None = None
-    loss: float | None = None
-    val_bits_per_char: float | None = None
-    model_id: str | None = None
-    error: str | None = None
-    created_at: datetime = Field(default_factory=now)
-    updated_at: datetime = Field(default_factory=now)
 
 
 class DeadLetter(BaseModel):
@@ -215,7 +164,8 @@ class RedisRecords(JobRecords):
     # -- batches -----------------------------------------------------------------------------
     def create_batch(self, batch: BatchRecord, tunes: list[TuneRecord]) -> None:
         """Write tunes, counters, batch and list entry in one transaction: all or nothing."""
-        key = batch_key(batch.id)
+        key = keys.batch_key(batch.id)
+        tunes_key, counts_key = keys.batch_tunes_key(batch.id), keys.batch_counts_key(batch.id)
         counts = {s.value: 0 for s in TuneStatus}
         for tune in tunes:
             counts[tune.status.value] += 1
@@ -223,33 +173,31 @@ class RedisRecords(JobRecords):
             if self.r.exists(key):
                 raise InvalidInputError(f"batch {batch.id} exists already")
             pipe = self.r.pipeline(transaction=True)
-            pipe.delete(f"{key}:tunes", f"{key}:counts", f"{key}:finalize")
+            pipe.delete(tunes_key, counts_key, keys.batch_finalize_key(batch.id))
             for start in range(0, len(tunes), _CREATE_SLICE):
                 part = tunes[start : start + _CREATE_SLICE]
-                pipe.hset(f"{key}:tunes", mapping={t.tune_id: t.model_dump_json() for t in part})
-            pipe.hset(f"{key}:counts", mapping=dict[Any, Any](counts))
+                pipe.hset(tunes_key, mapping={t.tune_id: t.model_dump_json() for t in part})
+            pipe.hset(counts_key, mapping=dict[Any, Any](counts))
             if batch.cancelled:
-                pipe.set(f"{key}:cancelled", "1")
+                pipe.set(keys.batch_cancelled_key(batch.id), "1")
             # The batch record last: readers treat a batch as existing once it is there.
             pipe.set(key, batch.model_dump_json())
-            pipe.zadd(BATCHES, {batch.id: batch.created_at.timestamp()})
+            pipe.zadd(keys.BATCHES, {batch.id: batch.created_at.timestamp()})
             pipe.execute()
 
     def delete_batch(self, batch_id: str) -> None:
         """Remove every key of a batch (used to undo a submission whose enqueue failed)."""
-        key = batch_key(batch_id)
         with self._errors(f"deleting batch {batch_id}"):
             pipe = self.r.pipeline(transaction=True)
-            pipe.zrem(BATCHES, batch_id)
-            pipe.delete(key, f"{key}:tunes", f"{key}:counts", f"{key}:cancelled", f"{key}:finalize")
+            pipe.zrem(keys.BATCHES, batch_id)
+            pipe.delete(*keys.batch_keys(batch_id))
             pipe.execute()
 
     def get_batch(self, batch_id: str) -> BatchRecord:
-        key = batch_key(batch_id)
         with self._errors(f"reading batch {batch_id}"):
             pipe = self.r.pipeline(transaction=False)
-            pipe.get(key)
-            pipe.exists(f"{key}:cancelled")
+            pipe.get(keys.batch_key(batch_id))
+            pipe.exists(keys.batch_cancelled_key(batch_id))
             raw, flagged = pipe.execute()
         if raw is None:
             raise NotFoundError(f"no batch {batch_id}; see `producer list`")
@@ -258,12 +206,11 @@ class RedisRecords(JobRecords):
         return batch
 
     def save_batch(self, batch: BatchRecord) -> None:
-        key = batch_key(batch.id)
         with self._errors(f"saving batch {batch.id}"):
             pipe = self.r.pipeline(transaction=True)
             if batch.cancelled:
-                pipe.set(f"{key}:cancelled", "1")
-            pipe.set(key, batch.model_dump_json(), xx=True)
+                pipe.set(keys.batch_cancelled_key(batch.id), "1")
+            pipe.set(keys.batch_key(batch.id), batch.model_dump_json(), xx=True)
             written = pipe.execute()[-1]
         if not written:
             raise NotFoundError(f"no batch {batch.id}; see `producer list`")
@@ -271,15 +218,18 @@ class RedisRecords(JobRecords):
     def is_cancelled(self, batch_id: str) -> bool:
         """One EXISTS: generation asks this between compiled steps."""
         with self._errors(f"reading batch {batch_id}"):
-            return bool(self.r.exists(f"{batch_key(batch_id)}:cancelled"))
+            return bool(self.r.exists(keys.batch_cancelled_key(batch_id)))
 
     def list_batches(self, limit: int | None = None) -> list[BatchRecord]:
         with self._errors("listing batches"):
-            ids = [str(i) for i in self.r.zrevrange(BATCHES, 0, -1 if limit is None else limit - 1)]
+            ids = [
+                str(i)
+                for i in self.r.zrevrange(keys.BATCHES, 0, -1 if limit is None else limit - 1)
+            ]
             if not ids:
                 return []
-            raws = self.r.mget([batch_key(i) for i in ids])
-            flags = self.r.mget([f"{batch_key(i)}:cancelled" for i in ids])
+            raws = self.r.mget([keys.batch_key(i) for i in ids])
+            flags = self.r.mget([keys.batch_cancelled_key(i) for i in ids])
         out = []
         for raw, flag in zip(raws, flags, strict=True):
             if raw is None:
@@ -292,7 +242,7 @@ class RedisRecords(JobRecords):
     def counts(self, batch_id: str) -> dict[str, int]:
         """Exact per-status counts from the counters (one HGETALL, no tune is read)."""
         with self._errors(f"reading batch {batch_id}"):
-            raw = self.r.hgetall(f"{batch_key(batch_id)}:counts")
+            raw = self.r.hgetall(keys.batch_counts_key(batch_id))
         if not raw:
             raise NotFoundError(f"no batch {batch_id}; see `producer list`")
         return {s.value: int(raw.get(s.value, 0)) for s in TuneStatus}
@@ -301,14 +251,14 @@ class RedisRecords(JobRecords):
     def get_tune(self, batch_id: str, tune_id: str) -> TuneRecord:
         tune_index(tune_id)
         with self._errors(f"reading tune {batch_id}/{tune_id}"):
-            raw = self.r.hget(f"{batch_key(batch_id)}:tunes", tune_id)
+            raw = self.r.hget(keys.batch_tunes_key(batch_id), tune_id)
         if raw is None:
             raise NotFoundError(f"batch {batch_id} has no tune {tune_id}")
         return TuneRecord.model_validate_json(raw)
 
     def tunes(self, batch_id: str) -> list[TuneRecord]:
         with self._errors(f"reading tunes of {batch_id}"):
-            raw = self.r.hgetall(f"{batch_key(batch_id)}:tunes")
+            raw = self.r.hgetall(keys.batch_tunes_key(batch_id))
         if not raw:
             raise NotFoundError(f"no batch {batch_id}; see `producer list`")
         return [TuneRecord.model_validate_json(raw[k]) for k in sorted(raw)]
@@ -316,16 +266,16 @@ class RedisRecords(JobRecords):
     def _swap(self, batch_id: str, tune_id: str, change: Any, doing: str) -> TuneRecord:
         """Read, compute the new record with `change(old)`, write if unchanged; retry on races."""
         tune_index(tune_id)
-        key = batch_key(batch_id)
+        tunes_key, counts_key = keys.batch_tunes_key(batch_id), keys.batch_counts_key(batch_id)
         with self._errors(f"{doing} tune {batch_id}/{tune_id}"):
             for _ in range(_CAS_TRIES):
-                raw = self.r.hget(f"{key}:tunes", tune_id)
+                raw = self.r.hget(tunes_key, tune_id)
                 if raw is None:
                     raise NotFoundError(f"batch {batch_id} has no tune {tune_id}")
                 old = TuneRecord.model_validate_json(raw)
                 new: TuneRecord = change(TuneRecord.model_validate_json(raw))
                 applied = self._cas_tune(
-                    keys=[f"{key}:tunes", f"{key}:counts"],
+                    keys=[tunes_key, counts_key],
                     args=[tune_id, raw, new.model_dump_json(), old.status.value, new.status.value],
                 )
                 if applied == 1:
@@ -339,7 +289,9 @@ class RedisRecords(JobRecords):
     def update_tune(
         self, batch_id: str, tune_id: str, status: TuneStatus | None = None, **fields: Any
     ) -> TuneRecord:
-        return self._swap(batch_id, tune_id, lambda tune: _apply(tune, status, fields), "updating")
+        return self._swap(
+            batch_id, tune_id, lambda tune: apply_update(tune, status, fields), "updating"
+        )
 
     def reset_tune(self, tune: TuneRecord) -> None:
         fresh = tune.model_copy(update={"updated_at": now()})
@@ -352,11 +304,10 @@ class RedisRecords(JobRecords):
         The caller then enqueues ``finalize_batch``; everyone else (a render finishing at the
         same moment, a redelivered task) sees False.
         """
-        key = batch_key(batch_id)
         batch = self.get_batch(batch_id)
         with self._errors(f"finalizing batch {batch_id}"):
             claimed = self._claim(
-                keys=[f"{key}:counts", f"{key}:finalize"],
+                keys=[keys.batch_counts_key(batch_id), keys.batch_finalize_key(batch_id)],
                 args=[batch.spec.count, *(s.value for s in FINAL_STATUSES)],
             )
         return bool(claimed)
@@ -364,21 +315,21 @@ class RedisRecords(JobRecords):
     def release_finalize(self, batch_id: str) -> None:
         """Allow a new finalize (after `retry --failed`, or when a finalize job gave up)."""
         with self._errors(f"finalizing batch {batch_id}"):
-            self.r.delete(f"{batch_key(batch_id)}:finalize")
+            self.r.delete(keys.batch_finalize_key(batch_id))
 
     # -- training runs -----------------------------------------------------------------------
     def create_run(self, run: RunProgress) -> None:
         with self._errors(f"creating training run {run.id}"):
             pipe = self.r.pipeline(transaction=True)
-            pipe.set(run_key(run.id), run.model_dump_json(), nx=True)
-            pipe.zadd(RUNS, {run.id: run.created_at.timestamp()})
+            pipe.set(keys.run_progress_key(run.id), run.model_dump_json(), nx=True)
+            pipe.zadd(keys.RUNS, {run.id: run.created_at.timestamp()})
             created, _ = pipe.execute()
         if not created:
             raise InvalidInputError(f"training run {run.id} exists already")
 
     def get_run(self, run_id: str) -> RunProgress:
         with self._errors(f"reading training run {run_id}"):
-            raw = self.r.get(run_key(run_id))
+            raw = self.r.get(keys.run_progress_key(run_id))
         if raw is None:
             raise NotFoundError(f"no training run {run_id}; see `producer runs`")
         return RunProgress.model_validate_json(raw)
@@ -388,19 +339,19 @@ class RedisRecords(JobRecords):
         run = self.get_run(run_id).model_copy(update={**fields, "updated_at": now()})
         run = RunProgress.model_validate(run.model_dump())
         with self._errors(f"updating training run {run_id}"):
-            self.r.set(run_key(run_id), run.model_dump_json())
+            self.r.set(keys.run_progress_key(run_id), run.model_dump_json())
         return run
 
     def list_runs(self, limit: int = 50) -> list[RunProgress]:
         with self._errors("listing training runs"):
-            ids = [str(i) for i in self.r.zrevrange(RUNS, 0, limit - 1)]
-            raws = self.r.mget([run_key(i) for i in ids]) if ids else []
+            ids = [str(i) for i in self.r.zrevrange(keys.RUNS, 0, limit - 1)]
+            raws = self.r.mget([keys.run_progress_key(i) for i in ids]) if ids else []
         return [RunProgress.model_validate_json(r) for r in raws if r is not None]
 
     # -- task attempts and the dead-letter list ----------------------------------------------
     def count_attempt(self, task_id: str, ttl_s: int) -> int:
         """Count one more delivery of task message `task_id`; return the deliveries so far."""
-        key = attempts_key(task_id)
+        key = keys.attempts_key(task_id)
         with self._errors("counting a task attempt"):
             pipe = self.r.pipeline(transaction=True)
             pipe.incr(key)
@@ -410,32 +361,36 @@ class RedisRecords(JobRecords):
 
     def attempts(self, task_id: str) -> int:
         with self._errors("counting a task attempt"):
-            raw = self.r.get(attempts_key(task_id))
+            raw = self.r.get(keys.attempts_key(task_id))
         return int(raw) if raw else 0
 
     def uncount_attempt(self, task_id: str) -> None:
         """Take back a delivery that did no work (a requeue at worker shutdown)."""
         with self._errors("counting a task attempt"):
-            self.r.decr(attempts_key(task_id))
+            self.r.decr(keys.attempts_key(task_id))
 
     def forget_attempts(self, task_id: str) -> None:
         with self._errors("counting a task attempt"):
-            self.r.delete(attempts_key(task_id))
+            self.r.delete(keys.attempts_key(task_id))
 
     def push_dead_letter(self, entry: DeadLetter) -> None:
         with self._errors("writing the dead-letter list"):
-            self.r.rpush(DEAD_LETTER, entry.model_dump_json())
+            self.r.rpush(keys.DEAD_LETTER, entry.model_dump_json())
 
     def dead_letters(self, limit: int = 1000) -> list[DeadLetter]:
         """The newest `limit` entries, oldest first."""
         with self._errors("reading the dead-letter list"):
-            raws = self.r.lrange(DEAD_LETTER, -limit, -1)
+            raws = self.r.lrange(keys.DEAD_LETTER, -limit, -1)
         return [DeadLetter.model_validate_json(r) for r in raws]
 
-    def queue_lengths(self, queues: tuple[str, ...] = ("gpu", "cpu")) -> dict[str, int]:
-        """Messages waiting per Celery queue (the kombu Redis transport keeps a list per queue)."""
-        with self._errors("reading queue lengths"):
-            pipe = self.r.pipeline(transaction=False)
-            for q in queues:
-                pipe.llen(q)
-            return dict(zip(queues, (int(n) for n in pipe.execute()), strict=True))
+    # -- schedule firings --------------------------------------------------------------------
+    def fired(self, task_id: str) -> str | None:
+        """What the schedule firing with `task_id` did ("batch <id>"), or None if it has not."""
+        with self._errors("reading a schedule firing"):
+            raw = self.r.get(keys.schedule_fired_key(task_id))
+        return None if raw is None else str(raw)
+
+    def remember_fired(self, task_id: str, what: str, ttl_s: int) -> None:
+        """Record what a firing did, so a redelivered message does not fire it again."""
+        with self._errors("recording a schedule firing"):
+            self.r.set(keys.schedule_fired_key(task_id), what, ex=ttl_s)

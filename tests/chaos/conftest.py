@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from common.abc.corpus import import_corpus
-from common.store.artifacts import make_store
+from common.store.open import make_store
 from tests import servers as srv
 from tests.chaos.faults import BucketProxy, bucket_proxy
 from tests.model_fixtures import TINY_CORPUS

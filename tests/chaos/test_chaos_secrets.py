@@ -13,7 +13,7 @@ from common.abc.corpus import import_corpus
 from common.errors import ConfigError
 from common.settings import Settings
 from common.state.redis import RedisRecords
-from common.store.artifacts import make_store
+from common.store.open import make_store
 from producer.client import Client
 from tests import servers as srv
 from tests.chaos import driver

@@ -24,7 +24,7 @@ from common.errors import RenderError
 from common.render.formats import FORMATS
 from common.render.pipeline import check_abc, rendered
 from common.settings import Settings
-from common.store.artifacts import LocalStore
+from common.store.local import LocalStore
 from tests.model_fixtures import TinyEnv
 from tests.producer_cli import embedded_data_dir, run
 

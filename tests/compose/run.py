@@ -38,7 +38,7 @@ from typing import Any, cast
 
 from common.abc.corpus import import_corpus
 from common.settings import Settings
-from common.store.artifacts import make_store
+from common.store.open import make_store
 from tests import servers as srv
 from tests.chaos.driver import COLUMNS, Figures, _table, audit
 from tests.model_fixtures import TINY_CORPUS

@@ -16,8 +16,8 @@ import pytest
 from common.jobs.batches import Context, manifest_key
 from common.jobs.embedded import run_batch
 from common.schemas import ArtifactFile, BatchSpec, Manifest
-from common.state.records import LocalRecords
-from common.store.artifacts import LocalStore
+from common.state.local import LocalRecords
+from common.store.local import LocalStore
 from tests.model_fixtures import TinyEnv, tiny_settings
 
 GALLERY_TUNES = 50

@@ -16,14 +16,15 @@ import pytest
 from common.schemas import (
     BatchRecord,
     BatchSpec,
+    RunProgress,
     RunStatus,
     TrainSpec,
     TuneRecord,
     TuneStatus,
     tune_id,
 )
-from common.state.records import LocalRecords
-from common.state.redis import RedisRecords, RunProgress
+from common.state.local import LocalRecords
+from common.state.redis import RedisRecords
 from producer import options, views
 from tests import servers as srv
 from tests.producer_cli import run

@@ -21,7 +21,7 @@ from common.lstm.registry import register_model
 from common.schemas import BatchSpec
 from common.settings import Settings
 from common.state.redis import RedisRecords
-from common.store.artifacts import LocalStore
+from common.store.local import LocalStore
 from producer import cli, options, views
 from producer.client import Client
 from tests import servers as srv

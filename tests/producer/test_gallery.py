@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from common.jobs.batches import manifest_key
-from common.store.artifacts import S3Store
+from common.store.s3 import S3Store
 from producer import options
 from producer.gallery import CSP, count_bars, facts, json_for_script, tune_entry
 from producer.gallery_cli import make_server

@@ -19,7 +19,7 @@ import pytest
 from playwright.sync_api import Browser, Page, Playwright, Route, sync_playwright
 
 from bench.gallery import CHROMIUM, CHROMIUM_ARGS, TARGET_MS, measure_load, replicate_batch
-from common.store.artifacts import LocalStore
+from common.store.local import LocalStore
 from producer.gallery import build_gallery, facts, page_data, render_index
 from producer.tunebook import export_tunebook, parse_ids
 from tests.producer.conftest import HOSTILE_TITLES, GalleryBatch

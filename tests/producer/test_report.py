@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from common.schemas import BatchRecord, BatchSpec, TuneRecord, TuneStatus, new_batch_id, tune_id
-from common.state.records import LocalRecords
-from common.store.artifacts import LocalStore
+from common.state.local import LocalRecords
+from common.store.local import LocalStore
 from tests.producer_cli import embedded_data_dir, run
 
 GOOD = "X:1\nT:Good\nM:6/8\nL:1/8\nK:G\nD|GAB cBA|GAB c2:|\n"

@@ -13,7 +13,7 @@ import pytest
 from rich.console import Console
 
 from common.schemas import BatchRecord, BatchSpec, TuneRecord, TuneStatus, tune_id
-from common.state.records import LocalRecords
+from common.state.local import LocalRecords
 from producer import options, views
 from tests.producer_cli import run
 

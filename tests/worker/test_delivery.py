@@ -15,7 +15,8 @@ from common.dispatch.config import make_app
 from common.dispatch.enqueue import enqueue
 from common.errors import InvalidInputError, StorageError
 from common.settings import Settings
-from common.state.redis import RedisRecords, attempts_key
+from common.state.keys import attempts_key
+from common.state.redis import RedisRecords
 from tests import servers as srv
 from tests.worker.cluster import Cluster, cluster
 from tests.worker.poison_tasks import BROKEN, FLAKY, KILL_SELF, hold

@@ -23,7 +23,7 @@ from common.dispatch.names import GENERATE, RENDER
 from common.jobs.batches import manifest_key, tune_key
 from common.schemas import BatchSpec, TrainSpec, TuneStatus
 from common.state.redis import RedisRecords
-from common.store.artifacts import make_store
+from common.store.open import make_store
 from producer import options
 from producer.client import Client
 from tests import servers as srv

@@ -21,7 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from common.abc.corpus import import_corpus
 from common.dispatch.names import GENERATE, RENDER
 from common.schemas import BatchSpec, TrainSpec, TuneStatus
-from common.store.artifacts import make_store
+from common.store.open import make_store
 from producer.client import Client
 from tests import servers as srv
 from tests.model_fixtures import TINY_CORPUS

@@ -34,7 +34,7 @@ from common.jobs.batches import manifest_key, tune_key
 from common.jobs.schedules import ScheduleSpec, dataset_tunes
 from common.lstm.registry import resolve_model
 from common.schemas import BatchRecord, Manifest
-from common.store.artifacts import make_store
+from common.store.open import make_store
 from producer import options
 from tests import servers as srv
 from tests.model_fixtures import TINY_CORPUS

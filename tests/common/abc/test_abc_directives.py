@@ -142,9 +142,9 @@ def test_the_allow_list_covers_the_corpora_we_ship(name: str) -> None:
 def test_a_sampled_tune_with_a_refused_directive_is_invalid() -> None:
     """What the sampler writes passes the same rule: the gate marks it invalid (and resamples
     it with --valid-only) and render refuses it, naming the directive."""
-    from common.jobs.batches import _check_tune
+    from common.jobs.generate import check_tune
     from common.settings import Settings
 
-    quality = _check_tune(HEAD + "I:bgcolor red\ndAFA dAFA|\n", Settings())
+    quality = check_tune(HEAD + "I:bgcolor red\ndAFA dAFA|\n", Settings())
     assert quality.valid is False
     assert any("'bgcolor'" in reason for reason in quality.reasons), quality.reasons

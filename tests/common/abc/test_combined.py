@@ -10,7 +10,7 @@ from common.abc.corpus import load_corpus
 from common.abc.rhythm import check_rhythm
 from common.render import pipeline as render
 from common.settings import Settings
-from common.store.artifacts import LocalStore
+from common.store.local import LocalStore
 
 AIRDS = """X:0004
 T:I'll Touzle your Kurchy.

@@ -18,7 +18,7 @@ from common.abc.corpus import (
 from common.errors import InvalidInputError, NotFoundError
 from common.render import pipeline as render
 from common.settings import Settings
-from common.store.artifacts import LocalStore
+from common.store.local import LocalStore
 from tests.model_fixtures import TINY_CORPUS
 
 GOOD = "X:1\nT:Good\nM:2/4\nL:1/8\nK:D\nDE FA|dc BA|\n"

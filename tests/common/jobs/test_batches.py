@@ -15,13 +15,13 @@ from common.errors import (
     InvalidTransitionError,
     TransientError,
 )
-from common.jobs import batches
+from common.jobs import batches, finalize, generate, rendering
 from common.jobs.batches import Context, manifest_key, tune_key
 from common.jobs.embedded import run_batch
 from common.jobs.fetch import fetch_batch
 from common.schemas import BatchSpec, TuneStatus, tune_id
-from common.state.records import LocalRecords
-from common.store.artifacts import LocalStore
+from common.state.local import LocalRecords
+from common.store.local import LocalStore
 from tests.model_fixtures import TinyEnv, tiny_settings
 
 
@@ -80,31 +80,31 @@ def test_render_tune_stores_every_requested_format(ctx: Context, tiny_env: TinyE
         ctx.store.put_bytes(tune_key(batch.id, tid, "abc"), text.encode())
         ctx.records.update_tune(batch.id, tid, TuneStatus.GENERATING)
         ctx.records.update_tune(batch.id, tid, TuneStatus.GENERATED)
-    good = batches.render_tune(ctx, batch.id, "t000000")
+    good = rendering.render_tune(ctx, batch.id, "t000000")
     assert good.status == TuneStatus.DONE
     assert [f.format for f in good.files] == ["abc", "mid", "wav", "svg"]
     assert ctx.store.get_bytes(tune_key(batch.id, "t000000", "wav"))[:4] == b"RIFF"
     assert good.render is not None and good.render.midi_seconds  # provenance per tune
-    bad = batches.render_tune(ctx, batch.id, "t000001")
+    bad = rendering.render_tune(ctx, batch.id, "t000001")
     assert bad.status == TuneStatus.FAILED and "abc2midi" in (bad.error or "")
     assert [f.format for f in bad.files] == ["abc"]
-    manifest = batches.finalize_batch(ctx, batch.id)
+    manifest = finalize.finalize_batch(ctx, batch.id)
     assert manifest is not None and manifest.counts == {"done": 1, "failed": 1, "cancelled": 0}
 
 
 def test_same_seed_same_tunes_and_reruns_are_idempotent(ctx: Context, tiny_env: TinyEnv) -> None:
     a = batches.create_batch(ctx, spec(tiny_env.model.id, formats=["abc"]))
     b = batches.create_batch(ctx, spec(tiny_env.model.id, formats=["abc"], chunk_size=10))
-    ready_a = [tid for c in range(a.spec.chunks) for tid in batches.generate_chunk(ctx, a.id, c)]
-    batches.generate_chunk(ctx, b.id, 0)
+    ready_a = [tid for c in range(a.spec.chunks) for tid in generate.generate_chunk(ctx, a.id, c)]
+    generate.generate_chunk(ctx, b.id, 0)
     texts_a = [ctx.store.get_bytes(tune_key(a.id, tune_id(i), "abc")) for i in range(10)]
     texts_b = [ctx.store.get_bytes(tune_key(b.id, tune_id(i), "abc")) for i in range(10)]
     assert texts_a == texts_b  # chunking does not change the tunes
     # A redelivered chunk neither regenerates nor duplicates.
-    assert batches.generate_chunk(ctx, a.id, 0) == ready_a[:4]
+    assert generate.generate_chunk(ctx, a.id, 0) == ready_a[:4]
     for tid in ready_a:
-        batches.render_tune(ctx, a.id, tid)
-        batches.render_tune(ctx, a.id, tid)
+        rendering.render_tune(ctx, a.id, tid)
+        rendering.render_tune(ctx, a.id, tid)
     assert ctx.records.counts(a.id)["done"] == 10
     assert sorted(k for k in ctx.store.list(f"batches/{a.id}/")) == sorted(
         tune_key(a.id, tune_id(i), "abc") for i in range(10)
@@ -134,7 +134,7 @@ def test_copy_check_finds_the_nearest_training_tune(ctx: Context, tiny_env: Tiny
     batch = batches.create_batch(
         ctx, spec(tiny_env.model.id, count=3, formats=["abc"], near_copy_threshold=2.0)
     )
-    batches.generate_chunk(ctx, batch.id, 0)
+    generate.generate_chunk(ctx, batch.id, 0)
     tunes = [ctx.records.get_tune(batch.id, tune_id(i)) for i in range(3)]
     assert all(t.nearest_tune and t.similarity is not None for t in tunes)
     index = ctx.melody_index(tiny_env.model)
@@ -149,13 +149,13 @@ def test_copy_check_finds_the_nearest_training_tune(ctx: Context, tiny_env: Tiny
 
 def test_cancel_and_retry(ctx: Context, tiny_env: TinyEnv) -> None:
     batch = batches.create_batch(ctx, spec(tiny_env.model.id, formats=["abc", "mid"]))
-    ready = batches.generate_chunk(ctx, batch.id, 0)
+    ready = generate.generate_chunk(ctx, batch.id, 0)
     assert batches.cancel_batch(ctx, batch.id).cancelled == 10  # 4 generated + 6 queued
-    assert batches.generate_chunk(ctx, batch.id, 1) == []
-    assert batches.render_tune(ctx, batch.id, ready[0]).status == TuneStatus.CANCELLED
+    assert generate.generate_chunk(ctx, batch.id, 1) == []
+    assert rendering.render_tune(ctx, batch.id, ready[0]).status == TuneStatus.CANCELLED
     counts = ctx.records.counts(batch.id)
     assert counts["cancelled"] == 10
-    manifest = batches.finalize_batch(ctx, batch.id)
+    manifest = finalize.finalize_batch(ctx, batch.id)
     assert manifest is not None and manifest.counts["cancelled"] == 10
     # The 4 tunes generated before the cancel leave no .abc behind: only the manifest is left.
     assert list(ctx.store.list(f"batches/{batch.id}/")) == [manifest_key(batch.id)]
@@ -179,7 +179,7 @@ def test_cancel_between_a_jobs_check_and_its_upload_leaves_no_file(
     it wrote, the tune ends cancelled, the bucket holds the done tunes' files and the manifest."""
     batch = batches.create_batch(ctx, spec(tiny_env.model.id, count=3, formats=["abc", "mid"]))
     ready = [generated(ctx, batch.id, i) for i in range(3)]
-    assert batches.render_tune(ctx, batch.id, ready[0]).status == TuneStatus.DONE
+    assert rendering.render_tune(ctx, batch.id, ready[0]).status == TuneStatus.DONE
     put_file = ctx.store.put_file
 
     def put_then_cancel(key: str, path: Path, content_type: str | None = None) -> Any:
@@ -189,12 +189,12 @@ def test_cancel_between_a_jobs_check_and_its_upload_leaves_no_file(
         return info
 
     monkeypatch.setattr(ctx.store, "put_file", put_then_cancel)
-    assert batches.render_tune(ctx, batch.id, ready[1]).status == TuneStatus.CANCELLED
+    assert rendering.render_tune(ctx, batch.id, ready[1]).status == TuneStatus.CANCELLED
     monkeypatch.undo()
     assert not ctx.store.exists(tune_key(batch.id, ready[1], "mid"))
     assert not ctx.store.exists(tune_key(batch.id, ready[1], "abc"))
-    assert batches.render_tune(ctx, batch.id, ready[2]).status == TuneStatus.CANCELLED
-    manifest = batches.finalize_batch(ctx, batch.id)
+    assert rendering.render_tune(ctx, batch.id, ready[2]).status == TuneStatus.CANCELLED
+    manifest = finalize.finalize_batch(ctx, batch.id)
     assert manifest is not None and manifest.counts == {"done": 1, "failed": 0, "cancelled": 2}
     listed = {f.key for t in manifest.tunes for f in t.files}
     assert listed == {tune_key(batch.id, ready[0], f) for f in ("abc", "mid")}
@@ -210,7 +210,7 @@ def test_cancel_between_a_jobs_check_and_its_upload_leaves_no_file(
         return info(key)
 
     monkeypatch.setattr(ctx.store, "info", info_then_cancel)
-    assert batches.render_tune(ctx, late.id, tid).status == TuneStatus.CANCELLED
+    assert rendering.render_tune(ctx, late.id, tid).status == TuneStatus.CANCELLED
     monkeypatch.undo()
     assert list(ctx.store.list(f"batches/{late.id}/")) == []
 
@@ -225,7 +225,7 @@ def test_cancel_between_a_jobs_check_and_its_upload_leaves_no_file(
         return info
 
     monkeypatch.setattr(ctx.store, "put_bytes", put_bytes_then_cancel)
-    assert batches.generate_chunk(ctx, gen.id, 0) == []
+    assert generate.generate_chunk(ctx, gen.id, 0) == []
     monkeypatch.undo()
     assert ctx.records.counts(gen.id)["cancelled"] == 3
     assert list(ctx.store.list(f"batches/{gen.id}/")) == []
@@ -256,14 +256,14 @@ def test_a_missing_tool_is_retried_not_a_failed_tune(ctx: Context, tiny_env: Tin
         records=ctx.records,
     )
     with pytest.raises(TransientError, match="abcmidi"):
-        batches.render_tune(broken, batch.id, "t000000")
+        rendering.render_tune(broken, batch.id, "t000000")
     assert ctx.records.get_tune(batch.id, "t000000").status == TuneStatus.RENDERING
-    assert batches.render_tune(ctx, batch.id, "t000000").status == TuneStatus.DONE
+    assert rendering.render_tune(ctx, batch.id, "t000000").status == TuneStatus.DONE
 
 
 def test_failed_tunes_are_retried(ctx: Context, tiny_env: TinyEnv) -> None:
     batch = batches.create_batch(ctx, spec(tiny_env.model.id, count=3, formats=["abc", "mid"]))
-    ready = batches.generate_chunk(ctx, batch.id, 0)
+    ready = generate.generate_chunk(ctx, batch.id, 0)
     batches.fail_tune(ctx, batch.id, ready[0], "worker died")
     work = batches.retry_failed(ctx, batch.id)
     assert work == {"render": [ready[0]], "generate": []}

@@ -21,7 +21,7 @@ from common.lstm.network import (
 )
 from common.lstm.registry import list_models, model_file, model_key, resolve_model
 from common.schemas import TrainOn
-from common.store.artifacts import LocalStore
+from common.store.local import LocalStore
 from tests.model_fixtures import TinyEnv
 
 

@@ -22,7 +22,7 @@ from common.lstm.training import (
     window_starts,
 )
 from common.schemas import RunStatus, TrainSpec, new_run_id
-from common.store.artifacts import LocalStore
+from common.store.local import LocalStore
 from tests.model_fixtures import TINY_CORPUS, TinyEnv
 
 

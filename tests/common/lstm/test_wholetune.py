@@ -28,7 +28,7 @@ from common.lstm.wholetune import (
     tune_streams,
 )
 from common.schemas import TrainOn, TrainSpec, new_run_id
-from common.store.artifacts import LocalStore
+from common.store.local import LocalStore
 from tests.model_fixtures import TINY_CORPUS, TinyEnv
 
 

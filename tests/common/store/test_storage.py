@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-import common.store.artifacts as storage_module
+import common.store.local as local_module
 from common.errors import (
     ConfigError,
     IntegrityError,
@@ -26,15 +26,10 @@ from common.errors import (
     StorageFullError,
 )
 from common.settings import Settings
-from common.store.artifacts import (
-    KEY_PATTERN,
-    ArtifactStore,
-    LocalStore,
-    ObjectInfo,
-    S3Store,
-    make_store,
-    validate_key,
-)
+from common.store.base import KEY_PATTERN, ArtifactStore, ObjectInfo, validate_key
+from common.store.local import LocalStore
+from common.store.open import make_store
+from common.store.s3 import S3Store
 from tests import servers as srv
 
 S3_PREFIX = "team-a/"
@@ -425,7 +420,7 @@ def test_local_failed_write_leaves_nothing(tmp_path: Path, monkeypatch: pytest.M
         yield f.read(MiB)
         raise KeyboardInterrupt  # a kill in the middle of the copy
 
-    monkeypatch.setattr(storage_module, "_read_chunks", dying_reader)
+    monkeypatch.setattr(local_module, "read_chunks", dying_reader)
     with pytest.raises(KeyboardInterrupt):
         store.put_file("m/ckpt", src)
     assert store.get_bytes("m/ckpt") == b"previous"

@@ -1,87 +1,26 @@
-"""Where the live state of batches and tunes is kept: one interface, a local and a Redis backend.
+"""The local backend of `JobRecords`: JSON files under ``<data_dir>/records``.
 
-Artifacts (ABC, MIDI, WAV, manifests) go to the `ArtifactStore`; the state of the work that makes
-them goes here, because it changes many times per tune and must be updated atomically: every
-status change is checked against `schemas.ALLOWED_TRANSITIONS` under a lock, so two deliveries of
-the same job cannot move a tune backwards or count it twice.
-
-The local backend keeps JSON files under ``<data_dir>/records`` and serialises writers with
-``fcntl`` locks, so the embedded runner's threads and several local processes agree.
+Writers are serialised with ``fcntl`` locks (and a lock per process for its threads), so the
+embedded runner's threads and several local processes on one machine agree; every file is
+written atomically (`common.files.atomic_write`), so a killed process leaves the old record or
+the new one. Not shared between machines: that is `common.state.redis`.
 """
 
 from __future__ import annotations
 
-import abc
 import contextlib
 import fcntl
-import json
-import os
-import tempfile
 import threading
-from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from common.errors import NotFoundError, StorageError, StorageFullError
-from common.schemas import (
-    BatchRecord,
-    TuneRecord,
-    TuneStatus,
-    check_batch_id,
-    now,
-    tune_index,
-)
+from common.files import atomic_write_text, is_disk_full
+from common.schemas import BatchRecord, TuneRecord, TuneStatus, check_batch_id, tune_index
+from common.state.base import JobRecords, apply_update
 
-
-class JobRecords(abc.ABC):
-    """Batch and tune records with checked, atomic status transitions."""
-
-    @abc.abstractmethod
-    def create_batch(self, batch: BatchRecord, tunes: list[TuneRecord]) -> None: ...
-
-    @abc.abstractmethod
-    def get_batch(self, batch_id: str) -> BatchRecord: ...
-
-    @abc.abstractmethod
-    def save_batch(self, batch: BatchRecord) -> None: ...
-
-    @abc.abstractmethod
-    def list_batches(self) -> list[BatchRecord]: ...
-
-    @abc.abstractmethod
-    def get_tune(self, batch_id: str, tune_id: str) -> TuneRecord: ...
-
-    @abc.abstractmethod
-    def tunes(self, batch_id: str) -> list[TuneRecord]: ...
-
-    @abc.abstractmethod
-    def update_tune(
-        self, batch_id: str, tune_id: str, status: TuneStatus | None = None, **fields: Any
-    ) -> TuneRecord:
-        """Atomically apply a checked status transition and field updates; return the result."""
-
-    @abc.abstractmethod
-    def reset_tune(self, tune: TuneRecord) -> None:
-        """Overwrite a tune record unconditionally: only `retry` may move a tune backwards."""
-
-    def counts(self, batch_id: str) -> dict[str, int]:
-        counter = Counter(t.status.value for t in self.tunes(batch_id))
-        return {s.value: counter.get(s.value, 0) for s in TuneStatus}
-
-    def is_cancelled(self, batch_id: str) -> bool:
-        return self.get_batch(batch_id).cancelled
-
-
-def _apply(tune: TuneRecord, status: TuneStatus | None, fields: dict[str, Any]) -> TuneRecord:
-    if status is not None:
-        tune.move_to(status)
-    for name, value in fields.items():
-        if name not in TuneRecord.model_fields:
-            raise ValueError(f"tune records have no field {name!r}")
-        setattr(tune, name, value)
-    tune.updated_at = now()
-    return TuneRecord.model_validate(tune.model_dump())
+__all__ = ["LocalRecords"]
 
 
 class LocalRecords(JobRecords):
@@ -111,17 +50,14 @@ class LocalRecords(JobRecords):
                     fcntl.flock(fh, fcntl.LOCK_UN)
 
     @staticmethod
-    def _write(path: Path, data: dict[str, Any] | str) -> None:
-        text = data if isinstance(data, str) else json.dumps(data)
+    def _write(path: Path, text: str) -> None:
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(text)
-            Path(tmp).replace(path)
+            atomic_write_text(path, text)
         except OSError as exc:
-            if exc.errno == 28:
-                raise StorageFullError(f"disk full writing {path}: {exc.strerror}") from exc
+            if is_disk_full(exc):
+                raise StorageFullError(
+                    f"no space left writing record {path} ({exc.strerror}); free space and retry"
+                ) from exc
             raise StorageError(f"cannot write record {path}: {exc.strerror}") from exc
 
     def create_batch(self, batch: BatchRecord, tunes: list[TuneRecord]) -> None:
@@ -171,7 +107,7 @@ class LocalRecords(JobRecords):
         self, batch_id: str, tune_id: str, status: TuneStatus | None = None, **fields: Any
     ) -> TuneRecord:
         with self._locked(batch_id):
-            tune = _apply(self.get_tune(batch_id, tune_id), status, fields)
+            tune = apply_update(self.get_tune(batch_id, tune_id), status, fields)
             self._write(self._tune_path(batch_id, tune_id), tune.model_dump_json())
             return tune
 

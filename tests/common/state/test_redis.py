@@ -18,6 +18,7 @@ from common.errors import (
 from common.schemas import (
     BatchRecord,
     BatchSpec,
+    RunProgress,
     RunStatus,
     TrainSpec,
     TuneRecord,
@@ -26,7 +27,8 @@ from common.schemas import (
     new_run_id,
     tune_id,
 )
-from common.state.redis import DeadLetter, RedisRecords, RunProgress, safe_url
+from common.state import keys
+from common.state.redis import DeadLetter, RedisRecords, safe_url
 from tests import servers as srv
 
 MODEL = "a" * 64
@@ -180,3 +182,47 @@ def test_wrong_password_is_a_config_error(tmp_path_factory: pytest.TempPathFacto
 def test_safe_url() -> None:
     assert safe_url("redis://user:pw@host:6380/2") == "redis://user@host:6380/2"
     assert safe_url("rediss://:pw@h/0") == "rediss://h/0"
+
+
+def test_every_key_written_is_built_by_the_keys_module(records: RedisRecords) -> None:
+    batch = make_batch(records, 2)
+    records.update_tune(batch.id, tune_id(0), TuneStatus.CANCELLED)
+    batch.cancelled = True
+    records.save_batch(batch)
+    assert records.claim_finalize(batch.id) is False  # one tune is still queued
+    records.update_tune(batch.id, tune_id(1), TuneStatus.CANCELLED)
+    assert records.claim_finalize(batch.id)
+    run = RunProgress(id=new_run_id(), spec=TrainSpec(corpus="tiny", preset="tiny"))
+    records.create_run(run)
+    records.count_attempt("task-9", 60)
+    records.remember_fired("task-9", f"batch {batch.id}", 60)
+    records.push_dead_letter(
+        DeadLetter(task="t", task_id="task-9", args=[], attempts=1, reason="r", error="e")
+    )
+    built = {
+        *keys.batch_keys(batch.id),
+        keys.BATCHES,
+        keys.RUNS,
+        keys.DEAD_LETTER,
+        keys.run_progress_key(run.id),
+        keys.attempts_key("task-9"),
+        keys.schedule_fired_key("task-9"),
+    }
+    assert set(records.r.keys("*")) == built
+
+
+def test_a_firing_is_remembered_for_its_task_only(records: RedisRecords) -> None:
+    assert records.fired("task-a") is None
+    records.remember_fired("task-a", "batch b1", 60)
+    assert records.fired("task-a") == "batch b1"
+    assert records.fired("task-b") is None
+    assert 0 < records.r.ttl(keys.schedule_fired_key("task-a")) <= 60
+
+
+def test_keys_refuse_ids_that_could_reach_another_record() -> None:
+    with pytest.raises(InvalidInputError):
+        keys.batch_key("b1:tunes")
+    with pytest.raises(InvalidInputError):
+        keys.run_progress_key("../r1")
+    with pytest.raises(InvalidInputError):  # `$` alone would let a trailing newline through
+        keys.batch_key(new_batch_id() + "\n")

@@ -1,0 +1,176 @@
+"""The generate job: sample a chunk of a batch's tunes, check each try, store the accepted ABC.
+
+Every figure the quality report needs is measured here, once, on the text that is stored, and
+kept on the tune's record, so finalize and `producer report` read the records instead of every
+tune again. The job is idempotent: tunes already generated are returned as ready, not resampled.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from common.abc import notation as abc_notation
+from common.errors import CancelledError, InvalidTransitionError
+from common.jobs import batches
+from common.jobs import cancel as cancelling
+from common.jobs.batches import Context
+from common.render import pipeline as render
+from common.schemas import BatchSpec, TuneStatus, tune_id
+from common.settings import Settings
+
+if TYPE_CHECKING:
+    from common.lstm.sampler import SampledTune
+    from common.quality.figures import TuneQuality
+    from common.quality.similarity import MelodyIndex
+
+log = logging.getLogger(__name__)
+
+
+def check_tune(text: str, settings: Settings, index: MelodyIndex | None = None) -> TuneQuality:
+    """Raw quality of one try: valid (the required headers are there and abc2midi converts it
+    without errors), rhythm (every bar fits the meter), nearest training tune (with `index`)."""
+    from common.quality.figures import assess_tune
+
+    missing = abc_notation.missing_fields(text)
+    problems = [f"missing header field {name}:" for name in missing]
+    reason = abc_notation.unsafe_reason(text)
+
+    def abc2midi(tune: str) -> tuple[bool, list[str]]:
+        if reason:
+            return False, [*problems, reason]
+        result = render.check_abc(tune, settings)
+        return (not problems and result.ok), problems + result.errors
+
+    return assess_tune(text, checker=abc2midi, index=index)
+
+
+def _accepted(quality: TuneQuality, spec: BatchSpec) -> bool:
+    """The gate: valid, in rhythm, and no near-copy of a training tune."""
+    return (
+        bool(quality.valid)
+        and quality.rhythm_ok
+        and not quality.near_copy(spec.near_copy_threshold)
+    )
+
+
+def _finish_text(sample: SampledTune) -> tuple[str, str]:
+    number = sample.index + 1
+    text = abc_notation.ensure_headers(sample.text, number, f"Tune {number}")
+    title = abc_notation.header_fields(text).get("T", f"Tune {number}")
+    return text, title
+
+
+def generate_chunk(
+    ctx: Context, batch_id: str, chunk_no: int, *, should_stop: Callable[[], bool] | None = None
+) -> list[str]:
+    """Sample the chunk's tunes that are not generated yet; return the ids now ready to render.
+
+    With ``valid_only`` each tune is resampled (a new try, a new random stream) until it passes
+    the gate (`_accepted`) or ``max_tries`` is reached; the last try is kept either way, and its
+    raw figures and how many tries were valid, in rhythm or near-copies are recorded.
+    Cancellation is checked between compiled steps.
+    """
+    from common.lstm.sampler import SamplingParams, TuneRequest
+
+    batch = ctx.records.get_batch(batch_id)
+    spec = batch.spec
+    if batch.cancelled:
+        batches.cancel_pending(ctx, batch_id, spec.chunk_indices(chunk_no))
+        return []
+    todo: list[int] = []
+    ready: list[str] = []
+    for index in spec.chunk_indices(chunk_no):
+        tune = ctx.records.get_tune(batch_id, tune_id(index))
+        if tune.status == TuneStatus.GENERATED:
+            ready.append(tune.tune_id)
+        elif tune.status in (TuneStatus.QUEUED, TuneStatus.GENERATING):
+            todo.append(index)
+    if not todo:
+        return ready
+    record, sampler = ctx.sampler(spec.model_id, spec.precision)
+    for index in todo:
+        ctx.records.update_tune(batch_id, tune_id(index), TuneStatus.GENERATING)
+    params = SamplingParams(
+        temperature=spec.temperature,
+        top_k=spec.top_k,
+        max_chars=spec.max_chars,
+        seed=spec.seed,
+        bar_tracker=spec.bar_tracker,
+    )
+
+    def stop() -> bool:
+        return (should_stop is not None and should_stop()) or ctx.records.is_cancelled(batch_id)
+
+    melodies = ctx.melody_index(record)
+    raw: dict[int, list[int]] = {index: [0, 0, 0] for index in todo}  # valid, rhythm, copies
+    run = sampler.start(params, should_stop=stop)
+    for index in todo:
+        run.submit(TuneRequest(index, 0, spec.primer_for(index)))
+    try:
+        for sample in run:
+            text, title = _finish_text(sample)
+            quality = check_tune(text, ctx.settings, melodies)
+            counts = raw[sample.index]
+            counts[0] += bool(quality.valid)
+            counts[1] += quality.rhythm_ok
+            counts[2] += quality.near_copy(spec.near_copy_threshold)
+            accepted = _accepted(quality, spec)
+            if not accepted and spec.valid_only and sample.attempt + 1 < spec.max_tries:
+                run.submit(
+                    TuneRequest(sample.index, sample.attempt + 1, spec.primer_for(sample.index))
+                )
+                continue
+            tid = tune_id(sample.index)
+            if ctx.records.is_cancelled(batch_id):  # cancelled: upload nothing more
+                raise CancelledError(f"batch {batch_id} cancelled")
+            abc_key = batches.tune_key(batch_id, tid, "abc")
+            ctx.store.put_bytes(abc_key, text.encode())
+            try:
+                ctx.records.update_tune(
+                    batch_id,
+                    tid,
+                    TuneStatus.GENERATED,
+                    title=title,
+                    valid=quality.valid,
+                    rhythm_ok=quality.rhythm_ok,
+                    tries=sample.attempt + 1,
+                    tries_valid=counts[0],
+                    tries_rhythm_ok=counts[1],
+                    tries_near_copy=counts[2],
+                    bars=quality.bars,
+                    wrong_bars=quality.wrong_bars,
+                    chars=quality.chars,
+                    rhythm_checked=quality.rhythm_checked,
+                    two_part=quality.two_part,
+                    melody_grams=len(quality.fingerprint) if quality.fingerprint is not None else 0,
+                    nearest_tune=quality.nearest_tune,
+                    similarity=quality.similarity,
+                    truncated=sample.truncated,
+                    check_errors=quality.brief_reasons(),
+                    precision=sampler.precision,
+                )
+            except InvalidTransitionError:  # `cancel` came in between: take the file back
+                cancelling.remove(ctx.store, [abc_key])
+                if ctx.records.is_cancelled(batch_id):
+                    raise CancelledError(f"batch {batch_id} cancelled") from None
+                raise
+            ready.append(tid)
+    except CancelledError:
+        if ctx.records.is_cancelled(batch_id):
+            batches.cancel_pending(ctx, batch_id, spec.chunk_indices(chunk_no))
+            return []
+        # A worker shutting down: put unfinished tunes back so the chunk's redelivery does them.
+        for index in todo:
+            tune = ctx.records.get_tune(batch_id, tune_id(index))
+            if tune.status == TuneStatus.GENERATING:
+                ctx.records.reset_tune(tune.model_copy(update={"status": TuneStatus.QUEUED}))
+        raise
+    log.info(
+        "batch %s chunk %d: %d tunes generated with model %s",
+        batch_id, chunk_no, len(todo), record.short_id,
+    )  # fmt: skip
+    if ctx.on_sampled is not None:
+        ctx.on_sampled(run.chars, run.seconds)
+    return ready
