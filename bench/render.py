@@ -48,8 +48,9 @@ from pathlib import Path
 
 from common.abc.corpus import bundled_files
 from common.abc.notation import normalise_tune, split_tunes, unsafe_reason
+from common.params import FORMATS
 from common.render.loudness import normalise_wav
-from common.render.pipeline import FORMATS, check_abc, rendered, tool_versions
+from common.render.pipeline import check_abc, rendered, tool_versions
 from common.render.sandbox import require
 from common.settings import Settings
 

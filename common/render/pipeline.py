@@ -54,6 +54,7 @@ from common.errors import (
     ToolMissingError,
     TransientError,
 )
+from common.params import FORMATS
 from common.render.loudness import Normalisation, normalise_wav
 from common.render.midi import midi_duration_seconds
 from common.render.sandbox import UNJAILED, jail_for
@@ -76,11 +77,6 @@ from common.schemas import RenderInfo
 from common.settings import Settings
 
 logger = logging.getLogger(__name__)
-
-#: Every format a render can produce, in the canonical order used everywhere (CLI, manifests).
-FORMATS: tuple[str, ...] = ("abc", "mid", "wav", "svg", "pdf", "ogg", "mp3", "flac")
-#: What a batch renders when the user names nothing: the tune, something to play, something to hear.
-DEFAULT_FORMATS: tuple[str, ...] = ("abc", "mid", "wav")
 
 #: Name of the tune inside its private directory; tools only ever see this fixed name.
 TUNE_FILE = "tune.abc"
@@ -651,8 +647,6 @@ def _tool_versions(
 
 
 __all__ = [
-    "DEFAULT_FORMATS",
-    "FORMATS",
     "TUNE_FILE",
     "CheckResult",
     "RenderResult",

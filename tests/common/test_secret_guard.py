@@ -21,7 +21,8 @@ import pytest
 
 from common.abc.corpus import import_corpus
 from common.errors import RenderError
-from common.render.pipeline import FORMATS, check_abc, rendered
+from common.params import FORMATS
+from common.render.pipeline import check_abc, rendered
 from common.settings import Settings
 from common.store.artifacts import LocalStore
 from tests.model_fixtures import TinyEnv

@@ -10,17 +10,15 @@ import pytest
 
 from common.errors import IntegrityError, InvalidInputError, NotFoundError
 from common.lstm.network import (
-    PRESETS,
-    Preset,
     architecture,
     build_model,
-    get_preset,
     load_registered,
     load_verified,
     save_inference_model,
 )
+from common.lstm.presets import PRESETS, Preset, get_preset
 from common.lstm.registry import list_models, model_file, model_key, resolve_model
-from common.schemas import TrainOn
+from common.params import TrainOn
 from common.store.artifacts import LocalStore
 from tests.model_fixtures import TinyEnv
 

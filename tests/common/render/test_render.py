@@ -35,12 +35,11 @@ from common.errors import (
     ToolMissingError,
     TransientError,
 )
+from common.params import DEFAULT_FORMATS, FORMATS
 from common.render import pipeline as render
 from common.render import tool_run
 from common.render.loudness import measure_wav
 from common.render.pipeline import (
-    DEFAULT_FORMATS,
-    FORMATS,
     check_abc,
     midi_duration_seconds,
     parse_formats,

@@ -39,7 +39,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from common.errors import RenderError
-from common.render.pipeline import FORMATS, check_abc, rendered
+from common.params import FORMATS
+from common.render.pipeline import check_abc, rendered
 from common.settings import Settings
 
 HOSTILE = Path(__file__).resolve().parents[2] / "data" / "hostile"
