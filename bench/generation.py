@@ -51,7 +51,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from itertools import pairwise
-from typing import Any
+from typing import Any, get_args
 
 import keras
 import numpy as np
@@ -59,14 +59,11 @@ import tensorflow as tf
 
 from common.abc.vocab import Vocab
 from common.errors import CancelledError
-from common.lstm.network import HEAD_LAYER, PRESETS, build_model
-from common.lstm.precision import Precision
-from common.lstm.sampler import (
-    Sampler,
-    SamplingParams,
-    SamplingRun,
-    TuneRequest,
-)
+from common.lstm.network import HEAD_LAYER, build_model
+from common.lstm.presets import PRESETS
+from common.lstm.sampler import Sampler
+from common.lstm.sampling import SamplingRun, TuneRequest
+from common.params import SamplerPrecision, SamplingParams
 
 TARGET_RATIO = 2_000.0
 TARGET_MATMUL_SHARE = 0.85
@@ -135,11 +132,11 @@ class Flops:
 
 
 class PredictLoop:
-    """The loop of `common.lstm.sampler.predict_loop_sample`, timed char by char with a full window.
+    """The original recipe's generator, timed char by char with a full window: predict over the
+    last `window` chars, renormalise, draw; one ``model.predict`` per character.
 
-    `predict_loop_sample` starts from the 2-char primer, so its first chars run over shorter
-    windows and are faster than the recipe's steady state; this starts from `window` chars of
-    real ABC and does the same per-char work: predict over the window, renormalise, draw.
+    It starts from `window` chars of real ABC, so every char costs the recipe's steady state
+    (from a short primer the first chars would run over shorter, faster windows).
     """
 
     def __init__(self, model: keras.Model, vocab: Vocab, *, window: int, seed: int) -> None:
@@ -333,7 +330,7 @@ def measure_sampler(
     seed: int,
     between: Callable[[], None],
     full_queue: bool = False,
-    precision: Precision = "float32",
+    precision: SamplerPrecision = "float32",
     bar_tracker: bool = False,
 ) -> SamplerResult:
     requests = requests_needed(batch, steps_per_call, calls, full_queue=full_queue)
@@ -393,9 +390,11 @@ def parse_ints(text: str) -> list[int]:
 
 def parse_precisions(text: str) -> list[str]:
     values = [v.strip() for v in text.split(",") if v.strip()]
-    bad = [v for v in values if v not in ("float32", "bfloat16", "mixed_float16")]
+    bad = [v for v in values if v not in get_args(SamplerPrecision)]
     if bad or not values:
-        raise argparse.ArgumentTypeError(f"precisions are float32, bfloat16, mixed_float16: {text}")
+        raise argparse.ArgumentTypeError(
+            f"precisions are {', '.join(get_args(SamplerPrecision))}: {text}"
+        )
     return values
 
 

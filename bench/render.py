@@ -48,7 +48,7 @@ from pathlib import Path
 
 from common.abc.corpus import bundled_files
 from common.abc.notation import normalise_tune, split_tunes, unsafe_reason
-from common.render.formats import FORMATS
+from common.params import FORMATS
 from common.render.loudness import normalise_wav
 from common.render.pipeline import check_abc, rendered
 from common.render.sandbox import require

@@ -27,8 +27,8 @@ Every variant is scored by the same float32 stateless scorer (see `common.lstm.t
 the same number of epochs
 each (each sees every char once an epoch, so equal epochs are equal char positions), on the corpus
 as ``producer corpus import --valid-only`` imports it, every variant scored by whole-tune
-bits/char (each validation tune from a zero state at ``X:``, state carried to its end) and by the
-windowed bits/char (100-char windows, each from a zero state):
+bits/char (each validation tune from a zero state at ``X:``, state carried to its end) and by
+zero-state windowed bits/char:
 
     python bench/training.py --whole-tunes --epochs 4          # small preset, O'Neill's
     python bench/training.py --whole-tunes --quick             # tiny preset, test corpus
@@ -55,9 +55,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from common.abc.corpus import import_corpus, load_corpus
-from common.lstm.network import build_model, get_preset
-from common.lstm.training import stream_dataset, train, window_dataset
-from common.schemas import TrainOn, TrainSpec, new_run_id
+from common.lstm.network import build_model
+from common.lstm.presets import get_preset
+from common.lstm.training import train
+from common.lstm.windows import stream_dataset, window_dataset
+from common.params import TrainOn
+from common.schemas import TrainSpec, new_run_id
 from common.store.local import LocalStore
 
 TEST_CORPUS = Path(__file__).resolve().parent.parent / "tests" / "data" / "tiny_corpus.abc"
@@ -178,7 +181,7 @@ def original_from(store: LocalStore, corpus: str, preset: str, v: Variant, targe
                   seconds: float | None) -> Result:  # fmt: skip
     """The original's row from an earlier run's figures (--target, --original-seconds): its
     char positions follow from the corpus and the recipe."""
-    from common.lstm.training import window_starts
+    from common.lstm.windows import window_starts
 
     p = get_preset(preset)
     data = load_corpus(store, corpus)

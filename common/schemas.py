@@ -12,11 +12,20 @@ import secrets
 from collections.abc import Callable
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from common.errors import InvalidInputError, InvalidTransitionError
+from common.lstm.presets import DEFAULT_PRESET, PRESETS
+from common.params import (
+    DEFAULT_FORMATS,
+    Recipe,
+    RecipeOverrides,
+    SamplerPrecision,
+    SamplingParams,
+    TrainOn,
+)
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 _BATCH_ID = re.compile(r"^b[0-9]{8}-[0-9]{6}-[0-9a-f]{6}$")
@@ -121,57 +130,38 @@ class CorpusRecord(Record):
 
 
 # --- models ---------------------------------------------------------------------------------
-class TrainOn(StrEnum):
-    """What one training sequence is, a recipe option (presets, specs, records and the CLI use
-    this one definition).
+class ModelRecord(Record, Recipe):
+    """A registered model: the recipe it was trained with, what it was trained on, its scores."""
 
-    ``windows``: windows of ``seq_len`` chars cut from the corpus text, each from a zero state
-    (or, with ``stateful``, text streams with the state carried across windows and tunes);
-    ``tunes``: whole tunes from ``X:`` to their blank line, each from a zero state, batched by
-    length with the padding masked: the model learns over the whole form of a tune, as the
-    sampler runs it; ``streams``: whole tunes laid end to end in ``batch_size`` parallel streams,
-    each tune starting at a window boundary, the state carried from window to window within a
-    tune and zeroed at each tune start (truncated back-propagation through time, windows of
-    ``seq_len``): the same whole-tune context with the fixed shapes windows train fast with.
-    """
-
-    WINDOWS = "windows"
-    TUNES = "tunes"
-    STREAMS = "streams"
-
-
-class ModelRecord(Record):
     id: ModelId
     preset: str
     vocab_size: int
-    embedding_dim: int
-    units: int
     chars: list[str]
     corpus: str
     corpus_sha256: str
-    epochs: int
-    seq_len: int
-    window_step: int
-    batch_size: int
-    learning_rate: float
-    stateful: bool = False
-    precision: str = "float32"
-    window_fraction: float = 1.0
-    train_on: TrainOn = TrainOn.WINDOWS
     train_loss: float | None = None
     valid_loss: float | None = None
     valid_bits_per_char: float | None = None
     #: What `valid_loss` / `valid_bits_per_char` score: whole validation tunes from a zero state
-    #: (as the sampler runs), or (older records) zero-state windows of `seq_len` chars.
+    #: (as the sampler runs), or zero-state windows of `seq_len` chars.
     valid_scored_on: TrainOn = TrainOn.WINDOWS
     valid_window_bits_per_char: float | None = None
     history: list[dict[str, float]] = Field(default_factory=list)
     train_seconds: float = 0.0
     chars_processed: int = 0
-    sample_validity: float | None = None
     run_id: str | None = None
     created_at: datetime = Field(default_factory=now)
     versions: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _ignore_unmeasured(cls, data: Any) -> Any:
+        """A stored record may carry ``sample_validity``, a figure never measured (always
+        null): it is dropped on read. Sample validity is measured per batch (the manifest's
+        quality report), at the temperature the tunes were sampled with."""
+        if isinstance(data, dict) and data.get("sample_validity", 0) is None:
+            data = {k: v for k, v in data.items() if k != "sample_validity"}
+        return data
 
     @property
     def short_id(self) -> str:
@@ -179,42 +169,19 @@ class ModelRecord(Record):
 
 
 # --- training runs --------------------------------------------------------------------------
-#: The training presets' names; their recipes are `common.lstm.network.PRESETS` (which needs Keras).
-#: Named here so that a request is checked before anything is written, in the producer too.
-PRESET_NAMES = ("seed", "original", "small", "tiny")
-
-
 def _known_preset(name: str) -> str:
-    if name not in PRESET_NAMES:
-        raise ValueError(f"unknown preset {name!r}; choose one of: {', '.join(PRESET_NAMES)}")
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}")
     return name
 
 
-class TrainSpec(Record):
+class TrainSpec(Record, RecipeOverrides):
+    """A training request: a preset, the recipe fields it overrides, the data and the seed."""
+
     corpus: Name
-    preset: Annotated[str, AfterValidator(_known_preset)] = "small"
-    epochs: int | None = Field(default=None, ge=1, le=1000)
-    window_step: int | None = Field(default=None, ge=1)
-    batch_size: int | None = Field(default=None, ge=1)
-    learning_rate: float | None = Field(default=None, gt=0, le=1)
+    preset: Annotated[str, AfterValidator(_known_preset)] = DEFAULT_PRESET
     seed: int = 0
     max_train_chars: int | None = Field(default=None, ge=1000)
-    window_fraction: float | None = Field(
-        default=None, gt=0, le=1, description="Share of the windows each epoch trains on."
-    )
-    stateful: bool | None = Field(
-        default=None, description="Carry LSTM state across consecutive windows (TBPTT)."
-    )
-    train_on: TrainOn | None = Field(
-        default=None, description="Train on windows or whole tunes; None = the preset's."
-    )
-    precision: Literal["auto", "float32", "bfloat16", "mixed_bfloat16", "mixed_float16"] | None = (
-        Field(
-            default=None,
-            description="Training precision; None = the preset's, auto = per hardware "
-            "(resolved by the worker that trains, see common.lstm.precision.training_policy).",
-        )
-    )
 
 
 class RunStatus(StrEnum):
@@ -296,15 +263,11 @@ def check_transition(current: TuneStatus, new: TuneStatus) -> None:
         raise InvalidTransitionError(f"a tune cannot go from {current} to {new}")
 
 
-class BatchSpec(Record):
+class BatchSpec(Record, SamplingParams):
     """What the user asked for; everything needed to reproduce the batch."""
 
     count: int = Field(ge=1, le=1_000_000)
     model_id: ModelId
-    temperature: float = Field(default=1.0, ge=0.0, le=10.0)
-    top_k: int = Field(default=0, ge=0)
-    seed: int = Field(default=0, ge=0, le=2**63 - 1)
-    max_chars: int = Field(default=1500, ge=16, le=100_000)
     primer: str = "X:"
     primers: list[str] | None = Field(
         default=None, description="One primer per tune (dataset-wide batches); overrides primer."
@@ -324,14 +287,8 @@ class BatchSpec(Record):
         description="Melody similarity to a training tune from which a tune is a near-copy "
         "(common.quality.similarity); above 1 turns the copy check's resampling off.",
     )
-    formats: list[str] = Field(default_factory=lambda: ["abc", "mid", "wav"])
+    formats: list[str] = Field(default_factory=lambda: list(DEFAULT_FORMATS))
     chunk_size: int = Field(default=256, ge=1)
-    precision: Literal["auto", "float32", "bfloat16", "mixed_float16"] = Field(
-        default="auto", description="Matmul precision of the sampler; auto = per hardware."
-    )
-    bar_tracker: bool = Field(
-        default=True, description="Mask sampling so every bar lasts the meter (see bar_tracker)."
-    )
 
     def primer_for(self, index: int) -> str:
         return self.primers[index] if self.primers else self.primer
@@ -366,7 +323,7 @@ class ArtifactFile(BaseModel):
 class RenderInfo(BaseModel):
     """How one tune's files were made, beyond the batch-wide tool versions of the manifest.
 
-    Optional everywhere: records written before it existed, and renders without audio, have none.
+    Optional everywhere: a record may lack it, and renders without audio have no audio figures.
     """
 
     synth: str | None = Field(default=None, description="timidity or fluidsynth")
@@ -420,7 +377,9 @@ class TuneRecord(Record):
     render: RenderInfo | None = Field(
         default=None, description="Synth, loudness and stage times of the last render."
     )
-    precision: str | None = Field(default=None, description="Precision the sampler ran in.")
+    precision: SamplerPrecision | None = Field(
+        default=None, description="Precision the sampler ran in."
+    )
     updated_at: datetime = Field(default_factory=now)
 
     def move_to(self, status: TuneStatus) -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from common.params import Precision
 
 from producer import views
 from producer.backend import Followed, Queued, Ran, Submitted
@@ -15,7 +16,6 @@ from producer.options import (
     JsonOpt,
     MaxCharsOpt,
     MaxTriesOpt,
-    PrecisionChoice,
     ValidOnlyOpt,
     backend,
     fail,
@@ -49,12 +49,12 @@ def submit_batch(
     max_tries: MaxTriesOpt = 5,
     formats: FormatsOpt = "abc,mid,wav",
     precision: Annotated[
-        PrecisionChoice,
+        Precision,
         typer.Option(
             help="Sampler matmuls: auto (bfloat16 where the CPU/GPU has it, else float32), "
             "float32, bfloat16 or mixed_float16. Tunes may differ between precisions.",
         ),
-    ] = PrecisionChoice.AUTO,
+    ] = Precision.AUTO,
     bar_tracker: Annotated[
         bool,
         typer.Option(
@@ -94,7 +94,7 @@ def submit_batch(
         max_tries=max_tries,
         formats=list(parse_formats(formats)),
         chunk_size=s.chunk_size,
-        precision=precision.value,
+        precision=precision,
         bar_tracker=bar_tracker,
     )
     with views.stage_progress(not as_json) as bars:

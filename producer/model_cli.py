@@ -7,13 +7,13 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from common.schemas import RunProgress, TrainOn
+from common.params import Precision, TrainOn
+from common.schemas import RunProgress
 
 from producer import views
 from producer.backend import RunQueued, Trained, TrainResult
 from producer.options import (
     JsonOpt,
-    PrecisionChoice,
     backend,
     fail,
     handles_errors,
@@ -71,7 +71,7 @@ def train(
         ),
     ] = None,
     precision: Annotated[
-        PrecisionChoice | None,
+        Precision | None,
         typer.Option(
             help="auto (mixed precision on a GPU, float32 on a CPU: the measured rule in "
             "common/lstm/precision.py), float32, bfloat16 or mixed_float16; default: the preset's. "
@@ -109,7 +109,7 @@ def train(
         learning_rate=learning_rate,
         stateful=stateful,
         train_on=train_on,
-        precision=precision.value if precision else None,
+        precision=precision,
         max_train_chars=max_train_chars,
         seed=seed,
     )
@@ -197,10 +197,10 @@ def model_list(as_json: JsonOpt = False) -> None:
         return
     views.table(
         "Models",
-        ["id", "preset", "corpus", "epochs", "valid bits/char", "validity", "created"],
+        ["id", "preset", "corpus", "epochs", "valid bits/char", "created"],
         [
             (m.short_id, m.preset, m.corpus, m.epochs, views.fmt_float(m.valid_bits_per_char),
-             views.fmt_float(m.sample_validity, 2), f"{m.created_at:%Y-%m-%d %H:%M}")
+             f"{m.created_at:%Y-%m-%d %H:%M}")
             for m in models
         ],
     )  # fmt: skip

@@ -21,7 +21,7 @@ from common.schemas import BatchSpec, TuneStatus, tune_id
 from common.settings import Settings
 
 if TYPE_CHECKING:
-    from common.lstm.sampler import SampledTune
+    from common.lstm.sampling import SampledTune
     from common.quality.figures import TuneQuality
     from common.quality.similarity import MelodyIndex
 
@@ -72,7 +72,7 @@ def generate_chunk(
     raw figures and how many tries were valid, in rhythm or near-copies are recorded.
     Cancellation is checked between compiled steps.
     """
-    from common.lstm.sampler import SamplingParams, TuneRequest
+    from common.lstm.sampling import TuneRequest
 
     batch = ctx.records.get_batch(batch_id)
     spec = batch.spec
@@ -92,20 +92,13 @@ def generate_chunk(
     record, sampler = ctx.sampler(spec.model_id, spec.precision)
     for index in todo:
         ctx.records.update_tune(batch_id, tune_id(index), TuneStatus.GENERATING)
-    params = SamplingParams(
-        temperature=spec.temperature,
-        top_k=spec.top_k,
-        max_chars=spec.max_chars,
-        seed=spec.seed,
-        bar_tracker=spec.bar_tracker,
-    )
 
     def stop() -> bool:
         return (should_stop is not None and should_stop()) or ctx.records.is_cancelled(batch_id)
 
     melodies = ctx.melody_index(record)
     raw: dict[int, list[int]] = {index: [0, 0, 0] for index in todo}  # valid, rhythm, copies
-    run = sampler.start(params, should_stop=stop)
+    run = sampler.start(spec, should_stop=stop)  # a batch spec holds its sampling params
     for index in todo:
         run.submit(TuneRequest(index, 0, spec.primer_for(index)))
     try:

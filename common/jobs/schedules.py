@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Literal
 
 from pydantic import Field
 
@@ -22,12 +21,13 @@ from common.abc import notation as abc_notation
 from common.abc.corpus import Corpus
 from common.errors import InvalidInputError
 from common.lstm.registry import LATEST
+from common.params import DEFAULT_FORMATS, SamplingOptions, Seed, recipe_overrides
 from common.schemas import BatchSpec, ModelRecord, Name, Record, TrainSpec
 
 log = logging.getLogger(__name__)
 
 
-class ScheduleSpec(Record):
+class ScheduleSpec(Record, SamplingOptions):
     """One schedule as stored (the argument of every firing)."""
 
     name: Name
@@ -40,16 +40,10 @@ class ScheduleSpec(Record):
         description="Train a new model first (same preset) when the corpus changed since the "
         "model was trained.",
     )
-    temperature: float = Field(default=1.0, ge=0.0, le=10.0)
-    top_k: int = Field(default=0, ge=0)
-    seed: int | None = Field(
-        default=None, ge=0, description="Fixed seed; None = a new seed per firing."
-    )
-    max_chars: int = Field(default=1500, ge=16, le=100_000)
+    seed: Seed | None = Field(default=None, description="Fixed seed; None = a new seed per firing.")
     valid_only: bool = True
     max_tries: int = Field(default=5, ge=1, le=100)
-    formats: list[str] = Field(default_factory=lambda: ["abc", "mid", "wav"])
-    precision: Literal["auto", "float32", "bfloat16", "mixed_float16"] = "auto"
+    formats: list[str] = Field(default_factory=lambda: list(DEFAULT_FORMATS))
 
 
 @dataclass(frozen=True)
@@ -82,18 +76,9 @@ def needs_retrain(corpus: Corpus, model: ModelRecord) -> bool:
 
 
 def retrain_spec(corpus: str, model: ModelRecord) -> TrainSpec:
-    """Train like `model` was trained (same preset and recipe) on the current `corpus`."""
-    return TrainSpec(
-        corpus=corpus,
-        preset=model.preset,
-        epochs=model.epochs,
-        window_step=model.window_step,
-        window_fraction=model.window_fraction,
-        batch_size=model.batch_size,
-        learning_rate=model.learning_rate,
-        stateful=model.stateful,
-        train_on=model.train_on,
-    )
+    """Train like `model` was trained (same preset and recipe, precision included) on the
+    current `corpus`."""
+    return TrainSpec(corpus=corpus, preset=model.preset, **recipe_overrides(model))
 
 
 def dataset_batch_spec(
@@ -126,12 +111,10 @@ def dataset_batch_spec(
             f"{model.short_id} can be primed with"
         )
     return BatchSpec(
+        **spec.model_dump(include=set(SamplingOptions.model_fields)),
         count=len(primers),
         model_id=model.id,
-        temperature=spec.temperature,
-        top_k=spec.top_k,
         seed=seed,
-        max_chars=spec.max_chars,
         primer=primers[0],
         primers=primers,
         primed_by=primed_by,
@@ -139,5 +122,4 @@ def dataset_batch_spec(
         max_tries=spec.max_tries,
         formats=spec.formats,
         chunk_size=chunk_size,
-        precision=spec.precision,
     )

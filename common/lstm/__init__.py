@@ -1,1 +1,2 @@
-"""The character LSTM: presets, network, precision, registry, sampler, training and scoring."""
+"""The character LSTM: presets, network, precision, registry, sampler and sampling runs, training
+on windows or whole tunes, and scoring."""

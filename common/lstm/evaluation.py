@@ -2,9 +2,8 @@
 
 Each tune is scored from a zero state at ``X:`` with the state carried to the blank line that ends
 it (`common.lstm.wholetune`), after the cleaning a corpus import applies (so a file scores as it
-would
-once imported), or on its raw text. The zero-state windowed score of older model records comes
-with it, for comparison.
+would once imported), or on its raw text. The zero-state windowed score (over `seq_len`-char
+windows) comes with it, for comparison with models scored that way.
 """
 
 from __future__ import annotations
@@ -16,8 +15,8 @@ import numpy as np
 
 from common.abc.vocab import Vocab
 from common.errors import InvalidInputError
-from common.lstm.training import LN2, evaluate_ids
 from common.lstm.wholetune import encode_tunes, file_tunes, score_tunes
+from common.lstm.windows import LN2, evaluate_ids
 
 
 @dataclass(frozen=True)

@@ -20,16 +20,12 @@ from __future__ import annotations
 import functools
 import logging
 from pathlib import Path
-from typing import Literal
 
 from common.errors import InvalidInputError
+from common.params import Precision, SamplerPrecision, TrainingPolicy
 
 log = logging.getLogger(__name__)
 
-Precision = Literal["float32", "bfloat16", "mixed_float16"]
-CHOICES: tuple[str, ...] = ("auto", "float32", "bfloat16", "mixed_float16")
-#: Keras dtype policies for training: the variables stay float32, the layers compute in 16 bits.
-TrainingPolicy = Literal["float32", "mixed_bfloat16", "mixed_float16"]
 #: ``auto`` trains in bf16 on a CPU with bf16 instructions from this many LSTM units up.
 TRAIN_BF16_MIN_UNITS_ON_CPU = 1024
 
@@ -54,31 +50,46 @@ def _gpu_capability() -> tuple[int, int] | None:
     return (int(cap[0]), int(cap[1])) if cap else (0, 0)
 
 
-def resolve(requested: str) -> Precision:
-    """The precision to use for `requested` on this machine; logs why when it falls back."""
-    if requested not in CHOICES:
-        raise InvalidInputError(f"unknown precision {requested!r}; choose one of {CHOICES}")
+def resolve(requested: str) -> SamplerPrecision:
+    """The precision to sample in for `requested` (a `Precision` value) on this machine; logs
+    why when it falls back."""
+    try:
+        wanted = Precision(requested)
+    except ValueError:
+        raise InvalidInputError(
+            f"unknown precision {requested!r}; choose one of {', '.join(Precision)}"
+        ) from None
     gpu = _gpu_capability()
-    if requested == "auto":
+    if wanted == Precision.AUTO:
         if gpu is not None:
             return "bfloat16" if gpu >= (8, 0) else "mixed_float16"
         return "bfloat16" if cpu_has_bf16() else "float32"
-    if requested == "bfloat16" and gpu is None and not cpu_has_bf16():
-        log.warning(
-            "bfloat16 requested but this CPU has no bf16 instructions (amx_bf16/avx512_bf16): "
-            "falling back to float32, which is faster here"
-        )
-        return "float32"
-    if requested == "mixed_float16" and gpu is None:
-        log.warning("mixed_float16 needs a GPU; falling back to float32 on this CPU")
-        return "float32"
-    return requested  # type: ignore[return-value]
+    if wanted == Precision.BFLOAT16:
+        if gpu is None and not cpu_has_bf16():
+            log.warning(
+                "bfloat16 requested but this CPU has no bf16 instructions (amx_bf16/avx512_bf16): "
+                "falling back to float32, which is faster here"
+            )
+            return "float32"
+        return "bfloat16"
+    if wanted == Precision.MIXED_FLOAT16:
+        if gpu is None:
+            log.warning("mixed_float16 needs a GPU; falling back to float32 on this CPU")
+            return "float32"
+        return "mixed_float16"
+    return "float32"
+
+
+#: The training policy of each sampler precision: the variables stay float32.
+_POLICIES: dict[SamplerPrecision, TrainingPolicy] = {
+    "float32": "float32", "bfloat16": "mixed_bfloat16", "mixed_float16": "mixed_float16",
+}  # fmt: skip
 
 
 def training_policy(requested: str, units: int) -> TrainingPolicy:
     """The Keras dtype policy to train a model of `units` LSTM units with for `requested` (a
-    `CHOICES` value, or the Keras name ``mixed_bfloat16``) on this machine; resolved where the
-    training runs, not where it is submitted.
+    `Precision` value, or the Keras name ``mixed_bfloat16`` a model record keeps) on this
+    machine; resolved where the training runs, not where it is submitted.
 
     ``auto``: a GPU trains with mixed precision (``mixed_bfloat16`` on compute capability ≥ 8.0,
     else ``mixed_float16``). A CPU with bf16 instructions trains in bf16 from
@@ -89,14 +100,11 @@ def training_policy(requested: str, units: int) -> TrainingPolicy:
     128 (its matmuls are too small for AMX to pay for the casts).
     """
     if requested == "mixed_bfloat16":
-        requested = "bfloat16"
-    if requested == "auto":
+        requested = Precision.BFLOAT16
+    if requested == Precision.AUTO:
         gpu = _gpu_capability()
         if gpu is not None:
             return "mixed_bfloat16" if gpu >= (8, 0) else "mixed_float16"
         big = units >= TRAIN_BF16_MIN_UNITS_ON_CPU
         return "mixed_bfloat16" if big and cpu_has_bf16() else "float32"
-    policies: dict[str, TrainingPolicy] = {
-        "float32": "float32", "bfloat16": "mixed_bfloat16", "mixed_float16": "mixed_float16",
-    }  # fmt: skip
-    return policies[resolve(requested)]
+    return _POLICIES[resolve(requested)]

@@ -8,7 +8,6 @@ TensorFlow in it so that the producer can list and resolve models instantly.
 from __future__ import annotations
 
 import logging
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -79,27 +78,25 @@ def model_file(store: ArtifactStore, record: ModelRecord, cache_dir: Path) -> Pa
     """A local, hash-verified copy of the model file, fetched at most once per cache.
 
     A local store's file is used in place; a bucket's file is downloaded into the cache. Either
-    way the hash is checked here, before TensorFlow ever opens the file.
+    way the file is hashed once, before TensorFlow ever opens it: a cached copy by reading it, a
+    download as it is written (`ArtifactStore.get_file` returns the hash). A cached copy whose
+    hash is not the id is fetched again; any other file whose hash is not the id is refused.
     """
-    local = store.local_path(model_key(record.id, "keras"))
+    key = model_key(record.id, "keras")
+    local = store.local_path(key)
     if local is None:
         local = cache_dir / "models" / f"{record.id}.keras"
-        if not local.is_file() or file_sha256(local) != record.id:
-            local.parent.mkdir(parents=True, exist_ok=True)
-            store.get_file(model_key(record.id, "keras"), local)
-    if not local.is_file():
+        if local.is_file() and file_sha256(local) == record.id:
+            return local
+        local.parent.mkdir(parents=True, exist_ok=True)
+        actual = store.get_file(key, local).sha256
+    elif local.is_file():
+        actual = file_sha256(local)
+    else:
         raise NotFoundError(f"model {record.short_id} is registered but its file is missing")
-    actual = file_sha256(local)
     if actual != record.id:
         raise IntegrityError(
             f"model file {local} has SHA-256 {actual[:12]}…, not {record.short_id}…: it was "
             "changed after registration; refusing to load it"
         )
     return local
-
-
-def export_model(store: ArtifactStore, record: ModelRecord, dest: Path, cache_dir: Path) -> Path:
-    path = model_file(store, record, cache_dir)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(path, dest)
-    return dest

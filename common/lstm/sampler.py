@@ -7,106 +7,33 @@ sampling, stop detection and slot refill in the graph, so Python only looks in e
 ``steps_per_call`` steps.
 
 Determinism is per tune, not per batch: the random numbers of a tune come from a counter-based
-hash of (batch seed, tune index, attempt, position), not from a shared generator. The same model,
-seed and parameters therefore give the same tunes whatever the batch size, the chunking or the
-worker that ran them — which is what makes a re-run generation job idempotent.
+hash (`common.lstm.randomness`), so a re-run generation job writes the same tunes.
 """
 
 from __future__ import annotations
 
 import functools
-import hashlib
-import itertools
 import logging
-import math
-import time
-from collections import deque
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, get_args
 
 import keras
 import numpy as np
 import numpy.typing as npt
 import tensorflow as tf
 
-from common.abc.notation import DEFAULT_PRIMER
 from common.abc.vocab import Vocab
-from common.errors import CancelledError, InvalidInputError
+from common.errors import InvalidInputError
 from common.lstm.bar_tracker import FIELDS as TRACKER_FIELDS
 from common.lstm.bar_tracker import BarTracker
 from common.lstm.network import EMBEDDING_LAYER, HEAD_LAYER, LSTM_LAYER, architecture
-from common.lstm.precision import Precision
+from common.lstm.randomness import choose
+from common.params import SamplerPrecision, SamplingParams
+
+if TYPE_CHECKING:
+    from common.lstm.sampling import SamplingRun
 
 log = logging.getLogger(__name__)
-
-
-_GOLDEN = 0x9E3779B9
-_M1 = 0x7FEB352D
-_M2 = 0x846CA68B
-_VMUL = 0x85EBCA6B
-_VADD = 0xC2B2AE35
-
-
-@dataclass(frozen=True)
-class SamplingParams:
-    """What shapes a tune besides the model: all of it is recorded with every tune."""
-
-    temperature: float = 1.0
-    top_k: int = 0
-    max_chars: int = 1500
-    seed: int = 0
-    #: Mask every step with the per-slot bar tracker (`common.lstm.bar_tracker`): bars never
-    #: overflow and end only when full (or as a pickup).
-    bar_tracker: bool = True
-
-    def __post_init__(self) -> None:
-        if not (self.temperature >= 0 and math.isfinite(self.temperature)):
-            raise InvalidInputError(f"temperature must be ≥ 0, got {self.temperature}")
-        if self.top_k < 0:
-            raise InvalidInputError(f"top-k must be ≥ 0 (0 = off), got {self.top_k}")
-        if self.max_chars < 2:
-            raise InvalidInputError(f"max-chars must be ≥ 2, got {self.max_chars}")
-
-
-@dataclass(frozen=True)
-class TuneRequest:
-    """One tune to write: its index in the batch, which try this is, and how it starts."""
-
-    index: int
-    attempt: int = 0
-    primer: str = DEFAULT_PRIMER
-
-
-@dataclass(frozen=True)
-class SampledTune:
-    index: int
-    attempt: int
-    text: str
-    truncated: bool
-
-
-def tune_seed(seed: int, index: int, attempt: int) -> int:
-    """32-bit stream key of one try of one tune; stable across versions and machines."""
-    digest = hashlib.sha256(f"tunebatch:{seed}:{index}:{attempt}".encode()).digest()
-    return int.from_bytes(digest[:4], "little")
-
-
-def _mix32(x: tf.Tensor) -> tf.Tensor:
-    """lowbias32 integer hash on uint32 (wrapping arithmetic)."""
-    x = tf.bitwise.bitwise_xor(x, tf.bitwise.right_shift(x, tf.constant(16, tf.uint32)))
-    x = x * tf.constant(_M1, tf.uint32)
-    x = tf.bitwise.bitwise_xor(x, tf.bitwise.right_shift(x, tf.constant(15, tf.uint32)))
-    x = x * tf.constant(_M2, tf.uint32)
-    return tf.bitwise.bitwise_xor(x, tf.bitwise.right_shift(x, tf.constant(16, tf.uint32)))
-
-
-def _np_mix32(x: npt.NDArray[np.uint32]) -> npt.NDArray[np.uint32]:
-    x = x ^ (x >> np.uint32(16))
-    x = x * np.uint32(_M1)
-    x = x ^ (x >> np.uint32(15))
-    x = x * np.uint32(_M2)
-    return x ^ (x >> np.uint32(16))
 
 
 def _lstm_gates(
@@ -122,53 +49,6 @@ def _lstm_gates(
     c = f * c + i * tf.tanh(z[3])
     h = o * tf.tanh(c)
     return c, h, tf.cast(h, compute)
-
-
-def uniforms_np(
-    seeds: npt.NDArray[np.uint32], pos: npt.NDArray[np.int32], vocab_size: int
-) -> npt.NDArray[np.float32]:
-    """Reference (NumPy) of the in-graph uniforms, for tests: shape [B, V] in (0, 1)."""
-    with np.errstate(over="ignore"):
-        k1 = _np_mix32(seeds + np.uint32(_GOLDEN) * (pos.astype(np.uint32) + np.uint32(1)))
-        v = np.arange(vocab_size, dtype=np.uint32) * np.uint32(_VMUL) + np.uint32(_VADD)
-        bits = _np_mix32(k1[:, None] ^ v[None, :])
-    return (((bits >> np.uint32(8)).astype(np.float32)) + np.float32(0.5)) / np.float32(1 << 24)
-
-
-def _uniforms(seeds: tf.Tensor, pos: tf.Tensor, vocab_size: int) -> tf.Tensor:
-    k1 = _mix32(seeds + tf.constant(_GOLDEN, tf.uint32) * (tf.cast(pos, tf.uint32) + 1))
-    v = tf.constant(np.arange(vocab_size, dtype=np.uint32)) * tf.constant(
-        _VMUL, tf.uint32
-    ) + tf.constant(_VADD, tf.uint32)
-    bits = _mix32(tf.bitwise.bitwise_xor(k1[:, None], v[None, :]))
-    return (tf.cast(tf.bitwise.right_shift(bits, tf.constant(8, tf.uint32)), tf.float32) + 0.5) / (
-        1 << 24
-    )
-
-
-def choose(
-    logits: tf.Tensor, seeds: tf.Tensor, pos: tf.Tensor, temperature: tf.Tensor, top_k: tf.Tensor
-) -> tf.Tensor:
-    """Sample one id per row: Gumbel-max over ``logits / T`` restricted to the top k.
-
-    Gumbel-max with hashed uniforms is exactly sampling from softmax(logits / T), and needs no
-    random state. T = 0 is argmax.
-    """
-    vocab_size = logits.shape[-1]
-    greedy = tf.argmax(logits, axis=-1, output_type=tf.int32)
-    safe_t = tf.maximum(temperature, 1e-6)
-    scaled = logits / safe_t
-
-    def keep_top_k() -> tf.Tensor:
-        kth = tf.math.top_k(scaled, k=tf.minimum(top_k, vocab_size)).values[:, -1:]
-        return tf.where(scaled < kth, tf.constant(-np.inf, scaled.dtype), scaled)
-
-    # top_k sorts every row: only pay for it when asked.
-    scaled = tf.cond(top_k > 0, keep_top_k, lambda: scaled)
-    u = _uniforms(seeds, pos, vocab_size)
-    gumbel = -tf.math.log(-tf.math.log(u))
-    sampled = tf.argmax(scaled + gumbel, axis=-1, output_type=tf.int32)
-    return tf.where(temperature > 0, sampled, greedy)
 
 
 class Sampler:
@@ -196,7 +76,7 @@ class Sampler:
         batch_size: int = 256,
         steps_per_call: int = 32,
         jit_compile: bool = False,
-        precision: Precision = "float32",
+        precision: SamplerPrecision = "float32",
     ) -> None:
         vocab_size, _, units = architecture(model)
         if vocab_size != len(vocab):
@@ -218,8 +98,11 @@ class Sampler:
             tf.convert_to_tensor(emb.embeddings, tf.float32),
             tf.convert_to_tensor(cell.kernel, tf.float32),
         ) + tf.convert_to_tensor(cell.bias, tf.float32)
-        if precision not in ("float32", "bfloat16", "mixed_float16"):
-            raise InvalidInputError(f"unknown precision {precision!r}")
+        if precision not in get_args(SamplerPrecision):
+            raise InvalidInputError(
+                f"unknown sampler precision {precision!r}; choose one of "
+                f"{get_args(SamplerPrecision)} (resolve 'auto' first: common.lstm.precision)"
+            )
         self.precision = precision
         self._compute = {"float32": tf.float32, "bfloat16": tf.bfloat16}.get(precision, tf.float16)
         recurrent = tf.convert_to_tensor(cell.recurrent_kernel, tf.float32)
@@ -425,6 +308,12 @@ class Sampler:
         taken = taken + tf.reduce_sum(tf.cast(gets, tf.int32))
         return (h, c, x, pos, job, seed, prow), taken
 
+    def compiled_block(self, *args: tf.Tensor, tracked: bool) -> tuple[tf.Tensor, ...]:
+        """One compiled call: `steps_per_call` steps of every slot, refilled from the queue
+        (the arguments and results of `_run_block`); `tracked` masks with the bar tracker."""
+        block = self._tracked_block if tracked else self._block
+        return tuple(block(*args))
+
     # -- the Python driver -------------------------------------------------------------------
     def start(
         self,
@@ -432,193 +321,6 @@ class Sampler:
         *,
         should_stop: Callable[[], bool] | None = None,
     ) -> SamplingRun:
+        from common.lstm.sampling import SamplingRun
+
         return SamplingRun(self, params, should_stop=should_stop)
-
-
-class SamplingRun:
-    """One generation run: submit requests, iterate finished tunes, submit retries as you go.
-
-    Tunes come out in the order they finish, not in index order; each carries its index.
-    """
-
-    def __init__(
-        self,
-        sampler: Sampler,
-        params: SamplingParams,
-        *,
-        should_stop: Callable[[], bool] | None = None,
-    ) -> None:
-        if params.max_chars > 1_000_000:
-            raise InvalidInputError("max-chars above 1,000,000 is not a tune")
-        self._s = sampler
-        self.params = params
-        self._should_stop = should_stop
-        self._pending: deque[int] = deque()
-        self._requests: dict[int, TuneRequest] = {}
-        self._seeds: dict[int, int] = {}
-        self._rows: dict[int, int] = {}
-        self._buffers: dict[int, list[npt.NDArray[np.int32]]] = {}
-        self._primer_rows: dict[str, int] = {}
-        self._primer_ids: list[npt.NDArray[np.int32]] = []
-        self._next_id = 0
-        self.steps = 0
-        self.chars = 0
-        self.seconds = 0.0
-        self._state: list[Any] | None = None
-        self._batch = sampler.batch_size
-        self._chars = np.asarray(sampler.vocab.chars)
-
-    def submit(self, request: TuneRequest) -> None:
-        if not request.primer:
-            raise InvalidInputError("a primer must have at least one character (e.g. 'X:')")
-        if request.primer not in self._primer_rows:
-            ids = self._s.vocab.encode(request.primer)
-            if len(ids) >= self.params.max_chars:
-                raise InvalidInputError(
-                    f"primer of {len(ids)} chars does not fit max-chars {self.params.max_chars}"
-                )
-            self._primer_rows[request.primer] = len(self._primer_ids)
-            self._primer_ids.append(ids)
-        rid = self._next_id
-        self._next_id += 1
-        self._requests[rid] = request
-        self._seeds[rid] = tune_seed(self.params.seed, request.index, request.attempt)
-        self._rows[rid] = self._primer_rows[request.primer]
-        self._buffers[rid] = []
-        self._pending.append(rid)
-
-    def _initial_state(self, batch: int) -> list[Any]:
-        zeros = tf.zeros([batch, self._s.units], tf.float32)
-        minus = tf.fill([batch], -1)
-        return [
-            zeros, zeros, tf.zeros([batch], tf.int32), tf.zeros([batch], tf.int32), minus,
-            tf.zeros([batch], tf.uint32), minus, tf.zeros([batch, TRACKER_FIELDS], tf.int32),
-        ]  # fmt: skip
-
-    def _primer_table(self) -> tuple[tf.Tensor, tf.Tensor]:
-        width = max(len(p) for p in self._primer_ids)
-        table = np.zeros((len(self._primer_ids), width), np.int32)
-        for row, ids in enumerate(self._primer_ids):
-            table[row, : len(ids)] = ids
-        lengths = np.asarray([len(p) for p in self._primer_ids], np.int32)
-        return tf.constant(table), tf.constant(lengths)
-
-    def __iter__(self) -> Iterator[SampledTune]:
-        return self._run()
-
-    def _run(self) -> Iterator[SampledTune]:
-        p = self.params
-        if self._state is None:
-            self._batch = max(1, min(self._s.batch_size, len(self._pending) or 1))
-            self._state = self._initial_state(self._batch)
-        while True:
-            active = int(tf.reduce_sum(tf.cast(self._state[4] >= 0, tf.int32)))
-            if not self._pending and active == 0:
-                return
-            if self._should_stop is not None and self._should_stop():
-                raise CancelledError("generation cancelled")
-            self._resize(active)
-            queue = list(itertools.islice(self._pending, self._batch * self._s.steps_per_call))
-            q_job = np.asarray(queue, np.int32)
-            q_seed = np.asarray([self._seeds[r] for r in queue], np.uint32)
-            q_prow = np.asarray([self._rows[r] for r in queue], np.int32)
-            primers, lengths = self._primer_table()
-            started = time.perf_counter()
-            block = self._s._tracked_block if p.bar_tracker else self._s._block
-            out = block(
-                *self._state,
-                tf.constant(q_job, tf.int32),
-                tf.constant(q_seed, tf.uint32),
-                tf.constant(q_prow, tf.int32),
-                primers,
-                lengths,
-                tf.constant(p.temperature, tf.float32),
-                tf.constant(p.top_k, tf.int32),
-                tf.constant(p.max_chars, tf.int32),
-            )
-            self._state = list(out[:8])
-            tok, job, done = out[8].numpy(), out[9].numpy(), out[10].numpy()
-            taken = int(out[11])
-            self.seconds += time.perf_counter() - started
-            self.steps += self._s.steps_per_call
-            for _ in range(taken):
-                self._pending.popleft()
-            yield from self._collect(tok, job, done)
-
-    def _resize(self, active: int) -> None:
-        """Fit the batch to the work: drop idle slots once nothing is queued (the tail of a run
-        then costs less per step), add slots back when retries are queued again."""
-        assert self._state is not None
-        if not self._pending and 0 < active <= self._batch // 2:
-            keep = tf.where(self._state[4] >= 0)[:, 0]
-            self._state = [tf.gather(t, keep) for t in self._state]
-            self._batch = active
-        elif self._pending and self._batch < self._s.batch_size:
-            grow = min(self._s.batch_size, active + len(self._pending)) - self._batch
-            if grow > 0:
-                extra = self._initial_state(grow)
-                self._state = [
-                    tf.concat([t, e], 0) for t, e in zip(self._state, extra, strict=True)
-                ]
-                self._batch += grow
-
-    def _collect(
-        self, tok: npt.NDArray[np.int32], job: npt.NDArray[np.int32], done: npt.NDArray[np.bool_]
-    ) -> Iterator[SampledTune]:
-        valid = tok >= 0
-        self.chars += int(valid.sum())
-        # Column-major: within one slot, tokens are in time order; a job lives in one slot.
-        tok_t, job_t, valid_t = tok.T.ravel(), job.T.ravel(), valid.T.ravel()
-        tok_t, job_t = tok_t[valid_t], job_t[valid_t]
-        if job_t.size:
-            order = np.argsort(job_t, kind="stable")
-            job_s, tok_s = job_t[order], tok_t[order]
-            cuts = np.flatnonzero(np.diff(job_s)) + 1
-            starts = np.concatenate([[0], cuts])
-            for start, ids in zip(starts, np.split(tok_s, cuts), strict=True):
-                self._buffers[int(job_s[start])].append(ids)
-        finished = job.T[done.T]
-        for rid in finished.tolist():
-            yield self._finish(int(rid))
-
-    def _finish(self, rid: int) -> SampledTune:
-        request = self._requests.pop(rid)
-        del self._seeds[rid], self._rows[rid]
-        parts = self._buffers.pop(rid)
-        ids = np.concatenate(parts) if parts else np.zeros(0, np.int32)
-        text = request.primer[0] + "".join(self._chars[ids].tolist())
-        truncated = True
-        if text.endswith("\n\n"):
-            text, truncated = text.rstrip("\n"), False
-        elif text.endswith("\nX") and len(text) > len(request.primer):
-            text, truncated = text[:-2], False
-        return SampledTune(request.index, request.attempt, text.rstrip() + "\n", truncated)
-
-
-def generate(
-    sampler: Sampler,
-    params: SamplingParams,
-    requests: list[TuneRequest],
-) -> list[SampledTune]:
-    """All requested tunes, in index order (no validity retries; see the batches module)."""
-    run = sampler.start(params)
-    for request in requests:
-        run.submit(request)
-    return sorted(run, key=lambda t: (t.index, t.attempt))
-
-
-def predict_loop_sample(
-    model: keras.Model, vocab: Vocab, n_chars: int, *, window: int = 100, seed: int = 0
-) -> str:
-    """The original recipe's generator: ``model.predict`` over a 100-char window per character.
-
-    Kept only as the benchmark's baseline; it is thousands of times slower than `Sampler`.
-    """
-    rng = np.random.default_rng(seed)
-    ids = list(vocab.encode(DEFAULT_PRIMER))
-    for _ in range(n_chars):
-        probs = model.predict(np.asarray([ids[-window:]], np.int32), verbose=0)[0, -1]
-        probs = np.asarray(probs, np.float64)
-        probs /= probs.sum()
-        ids.append(int(np.argmax(rng.multinomial(1, probs))))
-    return vocab.decode(ids)

@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from common.errors import InvalidInputError
+from common.params import FORMATS
 from common.render.tool_run import Tool
 
 ABC2MIDI = Tool("abc2midi", "abcmidi", "abc2midi")
@@ -61,10 +62,8 @@ TABLE: tuple[OutputFormat, ...] = (
 )
 _BY_NAME = {fmt.name: fmt for fmt in TABLE}
 
-#: Every format a render can produce, in canonical order.
-FORMATS: tuple[str, ...] = tuple(fmt.name for fmt in TABLE)
-#: What a batch renders when the user names nothing: the tune, something to play, something to hear.
-DEFAULT_FORMATS: tuple[str, ...] = ("abc", "mid", "wav")
+if tuple(fmt.name for fmt in TABLE) != FORMATS:  # the names are common.params'; the tools, here
+    raise RuntimeError("common.render.formats.TABLE must list common.params.FORMATS in order")
 
 
 def made_from(source: str) -> frozenset[str]:

@@ -21,7 +21,7 @@ import pytest
 
 from common.abc.corpus import import_corpus
 from common.errors import RenderError
-from common.render.formats import FORMATS
+from common.params import FORMATS
 from common.render.pipeline import check_abc, rendered
 from common.settings import Settings
 from common.store.local import LocalStore

@@ -13,7 +13,9 @@ import pytest
 
 from common.lstm.bar_tracker import BarTracker
 from common.lstm.network import load_registered
-from common.lstm.sampler import Sampler, SamplingParams, TuneRequest, generate
+from common.lstm.sampler import Sampler
+from common.lstm.sampling import TuneRequest, generate
+from common.params import SamplingParams
 from tests.model_fixtures import TinyEnv
 
 CHARS = tuple(sorted(set(string.printable) - set("\t\r\x0b\x0c")))

@@ -10,17 +10,15 @@ import pytest
 
 from common.errors import IntegrityError, InvalidInputError, NotFoundError
 from common.lstm.network import (
-    PRESETS,
-    Preset,
     architecture,
     build_model,
-    get_preset,
     load_registered,
     load_verified,
     save_inference_model,
 )
+from common.lstm.presets import PRESETS, Preset, get_preset
 from common.lstm.registry import list_models, model_file, model_key, resolve_model
-from common.schemas import TrainOn
+from common.params import TrainOn
 from common.store.local import LocalStore
 from tests.model_fixtures import TinyEnv
 
@@ -102,3 +100,38 @@ def test_tampered_registered_model_is_refused(tiny_env: TinyEnv, tmp_path: Path)
         model_file(store, tiny_env.model, tmp_path / "cache")
     with pytest.raises(IntegrityError):
         load_registered(store, tiny_env.model.id, tmp_path / "cache")
+
+
+def test_a_registered_model_is_hashed_once_before_it_loads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In place, from a cache or downloaded (the store's copy hashes as it writes): one pass."""
+    from common import files
+    from common.lstm import network, registry
+    from common.lstm.registry import register_model
+
+    class Bucket(LocalStore):  # a store whose files are not local: they are downloaded
+        def local_path(self, key: str) -> Path | None:
+            return None
+
+    path = tmp_path / "m.keras"
+    save_inference_model(build_model(12, 4, 8), path)
+    store = LocalStore(tmp_path / "store")
+    record = register_model(store, path, {
+        "preset": "tiny", "vocab_size": 12, "embedding_dim": 4, "units": 8,
+        "chars": list("abcdefghij\n:"), "corpus": "c", "corpus_sha256": "0" * 64, "epochs": 1,
+        "seq_len": 8, "window_step": 8, "batch_size": 2, "learning_rate": 0.01,
+    })  # fmt: skip
+    passes: list[Path] = []
+
+    def counting(p: Path) -> str:
+        passes.append(p)
+        return files.file_sha256(p)
+
+    monkeypatch.setattr(registry, "file_sha256", counting)
+    monkeypatch.setattr(network, "file_sha256", counting)
+    bucket = Bucket(tmp_path / "store")
+    for where, expected in ((store, 1), (bucket, 0), (bucket, 1)):  # in place, download, cache
+        passes.clear()
+        load_registered(where, record.id, tmp_path / "cache")
+        assert len(passes) == expected, (where, passes)

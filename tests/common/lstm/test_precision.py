@@ -13,7 +13,9 @@ from common.abc.corpus import load_corpus
 from common.errors import InvalidInputError
 from common.lstm import precision
 from common.lstm.network import load_registered
-from common.lstm.sampler import Sampler, SamplingParams, TuneRequest, generate
+from common.lstm.sampler import Sampler
+from common.lstm.sampling import TuneRequest, generate
+from common.params import SamplingParams
 from tests.model_fixtures import TinyEnv
 
 

@@ -9,15 +9,10 @@ import tensorflow as tf
 from common.abc.vocab import Vocab
 from common.errors import CancelledError, InvalidInputError
 from common.lstm.network import build_model
-from common.lstm.sampler import (
-    Sampler,
-    SamplingParams,
-    TuneRequest,
-    choose,
-    generate,
-    tune_seed,
-    uniforms_np,
-)
+from common.lstm.randomness import choose, tune_seed, uniforms, uniforms_np
+from common.lstm.sampler import Sampler
+from common.lstm.sampling import TuneRequest, generate
+from common.params import SamplingParams
 
 VOCAB = Vocab.from_texts(["X:1\nT:Reel\nM:4/4\nK:D\nABcd efga|bagf edcB|\n\n"])
 
@@ -92,9 +87,7 @@ def test_temperature_zero_is_argmax_of_the_model(model: tf.keras.Model) -> None:
 def test_uniforms_match_the_numpy_reference_and_are_in_range() -> None:
     seeds = np.asarray([tune_seed(0, i, 0) for i in range(5)], np.uint32)
     pos = np.asarray([1, 2, 3, 400, 9999], np.int32)
-    from common.lstm.sampler import _uniforms
-
-    got = _uniforms(tf.constant(seeds), tf.constant(pos), 30).numpy()
+    got = uniforms(tf.constant(seeds), tf.constant(pos), 30).numpy()
     np.testing.assert_array_equal(got, uniforms_np(seeds, pos, 30))
     assert got.min() > 0.0 and got.max() < 1.0
 

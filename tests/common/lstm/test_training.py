@@ -12,15 +12,8 @@ from common.abc.corpus import import_corpus, load_corpus
 from common.errors import CancelledError, IntegrityError, InvalidInputError
 from common.lstm.network import load_registered
 from common.lstm.precision import cpu_has_bf16
-from common.lstm.training import (
-    evaluate_text,
-    load_run,
-    run_key,
-    sampled_windows,
-    train,
-    window_dataset,
-    window_starts,
-)
+from common.lstm.training import load_run, run_key, train
+from common.lstm.windows import evaluate_text, sampled_windows, window_dataset, window_starts
 from common.schemas import RunStatus, TrainSpec, new_run_id
 from common.store.local import LocalStore
 from tests.model_fixtures import TINY_CORPUS, TinyEnv
@@ -92,7 +85,7 @@ def test_evaluate_counts_unknown_chars(tiny_env: TinyEnv, tmp_path: Path) -> Non
 
 
 def test_stream_dataset_continues_each_row_in_the_next_batch() -> None:
-    from common.lstm.training import stream_dataset
+    from common.lstm.windows import stream_dataset
 
     ids = np.arange(1000, dtype=np.int32)
     ds, windows = stream_dataset(ids, seq_len=10, batch_size=4)

@@ -27,7 +27,8 @@ from common.lstm.wholetune import (
     tune_batches,
     tune_streams,
 )
-from common.schemas import TrainOn, TrainSpec, new_run_id
+from common.params import TrainOn
+from common.schemas import TrainSpec, new_run_id
 from common.store.local import LocalStore
 from tests.model_fixtures import TINY_CORPUS, TinyEnv
 

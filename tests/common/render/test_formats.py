@@ -7,10 +7,9 @@ import shutil
 
 import pytest
 
+from common.params import DEFAULT_FORMATS, FORMATS
 from common.render import stages
 from common.render.formats import (
-    DEFAULT_FORMATS,
-    FORMATS,
     TABLE,
     has_magic,
     made_from,

@@ -33,8 +33,9 @@ from common.errors import (
     ToolMissingError,
     TransientError,
 )
+from common.params import DEFAULT_FORMATS, FORMATS
 from common.render import stages, tool_run
-from common.render.formats import DEFAULT_FORMATS, FORMATS, parse_formats
+from common.render.formats import parse_formats
 from common.render.loudness import measure_wav
 from common.render.midi import midi_duration_seconds
 from common.render.pipeline import check_abc, rendered

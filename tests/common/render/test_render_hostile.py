@@ -39,7 +39,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from common.errors import RenderError
-from common.render.formats import FORMATS
+from common.params import FORMATS
 from common.render.pipeline import check_abc, rendered
 from common.settings import Settings
 

@@ -1,0 +1,211 @@
+"""Every user-facing parameter of training and generation, each defined once.
+
+A training hyperparameter is a field of `Recipe`: presets (`common.lstm.presets`) are recipes
+with a name, a model record keeps the recipe it was trained with, and a training spec overrides
+the fields of `RecipeOverrides`. A sampling option is a field of `SamplingOptions`: the sampler's
+`SamplingParams`, batch specs and schedules all carry it. Precision values, output formats and
+the ``train_on`` choices are enums or tuples here, which the CLI turns into its option choices.
+Adding a parameter is one field here (plus its CLI option); a test checks that the overridable
+recipe fields and the overrides stay the same set.
+
+This module imports neither TensorFlow nor any other part of tunebatch but `common.errors`, so
+the producer and the schemas can use it freely.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from enum import StrEnum
+from typing import Annotated, Any, Literal, TypeVar
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from common.errors import InvalidInputError
+
+# --- precision ------------------------------------------------------------------------------
+
+
+class Precision(StrEnum):
+    """The number format a user asks for, for training and for sampling.
+
+    ``auto`` is resolved per machine where the work runs (`common.lstm.precision`).
+    """
+
+    AUTO = "auto"
+    FLOAT32 = "float32"
+    BFLOAT16 = "bfloat16"
+    MIXED_FLOAT16 = "mixed_float16"
+
+
+#: A precision the sampler runs in: `Precision` resolved on the machine that samples.
+SamplerPrecision = Literal["float32", "bfloat16", "mixed_float16"]
+#: A Keras dtype policy a model trains with: `Precision` resolved on the machine that trains.
+#: The variables stay float32, the layers compute in 16 bits.
+TrainingPolicy = Literal["float32", "mixed_bfloat16", "mixed_float16"]
+#: What a recipe's precision can say: a request, or the policy a model record was trained with
+#: (so that retraining like a model passes its policy on).
+TrainPrecision = Precision | TrainingPolicy
+
+
+# --- output formats -------------------------------------------------------------------------
+
+#: Every output format, in the order a tune's files are listed.
+FORMATS: tuple[str, ...] = ("abc", "mid", "wav", "svg", "pdf", "ogg", "mp3", "flac")
+#: What a batch renders when nobody says otherwise.
+DEFAULT_FORMATS: tuple[str, ...] = ("abc", "mid", "wav")
+
+
+# --- training recipe ------------------------------------------------------------------------
+
+
+class TrainOn(StrEnum):
+    """What one training sequence is.
+
+    ``windows``: windows of ``seq_len`` chars cut from the corpus text, each from a zero state
+    (or, with ``stateful``, text streams with the state carried across windows and tunes);
+    ``tunes``: whole tunes from ``X:`` to their blank line, each from a zero state, batched by
+    length with the padding masked: the model learns over the whole form of a tune, as the
+    sampler runs it; ``streams``: whole tunes laid end to end in ``batch_size`` parallel streams,
+    each tune starting at a window boundary, the state carried from window to window within a
+    tune and zeroed at each tune start (truncated back-propagation through time, windows of
+    ``seq_len``): the same whole-tune context with the fixed shapes windows train fast with.
+    """
+
+    WINDOWS = "windows"
+    TUNES = "tunes"
+    STREAMS = "streams"
+
+
+Epochs = Annotated[int, Field(ge=1, le=1000)]
+WindowStep = Annotated[int, Field(ge=1, description="Chars between the starts of two windows.")]
+BatchSize = Annotated[int, Field(ge=1, description="Sequences per optimizer step.")]
+LearningRate = Annotated[float, Field(gt=0, le=1, description="Adam learning rate.")]
+WindowFraction = Annotated[
+    float, Field(gt=0, le=1, description="Share of the windows each epoch trains on.")
+]
+Stateful = Annotated[
+    bool, Field(description="Carry LSTM state across consecutive windows (TBPTT).")
+]
+TrainOnField = Annotated[TrainOn, Field(description="Train on windows or whole tunes.")]
+PrecisionField = Annotated[
+    TrainPrecision,
+    Field(
+        description="Training precision; auto = per hardware, resolved by the worker that "
+        "trains (common.lstm.precision.training_policy)."
+    ),
+]
+
+
+class Recipe(BaseModel):
+    """The architecture and training recipe of a model: what a preset names, a spec overrides
+    and a model record keeps."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    embedding_dim: int = Field(ge=1)
+    units: int = Field(ge=1)
+    seq_len: int = Field(ge=1, description="Window length in chars.")
+    window_step: WindowStep
+    batch_size: BatchSize
+    epochs: Epochs
+    learning_rate: LearningRate
+    stateful: Stateful = False
+    precision: PrecisionField = "float32"
+    #: Share of the windows one epoch trains on, a fresh random subset each epoch: with windows
+    #: every 10 chars and 0.1, each char is seen about once an epoch, in every alignment.
+    window_fraction: WindowFraction = 1.0
+    #: Windows of `seq_len` chars, or whole tunes (`batch_size` tunes of similar length a step).
+    train_on: TrainOnField = TrainOn.WINDOWS
+
+    @property
+    def dtype_policy(self) -> str | None:
+        """The Keras dtype policy to train with (None = the float32 default)."""
+        return None if self.precision == "float32" else str(self.precision)
+
+
+#: The fields that make the network's shape: a preset's, never overridden by a spec.
+ARCHITECTURE_FIELDS = frozenset({"embedding_dim", "units", "seq_len"})
+
+
+class RecipeOverrides(BaseModel):
+    """The recipe fields a training spec may override; None keeps the preset's."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    epochs: Epochs | None = None
+    window_step: WindowStep | None = None
+    batch_size: BatchSize | None = None
+    learning_rate: LearningRate | None = None
+    window_fraction: WindowFraction | None = None
+    stateful: Stateful | None = None
+    train_on: TrainOnField | None = None
+    precision: PrecisionField | None = None
+
+    def overrides(self) -> dict[str, Any]:
+        """The fields this spec sets, for `Recipe.model_copy(update=...)`."""
+        return {
+            name: value
+            for name in RecipeOverrides.model_fields
+            if (value := getattr(self, name)) is not None
+        }
+
+
+def recipe_overrides(recipe: Recipe) -> dict[str, Any]:
+    """Every overridable field of `recipe`: a spec that trains exactly like it."""
+    return {name: getattr(recipe, name) for name in RecipeOverrides.model_fields}
+
+
+# --- sampling -------------------------------------------------------------------------------
+
+DEFAULT_TEMPERATURE = 1.0
+TEMPERATURE_MAX = 10.0
+MAX_CHARS_MIN = 16
+MAX_CHARS_MAX = 100_000
+SEED_MAX = 2**63 - 1
+DEFAULT_MAX_CHARS = 1500
+
+_N = TypeVar("_N", int, float)
+
+
+def _between(what: str, low: _N, high: _N, hint: str = "") -> Callable[[_N], _N]:
+    """A field check that raises `InvalidInputError`, as every check of our own input does."""
+
+    def check(value: _N) -> _N:
+        if not low <= value <= high:  # NaN fails too
+            raise InvalidInputError(f"{what} must be between {low} and {high}, got {value}{hint}")
+        return value
+
+    return check
+
+
+Temperature = Annotated[float, AfterValidator(_between("temperature", 0.0, TEMPERATURE_MAX))]
+TopK = Annotated[int, AfterValidator(_between("top-k", 0, 1_000_000, " (0 = off)"))]
+MaxChars = Annotated[int, AfterValidator(_between("max-chars", MAX_CHARS_MIN, MAX_CHARS_MAX))]
+Seed = Annotated[int, AfterValidator(_between("seed", 0, SEED_MAX))]
+
+
+class SamplingOptions(BaseModel):
+    """What shapes a tune besides the model, the primer and the seed: recorded with every batch
+    and every schedule."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    temperature: Temperature = DEFAULT_TEMPERATURE
+    top_k: TopK = Field(default=0, description="Sample among the k likeliest chars (0 = all).")
+    max_chars: MaxChars = DEFAULT_MAX_CHARS
+    #: Mask every step with the per-slot bar tracker (`common.lstm.bar_tracker`): bars never
+    #: overflow and end only when full (or as a pickup).
+    bar_tracker: bool = Field(
+        default=True, description="Mask sampling so every bar lasts the meter (see bar_tracker)."
+    )
+    #: The sampler is built in this precision (a worker keeps one sampler per model and
+    #: precision); a run of an existing sampler does not change it.
+    precision: Precision = Field(
+        default=Precision.AUTO, description="Matmul precision of the sampler; auto = per hardware."
+    )
+
+
+class SamplingParams(SamplingOptions):
+    """The sampling options with the seed a run's random streams come from."""
+
+    seed: Seed = 0
