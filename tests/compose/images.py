@@ -8,6 +8,10 @@ mount an emptyDir, no capabilities and no privilege escalation (k8s/base/*.yaml)
 * gpu-worker: run its entrypoint, import TensorFlow, check a tune with abc2midi, have the probe;
 * producer: run the CLI, and contain no TensorFlow, Keras or music21 at all.
 
+Each container gets the settings the k8s workloads get (k8s/base/settings.env: among them
+``TUNEBATCH_SANDBOX=auto``, because a container without capabilities under the runtime's default
+seccomp profile cannot create the user namespace bubblewrap needs; see docs/security.md).
+
 The probes themselves answer in `make compose-test` (the Compose healthchecks run the same
 commands against the live workers). Prints each image's size.
 
@@ -18,6 +22,10 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
+
+#: The settings every k8s workload reads (its ConfigMap), passed to each container as they are.
+SETTINGS_ENV = Path(__file__).resolve().parents[2] / "k8s" / "base" / "settings.env"
 
 #: k8s/base: the emptyDir mounts of each workload.
 TMPFS = {
@@ -47,8 +55,9 @@ NO_TF = """
 import importlib.util, sys
 found = [m for m in ("tensorflow", "keras", "music21") if importlib.util.find_spec(m)]
 assert not found, f"the producer image contains {found}"
+assert importlib.util.find_spec("worker") is None, "the producer image contains worker/"
 import producer.cli
-print("producer image: no tensorflow, keras or music21")
+print("producer image: no tensorflow, keras, music21 or worker/")
 """
 
 
@@ -56,6 +65,7 @@ def docker_run(image: str, role: str, *args: str, entrypoint: str | None = None)
     argv = [
         "docker", "run", "--rm", "--network", "none", "--read-only", "--cap-drop", "ALL",
         "--security-opt", "no-new-privileges", "--user", "10001:10001",
+        "--env-file", str(SETTINGS_ENV),
     ]  # fmt: skip
     for path in TMPFS[role]:
         argv += ["--tmpfs", f"{path}:uid=10001,gid=10001"]
