@@ -163,6 +163,9 @@ MAX_CHARS_MIN = 16
 MAX_CHARS_MAX = 100_000
 SEED_MAX = 2**63 - 1
 DEFAULT_MAX_CHARS = 1500
+#: Samples per tune the gate may take before it keeps the last one (``--valid-only``).
+DEFAULT_MAX_TRIES = 5
+MAX_TRIES_MAX = 100
 
 _N = TypeVar("_N", int, float)
 

@@ -20,6 +20,8 @@ from common.errors import InvalidInputError, InvalidTransitionError
 from common.lstm.presets import DEFAULT_PRESET, PRESETS
 from common.params import (
     DEFAULT_FORMATS,
+    DEFAULT_MAX_TRIES,
+    MAX_TRIES_MAX,
     Recipe,
     RecipeOverrides,
     SamplerPrecision,
@@ -280,7 +282,7 @@ class BatchSpec(Record, SamplingParams):
         description="The gate: resample until abc2midi accepts a tune, its bars fit the meter "
         "and it is no near-copy of a training tune (up to max_tries).",
     )
-    max_tries: int = Field(default=5, ge=1, le=100)
+    max_tries: int = Field(default=DEFAULT_MAX_TRIES, ge=1, le=MAX_TRIES_MAX)
     near_copy_threshold: float = Field(
         default=NEAR_COPY_THRESHOLD,
         ge=0.0,

@@ -7,11 +7,18 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from common.params import Precision
+from common.params import (
+    DEFAULT_MAX_CHARS,
+    DEFAULT_MAX_TRIES,
+    DEFAULT_TEMPERATURE,
+    TEMPERATURE_MAX,
+    Precision,
+)
 
 from producer import views
 from producer.backend import Followed, Queued, Ran, Submitted
 from producer.options import (
+    DEFAULT_FORMATS_OPT,
     FormatsOpt,
     JsonOpt,
     MaxCharsOpt,
@@ -33,8 +40,8 @@ def submit_batch(
     ] = 20,
     model: Annotated[str, typer.Option(help="Model id, unique prefix or 'latest'.")] = "latest",
     temperature: Annotated[
-        float, typer.Option(min=0.0, help="0 = always the likeliest char.")
-    ] = 1.0,
+        float, typer.Option(min=0.0, max=TEMPERATURE_MAX, help="0 = always the likeliest char.")
+    ] = DEFAULT_TEMPERATURE,
     top_k: Annotated[int, typer.Option(min=0, help="Sample among the k likeliest (0 = all).")] = 0,
     seed: Annotated[int, typer.Option(min=0, help="Same seed + model + params = same tunes.")] = 0,
     primer: Annotated[str | None, typer.Option(help="Text every tune starts with.")] = None,
@@ -44,10 +51,10 @@ def submit_batch(
     key: Annotated[
         str | None, typer.Option(help="Prime tunes with this key, e.g. D or Ador.")
     ] = None,
-    max_chars: MaxCharsOpt = 1500,
+    max_chars: MaxCharsOpt = DEFAULT_MAX_CHARS,
     valid_only: ValidOnlyOpt = True,
-    max_tries: MaxTriesOpt = 5,
-    formats: FormatsOpt = "abc,mid,wav",
+    max_tries: MaxTriesOpt = DEFAULT_MAX_TRIES,
+    formats: FormatsOpt = DEFAULT_FORMATS_OPT,
     precision: Annotated[
         Precision,
         typer.Option(

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated, ParamSpec, TypeVar
 
 import typer
 from common.errors import TunebatchError
+from common.params import DEFAULT_FORMATS, FORMATS, MAX_CHARS_MAX, MAX_CHARS_MIN, MAX_TRIES_MAX
 from common.settings import Settings
 from pydantic import ValidationError
 
@@ -30,7 +31,9 @@ R = TypeVar("R")
 
 
 # Options that submit-batch and schedule add share.
-MaxCharsOpt = Annotated[int, typer.Option(min=16, help="Longest tune in chars.")]
+MaxCharsOpt = Annotated[
+    int, typer.Option(min=MAX_CHARS_MIN, max=MAX_CHARS_MAX, help="Longest tune in chars.")
+]
 ValidOnlyOpt = Annotated[
     bool,
     typer.Option(
@@ -39,14 +42,18 @@ ValidOnlyOpt = Annotated[
         "it is no near-copy of a training tune; --any keeps the first try.",
     ),
 ]
-MaxTriesOpt = Annotated[int, typer.Option(min=1, help="Samples per tune with --valid-only.")]
+MaxTriesOpt = Annotated[
+    int, typer.Option(min=1, max=MAX_TRIES_MAX, help="Samples per tune with --valid-only.")
+]
+#: --formats' default, as the option text.
+DEFAULT_FORMATS_OPT = ",".join(DEFAULT_FORMATS)
 
 
 def _formats_given(text: str) -> str:
     """--formats names at least one format: an empty one is a mistake, not "abc only"."""
     if not [part for part in text.split(",") if part.strip()]:
         raise typer.BadParameter(
-            "no format given; name at least one of abc,mid,wav,svg,pdf,ogg,mp3,flac "
+            f"no format given; name at least one of {','.join(FORMATS)} "
             "(abc is always included: --formats abc gives the tune text only)"
         )
     return text
@@ -54,7 +61,7 @@ def _formats_given(text: str) -> str:
 
 FormatsOpt = Annotated[
     str,
-    typer.Option(help="Comma list of abc,mid,wav,svg,pdf,ogg,mp3,flac.", callback=_formats_given),
+    typer.Option(help=f"Comma list of {','.join(FORMATS)}.", callback=_formats_given),
 ]
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]

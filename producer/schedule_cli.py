@@ -10,9 +10,11 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from common.params import DEFAULT_MAX_CHARS, DEFAULT_MAX_TRIES, DEFAULT_TEMPERATURE, TEMPERATURE_MAX
 
 from producer import views
 from producer.options import (
+    DEFAULT_FORMATS_OPT,
     FormatsOpt,
     JsonOpt,
     MaxCharsOpt,
@@ -64,15 +66,17 @@ def schedule_add(
             "latest model was trained on it.",
         ),
     ] = False,
-    temperature: Annotated[float, typer.Option(min=0.0, help="Sampling temperature.")] = 1.0,
+    temperature: Annotated[
+        float, typer.Option(min=0.0, max=TEMPERATURE_MAX, help="Sampling temperature.")
+    ] = DEFAULT_TEMPERATURE,
     top_k: Annotated[int, typer.Option(min=0, help="Sample among the k likeliest.")] = 0,
     seed: Annotated[
         int | None, typer.Option(min=0, help="Fixed seed (default: a new seed each time).")
     ] = None,
-    max_chars: MaxCharsOpt = 1500,
+    max_chars: MaxCharsOpt = DEFAULT_MAX_CHARS,
     valid_only: ValidOnlyOpt = True,
-    max_tries: MaxTriesOpt = 5,
-    formats: FormatsOpt = "abc,mid,wav",
+    max_tries: MaxTriesOpt = DEFAULT_MAX_TRIES,
+    formats: FormatsOpt = DEFAULT_FORMATS_OPT,
     replace: Annotated[
         bool, typer.Option("--replace", help="Overwrite a schedule of the same name.")
     ] = False,

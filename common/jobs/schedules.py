@@ -21,7 +21,14 @@ from common.abc import notation as abc_notation
 from common.abc.corpus import Corpus
 from common.errors import InvalidInputError
 from common.lstm.registry import LATEST
-from common.params import DEFAULT_FORMATS, SamplingOptions, Seed, recipe_overrides
+from common.params import (
+    DEFAULT_FORMATS,
+    DEFAULT_MAX_TRIES,
+    MAX_TRIES_MAX,
+    SamplingOptions,
+    Seed,
+    recipe_overrides,
+)
 from common.schemas import BatchSpec, ModelRecord, Name, Record, TrainSpec
 
 log = logging.getLogger(__name__)
@@ -42,7 +49,7 @@ class ScheduleSpec(Record, SamplingOptions):
     )
     seed: Seed | None = Field(default=None, description="Fixed seed; None = a new seed per firing.")
     valid_only: bool = True
-    max_tries: int = Field(default=5, ge=1, le=100)
+    max_tries: int = Field(default=DEFAULT_MAX_TRIES, ge=1, le=MAX_TRIES_MAX)
     formats: list[str] = Field(default_factory=lambda: list(DEFAULT_FORMATS))
 
 
