@@ -41,8 +41,17 @@ MAX_CHORD = 4
 MAX_GRACE = 4
 MAX_QUOTE = 10
 QUOTE_CHARS = set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789#/()+-. ")
-#: A guitar chord's name after its root: accidental, quality, extension, bass note.
-CHORD_NAME_CHARS = set("#bmajindugs+o679/ABCDEFG")
+#: Guitar chord names abc2midi knows (root, accidental, quality), and !decorations! it plays.
+CHORD_NAMES = tuple(
+    root + acc + quality
+    for root in "ABCDEFG"
+    for acc in ("", "#", "b")
+    for quality in ("", "m", "7", "m7", "maj7", "dim", "aug", "6", "m6", "9", "sus4")
+)
+DECORATION_NAMES = (
+    "trill", "fermata", "roll", "accent", "emphasis", "mordent", "turn", "upbow", "downbow",
+    "tenuto", "breath", "p", "pp", "mp", "mf", "f", "ff",
+)  # fmt: skip
 #: Header fields besides X (first), M, L and K (last): free text that abc2midi accepts there.
 HEADER_FIELDS = "TRCOSNZBDH"
 #: Field lines the body may hold at a bar start (``K:``, ``M:``, ``L:`` are read; others skipped).
@@ -198,6 +207,18 @@ class Grammar:
 
         return rule
 
+    def words(self, mode: str, words: tuple[str, ...], end: str, done: Rule) -> None:
+        """From `mode`, one of `words` then `end` (a trie of modes named after `mode`)."""
+        prefixes = {w[:i] for w in words for i in range(len(w) + 1)}
+        for node in prefixes:
+
+            def rule(ch: str, node: str = node) -> Rule | None:
+                if ch == end and node in words:
+                    return done
+                return Rule(f"{mode}:{node}{ch}") if node + ch in prefixes else None
+
+            self.add(mode if node == "" else f"{mode}:{node}", rule)
+
     def add(self, mode: str, rule: Callable[[str], Rule | None]) -> None:
         if mode not in self.modes:
             self.modes.append(mode)
@@ -329,13 +350,11 @@ class Grammar:
                      (Rule(f"GRACEO{k}") if ch in "',/" else grace_note(k)(ch)))  # fmt: skip
             self.add(f"GRACEO{k}", lambda ch, k=k: Rule("PREG") if ch == "}" else  # type: ignore[misc]
                      grace_note(k)(ch))  # fmt: skip
-        deco_chars = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789<>().+-")
-        self.add("DECO0", lambda ch: Rule("DECO") if ch in deco_chars else None)
-        self.add("DECO", lambda ch: Rule("PRED") if ch == "!" else
-                 (Rule("DECO") if ch in deco_chars else None))  # fmt: skip
-        # A guitar chord starts with A-G, an annotation with a placement ^ _ < > @.
-        self.add("Q0", lambda ch: Rule("G1") if ch in "ABCDEFG" else
-                 (Rule("Q1") if ch in "^_<>@" else None))  # fmt: skip
+        self.words("DECO0", DECORATION_NAMES, "!", Rule("PRED"))
+        # A guitar chord is a name from CHORD_NAMES, an annotation starts with ^ _ < > @.
+        self.words("Q0", CHORD_NAMES, '"', Rule("PRE"))
+        gchord = self.rules["Q0"]
+        self.add("Q0", lambda ch: Rule("Q1") if ch in "^_<>@" else gchord(ch))
 
         def quote(k: int, kind: str, chars: set[str]) -> Callable[[str], Rule | None]:
             def rule(ch: str) -> Rule | None:
@@ -347,7 +366,6 @@ class Grammar:
 
         for k in range(1, MAX_QUOTE + 1):
             self.add(f"Q{k}", quote(k, "Q", QUOTE_CHARS))
-            self.add(f"G{k}", quote(k, "G", CHORD_NAME_CHARS))
 
     def build_barlines(self) -> None:
         """Barlines, repeats and endings; the conditions keep the pairs abc2midi expects."""

@@ -23,7 +23,8 @@ decorations, annotations, tuplets, broken rhythm, barlines, inline fields, endin
 continuations) plus a few integers per slot (bar position in ticks, meter, unit, pickup, tuplet,
 broken-rhythm, repeat and tie state, the spelling of the note being written). Anything outside
 that subset is masked, so what the model writes is always something the tracker can count. The
-tables (`common.lstm.bar_tables`) are built once per vocabulary; a step is a handful of NumPy operations over all B slots at once.
+tables (`common.lstm.bar_tables`) are built once per vocabulary; a step is a handful of NumPy
+operations over all B slots at once.
 
 Why it never dead-ends: every duration it allows is a multiple of a quarter of the unit length
 ``L`` (lengths down to ``/4``; a tuplet's notes share one length, so ``(3`` three of length m last
