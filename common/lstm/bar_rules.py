@@ -8,7 +8,8 @@ A char without a rule is never written. The subset is what abc2midi reads withou
 
 * header: ``X:`` with a number, then only the fields abc2midi accepts in a header; ``M:`` and
   ``L:`` values it can count; ``K:`` a tonic with an optional sharp/flat and a mode it knows;
-* a tie ``-`` only after a note (not a rest or chord); the next note is checked by the tracker;
+* a tie ``-`` only after an undecorated note (not a rest or chord; abc2midi finds no note
+  before ``.A-``); the next note is checked by the tracker;
 * broken rhythm ``>``/``<`` only between undecorated notes (abc2midi cannot apply it otherwise);
 * after a decoration a note (no slur, grace or chord: abc2midi reads ``~(`` as a bad note);
 * at most `MAX_GRACE` grace notes in a group, and a note (not another group) after it;

@@ -378,7 +378,7 @@ class BarTracker:
             ok.append(free_of_groups & (r * q * num <= rem * den))
         ok.append(term_ok & lastplain & (pos + lastq <= barlen))
         ok.append(col[MDEN] > 0)
-        ok.append(col[NLET] >= 0)  # C_TIE
+        ok.append((col[NLET] >= 0) & (col[DEC] == 0))  # C_TIE: a plain note
         ok.append(~openrep & (endst != 1))  # C_REPOPEN
         ok.append((endst == 0) & (openrep | (col[CLOSED] == 0)))  # C_END1
         ok.append(endst == 3)  # C_END2

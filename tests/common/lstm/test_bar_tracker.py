@@ -178,6 +178,7 @@ def test_a_tie_is_followed_by_its_own_note_spelled_again(tracker: BarTracker) ->
     # Only a note can be tied; no grace notes, chord or field before the tied note.
     assert_refused(tracker, HEADER + "A2 z2-", len(HEADER + "A2 z2"))
     assert_refused(tracker, HEADER + "A2 [ce]2-", len(HEADER + "A2 [ce]2"))
+    assert_refused(tracker, HEADER + "A2 .c2-", len(HEADER + "A2 .c2"))
     assert_refused(tracker, HEADER + "A2 c2-{d}c2", len(HEADER + "A2 c2-"))
     assert_refused(tracker, HEADER + "A2 c2-[K:G]c2", len(HEADER + "A2 c2-"))
     # A tie before the tune's end: the end waits for the note.
