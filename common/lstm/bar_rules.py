@@ -14,7 +14,7 @@ A char without a rule is never written. The subset is what abc2midi reads withou
 * after a decoration a note (no slur, grace or chord: abc2midi reads ``~(`` as a bad note);
 * at most `MAX_GRACE` grace notes in a group, and a note (not another group) after it;
 * repeats and endings in the shape abc2midi pairs (``|1`` inside a repeat, closed by ``:|``,
-  ``|2`` right after it): the tracker checks the conditions.
+  ``|2`` right after it, ``::`` only where a repeat is open): the tracker checks them.
 """
 
 from __future__ import annotations
@@ -74,8 +74,8 @@ TUPLETS = {2: (3, 2), 3: (2, 3), 4: (3, 4)}
 
 # Conditions a (mode, char) may require, one bit each; C_LEN + i is "length char i fits".
 (C_TERM, C_NOTE, C_BAR, C_COLON, C_NOTNEED, C_END, C_BARSTART, C_TUP2, C_TUP3, C_TUP4,
- C_BROKEN, C_METER, C_TIE, C_REPOPEN, C_END1, C_END2, C_SECTION) = range(17)  # fmt: skip
-C_LEN = 17
+ C_BROKEN, C_METER, C_TIE, C_REPOPEN, C_END1, C_END2, C_SECTION, C_REOPEN) = range(18)  # fmt: skip
+C_LEN = 18
 
 # Actions of a (mode, char); COMMIT (the pending note ends first) is a separate table.
 (A_NONE, A_CLOSE, A_CLOSE_COLON, A_SECTION, A_REPOPEN, A_TUP2, A_TUP3, A_TUP4, A_GT, A_LT,
@@ -388,12 +388,12 @@ class Grammar:
 
         self.add("BAR1", bar1)
         self.add("COLON1", lambda ch: Rule("COLONBAR") if ch == "|" else
-                 (Rule("B_SEP", 0, A_REPOPEN) if ch == ":" else None))  # fmt: skip
+                 (Rule("B_SEP", bit(C_REOPEN), A_REPOPEN) if ch == ":" else None))  # fmt: skip
 
         def colon_bar(ch: str) -> Rule | None:
             """After ':|': ':|:', ':||', ':|]', ':|2' or the next bar."""
             if ch == ":":
-                return Rule("B_SEP", 0, A_REPOPEN)
+                return Rule("B_SEP", bit(C_REOPEN), A_REPOPEN)
             if ch in "|]":
                 return Rule("B_SEP", 0, A_SECTION)
             if ch == "2":

@@ -88,7 +88,7 @@ from common.lstm.bar_tables import SPELL_END, compile_tables
 # written (accidental code, letter index or -1 for a rest or chord, octave marks); DEC: it is
 # decorated; TIE, TIEK: the spelling a tie waits for (-1: none) and how much of it is written;
 # ENDST: 0, in a 1st ending (1), in a 2nd (2), a 1st just closed by :| (3); CLOSED: a :| came
-# since the last |: (an ending then needs a new |:).
+# since the last |: (an ending then needs a new |:), 2 if it closed an open repeat (:: may follow).
 (MODE, POS, BARLEN, Q, PICKUP, PICKOK, NEED, OPENREP, BARS, TUPR, TUPLEFT, TARGET, BRK,
  LASTQ, LASTV, LASTPLAIN, MNUM, MDEN, UDEN, ACCN, ACCD, FULLS, NACC, NLET, NOCT, DEC, TIE,
  TIEK, ENDST, CLOSED) = range(30)  # fmt: skip
@@ -248,10 +248,12 @@ class BarTracker:
                 s[rows, PICKOK] = np.where(has, 0, s[rows, PICKOK])
                 s[rows, ENDST] = np.where(has & (s[rows, ENDST] == 3), 0, s[rows, ENDST])
             else:
+                # 2: this :| closed an open repeat (explicit, or the tune's start), so :: may follow
+                was_open = (s[rows, OPENREP] > 0) | (s[rows, CLOSED] == 0)
+                s[rows, CLOSED] = np.where(was_open, 2, 1)
                 s[rows, PICKOK] = 1
                 s[rows, OPENREP] = 0
                 s[rows, NEED] = 0
-                s[rows, CLOSED] = 1
                 s[rows, ENDST] = np.where(s[rows, ENDST] == 1, 3, s[rows, ENDST])
             s[rows, BARS] += has
             # Full bars since the section began: a closing bar needs one before it.
@@ -383,6 +385,7 @@ class BarTracker:
         ok.append((endst == 0) & (openrep | (col[CLOSED] == 0)))  # C_END1
         ok.append(endst == 3)  # C_END2
         ok.append(section_ok)  # C_SECTION
+        ok.append(col[CLOSED] == 2)  # C_REOPEN
         bits = np.zeros(len(mode), np.int64)
         for i, cond in enumerate(ok):
             bits |= cond.astype(np.int64) << i

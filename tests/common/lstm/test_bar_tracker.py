@@ -193,6 +193,8 @@ def test_repeats_and_endings_pair_as_abc2midi_expects(tracker: BarTracker) -> No
     assert_refused(tracker, HEADER + "A8|B8:|c8|1", len(HEADER + "A8|B8:|c8|"))
     assert_refused(tracker, HEADER + "|:A8|:", len(HEADER + "|:A8|"))
     assert_refused(tracker, HEADER + "|:A8||", len(HEADER + "|:A8|"))
+    assert_accepted(tracker, HEADER + "A8::B8:|:c8:|\n\n")  # close and reopen
+    assert_refused(tracker, HEADER + "A8:|B8::", len(HEADER + "A8:|B8:"))  # nothing to close
     # A 1st ending ends with :|, and the 2nd comes right after it.
     assert_refused(tracker, HEADER + "|:A8|1 B8|2", len(HEADER + "|:A8|1 B8|"))
     assert_refused(tracker, HEADER + "|:A8|1 B8:|c8|2", len(HEADER + "|:A8|1 B8:|c8|"))
