@@ -5,6 +5,8 @@ real ``abc2midi tune.abc -o tune.mid`` on each WITHOUT ``-silent`` (which hides 
 lines) and prints, per tracker setting:
 
 * valid: no ``Error`` line; clean: valid and no bar-length warning (abc2midi's "time units");
+  truncated: the tune hit --max-chars before its end (the sampler cuts it), and the valid share
+  of the others;
 * bars of the meter's length, by the independent count of `common.abc.rhythm`;
 * each abc2midi error and warning kind with its count (line numbers and note names stripped).
 
@@ -59,6 +61,7 @@ class Summary:
     tunes: int
     truncated: int
     valid: int
+    valid_finished: int  # valid among the tunes that ended before max-chars
     clean: int
     bars: int
     right_bars: int
@@ -102,7 +105,7 @@ def measure(
     start = time.perf_counter()
     tunes = generate(sampler, params, [TuneRequest(i, 0, primer) for i in range(count)])
     seconds = time.perf_counter() - start
-    s = Summary(params.bar_tracker, len(tunes), 0, 0, 0, 0, 0, 0, seconds)
+    s = Summary(params.bar_tracker, len(tunes), 0, 0, 0, 0, 0, 0, 0, seconds)
     errors: Counter[str] = Counter()
     warnings: Counter[str] = Counter()
     for tune in tunes:
@@ -110,6 +113,7 @@ def measure(
         s.chars += len(tune.text)
         verdict = abc2midi(tune.text, workdir)
         s.valid += verdict.valid
+        s.valid_finished += verdict.valid and not tune.truncated
         s.clean += verdict.clean
         rhythm = check_rhythm(tune.text)
         s.bars += rhythm.bars
@@ -119,7 +123,8 @@ def measure(
         if dump is not None:
             name = f"{'on' if params.bar_tracker else 'off'}-{tune.index:04d}"
             (dump / f"{name}.abc").write_text(tune.text)
-            (dump / f"{name}.txt").write_text("\n".join(verdict.errors + verdict.warnings) + "\n")
+            lines = (["truncated"] if tune.truncated else []) + verdict.errors + verdict.warnings
+            (dump / f"{name}.txt").write_text("\n".join(lines) + "\n")
     s.errors = dict(errors.most_common())
     s.warnings = dict(warnings.most_common())
     return s
@@ -165,12 +170,13 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps([asdict(r) for r in results], indent=2))
         return 0
     print(f"{args.count} tunes, model {args.model}, T = {args.temperature}, seed {args.seed}")
-    print("tracker  valid   clean   bars ok  truncated  chars/tune  s")
+    print("tracker  valid   clean   bars ok  truncated  valid if ended  chars/tune  s")
     for r in results:
+        ended = pct(r.valid_finished, r.tunes - r.truncated)
         print(
             f"{'on' if r.tracker else 'off':7}  {pct(r.valid, r.tunes)}  {pct(r.clean, r.tunes)}"
-            f"  {pct(r.right_bars, r.bars)}   {r.truncated:5}      {r.chars / r.tunes:7.0f}"
-            f"  {r.seconds:5.0f}"
+            f"  {pct(r.right_bars, r.bars)}   {r.truncated:5}      {ended}"
+            f"    {r.chars / r.tunes:7.0f}  {r.seconds:5.0f}"
         )
     for r in results:
         print(f"\ntracker {'on' if r.tracker else 'off'}: tunes with each abc2midi message")

@@ -330,7 +330,11 @@ class Grammar:
             self.add(f"CHORD{k}L", chord(k, "'"))
             self.add(f"CHORD{k}O", chord(k, ""))
 
-        # Grace notes: notes, accidentals, one octave mark or '/' each, no lengths; '/' first.
+        # Grace notes: notes, accidentals, one octave mark of the note's case or '/' each, no
+        # lengths; '/' first.
+        def case(k: int, letter: str) -> str:
+            return f"GRACE{k}{'U' if letter.isupper() else 'L'}"
+
         def grace_note(k: int) -> Callable[[str], Rule | None]:
             """The (k+1)-th grace note may start here (none past MAX_GRACE)."""
 
@@ -338,19 +342,26 @@ class Grammar:
                 if k >= MAX_GRACE:
                     return None
                 if ch in NOTE_LETTERS:
-                    return Rule(f"GRACE{k + 1}")
+                    return Rule(case(k + 1, ch))
                 return Rule(f"GACC{k + 1}" + ch) if ch in ACCIDENTALS else None
+
+            return rule
+
+        def after_grace(k: int, marks: str) -> Callable[[str], Rule | None]:
+            def rule(ch: str) -> Rule | None:
+                if ch == "}":
+                    return Rule("PREG")
+                return Rule(f"GRACEO{k}") if ch in marks else grace_note(k)(ch)
 
             return rule
 
         self.add("GRACE0", lambda ch: Rule("GRACES") if ch == "/" else grace_note(0)(ch))
         self.add("GRACES", grace_note(0))
         for k in range(1, MAX_GRACE + 1):
-            self.accidentals(f"GACC{k}", lambda ch, k=k: f"GRACE{k}")  # type: ignore[misc]
-            self.add(f"GRACE{k}", lambda ch, k=k: Rule("PREG") if ch == "}" else  # type: ignore[misc]
-                     (Rule(f"GRACEO{k}") if ch in "',/" else grace_note(k)(ch)))  # fmt: skip
-            self.add(f"GRACEO{k}", lambda ch, k=k: Rule("PREG") if ch == "}" else  # type: ignore[misc]
-                     grace_note(k)(ch))  # fmt: skip
+            self.accidentals(f"GACC{k}", lambda ch, k=k: case(k, ch))  # type: ignore[misc]
+            self.add(f"GRACE{k}U", after_grace(k, ",/"))
+            self.add(f"GRACE{k}L", after_grace(k, "'/"))
+            self.add(f"GRACEO{k}", after_grace(k, ""))
         self.words("DECO0", DECORATION_NAMES, "!", Rule("PRED"))
         # A guitar chord is a name from CHORD_NAMES, an annotation starts with ^ _ < > @.
         self.words("Q0", CHORD_NAMES, '"', Rule("PRE"))
