@@ -23,7 +23,9 @@ from common.lstm.bar_rules import (
     C_BARSTART,
     C_END,
     C_METER,
+    C_NOMETER,
     C_NOTE,
+    C_NOUNIT,
     DIGITS,
     EV_DECO,
     HEADER_FIELDS,
@@ -111,7 +113,7 @@ def build_fields(g: Grammar) -> None:
         if ch == "K":
             return Rule("HFK", bit(C_METER))
         if ch in "ML":
-            return Rule("HF" + ch)
+            return Rule("HF" + ch, bit(C_NOMETER if ch == "M" else C_NOUNIT))
         if ch in HEADER_FIELDS:
             return Rule("HFO")
         return Rule("HC") if ch == "%" else None

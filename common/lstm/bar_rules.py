@@ -7,7 +7,8 @@ Each *mode* (header field, note with its length suffix, chord, grace notes, deco
 A char without a rule is never written. The subset is what abc2midi reads without an ``Error``:
 
 * header: ``X:`` with a number, then only the fields abc2midi accepts in a header; ``M:`` and
-  ``L:`` values it can count; ``K:`` a tonic with an optional sharp/flat and a mode it knows;
+  ``L:`` once each (a second would be read by some checkers and not others) with values it can
+  count; ``K:`` a tonic with an optional sharp/flat and a mode it knows;
 * a tie ``-`` only after an undecorated note (not a rest or chord; abc2midi finds no note
   before ``.A-``); the next note is checked by the tracker;
 * broken rhythm ``>``/``<`` only between undecorated notes (abc2midi cannot apply it otherwise);
@@ -74,8 +75,9 @@ TUPLETS = {2: (3, 2), 3: (2, 3), 4: (3, 4)}
 
 # Conditions a (mode, char) may require, one bit each; C_LEN + i is "length char i fits".
 (C_TERM, C_NOTE, C_BAR, C_COLON, C_NOTNEED, C_END, C_BARSTART, C_TUP2, C_TUP3, C_TUP4,
- C_BROKEN, C_METER, C_TIE, C_REPOPEN, C_END1, C_END2, C_SECTION, C_REOPEN) = range(18)  # fmt: skip
-C_LEN = 18
+ C_BROKEN, C_METER, C_TIE, C_REPOPEN, C_END1, C_END2, C_SECTION, C_REOPEN, C_NOMETER,
+ C_NOUNIT) = range(20)  # fmt: skip
+C_LEN = 20  # C_LEN + 10 = 30: the bits fit an int32
 
 # Actions of a (mode, char); COMMIT (the pending note ends first) is a separate table.
 (A_NONE, A_CLOSE, A_CLOSE_COLON, A_SECTION, A_REPOPEN, A_TUP2, A_TUP3, A_TUP4, A_GT, A_LT,

@@ -386,6 +386,8 @@ class BarTracker:
         ok.append(endst == 3)  # C_END2
         ok.append(section_ok)  # C_SECTION
         ok.append(col[CLOSED] == 2)  # C_REOPEN
+        ok.append(col[MDEN] == 0)  # C_NOMETER
+        ok.append(col[UDEN] == 0)  # C_NOUNIT
         bits = np.zeros(len(mode), np.int64)
         for i, cond in enumerate(ok):
             bits |= cond.astype(np.int64) << i

@@ -204,6 +204,8 @@ def test_repeats_and_endings_pair_as_abc2midi_expects(tracker: BarTracker) -> No
 def test_header_values_are_ones_abc2midi_reads(tracker: BarTracker) -> None:
     assert_refused(tracker, "X:A", 2)  # X: takes a number
     assert_refused(tracker, "X:1\nE:", len("X:1\n"))  # not a header field abc2midi takes
+    assert_refused(tracker, "X:1\nM:2/4\nL:1/8\nM:", len("X:1\nM:2/4\nL:1/8\n"))  # once each
+    assert_refused(tracker, "X:1\nL:1/8\nM:2/4\nL:", len("X:1\nL:1/8\nM:2/4\n"))
     assert_accepted(tracker, "X:12\nT:a\nC:b\nR:reel\nM:4/4\nL:1/8\nK:Dmix\nA8|B8|]\n\n")
     for key in ("G", "Em", "F#m", "Bb", "ADor", "Gmaj", "Cmin"):
         assert_accepted(tracker, f"X:1\nM:4/4\nL:1/8\nK:{key}\nA8|B8|]\n\n")
