@@ -1,0 +1,133 @@
+"""The bar tracker's tables: `common.lstm.bar_rules` compiled over one vocabulary.
+
+Per (mode, char): the next mode, the conditions, the action, the event, whether the pending note
+ends first, and whether a waiting tie forbids it; per pending mode the length-suffix trie node;
+per spelling code the chars that write it (what a tie's continuation must repeat).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from common.lstm.bar_rules import (
+    ACC_CODE,
+    ACC_SPELLING,
+    C_END,
+    C_TERM,
+    DIGITS,
+    LENGTH_CHARS,
+    NOTE_LETTERS,
+    RESTS,
+    SUFFIXES,
+    VALUES,
+    Grammar,
+    bit,
+)  # fmt: skip
+
+#: A spelling code: accidental * 42 + letter * 3 + octave marks.
+N_SPELLINGS = len(ACC_SPELLING) * len(NOTE_LETTERS) * 3
+SPELL_END = -2
+
+
+@dataclass
+class Tables:
+    next: npt.NDArray[np.int16]  # [modes, V]: next mode, -1 = not allowed
+    req: npt.NDArray[np.int32]  # [modes, V]: C_* bits required
+    act: npt.NDArray[np.int8]  # [modes, V]
+    event: npt.NDArray[np.int8]  # [modes, V]: EV_* the char reports about the note
+    commit: npt.NDArray[np.bool_]  # [modes, V]: the pending note ends first
+    tieban: npt.NDArray[np.bool_]  # [modes, V]: starts a note, group, field or the end
+    node: npt.NDArray[np.int16]  # [modes]: trie node of a pending note, -1 if none
+    term: npt.NDArray[np.int16]  # [nodes + 1]: value index a node ends as, -1 if it cannot end
+    child: npt.NDArray[np.int16]  # [nodes + 1, 11]: trie child per length char, last row: none
+    comp: npt.NDArray[np.int64]  # [nodes + 1]: bitmask of values reachable from a node
+    digit: npt.NDArray[np.int64]  # [V]: digit value of a char (0 otherwise)
+    letter: npt.NDArray[np.int32]  # [V]: index in NOTE_LETTERS (0 otherwise)
+    acc: npt.NDArray[np.int32]  # [V]: accidental code of ^ _ = (0 otherwise)
+    spell: npt.NDArray[np.int64]  # [N_SPELLINGS, 6]: chars of a spelling, then SPELL_END
+
+
+#: Where a tied note's continuation must not go before it is written: another note or rest,
+#: a chord, grace notes, a field (a key change), the tune's end.
+_TIE_BANNED = {"PNU", "PNL", "LBRACK", "CHORD0", "CHORD1U", "CHORD1L", "GRACE0", "LST"}
+
+
+def _tie_banned(mode: str, ch: str, nxt: str, cond: int) -> bool:
+    if mode == "FREE":
+        return False
+    return (
+        nxt in _TIE_BANNED
+        or nxt.startswith(("ACC", "CACC", "BFF", "IFF"))
+        or (ch in RESTS and nxt == "P:")
+        or (ch in ",'" and mode.startswith("PN"))
+        or bool(cond & bit(C_END))
+    )
+
+
+def _spellings(chars: Sequence[str]) -> npt.NDArray[np.int64]:
+    index = {ch: i for i, ch in enumerate(chars)}
+    out = np.full((N_SPELLINGS, 6), SPELL_END, np.int64)
+    for a, acc in enumerate(ACC_SPELLING):
+        for li, letter in enumerate(NOTE_LETTERS):
+            for octave in range(3):
+                text = acc + letter + ("," if letter.isupper() else "'") * octave
+                ids = [index.get(ch, -1) for ch in text]
+                out[(a * len(NOTE_LETTERS) + li) * 3 + octave, : len(ids)] = ids
+    return out
+
+
+def compile_tables(chars: Sequence[str]) -> tuple[Tables, list[str]]:
+    g = Grammar().build()
+    modes = g.modes
+    mid = {m: i for i, m in enumerate(modes)}
+    n, v = len(modes), len(chars)
+    nxt = np.full((n, v), -1, np.int16)
+    req = np.zeros((n, v), np.int32)
+    act = np.zeros((n, v), np.int8)
+    event = np.zeros((n, v), np.int8)
+    commit = np.zeros((n, v), np.bool_)
+    tieban = np.zeros((n, v), np.bool_)
+    node = np.full(n, -1, np.int16)
+    for m, name in enumerate(modes):
+        pending = name.startswith("P:") or name.startswith("PN")
+        if pending:
+            node[m] = g.node_id[name[2:] if name.startswith("P:") else ""]
+        rule_of = g.rules[name]
+        for c, ch in enumerate(chars):
+            rule = rule_of(ch)
+            if rule is None:
+                continue
+            nxt[m, c] = mid[rule.next]
+            req[m, c] = rule.cond
+            act[m, c] = rule.action
+            event[m, c] = rule.event
+            tieban[m, c] = _tie_banned(name, ch, rule.next, rule.cond)
+            if pending and ch not in LENGTH_CHARS and ch not in "',":
+                commit[m, c] = True
+                req[m, c] |= bit(C_TERM)
+    nodes = g.nodes
+    value_bit = {val: i for i, val in enumerate(VALUES)}
+    term = np.full(len(nodes) + 1, -1, np.int16)
+    child = np.full((len(nodes) + 1, len(LENGTH_CHARS)), len(nodes), np.int16)
+    comp = np.zeros(len(nodes) + 1, np.int64)
+    for i, s in enumerate(nodes):
+        if s in SUFFIXES:
+            term[i] = value_bit[SUFFIXES[s]]
+        for k, ch in enumerate(LENGTH_CHARS):
+            if s + ch in g.node_id:
+                child[i, k] = g.node_id[s + ch]
+        for suffix, val in SUFFIXES.items():
+            if suffix.startswith(s):
+                comp[i] |= 1 << value_bit[val]
+    digit = np.asarray([int(ch) if ch in DIGITS else 0 for ch in chars], np.int64)
+    letter = np.asarray([max(NOTE_LETTERS.find(ch), 0) for ch in chars], np.int32)
+    acc = np.asarray([ACC_CODE.get(ch, 0) for ch in chars], np.int32)
+    tables = Tables(
+        nxt, req, act, event, commit, tieban, node, term, child, comp, digit, letter, acc,
+        _spellings(chars),
+    )  # fmt: skip
+    return tables, modes
