@@ -36,9 +36,11 @@ from pathlib import Path
 
 from common.abc.rhythm import check_rhythm
 from common.lstm.network import load_registered
-from common.lstm.sampler import Sampler, SamplingParams, TuneRequest, generate
+from common.lstm.sampler import Sampler
+from common.lstm.sampling import TuneRequest, generate
+from common.params import SamplingParams
 from common.settings import Settings
-from common.store.artifacts import make_store
+from common.store.open import make_store
 
 
 @dataclass
