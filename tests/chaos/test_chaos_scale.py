@@ -66,6 +66,8 @@ RECYCLING = ("max-tasks-per-child", "max-memory-per-child")
 
 #: Seconds without any tune of the watched batches becoming final that count as stuck.
 STALL_S = 60.0
+#: How much slower than on an idle machine a load may drain before the run counts as failed.
+SLOW_FACTOR = 8
 
 
 def tunes_in(batch_no: int) -> int:
@@ -100,13 +102,16 @@ def wait_finished(
 ) -> None:
     """Until every batch has its manifest; `on_poll` gets the number of final tunes so far.
 
-    Fails after `timeout_s`, or sooner when no tune became final for `STALL_S`, naming the
-    batches still open and the queues, so a stuck run says why instead of just timing out.
+    Fails when no tune became final for `STALL_S` (the property: a loaded system may be slow,
+    never stuck), or after `SLOW_FACTOR` × `timeout_s` as a hard cap, naming the batches still
+    open and the queues, so a stuck run says why instead of just timing out. `timeout_s` is what
+    the load takes on an idle machine; the same suite also runs beside other work (CI machines
+    are shared), where a fixed deadline fails a healthy run.
     """
     client = Client(c.settings)
     open_ids = set(batch_ids)
     final_of: dict[str, int] = dict.fromkeys(batch_ids, 0)
-    deadline = time.monotonic() + timeout_s
+    deadline = time.monotonic() + SLOW_FACTOR * timeout_s
     last_total, progressed_at = -1, time.monotonic()
     while open_ids:
         for batch_id in sorted(open_ids):
