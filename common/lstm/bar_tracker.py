@@ -15,7 +15,10 @@ sampler a mask of the chars that may come next. The rule it keeps:
 * after a tie ``-`` the next note is the tied note spelled again (accidental, letter, octave
   marks), with only barlines, spaces, slurs, tuplets, decorations or guitar chords between:
   no other note, rest, chord, grace notes, field or end of tune (abc2midi: "Could not find note
-  to be tied").
+  to be tied");
+* near the tune's length limit (the sampler passes the chars each slot has left), the closing
+  phases of `common.lstm.bar_closing` narrow the mask so the tune closes what it opened and
+  ends at a closed bar instead of being cut.
 
 It is a deterministic finite automaton over the ABC it knows (its *modes*, `common.lstm.bar_rules`
 and `common.lstm.bar_fields`: header fields, notes with their length suffix, chords, grace notes,
@@ -44,6 +47,7 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 
+from common.lstm.bar_closing import Closing, closing_phases
 from common.lstm.bar_rules import (
     A_ACC_RESET,
     A_BODY_START,
@@ -124,6 +128,7 @@ class BarTracker:
         init[TIE] = -1
         self.initial = init
         self._octave_marks = np.asarray([ch in ",'" for ch in self.chars])
+        self._closing = Closing(self.chars)
 
     def initial_state(self, batch: int) -> npt.NDArray[np.int32]:
         return np.tile(self.initial, (batch, 1))
@@ -134,13 +139,19 @@ class BarTracker:
         state: npt.NDArray[np.int32],
         chars: npt.NDArray[np.int32],
         fresh: npt.NDArray[np.bool_],
+        left: npt.NDArray[np.int32] | None = None,
+        limit: int | np.integer | None = None,
     ) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.bool_]]:
-        """Reset `fresh` rows, feed each row its char, return (new state, mask of next chars)."""
+        """Reset `fresh` rows, feed each row its char, return (new state, mask of next chars).
+
+        `left` (chars each row may still write) and `limit` (the tune's max chars) turn on the
+        closing phases of `common.lstm.bar_closing`; without them the tune has no length limit.
+        """
         s = np.array(state, np.int32, copy=True)
         if fresh.any():
             s[fresh] = self.initial
         self.feed(s, np.asarray(chars, np.int64))
-        return s, self.mask(s)
+        return s, self.mask(s, left, limit, chars)
 
     def feed(self, s: npt.NDArray[np.int32], c: npt.NDArray[np.int64]) -> None:
         """Advance every row of `s` (in place) by its char."""
@@ -337,7 +348,15 @@ class BarTracker:
         bits: npt.NDArray[np.int64] = ok.astype(np.int64) @ self._pow
         return bits
 
-    def mask(self, s: npt.NDArray[np.int32]) -> npt.NDArray[np.bool_]:
+    def mask(
+        self,
+        s: npt.NDArray[np.int32],
+        left: npt.NDArray[np.int32] | None = None,
+        limit: int | np.integer | None = None,
+        last: npt.NDArray[np.int32] | None = None,
+    ) -> npt.NDArray[np.bool_]:
+        """The chars each row may write next; `left`, `limit` and `last` (the char just fed)
+        drive the closing phases (`common.lstm.bar_closing`)."""
         t = self.t
         mode = s[:, MODE].astype(np.int64)
         col = s.astype(np.int64).T
@@ -365,11 +384,15 @@ class BarTracker:
         at_start = (pos == 0) & free_of_groups
         endst, openrep = col[ENDST], col[OPENREP] > 0
         section_ok = (endst != 1) & ~openrep  # an open repeat or 1st ending ends with :|
+        phase = closing_phases(left, limit, len(mode))
+        # Near the length limit a row opens no repeat or ending, and closes open ones with :|.
+        must_colon = phase.ending & (openrep | (endst == 1))
         ok = [
             term_ok,
             fits_next != 0,
             # inside a repeat or a 1st ending a short closing bar ends with :| (not || or |])
-            (rem == 0) | at_start | (short & ((col[PICKOK] > 0) | (closing & section_ok))),
+            ~must_colon
+            & ((rem == 0) | at_start | (short & ((col[PICKOK] > 0) | (closing & section_ok)))),
             (rem == 0) | at_start | (short & closing),
             col[NEED] == 0,
             at_start & (col[BARS] >= 2) & ~openrep & (col[NEED] == 0) & (endst != 1),
@@ -381,11 +404,11 @@ class BarTracker:
         ok.append(term_ok & lastplain & (pos + lastq <= barlen))
         ok.append(col[MDEN] > 0)
         ok.append((col[NLET] >= 0) & (col[DEC] == 0))  # C_TIE: a plain note
-        ok.append(~openrep & (endst != 1))  # C_REPOPEN
-        ok.append((endst == 0) & (openrep | (col[CLOSED] == 0)))  # C_END1
+        ok.append(~openrep & (endst != 1) & ~phase.closing)  # C_REPOPEN
+        ok.append((endst == 0) & (openrep | (col[CLOSED] == 0)) & ~phase.closing)  # C_END1
         ok.append(endst == 3)  # C_END2
         ok.append(section_ok)  # C_SECTION
-        ok.append(col[CLOSED] == 2)  # C_REOPEN
+        ok.append((col[CLOSED] == 2) & ~phase.closing)  # C_REOPEN
         ok.append(col[MDEN] == 0)  # C_NOMETER
         ok.append(col[UDEN] == 0)  # C_NOUNIT
         bits = np.zeros(len(mode), np.int64)
@@ -398,6 +421,10 @@ class BarTracker:
         bits32 = bits.astype(np.int32)
         allowed = (t.next[mode] >= 0) & ((t.req[mode] & ~bits32[:, None]) == 0)
         self._tie_mask(s, mode, allowed)
+        can_end = ok[5] & (mode != self.free) & (s[:, TIE] < 0)  # a waiting tie bans the end
+        self._closing.finish(
+            allowed, phase.ending & can_end, phase.ending & (mode != self.free), last
+        )
         empty = ~allowed.any(axis=1)
         if empty.any():
             self.dead_ends += int(empty.sum())

@@ -216,10 +216,10 @@ class Sampler:
             logits, h, c = self._step(tf.maximum(x, 0), h, c)
             if tracked:
                 # Feed each slot's last char to its tracker (a slot at pos 1 starts a new tune)
-                # and keep only the chars its bar allows next.
+                # and keep only the chars its bar allows next (winding down near max_chars).
                 track, allowed = tf.numpy_function(
                     self.tracker.step,
-                    [track, tf.maximum(x, 0), tf.equal(pos, 1)],
+                    [track, tf.maximum(x, 0), tf.equal(pos, 1), max_chars - pos, max_chars],
                     [tf.int32, tf.bool],
                     name="bar_tracker",
                 )

@@ -1,0 +1,83 @@
+"""Closing phases of the bar tracker: a tune near its length limit winds down instead of being cut.
+
+The sampler cuts a tune at ``max_chars``; a cut tune is usually invalid (an open ``|:`` is
+"Missing :| at end of tune") and always unfinished. The tracker only lets a tune end after a
+closed bar with every repeat and first ending closed, so a long tune needs room to get there.
+Two phases, by the chars a row may still write (``left``), take characters away — they never
+add one, so the mask stays a subset of what the tracker allows anyway:
+
+* *closing* (``left <= CLOSE_MARGIN``): no new ``|:``, ``::``, ``|1`` or ``[1``, so nothing opens
+  that would have to close later;
+* *ending* (``left <= END_MARGIN``): a full bar inside an open repeat or first ending closes
+  with ``:|`` (a plain ``|`` is masked); wherever the tune may end (a closed bar, nothing
+  open), only a line break, or ``]`` completing ``|]``/``:|]``, may follow, so the tune ends at
+  its next closed bar; elsewhere no line continuation and no second space in a row (text that
+  takes no time, which rambling tunes use to fill their last chars).
+
+The margins scale down for short limits (a fifth and a fifteenth of it), so a short tune still
+gets its repeats. A row whose restriction would leave no char keeps its mask (a waiting tie bans
+the end of tune): the phases never make a dead end.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+#: Chars left at which no new repeat or ending may open (1500-char tunes: the last 300).
+CLOSE_MARGIN = 300
+#: Chars left at which the tune ends at its next closed bar: room for a bar and its :|, once
+#: runs of spaces are banned (bench/tune_validity.py: 50 and 100 both leave no tune cut at 1500).
+END_MARGIN = 50
+
+
+@dataclass(frozen=True)
+class Phases:
+    closing: npt.NDArray[np.bool_]
+    ending: npt.NDArray[np.bool_]
+
+
+def closing_phases(
+    left: npt.NDArray[np.int32] | None, limit: int | np.integer | None, rows: int
+) -> Phases:
+    """Which rows are in the closing and the ending phase (none without a limit)."""
+    if left is None or limit is None:
+        none = np.zeros(rows, bool)
+        return Phases(none, none)
+    left64 = np.asarray(left, np.int64)
+    close = min(CLOSE_MARGIN, int(limit) // 5)
+    end = min(END_MARGIN, int(limit) // 15)
+    return Phases(left64 <= close, left64 <= end)
+
+
+class Closing:
+    """The ending phase's restrictions over one vocabulary."""
+
+    def __init__(self, chars: Sequence[str]) -> None:
+        self.finishers = np.asarray([ch in "\n]" for ch in chars])
+        self.space = chars.index(" ") if " " in chars else -1
+        self.newline = chars.index("\n") if "\n" in chars else -1
+        self.filler = np.asarray([ch == "\\" for ch in chars])
+
+    def finish(
+        self,
+        allowed: npt.NDArray[np.bool_],
+        can_end: npt.NDArray[np.bool_],
+        ending: npt.NDArray[np.bool_],
+        last: npt.NDArray[np.int32] | None,
+    ) -> None:
+        """In place: rows that may end keep only the chars that end the tune; the other rows in
+        the ending phase write no line continuation and no run of spaces (no text without time,
+        which could fill the last chars). A row that would be left with no char keeps its mask."""
+        ban = np.zeros_like(allowed)
+        ban[ending] |= self.filler
+        if last is not None and self.space >= 0:
+            blank = ending & ((last == self.space) | (last == self.newline))
+            ban[blank, self.space] = True
+        ban[can_end] |= ~self.finishers
+        sub = allowed & ~ban
+        keep = sub.any(axis=1) & ending
+        allowed[keep] = sub[keep]
