@@ -72,6 +72,8 @@ class Closing:
         """In place: rows that may end keep only the chars that end the tune; the other rows in
         the ending phase write no line continuation and no run of spaces (no text without time,
         which could fill the last chars). A row that would be left with no char keeps its mask."""
+        if not ending.any():
+            return
         ban = np.zeros_like(allowed)
         ban[ending] |= self.filler
         if last is not None and self.space >= 0:
