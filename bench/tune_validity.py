@@ -7,7 +7,8 @@ lines) and prints, per tracker setting:
 * valid: no ``Error`` line; clean: valid and no bar-length warning (abc2midi's "time units");
   truncated: the tune hit --max-chars before its end (the sampler cuts it), and the valid share
   of the others;
-* bars of the meter's length, by the independent count of `common.abc.rhythm`;
+* bars of the meter's length, and two-part form (two sections of 8 bars, or 16 written out),
+  by the independent count of `common.abc.rhythm`;
 * each abc2midi error and warning kind with its count (line numbers and note names stripped).
 
 Same model, seed and temperature give the same tunes, so runs before and after a change to the
@@ -15,6 +16,7 @@ tracker compare tune for tune.
 
     TUNEBATCH_DATA_DIR=/tmp/trk-data python bench/tune_validity.py --count 200
     python bench/tune_validity.py --data-dir /tmp/trk-data --bar-tracker on --dump /tmp/tunes
+    python bench/tune_validity.py --data-dir /tmp/trk-data --bar-tracker on --form both
 """
 
 from __future__ import annotations
@@ -60,6 +62,7 @@ class Verdict:
 @dataclass
 class Summary:
     tracker: bool
+    form: bool
     tunes: int
     truncated: int
     valid: int
@@ -69,6 +72,7 @@ class Summary:
     right_bars: int
     chars: int
     seconds: float
+    two_part: int = 0
     errors: dict[str, int] = field(default_factory=dict)
     warnings: dict[str, int] = field(default_factory=dict)
 
@@ -107,7 +111,7 @@ def measure(
     start = time.perf_counter()
     tunes = generate(sampler, params, [TuneRequest(i, 0, primer) for i in range(count)])
     seconds = time.perf_counter() - start
-    s = Summary(params.bar_tracker, len(tunes), 0, 0, 0, 0, 0, 0, 0, seconds)
+    s = Summary(params.bar_tracker, params.form, len(tunes), 0, 0, 0, 0, 0, 0, 0, seconds)
     errors: Counter[str] = Counter()
     warnings: Counter[str] = Counter()
     for tune in tunes:
@@ -120,16 +124,21 @@ def measure(
         rhythm = check_rhythm(tune.text)
         s.bars += rhythm.bars
         s.right_bars += rhythm.regular_bars
+        s.two_part += rhythm.two_part
         errors.update({kind(e) for e in verdict.errors})  # tunes with each kind
         warnings.update({kind(w) for w in verdict.warnings})
         if dump is not None:
-            name = f"{'on' if params.bar_tracker else 'off'}-{tune.index:04d}"
+            name = f"{label(params.bar_tracker, params.form)}-{tune.index:04d}"
             (dump / f"{name}.abc").write_text(tune.text)
             lines = (["truncated"] if tune.truncated else []) + verdict.errors + verdict.warnings
             (dump / f"{name}.txt").write_text("\n".join(lines) + "\n")
     s.errors = dict(errors.most_common())
     s.warnings = dict(warnings.most_common())
     return s
+
+
+def label(tracker: bool, form: bool) -> str:
+    return ("on" if tracker else "off") + ("+form" if form else "")
 
 
 def pct(a: int, b: int) -> str:
@@ -147,6 +156,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch", type=int, default=200)
     ap.add_argument("--primer", default="X:")
     ap.add_argument("--bar-tracker", choices=("off", "on", "both"), default="both")
+    ap.add_argument(
+        "--form", choices=("off", "on", "both"), default="off", help="two-part form (tracker on)"
+    )
     ap.add_argument("--dump", type=Path, help="write each tune and its messages here")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
@@ -160,28 +172,37 @@ def main(argv: list[str] | None = None) -> int:
         if args.dump:
             args.dump.mkdir(parents=True, exist_ok=True)
         results = []
-        for tracked in {"off": [False], "on": [True], "both": [False, True]}[args.bar_tracker]:
+        choice = {"off": [False], "on": [True], "both": [False, True]}
+        configs = [
+            (tracked, form)
+            for tracked in choice[args.bar_tracker]
+            for form in choice[args.form]
+            if tracked or not form
+        ]
+        for tracked, form in configs:
             params = SamplingParams(
                 temperature=args.temperature,
                 max_chars=args.max_chars,
                 seed=args.seed,
                 bar_tracker=tracked,
+                form=form,
             )
             results.append(measure(sampler, params, args.count, args.primer, work, args.dump))
     if args.json:
         print(json.dumps([asdict(r) for r in results], indent=2))
         return 0
     print(f"{args.count} tunes, model {args.model}, T = {args.temperature}, seed {args.seed}")
-    print("tracker  valid   clean   bars ok  truncated  valid if ended  chars/tune  s")
+    print("tracker  valid   clean   bars ok  two-part  truncated  valid if ended  chars/tune  s")
     for r in results:
         ended = pct(r.valid_finished, r.tunes - r.truncated)
         print(
-            f"{'on' if r.tracker else 'off':7}  {pct(r.valid, r.tunes)}  {pct(r.clean, r.tunes)}"
-            f"  {pct(r.right_bars, r.bars)}   {r.truncated:5}      {ended}"
+            f"{label(r.tracker, r.form):7}  {pct(r.valid, r.tunes)}  {pct(r.clean, r.tunes)}"
+            f"  {pct(r.right_bars, r.bars)}   {pct(r.two_part, r.tunes)}"
+            f"   {r.truncated:5}      {ended}"
             f"    {r.chars / r.tunes:7.0f}  {r.seconds:5.0f}"
         )
     for r in results:
-        print(f"\ntracker {'on' if r.tracker else 'off'}: tunes with each abc2midi message")
+        print(f"\ntracker {label(r.tracker, r.form)}: tunes with each abc2midi message")
         for text, n in list(r.errors.items()) + list(r.warnings.items())[:8]:
             print(f"  {n:4}  {text}")
     return 0

@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 from common.params import (
+    DEFAULT_FORM,
     DEFAULT_MAX_CHARS,
     DEFAULT_MAX_TRIES,
     DEFAULT_TEMPERATURE,
@@ -69,6 +70,12 @@ def submit_batch(
             help="Mask sampling so every bar lasts what the meter says (pickups allowed).",
         ),
     ] = True,
+    form: Annotated[
+        bool,
+        typer.Option(
+            "--form/--no-form", help="With the bar tracker: two 8-bar parts (AABB), then the end."
+        ),
+    ] = DEFAULT_FORM,
     wait: Annotated[
         bool,
         typer.Option(
@@ -103,6 +110,7 @@ def submit_batch(
         chunk_size=s.chunk_size,
         precision=precision,
         bar_tracker=bar_tracker,
+        form=form,
     )
     with views.stage_progress(not as_json) as bars:
         result = backend().submit_batch(

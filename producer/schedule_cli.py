@@ -10,7 +10,13 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from common.params import DEFAULT_MAX_CHARS, DEFAULT_MAX_TRIES, DEFAULT_TEMPERATURE, TEMPERATURE_MAX
+from common.params import (
+    DEFAULT_FORM,
+    DEFAULT_MAX_CHARS,
+    DEFAULT_MAX_TRIES,
+    DEFAULT_TEMPERATURE,
+    TEMPERATURE_MAX,
+)
 
 from producer import views
 from producer.options import (
@@ -77,6 +83,12 @@ def schedule_add(
     valid_only: ValidOnlyOpt = True,
     max_tries: MaxTriesOpt = DEFAULT_MAX_TRIES,
     formats: FormatsOpt = DEFAULT_FORMATS_OPT,
+    form: Annotated[
+        bool,
+        typer.Option(
+            "--form/--no-form", help="With the bar tracker: two 8-bar parts (AABB), then the end."
+        ),
+    ] = DEFAULT_FORM,
     replace: Annotated[
         bool, typer.Option("--replace", help="Overwrite a schedule of the same name.")
     ] = False,
@@ -101,6 +113,7 @@ def schedule_add(
         valid_only=valid_only,
         max_tries=max_tries,
         formats=list(parse_formats(formats)),
+        form=form,
     )
     schedule_store.check_spec(spec)  # a bad cron is one line before any connection
     celery_app = backend().schedule_app()

@@ -48,6 +48,7 @@ import numpy as np
 import numpy.typing as npt
 
 from common.lstm.bar_closing import Closing, closing_phases
+from common.lstm.bar_form import FORM_FIELDS, BarForm
 from common.lstm.bar_rules import (
     A_ACC_RESET,
     A_BODY_START,
@@ -96,7 +97,7 @@ from common.lstm.bar_tables import SPELL_END, compile_tables
 (MODE, POS, BARLEN, Q, PICKUP, PICKOK, NEED, OPENREP, BARS, TUPR, TUPLEFT, TARGET, BRK,
  LASTQ, LASTV, LASTPLAIN, MNUM, MDEN, UDEN, ACCN, ACCD, FULLS, NACC, NLET, NOCT, DEC, TIE,
  TIEK, ENDST, CLOSED) = range(30)  # fmt: skip
-FIELDS = 30
+FIELDS = 30 + FORM_FIELDS  # the last FORM_FIELDS are `common.lstm.bar_form`'s
 
 
 class BarTracker:
@@ -106,10 +107,12 @@ class BarTracker:
     LSTM state, so slot refill, batch resizing and chunking need nothing special).
     """
 
-    def __init__(self, chars: Sequence[str]) -> None:
+    def __init__(self, chars: Sequence[str], *, form: bool = False) -> None:
         self.chars = tuple(chars)
         self.t, self.modes = compile_tables(self.chars)
         self.mode_id = {m: i for i, m in enumerate(self.modes)}
+        cols = {"POS": POS, "BARLEN": BARLEN, "PICKOK": PICKOK, "OPENREP": OPENREP, "TIE": TIE}
+        self.form = BarForm(self.t, self.mode_id, self.chars, 30, cols) if form else None
         self.free = self.mode_id["FREE"]
         self._is_pending = self.t.node >= 0
         self._values = np.asarray(VALUES, np.int64)
@@ -164,6 +167,8 @@ class BarTracker:
         if commit.any():
             rows = np.flatnonzero(commit)
             self._commit(s, rows, t.term[t.node[mode[rows]]].astype(np.int64))
+        if self.form is not None:
+            self.form.feed(s, mode, c)
         present = np.bincount(act.astype(np.intp), minlength=N_ACTIONS)
         for code in np.flatnonzero(present[1:]) + 1:
             self._act(s, np.flatnonzero(act == code), int(code), c)
@@ -420,6 +425,8 @@ class BarTracker:
         bits |= (len_ok.astype(np.int64) * self._len_shift).sum(axis=1)
         bits32 = bits.astype(np.int32)
         allowed = (t.next[mode] >= 0) & ((t.req[mode] & ~bits32[:, None]) == 0)
+        if self.form is not None:
+            self.form.mask(s, mode, pos, allowed)
         self._tie_mask(s, mode, allowed)
         can_end = ok[5] & (mode != self.free) & (s[:, TIE] < 0)  # a waiting tie bans the end
         self._closing.finish(

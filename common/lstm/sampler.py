@@ -123,6 +123,7 @@ class Sampler:
         self._newline = vocab.chars.index("\n") if "\n" in vocab else -1
         self._x_char = vocab.chars.index("X") if "X" in vocab else -1
         self.tracker = BarTracker(vocab.chars)
+        self.form_tracker = BarTracker(vocab.chars, form=True)  # also two-part form
         i32, u32, f32 = tf.int32, tf.uint32, tf.float32
         spec = tf.TensorSpec
         self._score = tf.function(self._score_impl, reduce_retracing=True)
@@ -154,6 +155,11 @@ class Sampler:
         # XLA cannot compile: this block is never jit-compiled.
         self._tracked_block = tf.function(
             functools.partial(self._run_block, tracked=True),
+            reduce_retracing=True,
+            input_signature=signature,
+        )
+        self._form_block = tf.function(
+            functools.partial(self._run_block, tracked=True, form=True),
             reduce_retracing=True,
             input_signature=signature,
         )
@@ -198,6 +204,7 @@ class Sampler:
         max_chars: tf.Tensor,
         *,
         tracked: bool,
+        form: bool = False,
     ) -> tuple[tf.Tensor, ...]:
         steps = self.steps_per_call
         vocab_size = len(self.vocab)
@@ -218,7 +225,7 @@ class Sampler:
                 # Feed each slot's last char to its tracker (a slot at pos 1 starts a new tune)
                 # and keep only the chars its bar allows next (winding down near max_chars).
                 track, allowed = tf.numpy_function(
-                    self.tracker.step,
+                    (self.form_tracker if form else self.tracker).step,
                     [track, tf.maximum(x, 0), tf.equal(pos, 1), max_chars - pos, max_chars],
                     [tf.int32, tf.bool],
                     name="bar_tracker",
@@ -308,10 +315,13 @@ class Sampler:
         taken = taken + tf.reduce_sum(tf.cast(gets, tf.int32))
         return (h, c, x, pos, job, seed, prow), taken
 
-    def compiled_block(self, *args: tf.Tensor, tracked: bool) -> tuple[tf.Tensor, ...]:
+    def compiled_block(
+        self, *args: tf.Tensor, tracked: bool, form: bool = False
+    ) -> tuple[tf.Tensor, ...]:
         """One compiled call: `steps_per_call` steps of every slot, refilled from the queue
-        (the arguments and results of `_run_block`); `tracked` masks with the bar tracker."""
-        block = self._tracked_block if tracked else self._block
+        (the arguments and results of `_run_block`); `tracked` masks with the bar tracker,
+        `form` (with `tracked`) also with its two-part form rule."""
+        block = (self._form_block if form else self._tracked_block) if tracked else self._block
         return tuple(block(*args))
 
     # -- the Python driver -------------------------------------------------------------------

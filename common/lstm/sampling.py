@@ -143,6 +143,7 @@ class SamplingRun:
                 tf.constant(p.top_k, tf.int32),
                 tf.constant(p.max_chars, tf.int32),
                 tracked=p.bar_tracker,
+                form=p.form,
             )
             self._state = list(out[:8])
             tok, job, done = out[8].numpy(), out[9].numpy(), out[10].numpy()

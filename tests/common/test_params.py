@@ -74,7 +74,9 @@ def test_precision_values_are_defined_once_and_recorded_as_strings() -> None:
 
 def test_sampling_options_check_their_ranges_with_our_error() -> None:
     params = SamplingParams(temperature=0.5, top_k=3, seed=7, max_chars=80)
-    assert (params.precision, params.bar_tracker) == (Precision.AUTO, True)
+    assert (params.precision, params.bar_tracker, params.form) == (Precision.AUTO, True, True)
+    off = SamplingParams(form=False).model_dump_json()
+    assert SamplingParams.model_validate_json(off).form is False
     for bad in ({"temperature": -1}, {"temperature": math.nan},
                 {"temperature": TEMPERATURE_MAX + 1}, {"top_k": -1}, {"max_chars": 2},
                 {"max_chars": MAX_CHARS_MAX + 1}, {"seed": -1}):  # fmt: skip

@@ -427,7 +427,9 @@ def test_a_trained_model_writes_whole_bars_with_the_tracker_and_not_without(
     requests = [TuneRequest(i, 0, primer) for i in range(24)]
     counts = {}
     for tracked in (True, False):
-        params = SamplingParams(temperature=1.0, seed=5, max_chars=700, bar_tracker=tracked)
+        params = SamplingParams(
+            temperature=1.0, seed=5, max_chars=700, bar_tracker=tracked, form=False
+        )
         right = total = warned = finished = 0
         for tune in generate(sampler, params, requests):
             r, t = bars_right(tune.text, closed_only=tune.truncated)
