@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import string
 from pathlib import Path
 
 import numpy as np
@@ -14,9 +13,9 @@ from common.lstm.network import load_registered
 from common.lstm.sampler import Sampler
 from common.lstm.sampling import TuneRequest, generate
 from common.params import SamplingParams
+from tests.common.lstm.test_bar_tracker import CHARS, adversarial_pick
 from tests.model_fixtures import TinyEnv
 
-CHARS = tuple(sorted(set(string.printable) - set("\t\r\x0b\x0c")))
 HEADER = "X:1\nT:Test\nM:4/4\nL:1/8\nK:D\n"
 LIMIT = 1500
 FAR, CLOSING, ENDING = 1000, CLOSE_MARGIN - 10, END_MARGIN - 10
@@ -115,11 +114,7 @@ def test_random_walks_near_the_limit_never_dead_end_and_open_nothing(
             if len(current[r]) < len(texts[r]):
                 choice[r] = CHARS.index(texts[r][len(current[r])])
             else:
-                allowed = np.flatnonzero(mask[r])
-                weights = rng.random(allowed.size) ** 4
-                boost = favour[(step // 50 + r) % len(favour)]
-                weights += np.asarray([3.0 if CHARS[a] in boost else 0.0 for a in allowed])
-                choice[r] = allowed[np.argmax(weights * rng.random(allowed.size))]
+                choice[r] = adversarial_pick(mask[r], rng, favour, step, r)
         for r in range(rows):
             current[r] += CHARS[choice[r]]
         left = np.asarray([limit - len(t) for t in current], np.int32)

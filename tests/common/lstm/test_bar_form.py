@@ -14,7 +14,7 @@ from common.lstm.network import load_registered
 from common.lstm.sampler import Sampler
 from common.lstm.sampling import TuneRequest, generate
 from common.params import SamplingParams
-from tests.common.lstm.test_bar_tracker import CHARS, HEADER, bars_right
+from tests.common.lstm.test_bar_tracker import CHARS, HEADER, adversarial_pick, bars_right
 from tests.model_fixtures import TinyEnv
 
 BAR = "ABcd efga|"
@@ -102,12 +102,7 @@ def test_random_walks_with_form_never_dead_end_and_write_two_parts(
             if pos[r] < len(texts[r]):
                 choice[r] = CHARS.index(texts[r][pos[r]])
             else:
-                allowed = np.flatnonzero(mask[r])
-                assert allowed.size > 0
-                weights = rng.random(allowed.size) ** 4
-                boost = favour[(step // 50 + r) % len(favour)]
-                weights += np.asarray([3.0 if CHARS[a] in boost else 0.0 for a in allowed])
-                choice[r] = allowed[np.argmax(weights * rng.random(allowed.size))]
+                choice[r] = adversarial_pick(mask[r], rng, favour, step, r)
         state, mask = form.step(state, choice, fresh)
         fresh[:] = False
         for r in range(rows):
