@@ -21,6 +21,7 @@ from producer.backend import Followed, Queued, Ran, Submitted
 from producer.options import (
     DEFAULT_FORMATS_OPT,
     FormatsOpt,
+    FormOpt,
     JsonOpt,
     MaxCharsOpt,
     MaxTriesOpt,
@@ -70,12 +71,7 @@ def submit_batch(
             help="Mask sampling so every bar lasts what the meter says (pickups allowed).",
         ),
     ] = True,
-    form: Annotated[
-        bool,
-        typer.Option(
-            "--form/--no-form", help="With the bar tracker: two 8-bar parts (AABB), then the end."
-        ),
-    ] = DEFAULT_FORM,
+    form: FormOpt = DEFAULT_FORM,
     wait: Annotated[
         bool,
         typer.Option(

@@ -45,6 +45,12 @@ ValidOnlyOpt = Annotated[
 MaxTriesOpt = Annotated[
     int, typer.Option(min=1, max=MAX_TRIES_MAX, help="Samples per tune with --valid-only.")
 ]
+FormOpt = Annotated[
+    bool,
+    typer.Option(
+        "--form/--no-form", help="With the bar tracker: two 8-bar parts (AABB), then the end."
+    ),
+]
 #: --formats' default, as the option text.
 DEFAULT_FORMATS_OPT = ",".join(DEFAULT_FORMATS)
 

@@ -22,6 +22,7 @@ from producer import views
 from producer.options import (
     DEFAULT_FORMATS_OPT,
     FormatsOpt,
+    FormOpt,
     JsonOpt,
     MaxCharsOpt,
     MaxTriesOpt,
@@ -83,12 +84,7 @@ def schedule_add(
     valid_only: ValidOnlyOpt = True,
     max_tries: MaxTriesOpt = DEFAULT_MAX_TRIES,
     formats: FormatsOpt = DEFAULT_FORMATS_OPT,
-    form: Annotated[
-        bool,
-        typer.Option(
-            "--form/--no-form", help="With the bar tracker: two 8-bar parts (AABB), then the end."
-        ),
-    ] = DEFAULT_FORM,
+    form: FormOpt = DEFAULT_FORM,
     replace: Annotated[
         bool, typer.Option("--replace", help="Overwrite a schedule of the same name.")
     ] = False,
