@@ -11,8 +11,10 @@ add one, so the mask stays a subset of what the tracker allows anyway:
 * *ending* (``left <= END_MARGIN``): a full bar inside an open repeat or first ending closes
   with ``:|`` (a plain ``|`` is masked); wherever the tune may end (a closed bar, nothing
   open), only a line break, or ``]`` completing ``|]``/``:|]``, may follow, so the tune ends at
-  its next closed bar; elsewhere no line continuation and no second space in a row (text that
-  takes no time, which rambling tunes use to fill their last chars).
+  its next closed bar; elsewhere no line continuation, ``!decoration!``, ``"annotation"``,
+  field (``[K:G]``, a ``K:`` line) and no
+  second space in a row (text that takes no time, which rambling tunes use to fill their last
+  chars).
 
 The margins scale down for short limits (a fifth and a fifteenth of it), so a short tune still
 gets its repeats. A row whose restriction would leave no char keeps its mask (a waiting tie bans
@@ -32,6 +34,9 @@ CLOSE_MARGIN = 300
 #: Chars left at which the tune ends at its next closed bar: room for a bar and its :|, once
 #: runs of spaces are banned (bench/tune_validity.py: 50 and 100 both leave no tune cut at 1500).
 END_MARGIN = 50
+#: Chars that start text taking no time, banned in the ending phase: a line continuation, a
+#: ``!decoration!`` and a "guitar chord" or annotation (a run of them could fill the last chars).
+FILLERS = '\\!"'
 
 
 @dataclass(frozen=True)
@@ -60,7 +65,7 @@ class Closing:
         self.finishers = np.asarray([ch in "\n]" for ch in chars])
         self.space = chars.index(" ") if " " in chars else -1
         self.newline = chars.index("\n") if "\n" in chars else -1
-        self.filler = np.asarray([ch == "\\" for ch in chars])
+        self.filler = np.asarray([ch in FILLERS for ch in chars])
 
     def finish(
         self,
@@ -68,14 +73,18 @@ class Closing:
         can_end: npt.NDArray[np.bool_],
         ending: npt.NDArray[np.bool_],
         last: npt.NDArray[np.int32] | None,
+        fields: npt.NDArray[np.bool_] | None = None,
     ) -> None:
         """In place: rows that may end keep only the chars that end the tune; the other rows in
         the ending phase write no line continuation and no run of spaces (no text without time,
-        which could fill the last chars). A row that would be left with no char keeps its mask."""
+        which could fill the last chars; `fields`: the chars that would start a field, per row).
+        A row that would be left with no char keeps its mask."""
         if not ending.any():
             return
         ban = np.zeros_like(allowed)
         ban[ending] |= self.filler
+        if fields is not None:
+            ban[ending] |= fields[ending]
         if last is not None and self.space >= 0:
             blank = ending & ((last == self.space) | (last == self.newline))
             ban[blank, self.space] = True

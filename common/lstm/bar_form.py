@@ -21,6 +21,10 @@ last bar's last note is never tied (its note would have to come after the end). 
 still leave a row no char, the row keeps the tracker's mask for that step, and `yielded` counts
 it (the random-walk tests expect none).
 
+With a pickup, each part's last bar is short by it (the tracker's limit, asked of `last_bar`),
+and the next part starts with the pickup that completes it: abc2midi plays ``A|...|d2:|`` as
+whole bars, the pickup once more after the repeat.
+
 The state is two int32 columns in the tracker's state array (`ACC`: the closed bars of the
 current section in `PER_BAR` units of each bar, `SEC`: sections closed); the tracker calls
 `feed` after the pending note is committed and before its barline actions, and ANDs `mask` into
@@ -61,7 +65,7 @@ AFTER_CHARS = "|]\n"
 
 class BarForm:
     """Section counter and mask over all slots; `base` is the first of its two state columns,
-    `cols` the tracker's columns it reads (POS, BARLEN, PICKOK, OPENREP, TIE)."""
+    `cols` the tracker's columns it reads (POS, BARLEN, PICKOK, OPENREP, TIE, CARRY)."""
 
     def __init__(
         self,
@@ -74,6 +78,7 @@ class BarForm:
         self.acc_col, self.sec_col = base, base + 1
         self.pos, self.barlen = cols["POS"], cols["BARLEN"]
         self.pickok, self.openrep, self.tie = cols["PICKOK"], cols["OPENREP"], cols["TIE"]
+        self.carry = cols["CARRY"]
         self.free = mode_id["FREE"]
         self.bar1 = mode_id["BAR1"]
         act = t.act
@@ -99,6 +104,16 @@ class BarForm:
     def _bars(acc: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
         """Whole bars, rounded half up (as `common.abc.rhythm.parts` rounds)."""
         return (2 * acc + PER_BAR) // (2 * PER_BAR)
+
+    def last_bar(
+        self, s: npt.NDArray[np.int32], pickup: npt.NDArray[np.int64]
+    ) -> npt.NDArray[np.bool_]:
+        """Rows whose current bar, ended short by the pickup, completes the part: the tracker
+        ends it there, so the next part's pickup makes it whole."""
+        acc = s[:, self.acc_col].astype(np.int64)
+        barlen = np.maximum(s[:, self.barlen].astype(np.int64), 1)
+        whole = self._bars(acc + self._share(barlen - pickup, barlen)) >= PART_BARS
+        return whole & (pickup > 0)
 
     def feed(
         self, s: npt.NDArray[np.int32], mode: npt.NDArray[np.int64], c: npt.NDArray[np.int64]
@@ -135,8 +150,10 @@ class BarForm:
         b_close = self._bars(acc + self._share(p, barlen))  # the section's bars if it closes now
         b_now = self._bars(acc)  # after '|' (BAR1) the bar is already counted
         openrep = col[self.openrep] > 0
-        # A short bar that is no pickup must end its section (the tracker's NEED rule).
-        must_end = (p > 0) & (p < barlen) & (col[self.pickok] == 0)
+        # A short bar that is no pickup must end its section (the tracker's NEED rule); a bar
+        # that completes a carried pickup counts from the carry.
+        epos = p + col[self.carry]
+        must_end = (p > 0) & (epos < barlen) & (col[self.pickok] == 0)
         colon_ok = b_close == PART_BARS
         bar_ok = np.where(
             b_close >= PART_BARS,

@@ -35,8 +35,9 @@ ACCIDENTALS = "^_="
 #: Accidental spellings by code (0: none); a double accidental's code is its single one's + 1.
 ACC_SPELLING = ("", "^", "^^", "_", "__", "=")
 ACC_CODE = {"^": 1, "_": 3, "=": 5}
-#: One-char decorations before a note: staccato, roll, trill, fermata, up/down bow.
-DECORATIONS = ".~THuv"
+#: One-char decorations before a note: staccato, roll, trill, up/down bow (no fermata: abc2midi
+#: holds the note longer than written, and the bar comes out long).
+DECORATIONS = ".~Tuv"
 #: Notes in a chord or grace group, chars in a guitar chord or annotation, and the chars it may
 #: hold: short and without barlines, so that a stray quote or bracket cannot swallow the music.
 MAX_CHORD = 4
@@ -51,7 +52,7 @@ CHORD_NAMES = tuple(
     for quality in ("", "m", "7", "m7", "maj7", "dim", "aug", "6", "m6", "9", "sus4")
 )
 DECORATION_NAMES = (
-    "trill", "fermata", "roll", "accent", "emphasis", "mordent", "turn", "upbow", "downbow",
+    "trill", "roll", "accent", "emphasis", "mordent", "turn", "upbow", "downbow",
     "tenuto", "breath", "p", "pp", "mp", "mf", "f", "ff",
 )  # fmt: skip
 #: Header fields besides X (first), M, L and K (last): free text that abc2midi accepts there.

@@ -6,16 +6,15 @@ sampler a mask of the chars that may come next. The rule it keeps:
 * a note (or rest, chord, tuplet, broken pair) may start or grow only if it still fits in the
   bar; a note's length is known only after its suffix (``A``, ``A2``, ``A3/2``, ``A//``), so while
   a note is pending a length char is allowed only if some length it can still become fits;
-* a barline may start only when the bar is full — or is a pickup (a short first bar of the tune
-  or of a section), or is the short last bar of a section that completes the pickup (then the
-  barline must be a section end: ``:|``, ``||``, ``|]``, ``|:``);
+* a barline may start only when the bar is full — or is the tune's pickup (a short first bar),
+  or the short last bar of a section that completes it (then the barline must be a section end:
+  ``:|``, ``||``, ``|]``, ``|:``). That bar's shortfall is carried (CARRY): the next section's
+  first bar is the pickup that fills it, as abc2midi counts them; with a pickup, ``:|`` needs
+  such a bar, and ``|:`` a pickup after it (the pickup is what plays again after ``:|``);
 * the tune may end (blank line) only after a closed bar, with every ``|:`` and ``|1`` closed
   by ``:|``; inside them a section ends only with ``:|``, a ``|1`` needs an open repeat, a ``|2``
   comes right after the ``:|`` that closes ``|1`` (the pairs abc2midi accepts);
-* after a tie ``-`` the next note is the tied note spelled again (accidental, letter, octave
-  marks), with only barlines, spaces, slurs, tuplets, decorations or guitar chords between:
-  no other note, rest, chord, grace notes, field or end of tune (abc2midi: "Could not find note
-  to be tied");
+* after a tie ``-`` the next note is the tied note spelled again (`common.lstm.bar_ties`);
 * near the tune's length limit (the sampler passes the chars each slot has left), the closing
   phases of `common.lstm.bar_closing` narrow the mask so the tune closes what it opened and
   ends at a closed bar instead of being cut.
@@ -87,17 +86,20 @@ from common.lstm.bar_rules import (
     TUPLETS,
     VALUES,
 )  # fmt: skip
-from common.lstm.bar_tables import SPELL_END, compile_tables
+from common.lstm.bar_tables import compile_tables
+from common.lstm.bar_ties import Ties
 
 # Per-slot integer state, one column each. NACC, NLET, NOCT: the spelling of the note being
 # written (accidental code, letter index or -1 for a rest or chord, octave marks); DEC: it is
 # decorated; TIE, TIEK: the spelling a tie waits for (-1: none) and how much of it is written;
 # ENDST: 0, in a 1st ending (1), in a 2nd (2), a 1st just closed by :| (3); CLOSED: a :| came
 # since the last |: (an ending then needs a new |:), 2 if it closed an open repeat (:: may follow).
+# CARRY: ticks a section's short closing bar left for the next section's pickup to complete;
+# SHORT: this bar must close its section short by the pickup (a repeat near the length limit).
 (MODE, POS, BARLEN, Q, PICKUP, PICKOK, NEED, OPENREP, BARS, TUPR, TUPLEFT, TARGET, BRK,
  LASTQ, LASTV, LASTPLAIN, MNUM, MDEN, UDEN, ACCN, ACCD, FULLS, NACC, NLET, NOCT, DEC, TIE,
- TIEK, ENDST, CLOSED) = range(30)  # fmt: skip
-FIELDS = 30 + FORM_FIELDS  # the last FORM_FIELDS are `common.lstm.bar_form`'s
+ TIEK, ENDST, CLOSED, CARRY, SHORT) = range(32)  # fmt: skip
+FIELDS = 32 + FORM_FIELDS  # the last FORM_FIELDS are `common.lstm.bar_form`'s
 
 
 class BarTracker:
@@ -112,7 +114,8 @@ class BarTracker:
         self.t, self.modes = compile_tables(self.chars)
         self.mode_id = {m: i for i, m in enumerate(self.modes)}
         cols = {"POS": POS, "BARLEN": BARLEN, "PICKOK": PICKOK, "OPENREP": OPENREP, "TIE": TIE}
-        self.form = BarForm(self.t, self.mode_id, self.chars, 30, cols) if form else None
+        cols |= {"CARRY": CARRY}
+        self.form = BarForm(self.t, self.mode_id, self.chars, 32, cols) if form else None
         self.free = self.mode_id["FREE"]
         self._is_pending = self.t.node >= 0
         self._values = np.asarray(VALUES, np.int64)
@@ -130,8 +133,17 @@ class BarTracker:
         init[NLET] = -1
         init[TIE] = -1
         self.initial = init
-        self._octave_marks = np.asarray([ch in ",'" for ch in self.chars])
+        self._ties = Ties(self.t, self.chars, TIE, TIEK, self.free)
         self._closing = Closing(self.chars)
+        # (mode, char) pairs that start an inline field or a field line: no time, no end
+        starts = [n.startswith(("IFF", "BFF")) for n in self.modes] + [False]
+        self._field_start = np.asarray(starts)[self.t.next]
+        if ":" in self.chars:  # T: in the body (a T alone is a trill)
+            self._field_start[self.mode_id["LST"], self.chars.index(":")] = True
+        self._bar1 = self.mode_id["BAR1"]
+        self._colon = np.asarray([ch == ":" for ch in self.chars])
+        self._barline_act = np.zeros(N_ACTIONS, bool)
+        self._barline_act[[A_CLOSE, A_CLOSE_COLON, A_SECTION, A_REPOPEN, A_END1, A_END2]] = True
 
     def initial_state(self, batch: int) -> npt.NDArray[np.int32]:
         return np.tile(self.initial, (batch, 1))
@@ -153,17 +165,23 @@ class BarTracker:
         s = np.array(state, np.int32, copy=True)
         if fresh.any():
             s[fresh] = self.initial
-        self.feed(s, np.asarray(chars, np.int64))
+        self.feed(s, np.asarray(chars, np.int64), closing_phases(left, limit, len(s)).ending)
         return s, self.mask(s, left, limit, chars)
 
-    def feed(self, s: npt.NDArray[np.int32], c: npt.NDArray[np.int64]) -> None:
-        """Advance every row of `s` (in place) by its char."""
+    def feed(
+        self,
+        s: npt.NDArray[np.int32],
+        c: npt.NDArray[np.int64],
+        ending: npt.NDArray[np.bool_] | None = None,
+    ) -> None:
+        """Advance every row of `s` (in place) by its char; `ending`: rows in the ending phase
+        (`common.lstm.bar_closing`), whose next bar in a repeat must close it."""
         t = self.t
         mode = s[:, MODE].astype(np.int64)
         nxt = t.next[mode, c]
         act = t.act[mode, c]
         commit = t.commit[mode, c]
-        self._tie_progress(s, mode, c)
+        self._ties.progress(s, mode, c)
         if commit.any():
             rows = np.flatnonzero(commit)
             self._commit(s, rows, t.term[t.node[mode[rows]]].astype(np.int64))
@@ -172,6 +190,12 @@ class BarTracker:
         present = np.bincount(act.astype(np.intp), minlength=N_ACTIONS)
         for code in np.flatnonzero(present[1:]) + 1:
             self._act(s, np.flatnonzero(act == code), int(code), c)
+        barline = np.flatnonzero(self._barline_act[act])
+        if barline.size:
+            b = s[barline]
+            inside = (b[:, OPENREP] > 0) | (b[:, ENDST] == 1)
+            flag = inside & (b[:, PICKUP] > 0) & (b[:, FULLS] > 0)
+            s[barline, SHORT] = flag & (ending[barline] if ending is not None else False)
         event = t.event[mode, c]
         if event.any():
             self._events(s, event, c)
@@ -179,20 +203,6 @@ class BarTracker:
         nxt = np.where(bad, self.free, nxt)
         # an action may already have set FREE (an unfillable meter): keep it
         s[:, MODE] = np.where(s[:, MODE] == self.free, self.free, nxt)
-
-    def _tie_progress(
-        self, s: npt.NDArray[np.int32], mode: npt.NDArray[np.int64], c: npt.NDArray[np.int64]
-    ) -> None:
-        """A tie waits for its spelling: count the chars of it written; once all are, end it."""
-        rows = np.flatnonzero(s[:, TIE] >= 0)
-        if rows.size == 0:
-            return
-        tie, k = s[rows, TIE], s[rows, TIEK]
-        want = self.t.spell[tie, k]
-        cr = c[rows]
-        hit = (cr == want) & ((k > 0) | self.t.tieban[mode[rows], cr])
-        s[rows, TIEK] = k + hit
-        s[rows, TIE] = np.where(want == SPELL_END, -1, tie)
 
     def _events(
         self, s: npt.NDArray[np.int32], event: npt.NDArray[np.int8], c: npt.NDArray[np.int64]
@@ -255,35 +265,40 @@ class BarTracker:
     ) -> None:
         if code in (A_CLOSE, A_CLOSE_COLON):
             pos = s[rows, POS]
+            epos = pos + s[rows, CARRY]  # the bar as abc2midi counts it: the carry included
             has = pos > 0
+            short = has & (epos < s[rows, BARLEN])
+            pickok = s[rows, PICKOK] > 0
             if code == A_CLOSE:
-                short = has & (pos < s[rows, BARLEN])
-                pickok = s[rows, PICKOK] > 0
                 s[rows, PICKUP] = np.where(short & pickok, pos, s[rows, PICKUP])
                 s[rows, NEED] = short & ~pickok
-                s[rows, PICKOK] = np.where(has, 0, s[rows, PICKOK])
                 s[rows, ENDST] = np.where(has & (s[rows, ENDST] == 3), 0, s[rows, ENDST])
             else:
                 # 2: this :| closed an open repeat (explicit, or the tune's start), so :: may follow
                 was_open = (s[rows, OPENREP] > 0) | (s[rows, CLOSED] == 0)
                 s[rows, CLOSED] = np.where(was_open, 2, 1)
-                s[rows, PICKOK] = 1
                 s[rows, OPENREP] = 0
                 s[rows, NEED] = 0
                 s[rows, ENDST] = np.where(s[rows, ENDST] == 1, 3, s[rows, ENDST])
+            # Only the tune's first bar is a free pickup; a section's short closing bar leaves
+            # its shortfall for the next section's first bar (the pickup abc2midi pairs it with).
+            s[rows, PICKOK] = np.where(has, 0, s[rows, PICKOK])
+            s[rows, CARRY] = np.where(has, np.where(short & ~pickok, epos, 0), s[rows, CARRY])
             s[rows, BARS] += has
             # Full bars since the section began: a closing bar needs one before it.
-            full = pos == s[rows, BARLEN]
+            full = epos == s[rows, BARLEN]
             s[rows, FULLS] = 0 if code == A_CLOSE_COLON else s[rows, FULLS] + full
             s[rows, POS] = 0
         elif code in (A_SECTION, A_REPOPEN, A_END1, A_END2):
-            s[rows, PICKOK] = 1
             s[rows, NEED] = 0
             s[rows, FULLS] = 0
             s[rows, ENDST] = {A_SECTION: 0, A_REPOPEN: 0, A_END1: 1, A_END2: 2}[code]
             if code == A_REPOPEN:
                 s[rows, OPENREP] = 1
                 s[rows, CLOSED] = 0
+            else:
+                # an ending starts where the bar before it ended: on a bar line, nothing carried
+                s[rows, CARRY] = np.where(code == A_SECTION, s[rows, CARRY], 0)
         elif code in (A_TUP2, A_TUP3, A_TUP4):
             r = code - A_TUP2 + 2
             s[rows, TUPR] = r
@@ -307,6 +322,7 @@ class BarTracker:
             s[rows, MNUM] = s[rows, ACCN]
             s[rows, MDEN] = s[rows, ACCD]
             if code == A_M_END_BODY:
+                s[rows, PICKUP] = s[rows, CARRY] = 0  # ticks of the old meter's bar
                 self._bar_length(s, rows)
         elif code in (A_L_END, A_L_END_BODY):
             s[rows, UDEN] = s[rows, ACCD]
@@ -332,6 +348,20 @@ class BarTracker:
         s[rows, MODE] = np.where(ok, s[rows, MODE], self.free)
 
     # -- the mask ----------------------------------------------------------------------------
+    def _limit(
+        self, s: npt.NDArray[np.int32], col: npt.NDArray[np.int64], epos: npt.NDArray[np.int64]
+    ) -> npt.NDArray[np.int64]:
+        """Each row's bar length: the meter's, or short by the pickup where the bar must close
+        its section (a part's last bar with form on, a repeat near the length limit), so that
+        the next section's pickup completes it. Decided at the bar's start (`epos` is still
+        within the short length there), so no note already written can overflow it."""
+        pickup, barlen = col[PICKUP], col[BARLEN]
+        must = col[SHORT] > 0
+        if self.form is not None:
+            must = must | self.form.last_bar(s, pickup)
+        cut = must & (pickup > 0) & (col[FULLS] > 0) & (epos <= barlen - pickup)
+        return barlen - np.where(cut, pickup, 0)  # type: ignore[no-any-return]
+
     def _fits(
         self,
         pos: npt.NDArray[np.int64],
@@ -367,9 +397,13 @@ class BarTracker:
         col = s.astype(np.int64).T
         pos, barlen, q = col[POS], col[BARLEN], col[Q]
         tupleft, tupr, target, brk = col[TUPLEFT], col[TUPR], col[TARGET], col[BRK]
+        carry, pickup = col[CARRY], col[PICKUP]
+        endst, openrep = col[ENDST], col[OPENREP] > 0
+        phase = closing_phases(left, limit, len(mode))
+        lim = self._limit(s, col, pos + carry)
         node = t.node[mode].astype(np.int64)
         pending = node >= 0
-        fits_now = self._fits(pos, barlen, q, tupleft, tupr, target, brk)
+        fits_now = self._fits(pos + carry, lim, q, tupleft, tupr, target, brk)
         term = t.term[np.where(pending, node, len(t.term) - 1)].astype(np.int64)
         term_ok = pending & (term >= 0) & ((fits_now >> np.maximum(term, 0)) & 1 > 0)
         lastq, lastplain = col[LASTQ], col[LASTPLAIN] > 0
@@ -381,39 +415,54 @@ class BarTracker:
             ecol = e.astype(np.int64).T
             pos, tupleft, target, brk = ecol[POS], ecol[TUPLEFT], ecol[TARGET], ecol[BRK]
             lastq, lastplain = ecol[LASTQ], ecol[LASTPLAIN] > 0
-        fits_next = self._fits(pos, barlen, q, tupleft, tupr, target, brk)
+        epos = pos + carry  # the bar as abc2midi counts it
+        fits_next = self._fits(epos, lim, q, tupleft, tupr, target, brk)
         free_of_groups = (tupleft == 0) & (brk == 0)
-        rem = barlen - pos
+        rem = barlen - epos
+        room = lim - epos
         short = free_of_groups & (pos > 0) & (rem > 0)
-        closing = (col[PICKUP] > 0) & (rem == col[PICKUP]) & (col[FULLS] > 0)
+        closing = (pickup > 0) & (rem == pickup) & (col[FULLS] > 0)
         at_start = (pos == 0) & free_of_groups
-        endst, openrep = col[ENDST], col[OPENREP] > 0
         section_ok = (endst != 1) & ~openrep  # an open repeat or 1st ending ends with :|
-        phase = closing_phases(left, limit, len(mode))
-        # Near the length limit a row opens no repeat or ending, and closes open ones with :|.
-        must_colon = phase.ending & (openrep | (endst == 1))
+        # With a pickup, a repeat closes on a short bar that completes it (abc2midi plays the
+        # pickup again after :|), and opens only where a pickup follows.
+        no_pickup = pickup == 0
+        opens_ok = no_pickup | (carry > 0)
+        # After a barline at the start of a pickup's bar, only ':' (making it |:) may follow.
+        before_pickup = (mode == self._bar1) & (pos == 0) & (carry > 0) & (col[NEED] == 0)
+        repopen_ok = ~openrep & (endst != 1) & (~phase.closing | before_pickup) & opens_ok
+        # A barline before a pickup is the start of |: (abc2midi would end the bar empty there
+        # and not pair the pickup with the closing bar before it).
+        empty_bar_ok = (carry == 0) | repopen_ok
+        # Near the length limit a row opens no repeat or ending, and closes open ones with :|
+        # (with a pickup, a full bar first takes | and the next bar closes short).
+        must_colon = phase.ending & (openrep | (endst == 1)) & ~((pickup > 0) & (rem == 0))
         ok = [
             term_ok,
             fits_next != 0,
             # inside a repeat or a 1st ending a short closing bar ends with :| (not || or |])
             ~must_colon
-            & ((rem == 0) | at_start | (short & ((col[PICKOK] > 0) | (closing & section_ok)))),
-            (rem == 0) | at_start | (short & closing),
+            & (
+                (rem == 0)
+                | (at_start & empty_bar_ok)
+                | (short & ((col[PICKOK] > 0) | (closing & section_ok)))
+            ),
+            ((rem == 0) & no_pickup) | (at_start & no_pickup) | (short & closing),
             col[NEED] == 0,
             at_start & (col[BARS] >= 2) & ~openrep & (col[NEED] == 0) & (endst != 1),
             pos == 0,
         ]
         for r in (2, 3, 4):
             num, den = TUPLETS[r]
-            ok.append(free_of_groups & (r * q * num <= rem * den))
-        ok.append(term_ok & lastplain & (pos + lastq <= barlen))
+            ok.append(free_of_groups & (r * q * num <= room * den))
+        ok.append(term_ok & lastplain & (epos + lastq <= lim))
         ok.append(col[MDEN] > 0)
         ok.append((col[NLET] >= 0) & (col[DEC] == 0))  # C_TIE: a plain note
-        ok.append(~openrep & (endst != 1) & ~phase.closing)  # C_REPOPEN
+        ok.append(repopen_ok)  # C_REPOPEN
         ok.append((endst == 0) & (openrep | (col[CLOSED] == 0)) & ~phase.closing)  # C_END1
         ok.append(endst == 3)  # C_END2
         ok.append(section_ok)  # C_SECTION
-        ok.append((col[CLOSED] == 2) & ~phase.closing)  # C_REOPEN
+        ok.append((col[CLOSED] == 2) & ~phase.closing & opens_ok)  # C_REOPEN
         ok.append(col[MDEN] == 0)  # C_NOMETER
         ok.append(col[UDEN] == 0)  # C_NOUNIT
         bits = np.zeros(len(mode), np.int64)
@@ -425,12 +474,17 @@ class BarTracker:
         bits |= (len_ok.astype(np.int64) * self._len_shift).sum(axis=1)
         bits32 = bits.astype(np.int32)
         allowed = (t.next[mode] >= 0) & ((t.req[mode] & ~bits32[:, None]) == 0)
+        allowed[before_pickup] &= self._colon
         if self.form is not None:
             self.form.mask(s, mode, pos, allowed)
-        self._tie_mask(s, mode, allowed)
+        self._ties.mask(s, mode, allowed)
         can_end = ok[5] & (mode != self.free) & (s[:, TIE] < 0)  # a waiting tie bans the end
         self._closing.finish(
-            allowed, phase.ending & can_end, phase.ending & (mode != self.free), last
+            allowed,
+            phase.ending & can_end,
+            phase.ending & (mode != self.free),
+            last,
+            self._field_start[mode],
         )
         empty = ~allowed.any(axis=1)
         if empty.any():
@@ -438,29 +492,6 @@ class BarTracker:
             s[empty, MODE] = self.free
             allowed[empty] = True
         return allowed  # type: ignore[no-any-return]
-
-    def _tie_mask(
-        self, s: npt.NDArray[np.int32], mode: npt.NDArray[np.int64], allowed: npt.NDArray[np.bool_]
-    ) -> None:
-        """While a tie waits, the next note is its spelling: before it starts, no other note,
-        group, field or end; once started, its next char; once written, no more octave marks."""
-        rows = np.flatnonzero((s[:, TIE] >= 0) & (mode != self.free))
-        if rows.size == 0:
-            return
-        k = s[rows, TIEK]
-        want = self.t.spell[s[rows, TIE], k]
-        sub = allowed[rows]
-        ban = self.t.tieban[mode[rows]]
-        start = k == 0
-        has = want >= 0
-        keep = np.zeros_like(sub)
-        keep[np.flatnonzero(has), want[has]] = True
-        sub = np.where(start[:, None], sub & (~ban | keep), sub)
-        inside = ~start & has
-        sub = np.where(inside[:, None], sub & keep, sub)
-        done = want == SPELL_END
-        sub = np.where(done[:, None], sub & ~self._octave_marks[None, :], sub)
-        allowed[rows] = sub
 
     # -- for tests and tools -----------------------------------------------------------------
     def mode_name(self, state_row: npt.NDArray[np.int32]) -> str:

@@ -94,8 +94,12 @@ def test_random_walks_near_the_limit_never_dead_end_and_open_nothing(
     tracker: BarTracker, seed: int
 ) -> None:
     """Adversarial logits as in the tracker's random walks, each tune with a 400-char limit:
-    the mask is never empty, nothing opens in the closing phase, and most tracked tunes end in
-    time (not all: an adversary can fill a bar with more than the end margin of text)."""
+    the mask is never empty, nothing opens in the closing phase, and many tracked tunes end in
+    time. Not all: the adversary fills bars with quarter-unit notes, slurs, grace notes and
+    spaces, so a bar can take more than the end margin; and since a bar may be short only as the
+    tune's pickup or a closing bar that completes it (abc2midi's pairing), a bar once begun must
+    be filled. How often a real model's tunes end in time is measured on the tiny model below
+    and by bench/tune_validity.py."""
     rng = np.random.default_rng(seed)
     rows, limit = 24, 400
     close = min(CLOSE_MARGIN, limit // 5)
@@ -138,7 +142,7 @@ def test_random_walks_near_the_limit_never_dead_end_and_open_nothing(
                 texts[r] = headers[rng.integers(3)]
                 fresh[r] = True
     assert tracker.dead_ends == 0
-    assert ended >= 30 and cut < ended, (ended, cut)
+    assert ended >= 20 and cut < 2 * ended, (ended, cut)
 
 
 def test_a_trained_model_ends_its_tunes_before_the_limit(tiny_env: TinyEnv, tmp_path: Path) -> None:

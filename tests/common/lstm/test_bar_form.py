@@ -42,8 +42,8 @@ def first_refused(tracker: BarTracker, text: str) -> int | None:
     [
         PART + PART,  # AABB with repeat signs
         BAR * 8 + "|" + BAR * 7 + "ABcd efga|]\n",  # two parts, repeats not written
-        "A|:" + BAR * 7 + "ABcd efg:|\nA|:" + BAR * 7 + "ABcd efg:|\n",  # pickups
-        "d|" + BAR * 7 + "ABcd efg||\n" + BAR * 8 + "]\n",  # a pickup merged with bar 8
+        "|:A|" + BAR * 7 + "ABcd efg:|\n|:A|" + BAR * 7 + "ABcd efg:|\n",  # pickups
+        "d|" + BAR * 7 + "ABcd efg||\nd|" + BAR * 7 + "ABcd efg|]\n",  # pickup + short bar 8
         "|:" + BAR * 7 + "A8:|\n" + BAR * 7 + "A8||\n",  # A repeated, B written once
     ],
 )
