@@ -477,13 +477,12 @@ def test_a_trained_model_writes_whole_bars_with_the_tracker_and_not_without(
                 warned += len(abc2midi_bar_warnings(tune.text, tmp_path))
         counts[tracked] = (right, total, warned, finished)
     # Truncated tunes are checked up to their last closed bar. abc2midi judges the finished
-    # ones (with the closing phases most tracked tunes end): it counts some bars the tracker
-    # allows differently (a pickup right after :| or ::, bars next to empty ones), so its
-    # bar-length warnings are compared per bar: far fewer with the tracker than without.
+    # ones (with the closing phases most tracked tunes end), pickups and repeats as it plays
+    # them: with the tracker it finds (almost) no bar of the wrong length — 0 in 22 tunes here;
+    # one in ten tunes is the margin for another CPU's arithmetic sampling other tunes.
     right, total, warned, finished = counts[True]
     assert total >= 50 and right == total and finished >= 12, counts
     assert sampler.tracker.dead_ends == 0
     right_off, total_off, warned_off, _ = counts[False]
     assert right_off < total_off and warned_off > 0, counts
-    assert 2 * warned * total_off < warned_off * total, counts
-    print("TRAINED", counts)
+    assert warned <= finished // 10, counts
