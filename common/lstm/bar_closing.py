@@ -12,9 +12,8 @@ add one, so the mask stays a subset of what the tracker allows anyway:
   with ``:|`` (a plain ``|`` is masked); wherever the tune may end (a closed bar, nothing
   open), only a line break, or ``]`` completing ``|]``/``:|]``, may follow, so the tune ends at
   its next closed bar; elsewhere no line continuation, ``!decoration!``, ``"annotation"``,
-  field (``[K:G]``, a ``K:`` line) and no
-  second space in a row (text that takes no time, which rambling tunes use to fill their last
-  chars).
+  field (``[K:G]``, a ``K:`` line): text that takes no time, which rambling tunes use to fill
+  their last chars (a second space in a row is never written: `Closing.no_space_runs`).
 
 The margins scale down for short limits (a fifth and a fifteenth of it), so a short tune still
 gets its repeats. A row whose restriction would leave no char keeps its mask (a waiting tie bans
@@ -66,6 +65,48 @@ class Closing:
         self.space = chars.index(" ") if " " in chars else -1
         self.newline = chars.index("\n") if "\n" in chars else -1
         self.filler = np.asarray([ch in FILLERS for ch in chars])
+        self.bracket = np.asarray([ch == "[" for ch in chars])
+        self.stall = np.asarray([ch in ")\\" for ch in chars])
+        self.idle = np.asarray([ch in " )\\\n]" for ch in chars])
+
+    def no_space_runs(
+        self,
+        allowed: npt.NDArray[np.bool_],
+        tracked: npt.NDArray[np.bool_],
+        last: npt.NDArray[np.int32] | None,
+    ) -> None:
+        """In place, on every tracked row and not only near the end: no space right after a
+        space or a line break. Spaces take no time, so where the model may not write the note it
+        wants (a full bar waiting for its barline) it waited on them: a fifth of the demo model's
+        text came out as runs of ten or more spaces. One space still separates notes (it breaks
+        a beam); a row left with no char keeps its mask."""
+        if last is None or self.space < 0:
+            return
+        rows = np.flatnonzero(tracked & ((last == self.space) | (last == self.newline)))
+        sub = allowed[rows]
+        sub[:, self.space] = False
+        keep = sub.any(axis=1)
+        allowed[rows[keep]] = sub[keep]
+
+    def full_bar(
+        self,
+        allowed: npt.NDArray[np.bool_],
+        full: npt.NDArray[np.bool_],
+        last: npt.NDArray[np.int32] | None,
+    ) -> None:
+        """In place, on rows whose bar is full (no note fits; only its barline is music): no
+        ``[`` (there it could only start ``[K:...]``, which a model stalled at a full bar wrote
+        over and over until the tune was cut), and no slur end or line continuation right after
+        text that takes no time. A row left with no char keeps its mask."""
+        rows = np.flatnonzero(full)
+        if rows.size == 0:
+            return
+        sub = allowed[rows] & ~self.bracket
+        if last is not None:
+            idle = self.idle[np.asarray(last)[rows]]
+            sub[idle] &= ~self.stall
+        keep = sub.any(axis=1)
+        allowed[rows[keep]] = sub[keep]
 
     def finish(
         self,
@@ -76,18 +117,15 @@ class Closing:
         fields: npt.NDArray[np.bool_] | None = None,
     ) -> None:
         """In place: rows that may end keep only the chars that end the tune; the other rows in
-        the ending phase write no line continuation and no run of spaces (no text without time,
-        which could fill the last chars; `fields`: the chars that would start a field, per row).
-        A row that would be left with no char keeps its mask."""
+        the ending phase write no line continuation, decoration, annotation or field (no text
+        without time, which could fill the last chars; `fields`: the chars that would start a
+        field, per row). A row that would be left with no char keeps its mask."""
         if not ending.any():
             return
         ban = np.zeros_like(allowed)
         ban[ending] |= self.filler
         if fields is not None:
             ban[ending] |= fields[ending]
-        if last is not None and self.space >= 0:
-            blank = ending & ((last == self.space) | (last == self.newline))
-            ban[blank, self.space] = True
         ban[can_end] |= ~self.finishers
         sub = allowed & ~ban
         keep = sub.any(axis=1) & ending

@@ -2,21 +2,23 @@
 
 With form on, the sampler writes a dance tune's two parts, each of 8 bars, and then ends:
 
-* a section's length is counted as `common.abc.rhythm.parts` counts it: the closed bars'
-  durations added up in whole bars, rounded half up, so a pickup and the closing bar that
-  completes it make one bar, and a pickup alone before ``|:`` is a section of none;
+* a section's length is the closed bars' durations added up exactly (in `PER_BAR` units of
+  each bar), so a pickup and the closing bar that completes it make one bar, and a part with a
+  half-bar pickup is not let off after seven bars and a half (`common.abc.rhythm.parts`, which
+  judges tunes it did not write, rounds instead);
 * a section boundary (``:|``, ``||``, ``|]``, ``|:``, ``::``, ``:|:``) may be written only when
-  the section has 8 bars (or none: ``|:`` after a pickup), and the barline that closes bar 8 must
-  be one; inside an open repeat that is ``:|`` (``||`` there would leave the repeat open), and
-  the second part does not close with ``|:`` (an open repeat cannot end the tune);
+  the section has exactly 8 bars (or none: ``|:`` before the tune's pickup), and the barline that
+  closes bar 8 must be one; inside an open repeat that is ``:|`` (``||`` there would leave the
+  repeat open), and the second part does not close with ``|:`` (an open repeat cannot end it);
 * the tune may end only after two sections; once the second is closed only the end of the tune
   may follow (no third section);
 * endings (``|1``, ``|2``, ``[1``, ``[2``) are not written: an ending's bars count once and its
   second time not, which the 8-bar rule would have to follow through ``:|`` (left for later).
 
 Why it never dead-ends on top of the tracker: a bar that is not full still takes a note, so a
-barline this module bans there only delays it; at a full bar the tracker allows ``:`` (``:|``)
-always and ``|`` outside an open repeat, and this module keeps the one the rule needs; the
+barline this module bans there only delays it; a part lands on exactly 8 bars (whole bars
+without a pickup; with one, its last bar is cut short by it); at a full bar the tracker allows
+``:`` (``:|``) and ``|`` outside an open repeat, and this module keeps the one the rule needs; the
 last bar's last note is never tied (its note would have to come after the end). Should the rule
 still leave a row no char, the row keeps the tracker's mask for that step, and `yielded` counts
 it (the random-walk tests expect none).
@@ -112,8 +114,8 @@ class BarForm:
         ends it there, so the next part's pickup makes it whole."""
         acc = s[:, self.acc_col].astype(np.int64)
         barlen = np.maximum(s[:, self.barlen].astype(np.int64), 1)
-        whole = self._bars(acc + self._share(barlen - pickup, barlen)) >= PART_BARS
-        return whole & (pickup > 0)
+        whole = acc + self._share(barlen - pickup, barlen) == PART_BARS * PER_BAR
+        return whole & (pickup > 0)  # type: ignore[no-any-return]
 
     def feed(
         self, s: npt.NDArray[np.int32], mode: npt.NDArray[np.int64], c: npt.NDArray[np.int64]
@@ -147,32 +149,30 @@ class BarForm:
         acc, sec = col[self.acc_col], col[self.sec_col]
         barlen = np.maximum(col[self.barlen], 1)
         p = pos[rows]
-        b_close = self._bars(acc + self._share(p, barlen))  # the section's bars if it closes now
-        b_now = self._bars(acc)  # after '|' (BAR1) the bar is already counted
+        # The section's length if it closes now, and after '|' (BAR1: the bar already counted),
+        # in PER_BAR units: a part is exactly 8 bars (a pickup and its closing bar make one).
+        eight = PART_BARS * PER_BAR
+        close = acc + self._share(p, barlen)
         openrep = col[self.openrep] > 0
         # A short bar that is no pickup must end its section (the tracker's NEED rule); a bar
         # that completes a carried pickup counts from the carry.
         epos = p + col[self.carry]
         must_end = (p > 0) & (epos < barlen) & (col[self.pickok] == 0)
-        colon_ok = b_close == PART_BARS
-        bar_ok = np.where(
-            b_close >= PART_BARS,
-            (b_close == PART_BARS) & ~openrep,
-            ~must_end | (b_close == 0),
-        )
+        colon_ok = close == eight
+        bar_ok = np.where(close >= eight, (close == eight) & ~openrep, ~must_end | (close == 0))
         at_bar1 = m == self.bar1
-        bnd_ok = (b_now == 0) | (b_now == PART_BARS)
+        bnd_ok = (acc == 0) | (acc == eight)
         boundary = self.boundary[m]
         keep = ~self.ending[m]
         keep &= ~(self.close_colon[m] & ~colon_ok[:, None])
         keep &= ~(self.close_bar[m] & ~bar_ok[:, None])
         keep &= ~(at_bar1[:, None] & boundary & ~bnd_ok[:, None])
-        keep &= ~((at_bar1 & (b_now == PART_BARS))[:, None] & ~boundary)
+        keep &= ~((at_bar1 & (acc == eight))[:, None] & ~boundary)
         keep &= ~(self.ends[m] & (sec < PARTS)[:, None])
         # The tune's last note is not tied: its note would have to follow the end.
-        keep &= ~(self.ties[m] & ((sec == PARTS - 1) & (b_close >= PART_BARS))[:, None])
+        keep &= ~(self.ties[m] & ((sec == PARTS - 1) & (close >= eight))[:, None])
         # The last part ends with '||', '|]' or ':|': after '|:' the tune could not end.
-        keep &= ~(self.repopen[m] & (sec == PARTS - 1)[:, None] & (b_now == PART_BARS)[:, None])
+        keep &= ~(self.repopen[m] & (sec == PARTS - 1)[:, None] & (acc == eight)[:, None])
         sub = allowed[rows] & keep
         done = (sec >= PARTS) & (col[self.tie] < 0)  # a waiting tie's note must come first
         if done.any():

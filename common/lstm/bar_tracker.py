@@ -479,6 +479,8 @@ class BarTracker:
             self.form.mask(s, mode, pos, allowed)
         self._ties.mask(s, mode, allowed)
         can_end = ok[5] & (mode != self.free) & (s[:, TIE] < 0)  # a waiting tie bans the end
+        self._closing.no_space_runs(allowed, mode != self.free, last)
+        self._closing.full_bar(allowed, (fits_next == 0) & ~pending & (mode != self.free), last)
         self._closing.finish(
             allowed,
             phase.ending & can_end,

@@ -187,6 +187,22 @@ def test_pickups_pair_as_abc2midi_plays_them(tracker: BarTracker) -> None:
     assert "H" not in allowed_after(tracker, HEADER + "A8|")
 
 
+def test_no_runs_of_text_that_takes_no_time(tracker: BarTracker) -> None:
+    """Where the model may not write the note it wants it waited on spaces, [K:] fields or
+    slur ends (a fifth of the demo model's text was runs of spaces; one tune was cut at
+    max-chars after a hundred [K:...] fields at a full bar)."""
+    assert " " not in allowed_after(tracker, HEADER + "A2 ")  # one space between notes
+    assert {"B", "|", "("} <= allowed_after(tracker, HEADER + "A2 ")
+    assert " " not in allowed_after(tracker, HEADER + "A8|\n")
+    # A full bar: its barline, not a field, nor a slur end after a space.
+    full = allowed_after(tracker, HEADER + "(A8 ")
+    assert "|" in full and "[" not in full and ")" not in full
+    assert {"|", ")"} <= allowed_after(tracker, HEADER + "(A8")
+    assert "[" not in allowed_after(tracker, HEADER + "(A8)")
+    # Mid-bar a key change is still music.
+    assert_accepted(tracker, HEADER + "A2 B2 [K:Ador] c4|A8|]\n\n")
+
+
 def test_the_tune_ends_only_after_a_closed_bar_and_closed_repeats(tracker: BarTracker) -> None:
     assert "\n" not in allowed_after(tracker, HEADER + "A8|B4\n")  # mid-bar: no blank line
     assert "\n" in allowed_after(tracker, HEADER + "A8|B8|\n")
@@ -474,12 +490,13 @@ def test_a_trained_model_writes_whole_bars_with_the_tracker_and_not_without(
             right, total = right + r, total + t
             if not tune.truncated:
                 finished += 1
-                warned += len(abc2midi_bar_warnings(tune.text, tmp_path))
+                warned += bool(abc2midi_bar_warnings(tune.text, tmp_path))
         counts[tracked] = (right, total, warned, finished)
     # Truncated tunes are checked up to their last closed bar. abc2midi judges the finished
     # ones (with the closing phases most tracked tunes end), pickups and repeats as it plays
-    # them: with the tracker it finds (almost) no bar of the wrong length — 0 in 22 tunes here;
-    # one in ten tunes is the margin for another CPU's arithmetic sampling other tunes.
+    # them: with the tracker (almost) no tune has a bar of the wrong length by its count — 1
+    # in 20 here, whose meter changes inside a repeat (abc2midi counts the bars it plays again
+    # against the new meter); one in ten tunes is the margin for another CPU's arithmetic.
     right, total, warned, finished = counts[True]
     assert total >= 50 and right == total and finished >= 12, counts
     assert sampler.tracker.dead_ends == 0
