@@ -57,6 +57,14 @@ def closing_phases(
     return Phases(left64 <= close, left64 <= end)
 
 
+def _narrow(
+    allowed: npt.NDArray[np.bool_], rows: npt.NDArray[np.intp], sub: npt.NDArray[np.bool_]
+) -> None:
+    """Replace `rows` of `allowed` by `sub`, except rows it would leave with no char."""
+    keep = sub.any(axis=1)
+    allowed[rows[keep]] = sub[keep]
+
+
 class Closing:
     """The ending phase's restrictions over one vocabulary."""
 
@@ -85,8 +93,7 @@ class Closing:
         rows = np.flatnonzero(tracked & ((last == self.space) | (last == self.newline)))
         sub = allowed[rows]
         sub[:, self.space] = False
-        keep = sub.any(axis=1)
-        allowed[rows[keep]] = sub[keep]
+        _narrow(allowed, rows, sub)
 
     def full_bar(
         self,
@@ -105,8 +112,7 @@ class Closing:
         if last is not None:
             idle = self.idle[np.asarray(last)[rows]]
             sub[idle] &= ~self.stall
-        keep = sub.any(axis=1)
-        allowed[rows[keep]] = sub[keep]
+        _narrow(allowed, rows, sub)
 
     def finish(
         self,
