@@ -125,13 +125,13 @@ class Closing:
         """In place: rows that may end keep only the chars that end the tune; the other rows in
         the ending phase write no line continuation, decoration, annotation or field (no text
         without time, which could fill the last chars; `fields`: the chars that would start a
-        field, per row). A row that would be left with no char keeps its mask."""
+        field, one row per `ending` row). A row that would be left with no char keeps its mask."""
         if not ending.any():
             return
         ban = np.zeros_like(allowed)
         ban[ending] |= self.filler
         if fields is not None:
-            ban[ending] |= fields[ending]
+            ban[ending] |= fields
         ban[can_end] |= ~self.finishers
         sub = allowed & ~ban
         keep = sub.any(axis=1) & ending

@@ -113,9 +113,9 @@ class BarTracker:
         self.chars = tuple(chars)
         self.t, self.modes = compile_tables(self.chars)
         self.mode_id = {m: i for i, m in enumerate(self.modes)}
-        cols = {"POS": POS, "BARLEN": BARLEN, "PICKOK": PICKOK, "OPENREP": OPENREP, "TIE": TIE}
-        cols |= {"CARRY": CARRY}
-        self.form = BarForm(self.t, self.mode_id, self.chars, 32, cols) if form else None
+        cols = dict(POS=POS, BARLEN=BARLEN, PICKOK=PICKOK, OPENREP=OPENREP, TIE=TIE, CARRY=CARRY)
+        base = FIELDS - FORM_FIELDS
+        self.form = BarForm(self.t, self.mode_id, self.chars, base, cols) if form else None
         self.free = self.mode_id["FREE"]
         self._is_pending = self.t.node >= 0
         self._values = np.asarray(VALUES, np.int64)
@@ -481,13 +481,9 @@ class BarTracker:
         can_end = ok[5] & (mode != self.free) & (s[:, TIE] < 0)  # a waiting tie bans the end
         self._closing.no_space_runs(allowed, mode != self.free, last)
         self._closing.full_bar(allowed, (fits_next == 0) & ~pending & (mode != self.free), last)
-        self._closing.finish(
-            allowed,
-            phase.ending & can_end,
-            phase.ending & (mode != self.free),
-            last,
-            self._field_start[mode],
-        )
+        ending = phase.ending & (mode != self.free)
+        fields = self._field_start[mode[ending]]  # only the ending rows: this is every step
+        self._closing.finish(allowed, phase.ending & can_end, ending, last, fields)
         empty = ~allowed.any(axis=1)
         if empty.any():
             self.dead_ends += int(empty.sum())
