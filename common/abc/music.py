@@ -49,6 +49,8 @@ _MODE_SHIFT = {
     "phr": -4, "loc": -5, "lyd": 1,
 }  # fmt: skip
 _SHARP_ORDER = "FCGDAEB"
+#: An explicit accidental of a ``K:`` value (``K:D ^c``), not the ``=b`` of ``clef=bass``.
+_KEY_ACCIDENTAL = re.compile(r"(?<![\w=^_])(\^\^|\^|__|_|=)([A-Ga-g])(?!\w)")
 
 
 def parse_meter(text: str) -> Fraction | None:
@@ -97,12 +99,14 @@ def key_signature(text: str) -> dict[str, int]:
         tonic = match.group(1) + match.group(2)
         mode = match.group(3).lower()
         mode_key = "m" if mode == "m" else mode[:3]
+        if mode_key not in _MODE_SHIFT and not mode_key.startswith("exp"):
+            mode_key = ""  # not a mode: ``K:D clef=bass`` is D major
         sharps = _MAJOR_SHARPS.get(tonic)
         if sharps is not None and (mode_key in _MODE_SHIFT) and not mode_key.startswith("exp"):
             sharps += _MODE_SHIFT[mode_key]
             letters = _SHARP_ORDER[:sharps] if sharps > 0 else _SHARP_ORDER[::-1][:-sharps]
             signature = {letter: 1 if sharps > 0 else -1 for letter in letters}
-    for acc, letter in re.findall(r"(\^\^|\^|__|_|=)([A-Ga-g])", value[1:] if match else value):
+    for acc, letter in _KEY_ACCIDENTAL.findall(value[1:] if match else value):
         signature[letter.upper()] = {"^": 1, "^^": 2, "_": -1, "__": -2, "=": 0}[acc]
     return signature
 

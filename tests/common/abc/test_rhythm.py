@@ -127,6 +127,9 @@ def test_pitches_follow_key_accidentals_and_octaves() -> None:
     assert key_signature("E Minor") == {"F": 1}
     assert key_signature("Bb") == {"B": -1, "E": -1}
     assert key_signature("D ^g") == {"F": 1, "C": 1, "G": 1}
+    # A clef is no mode, and its "=b" no natural.
+    assert key_signature("D clef=bass") == {"F": 1, "C": 1}
+    assert key_signature("Gm clef=bass middle=d") == {"B": -1, "E": -1}
     music = read_music(tune("C c c' C, F ^F F|F [ceg] A2-A", key="G"))
     assert list(melody(music)) == [60, 72, 84, 48, 66, 66, 66, 66, 79, 69]
     assert all(isinstance(e, Note) for e in music.events[:3])
