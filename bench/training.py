@@ -32,6 +32,8 @@ zero-state windowed bits/char:
 
     python bench/training.py --whole-tunes --epochs 4          # small preset, O'Neill's
     python bench/training.py --whole-tunes --quick             # tiny preset, test corpus
+    python bench/training.py --whole-tunes --epochs 7 --transpose-copies 1 --only windows
+                                           # key augmentation against windows trained as long
 
 ``--throughput`` trains nothing to the end: it times a few dozen optimizer steps of each recipe
 (original windows at batch 128; the presets' non-overlapping windows and stateful TBPTT, both at
@@ -77,6 +79,7 @@ class Variant:
     learning_rate: float | None = None
     fraction: float | None = None
     train_on: TrainOn | None = None
+    transpose_copies: int | None = None
 
 
 @dataclass
@@ -105,6 +108,7 @@ def run_variant(store: LocalStore, corpus: str, preset: str, v: Variant, target:
         learning_rate=v.learning_rate,
         window_fraction=v.fraction,
         train_on=v.train_on,
+        transpose_copies=v.transpose_copies,
         max_train_chars=max_chars,
     )
     record = train(store, spec, new_run_id())
@@ -231,6 +235,11 @@ def main() -> None:
     parser.add_argument(
         "--tune-batch", type=int, default=None, help="tunes per step (--whole-tunes; preset's)"
     )
+    parser.add_argument(
+        "--transpose-copies", type=int, default=0,
+        help="--whole-tunes: add windows with N transposed copies of each tune, and plain "
+        "windows for (N+1)x the epochs (equal char positions)",
+    )  # fmt: skip
     args = parser.parse_args()
     if args.whole_tunes:
         run_whole_tunes(args)
@@ -322,6 +331,17 @@ def run_whole_tunes(args: argparse.Namespace) -> None:
     ]  # fmt: skip
     if args.only:
         variants = [v for v in variants if v.name in args.only.split(",")]
+    if args.transpose_copies:
+        # Key augmentation against the same windows trained as long: each tune in N other keys
+        # for `epochs` epochs, and the plain windows for (N + 1) x `epochs`, equal char positions.
+        n = args.transpose_copies
+        step = get_preset(preset).seq_len
+        variants += [
+            Variant(f"keys+{n}", step, False, "float32", epochs, train_on=TrainOn.WINDOWS,
+                    transpose_copies=n),
+            Variant(f"windows x{n + 1}", step, False, "float32", epochs * (n + 1),
+                    train_on=TrainOn.WINDOWS),
+        ]  # fmt: skip
     results: list[Result] = []
     with tempfile.TemporaryDirectory(prefix="tunebatch-bench-") as tmp:
         store = LocalStore(Path(tmp))

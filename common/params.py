@@ -87,6 +87,15 @@ Stateful = Annotated[
     bool, Field(description="Carry LSTM state across consecutive windows (TBPTT).")
 ]
 TrainOnField = Annotated[TrainOn, Field(description="Train on windows or whole tunes.")]
+TransposeCopies = Annotated[
+    int,
+    Field(
+        ge=0,
+        le=6,
+        description="Copies of each training tune in other keys (key augmentation, "
+        "common.lstm.augment); 0: none.",
+    ),
+]
 PrecisionField = Annotated[
     TrainPrecision,
     Field(
@@ -116,6 +125,9 @@ class Recipe(BaseModel):
     window_fraction: WindowFraction = 1.0
     #: Windows of `seq_len` chars, or whole tunes (`batch_size` tunes of similar length a step).
     train_on: TrainOnField = TrainOn.WINDOWS
+    #: Each training tune also in this many other keys: a better best score for twice the
+    #: compute an epoch, no better at a fixed budget (docs/training.md#key-transposition).
+    transpose_copies: TransposeCopies = 0
 
     @property
     def dtype_policy(self) -> str | None:
@@ -140,6 +152,7 @@ class RecipeOverrides(BaseModel):
     stateful: Stateful | None = None
     train_on: TrainOnField | None = None
     precision: PrecisionField | None = None
+    transpose_copies: TransposeCopies | None = None
 
     def overrides(self) -> dict[str, Any]:
         """The fields this spec sets, for `Recipe.model_copy(update=...)`."""

@@ -78,6 +78,16 @@ def train(
             "Resolved on the machine that trains and recorded in the model record.",
         ),
     ] = None,
+    transpose_copies: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            max=6,
+            help="Also train on N copies of each tune in other keys (at most 4 sharps or "
+            "flats): a better best score, N+1 times the compute an epoch; default: the "
+            "preset's (0; measured in docs/training.md#key-transposition).",
+        ),
+    ] = None,
     max_train_chars: Annotated[
         int | None, typer.Option(min=1000, help="Train on the first N chars only (quick runs).")
     ] = None,
@@ -110,6 +120,7 @@ def train(
         stateful=stateful,
         train_on=train_on,
         precision=precision,
+        transpose_copies=transpose_copies,
         max_train_chars=max_train_chars,
         seed=seed,
     )

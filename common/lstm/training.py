@@ -29,6 +29,7 @@ from common.abc.corpus import Corpus, load_corpus
 from common.abc.vocab import Vocab
 from common.errors import CancelledError, IntegrityError, InvalidInputError, NotFoundError
 from common.files import file_sha256
+from common.lstm.augment import augment_text
 from common.lstm.network import LSTM_LAYER, build_model, load_verified, save_inference_model
 from common.lstm.precision import training_policy
 from common.lstm.presets import get_preset
@@ -186,7 +187,15 @@ class _Epochs:
 
 
 def _epochs(train_text: str, vocab: Vocab, recipe: Recipe, seed: int) -> _Epochs:
-    """The training data in the recipe's unit: windows, tunes, tune streams or text streams."""
+    """The training data in the recipe's unit: windows, tunes, tune streams or text streams,
+    with the recipe's transposed copies of each tune."""
+    if recipe.transpose_copies:
+        augmented = augment_text(train_text, recipe.transpose_copies, vocab, seed)
+        log.info(
+            "key augmentation: %d tunes + %d transposed copies (%d not made)",
+            augmented.tunes, augmented.copies, augmented.skipped,
+        )  # fmt: skip
+        train_text = augmented.text
     if recipe.train_on == TrainOn.TUNES:
         tunes, _ = encode_tunes(corpus_tunes(train_text), vocab)
         return _Epochs(*tune_batches(tunes, recipe.batch_size, seed), callbacks=[])

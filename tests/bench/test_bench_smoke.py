@@ -55,6 +55,22 @@ def test_training_bench_quick_compares_the_variants_against_the_original() -> No
         assert reached is None or reached <= results[name]["chars_total"]
 
 
+def test_training_bench_compares_key_augmentation_at_equal_char_positions() -> None:
+    report = run_json(
+        "bench/training.py", "--whole-tunes", "--quick", "--only", "windows",
+        "--transpose-copies", "1",
+    )  # fmt: skip
+    results = {r["variant"]: r for r in report["results"]}
+    assert list(results) == ["windows", "keys+1", "windows x2"]
+    assert results["windows x2"]["epochs_run"] == 2 * results["keys+1"]["epochs_run"]
+    plain = results["windows"]["chars_total"]
+    assert results["windows x2"]["chars_total"] == 2 * plain
+    # The quick corpus is the 3 test tunes abc2midi passes, whose 48 symbols cannot spell most
+    # keys: copies are made where they can be (tests/common/lstm/test_augment.py measures them).
+    assert plain <= results["keys+1"]["chars_total"] <= 2 * plain
+    assert all(r["final_bits_per_char"] > 0 for r in results.values())
+
+
 def test_precision_bench_scores_each_precision_on_validation_text(tiny_env: TinyEnv) -> None:
     report = run_json(
         "bench/precision.py", "--data-dir", str(tiny_env.data_dir), "--rows", "16",
