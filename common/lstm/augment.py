@@ -8,8 +8,8 @@ costs twice the compute an epoch, and at the demo's fixed budget plain windows s
 A copy goes to a key a folk musician plays in (at most `MAX_ACCIDENTALS` sharps or flats, counted
 with the mode, so an A-dorian tune may go to E dorian but not to Ab dorian), a different key for
 each copy, chosen by a seeded generator so that a run trains on the same text when resumed.
-Copies with a char the corpus's vocabulary lacks are left
-out (the model could not write them anyway), as are tunes `transpose_tune` cannot move faithfully.
+Copies with a char the corpus's vocabulary lacks are left out (the model could not write them
+anyway), as are tunes `transpose_tune` cannot move faithfully.
 Validation text is never augmented: the score stays the corpus's own tunes in their own keys.
 """
 
