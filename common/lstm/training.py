@@ -36,9 +36,9 @@ from common.lstm.presets import get_preset
 from common.lstm.registry import register_model
 from common.lstm.wholetune import (
     StreamResetter,
+    TuneScorer,
     corpus_tunes,
     encode_tunes,
-    score_tunes,
     tune_batches,
     tune_streams,
 )
@@ -233,10 +233,12 @@ def _validator(
     valid_seq = min(recipe.seq_len, len(valid_ids) - 2)
     valid_tunes, _ = encode_tunes(corpus_tunes(valid_text), vocab)
 
+    scorer = build_model(len(vocab), recipe.embedding_dim, recipe.units)
+    score = TuneScorer(scorer)
+
     def validate(model: keras.Model) -> dict[str, float]:
-        scorer = build_model(len(vocab), recipe.embedding_dim, recipe.units)
         scorer.set_weights(model.get_weights())
-        whole = score_tunes(scorer, valid_tunes)
+        whole = score(valid_tunes)
         windowed = evaluate_ids(scorer, valid_ids, valid_seq, recipe.batch_size)
         return {
             "val_loss": whole.nats_per_char,

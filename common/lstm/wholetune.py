@@ -144,35 +144,51 @@ class TuneScore:
         return self.nats_per_char / LN2
 
 
+class TuneScorer:
+    """Scores whole tunes with one compiled function for the life of the model.
+
+    The validator scores a copy of the training model after every epoch; a compiled function
+    made afresh each time is traced again each time (TensorFlow warns of it), so the validator
+    keeps one scorer and loads each epoch's weights into its model.
+    """
+
+    def __init__(self, model: keras.Model) -> None:
+        def nats(x: tf.Tensor, y: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
+            probs = model(x, training=False)
+            nll = keras.losses.sparse_categorical_crossentropy(y, probs)
+            return tf.reduce_sum(tf.cast(nll, tf.float64) * tf.cast(mask, tf.float64))
+
+        matrix = tf.TensorSpec([None, None], tf.int32)
+        self._batch_nats = tf.function(
+            nats,
+            input_signature=[matrix, matrix, tf.TensorSpec([None, None], tf.float32)],
+            reduce_retracing=True,
+        )
+
+    def __call__(
+        self, tunes: Sequence[npt.NDArray[np.int32]], *, max_chars: int = SCORE_BATCH_CHARS
+    ) -> TuneScore:
+        """Sum of -log p(char) over every char after the first of every tune, each tune run
+        from a zero state to its end."""
+        usable = [t for t in tunes if len(t) >= 2]
+        if not usable:
+            raise InvalidInputError("no tune of at least 2 known chars to score")
+        total, chars = 0.0, 0
+        for idx in length_batches([len(t) for t in usable], max_chars=max_chars):
+            x, y, mask = pad_batch([usable[int(i)] for i in idx])
+            total += float(self._batch_nats(x, y, mask))
+            chars += int(mask.sum())
+        return TuneScore(nats=total, chars=chars, tunes=len(usable))
+
+
 def score_tunes(
     model: keras.Model,
     tunes: Sequence[npt.NDArray[np.int32]],
     *,
     max_chars: int = SCORE_BATCH_CHARS,
 ) -> TuneScore:
-    """Sum of -log p(char) over every char after the first of every tune, each tune run from a
-    zero state to its end (the model must be stateless: `build_model` without a batch)."""
-    usable = [t for t in tunes if len(t) >= 2]
-    if not usable:
-        raise InvalidInputError("no tune of at least 2 known chars to score")
-
-    def nats(x: tf.Tensor, y: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
-        probs = model(x, training=False)
-        nll = keras.losses.sparse_categorical_crossentropy(y, probs)
-        return tf.reduce_sum(tf.cast(nll, tf.float64) * tf.cast(mask, tf.float64))
-
-    matrix = tf.TensorSpec([None, None], tf.int32)
-    batch_nats = tf.function(
-        nats,
-        input_signature=[matrix, matrix, tf.TensorSpec([None, None], tf.float32)],
-        reduce_retracing=True,
-    )
-    total, chars = 0.0, 0
-    for idx in length_batches([len(t) for t in usable], max_chars=max_chars):
-        x, y, mask = pad_batch([usable[int(i)] for i in idx])
-        total += float(batch_nats(x, y, mask))
-        chars += int(mask.sum())
-    return TuneScore(nats=total, chars=chars, tunes=len(usable))
+    """`TuneScorer` once: `model` must be stateless (`build_model` without a batch)."""
+    return TuneScorer(model)(tunes, max_chars=max_chars)
 
 
 def tune_batches(

@@ -18,6 +18,7 @@ from common.lstm.sampler import Sampler
 from common.lstm.training import load_run, resolve_recipe, train
 from common.lstm.wholetune import (
     StreamResetter,
+    TuneScorer,
     corpus_tunes,
     encode_tunes,
     file_tunes,
@@ -90,6 +91,26 @@ def test_whole_tune_score_is_the_samplers_step_by_step_log_likelihood(
     batched = score_tunes(model, tunes)  # tunes of different lengths, padded, in one batch
     assert batched.tunes == 4 and batched.chars == sum(len(t) - 1 for t in tunes)
     assert batched.nats == pytest.approx(step_nats, rel=1e-4)
+
+
+def test_one_scorer_scores_each_new_set_of_weights_and_traces_once(
+    tiny_env: TinyEnv, tmp_path: Path
+) -> None:
+    """The validator's scorer lives for the whole run: loading an epoch's weights must change
+    its score (the compiled function reads the variables, not a copy of them), and it must not
+    be traced again (TensorFlow warned of retracing every epoch when it was made per epoch)."""
+    _, trained, _ = load_registered(tiny_env.store, tiny_env.model.id, tmp_path)
+    tunes, vocab = _tunes(tiny_env, 3)
+    recipe = resolve_recipe(TrainSpec(corpus="tiny", preset="tiny"))
+    fresh = build_model(len(vocab), recipe.embedding_dim, recipe.units)
+    untrained_weights = fresh.get_weights()
+    untrained = score_tunes(fresh, tunes).nats
+    score = TuneScorer(fresh)
+    for weights, expected in [(trained.get_weights(), score_tunes(trained, tunes).nats),
+                              (untrained_weights, untrained)]:  # fmt: skip
+        fresh.set_weights(weights)
+        assert score(tunes).nats == pytest.approx(expected, rel=1e-5)
+    assert score._batch_nats.experimental_get_tracing_count() == 1
 
 
 def test_padding_never_counts(tiny_env: TinyEnv, tmp_path: Path) -> None:
