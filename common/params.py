@@ -125,8 +125,8 @@ class Recipe(BaseModel):
     window_fraction: WindowFraction = 1.0
     #: Windows of `seq_len` chars, or whole tunes (`batch_size` tunes of similar length a step).
     train_on: TrainOnField = TrainOn.WINDOWS
-    #: Each training tune also in this many other keys: a better best score for twice the
-    #: compute an epoch, no better at a fixed budget (docs/training.md#key-transposition).
+    #: Each training tune also in this many other keys of the corpus's own (common.lstm.augment;
+    #: measured in docs/training.md#key-transposition).
     transpose_copies: TransposeCopies = 0
 
     @property

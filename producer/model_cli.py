@@ -83,9 +83,9 @@ def train(
         typer.Option(
             min=0,
             max=6,
-            help="Also train on N copies of each tune in other keys (at most 4 sharps or "
-            "flats): a better best score, N+1 times the compute an epoch; default: the "
-            "preset's (0; measured in docs/training.md#key-transposition).",
+            help="Also train on N copies of each tune in other keys the corpus uses (N+1 "
+            "times the chars an epoch); default: the preset's (small: 1; measured in "
+            "docs/training.md#key-transposition).",
         ),
     ] = None,
     max_train_chars: Annotated[

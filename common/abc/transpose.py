@@ -75,6 +75,20 @@ def key_sharps(value: str) -> int | None:
     return _MAJOR_SHARPS[tonic] + _MODE_SHIFT[mode]
 
 
+def key_identity(value: str) -> tuple[int, str] | None:
+    """(tonic pitch class, mode) of a ``K:`` value: ``K:Ador`` and ``K:A Dorian`` are one key, as
+    are ``K:F#`` and ``K:Gb``; None without a tonic and mode we can move."""
+    match = _KEY.match(value.split("%", 1)[0])
+    if not match or match.group(1) + match.group(2) not in _MAJOR_SHARPS:
+        return None
+    mode = _mode_key(match.group(4))
+    if mode is None:
+        return None
+    return _pitch_class(match.group(1) + match.group(2)), {"": "maj", "ion": "maj"}.get(
+        mode, "min" if mode in ("m", "aeo") else mode
+    )
+
+
 def transposed_key(value: str, semitones: int) -> str | None:
     """The ``K:`` value `semitones` up (down if negative), spelled with the fewest accidentals;
     None when the value has no tonic and mode we can move, or explicit accidentals."""
