@@ -33,24 +33,24 @@ _BARLINE = re.compile(r":*\[?\|+\]?:*|:{2,}")
 _ENDING = re.compile(r"[0-9]+(?:[,-][0-9]+)*")
 _LENGTH = re.compile(r"([0-9]*)(/*)([0-9]*)")
 _TUPLET = re.compile(r"\(([2-9])(?::([0-9]*))?(?::([0-9]*))?")
-_NOTE = re.compile(r"(\^\^|\^|__|_|=)?([A-Ga-g])([,']*)")
+NOTE = re.compile(r"(\^\^|\^|__|_|=)?([A-Ga-g])([,']*)")
 #: Single-character decorations of ABC 2.1 (H-W, h-w are the user-definable shortcuts).
 _DECORATION_CHARS = frozenset("~.HIJKLMNOPQRSTUVWhijklmnopqrstuvw")
 _IGNORED_CHARS = frozenset(" \t\\-)`$*y&")
 
-_SEMITONES = {"C": 0, "D": 2, "E": 4, "F": 5, "G": 7, "A": 9, "B": 11}
-_MAJOR_SHARPS = {
+SEMITONES = {"C": 0, "D": 2, "E": 4, "F": 5, "G": 7, "A": 9, "B": 11}
+MAJOR_SHARPS = {
     "C": 0, "G": 1, "D": 2, "A": 3, "E": 4, "B": 5, "F#": 6, "C#": 7,
     "F": -1, "Bb": -2, "Eb": -3, "Ab": -4, "Db": -5, "Gb": -6, "Cb": -7,
 }  # fmt: skip
 #: Sharps a mode has relative to the major key on the same tonic.
-_MODE_SHIFT = {
+MODE_SHIFT = {
     "": 0, "maj": 0, "ion": 0, "mix": -1, "dor": -2, "m": -3, "min": -3, "aeo": -3,
     "phr": -4, "loc": -5, "lyd": 1,
 }  # fmt: skip
 _SHARP_ORDER = "FCGDAEB"
 #: An explicit accidental of a ``K:`` value (``K:D ^c``), not the ``=b`` of ``clef=bass``.
-_KEY_ACCIDENTAL = re.compile(r"(?<![\w=^_])(\^\^|\^|__|_|=)([A-Ga-g])(?!\w)")
+KEY_ACCIDENTAL = re.compile(r"(?<![\w=^_])(\^\^|\^|__|_|=)([A-Ga-g])(?!\w)")
 
 
 def parse_meter(text: str) -> Fraction | None:
@@ -99,14 +99,14 @@ def key_signature(text: str) -> dict[str, int]:
         tonic = match.group(1) + match.group(2)
         mode = match.group(3).lower()
         mode_key = "m" if mode == "m" else mode[:3]
-        if mode_key not in _MODE_SHIFT and not mode_key.startswith("exp"):
+        if mode_key not in MODE_SHIFT and not mode_key.startswith("exp"):
             mode_key = ""  # not a mode: ``K:D clef=bass`` is D major
-        sharps = _MAJOR_SHARPS.get(tonic)
-        if sharps is not None and (mode_key in _MODE_SHIFT) and not mode_key.startswith("exp"):
-            sharps += _MODE_SHIFT[mode_key]
+        sharps = MAJOR_SHARPS.get(tonic)
+        if sharps is not None and (mode_key in MODE_SHIFT) and not mode_key.startswith("exp"):
+            sharps += MODE_SHIFT[mode_key]
             letters = _SHARP_ORDER[:sharps] if sharps > 0 else _SHARP_ORDER[::-1][:-sharps]
             signature = {letter: 1 if sharps > 0 else -1 for letter in letters}
-    for acc, letter in _KEY_ACCIDENTAL.findall(value[1:] if match else value):
+    for acc, letter in KEY_ACCIDENTAL.findall(value[1:] if match else value):
         signature[letter.upper()] = {"^": 1, "^^": 2, "_": -1, "__": -2, "=": 0}[acc]
     return signature
 
@@ -195,7 +195,7 @@ class _Reader:
     # -- notes ---------------------------------------------------------------------------------
     def pitch(self, acc: str | None, letter: str, octave: str) -> int:
         upper = letter.upper()
-        base = 60 + _SEMITONES[upper] + (12 if letter.islower() else 0)
+        base = 60 + SEMITONES[upper] + (12 if letter.islower() else 0)
         base += 12 * octave.count("'") - 12 * octave.count(",")
         slot = (upper, base)
         if acc:
@@ -318,8 +318,8 @@ class _Reader:
                     self.music.events.append(Note(bar, (), False))
                     self.music.events.append(Barline("|"))
                 self.music.events.pop()  # the tune's own barline follows
-            elif c in "^_=" or c.upper() in _SEMITONES:
-                match = _NOTE.match(text, i)
+            elif c in "^_=" or c.upper() in SEMITONES:
+                match = NOTE.match(text, i)
                 if not match:
                     self.music.unreadable.append(f"line {lineno}: {text[i : i + 8]!r}")
                     i += 1

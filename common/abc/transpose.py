@@ -25,11 +25,11 @@ from __future__ import annotations
 import re
 
 from common.abc.music import (
-    _KEY_ACCIDENTAL,
-    _MAJOR_SHARPS,
-    _MODE_SHIFT,
-    _NOTE,
-    _SEMITONES,
+    KEY_ACCIDENTAL,
+    MAJOR_SHARPS,
+    MODE_SHIFT,
+    NOTE,
+    SEMITONES,
     key_signature,
 )
 
@@ -49,18 +49,18 @@ class _CannotMoveError(Exception):
 
 
 def _pitch_class(name: str) -> int:
-    return (_SEMITONES[name[0]] + {"#": 1, "b": -1}.get(name[1:], 0)) % 12
+    return (SEMITONES[name[0]] + {"#": 1, "b": -1}.get(name[1:], 0)) % 12
 
 
 def _mode_key(mode: str) -> str | None:
-    """The `_MODE_SHIFT` key of the word after a tonic (``m``, ``Dor``, ``Minor``); "" (major)
+    """The `MODE_SHIFT` key of the word after a tonic (``m``, ``Dor``, ``Minor``); "" (major)
     for a word that is no mode (``clef=bass``), None for ``exp``, whose accidentals we do not
     move."""
     lowered = mode.lower()
     if lowered.startswith("exp"):
         return None
     key = "m" if lowered == "m" else lowered[:3]
-    return key if key in _MODE_SHIFT else ""
+    return key if key in MODE_SHIFT else ""
 
 
 def key_sharps(value: str) -> int | None:
@@ -70,16 +70,16 @@ def key_sharps(value: str) -> int | None:
         return None
     mode = _mode_key(match.group(4))
     tonic = match.group(1) + match.group(2)
-    if mode is None or tonic not in _MAJOR_SHARPS:
+    if mode is None or tonic not in MAJOR_SHARPS:
         return None
-    return _MAJOR_SHARPS[tonic] + _MODE_SHIFT[mode]
+    return MAJOR_SHARPS[tonic] + MODE_SHIFT[mode]
 
 
 def key_identity(value: str) -> tuple[int, str] | None:
     """(tonic pitch class, mode) of a ``K:`` value: ``K:Ador`` and ``K:A Dorian`` are one key, as
     are ``K:F#`` and ``K:Gb``; None without a tonic and mode we can move."""
     match = _KEY.match(value.split("%", 1)[0])
-    if not match or match.group(1) + match.group(2) not in _MAJOR_SHARPS:
+    if not match or match.group(1) + match.group(2) not in MAJOR_SHARPS:
         return None
     mode = _mode_key(match.group(4))
     if mode is None:
@@ -93,17 +93,17 @@ def transposed_key(value: str, semitones: int) -> str | None:
     """The ``K:`` value `semitones` up (down if negative), spelled with the fewest accidentals;
     None when the value has no tonic and mode we can move, or explicit accidentals."""
     match = _KEY.match(value)
-    if not match or _KEY_ACCIDENTAL.search(match.group(5)):
+    if not match or KEY_ACCIDENTAL.search(match.group(5)):
         return None
     mode = _mode_key(match.group(4))
     tonic = match.group(1) + match.group(2)
-    if mode is None or tonic not in _MAJOR_SHARPS:
+    if mode is None or tonic not in MAJOR_SHARPS:
         return None
     target = (_pitch_class(tonic) + semitones) % 12
     candidates = [
-        (abs(sharps + _MODE_SHIFT[mode]), sharps + _MODE_SHIFT[mode], name)
-        for name, sharps in _MAJOR_SHARPS.items()
-        if _pitch_class(name) == target and abs(sharps + _MODE_SHIFT[mode]) <= 7
+        (abs(sharps + MODE_SHIFT[mode]), sharps + MODE_SHIFT[mode], name)
+        for name, sharps in MAJOR_SHARPS.items()
+        if _pitch_class(name) == target and abs(sharps + MODE_SHIFT[mode]) <= 7
     ]
     if not candidates:
         return None
@@ -152,11 +152,11 @@ class _Mover:
             self.source_bar[upper] = alteration
         else:
             alteration = self.source_bar.get(upper, self.source_key.get(upper, 0))
-        pitch = 12 * (octave + 1) + _SEMITONES[upper] + alteration + self.semitones
+        pitch = 12 * (octave + 1) + SEMITONES[upper] + alteration + self.semitones
         index = _LETTERS.index(upper) + self.letter_steps
         new_octave, new_index = octave + index // 7, index % 7
         new_letter = _LETTERS[new_index]
-        new_alteration = pitch - 12 * (new_octave + 1) - _SEMITONES[new_letter]
+        new_alteration = pitch - 12 * (new_octave + 1) - SEMITONES[new_letter]
         if new_alteration not in _ACCIDENTAL_TEXT:
             raise _CannotMoveError(f"note {accidental or ''}{letter}{octave_marks}")
         written = ""
@@ -202,7 +202,7 @@ class _Mover:
                 value = self.set_key(field.group(2)) if field.group(1) == "K" else field.group(2)
                 out.append(f"[{field.group(1)}:{value}]")
                 i = field.end()
-            elif note := _NOTE.match(text, i):
+            elif note := NOTE.match(text, i):
                 out.append(self.note(note.group(1), note.group(2), note.group(3)))
                 i = note.end()
             else:
