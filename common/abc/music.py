@@ -12,7 +12,8 @@ notes. It follows the ABC 2.1 standard for what affects time and pitch:
   when omitted); a chord ``[ceg]2`` lasts as long as its first note times the chord's suffix;
   grace notes ``{..}`` take no time; ``Z4`` is four whole bars of rest;
 * pitches are MIDI numbers from the key signature (``K:`` with mode and explicit accidentals),
-  accidentals that last to the end of the bar, and octave marks;
+  accidentals that last to the end of the bar for that letter in every octave (as abc2midi plays
+  them: ``K:D =c C`` is two naturals), and octave marks;
 * decorations (``!trill!``, ``+fermata+``, ``~``, ``.``, H-W and h-w shortcuts), guitar chords and
   annotations (``"..."``), slurs, ties, spacers and beam breaks take no time;
 * inline fields ``[M:..]``, ``[L:..]``, ``[K:..]`` and field lines inside the body change the
@@ -174,7 +175,8 @@ class _Reader:
         self.meter = parse_meter(self.meter_text) if self.meter_text else None
         self.unit = parse_unit(fields.get("L", "")) or default_unit(self.meter)
         self.key = key_signature(fields.get("K", ""))
-        self.bar_accidentals: dict[tuple[str, int], int] = {}
+        #: Per letter, not per octave: abc2midi (4.84) plays ``K:D =c C`` as two naturals.
+        self.bar_accidentals: dict[str, int] = {}
         self.tuplet_left = 0
         self.tuplet_ratio = Fraction(1)
         self.broken_next = Fraction(1)
@@ -197,12 +199,11 @@ class _Reader:
         upper = letter.upper()
         base = 60 + SEMITONES[upper] + (12 if letter.islower() else 0)
         base += 12 * octave.count("'") - 12 * octave.count(",")
-        slot = (upper, base)
         if acc:
             alter = {"^": 1, "^^": 2, "_": -1, "__": -2, "=": 0}[acc]
-            self.bar_accidentals[slot] = alter
+            self.bar_accidentals[upper] = alter
         else:
-            alter = self.bar_accidentals.get(slot, self.key.get(upper, 0))
+            alter = self.bar_accidentals.get(upper, self.key.get(upper, 0))
         return base + alter
 
     def length(self, text: str, pos: int) -> tuple[Fraction, int]:

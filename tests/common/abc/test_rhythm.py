@@ -132,6 +132,9 @@ def test_pitches_follow_key_accidentals_and_octaves() -> None:
     assert key_signature("Gm clef=bass middle=d") == {"B": -1, "E": -1}
     music = read_music(tune("C c c' C, F ^F F|F [ceg] A2-A", key="G"))
     assert list(melody(music)) == [60, 72, 84, 48, 66, 66, 66, 66, 79, 69]
+    # A bar's accidental holds for its letter in every octave, as abc2midi 4.84 plays it
+    # (tests/common/abc/test_transpose.py checks the same against abc2midi's MIDI).
+    assert list(melody(read_music(tune("=c C c' ^C|C", key="D")))) == [72, 60, 84, 61, 61]
     assert all(isinstance(e, Note) for e in music.events[:3])
 
 
