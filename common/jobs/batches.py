@@ -108,9 +108,10 @@ class Context:
         """The corpus's melody index, from the store when an earlier process saved it there
         (building it reads every tune: ~40 s for 11,000 tunes on a 2-core machine)."""
         from common.abc.corpus import corpus_key
-        from common.quality.similarity import MelodyIndex
+        from common.quality.similarity import READING, MelodyIndex
 
-        key = corpus_key(corpus.record.name, f"melody-index-{corpus.record.sha256[:16]}.npz")
+        name = f"melody-index-{corpus.record.sha256[:16]}-r{READING}.npz"
+        key = corpus_key(corpus.record.name, name)
         if self.store.exists(key):
             return MelodyIndex.from_bytes(self.store.get_bytes(key))
         index = MelodyIndex.from_tunes(abc_notation.split_tunes(corpus.train_text))

@@ -31,6 +31,10 @@ from common.abc.music import melody, read_music
 #: changed. On O'Neill's, n = 4/5/6/7 put 4.3/2.9/2.4/2.1 % of tunes at >= 0.5 to another tune
 #: while keeping 98-99 % of the second transcriptions of one tune at >= 0.5.
 N = 5
+#: Which reading of pitches an index holds: a stored index names it, so one built before the
+#: reading changed is rebuilt rather than compared with new tunes (2: a bar's accidental holds
+#: in every octave, as abc2midi plays it).
+READING = 2
 
 _CLIP = 24
 _BASE = 2 * _CLIP + 1

@@ -19,6 +19,7 @@ from common.jobs import batches, finalize, generate, rendering
 from common.jobs.batches import Context, manifest_key, tune_key
 from common.jobs.embedded import run_batch
 from common.jobs.fetch import fetch_batch
+from common.quality.similarity import READING
 from common.schemas import BatchSpec, TuneStatus, tune_id
 from common.state.local import LocalRecords
 from common.store.local import LocalStore
@@ -142,6 +143,7 @@ def test_copy_check_finds_the_nearest_training_tune(ctx: Context, tiny_env: Tiny
     assert ctx.melody_index(tiny_env.model) is index  # built once per process
     saved = [k for k in ctx.store.list("corpora/tiny/") if "melody-index" in k]
     assert len(saved) == 1  # and kept in the store for the next process
+    assert saved[0].endswith(f"-r{READING}.npz")  # an index of an older reading is not reused
     fresh = Context(settings=ctx.settings, store=ctx.store, records=ctx.records)
     again = fresh.melody_index(tiny_env.model)
     assert again is not None and again.names == index.names
