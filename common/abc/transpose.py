@@ -9,11 +9,11 @@ spelled with the fewest accidentals), each note moves by the same number of lett
 the new key and the bar's earlier accidentals do not already give the pitch. Guitar chords move
 with the notes. Durations, barlines, decorations, annotations, lyrics and comments are untouched.
 
-Pitches are read as abc2midi plays them: the key signature with its mode, and an accidental that
-lasts to the end of the bar for every note of that letter in any octave (abc2midi 4.84 plays
-``K:D`` ``=c C`` as two naturals; `common.abc.music` keeps it to one octave). In the copy, once a
-letter has a written accidental in a bar every later note of that letter in the bar gets one too,
-so the copy sounds the same under either reading.
+Pitches are read as abc2midi plays them (and `common.abc.music` reads them): the key signature
+with its mode, and an accidental that lasts to the end of the bar for every note of that letter in
+any octave (abc2midi 4.84 plays ``K:D`` ``=c C`` as two naturals). ABC 2.1 players that keep it to
+one octave exist, so in the copy, once a letter has a written accidental in a bar, every later
+note of that letter in the bar gets one too: the copy sounds the same under either reading.
 
 A tune that cannot be moved faithfully — no key, ``K:none`` or bagpipe keys, a key with explicit
 accidentals (``K:D exp ^f``), a note that would need a triple sharp — gives None, never a copy that
