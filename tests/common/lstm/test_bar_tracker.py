@@ -335,7 +335,11 @@ def bar_durations(tune: str) -> list[tuple[Fraction, str, Fraction]]:
     for m in token.finditer(body):
         if m["m"] or m["ml"]:
             text = (m["m"] or m["ml"]).strip()
-            meter = {"C": Fraction(1), "C|": Fraction(1)}.get(text) or Fraction(text)
+            try:
+                read = {"C": Fraction(1), "C|": Fraction(1)}.get(text) or Fraction(text)
+            except (ValueError, ZeroDivisionError):
+                continue  # an untracked model writes any text after M:; abc2midi ignores it too
+            meter = read if read > 0 else meter
         elif m["l"] or m["ll"]:
             unit = Fraction(1, int(m["l"] or m["ll"]))
         elif m["t"]:
