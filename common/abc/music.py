@@ -50,6 +50,8 @@ MODE_SHIFT = {
     "phr": -4, "loc": -5, "lyd": 1,
 }  # fmt: skip
 _SHARP_ORDER = "FCGDAEB"
+#: Semitones of each accidental sign.
+ALTERATION = {"^": 1, "^^": 2, "_": -1, "__": -2, "=": 0}
 #: An explicit accidental of a ``K:`` value (``K:D ^c``), not the ``=b`` of ``clef=bass``.
 KEY_ACCIDENTAL = re.compile(r"(?<![\w=^_])(\^\^|\^|__|_|=)([A-Ga-g])(?!\w)")
 
@@ -87,6 +89,17 @@ def default_unit(meter: Fraction | None) -> Fraction:
     return Fraction(1, 16) if meter is not None and meter < Fraction(3, 4) else Fraction(1, 8)
 
 
+def mode_key(word: str) -> str | None:
+    """The `MODE_SHIFT` key of the word after a tonic (``m``, ``Dor``, ``Minor``); "" (major)
+    for a word that is no mode (``K:D clef=bass`` is D major), None for ``exp``, whose
+    accidentals are all written out rather than implied by a mode."""
+    lowered = word.lower()
+    if lowered.startswith("exp"):
+        return None
+    key = "m" if lowered == "m" else lowered[:3]
+    return key if key in MODE_SHIFT else ""
+
+
 def key_signature(text: str) -> dict[str, int]:
     """Alteration in semitones per letter (upper case) for a ``K:`` value; {} when unreadable.
 
@@ -98,17 +111,14 @@ def key_signature(text: str) -> dict[str, int]:
     signature: dict[str, int] = {}
     if match and not value.lower().startswith(("none", "hp")):
         tonic = match.group(1) + match.group(2)
-        mode = match.group(3).lower()
-        mode_key = "m" if mode == "m" else mode[:3]
-        if mode_key not in MODE_SHIFT and not mode_key.startswith("exp"):
-            mode_key = ""  # not a mode: ``K:D clef=bass`` is D major
+        mode = mode_key(match.group(3))
         sharps = MAJOR_SHARPS.get(tonic)
-        if sharps is not None and (mode_key in MODE_SHIFT) and not mode_key.startswith("exp"):
-            sharps += MODE_SHIFT[mode_key]
+        if sharps is not None and mode is not None:
+            sharps += MODE_SHIFT[mode]
             letters = _SHARP_ORDER[:sharps] if sharps > 0 else _SHARP_ORDER[::-1][:-sharps]
             signature = {letter: 1 if sharps > 0 else -1 for letter in letters}
     for acc, letter in KEY_ACCIDENTAL.findall(value[1:] if match else value):
-        signature[letter.upper()] = {"^": 1, "^^": 2, "_": -1, "__": -2, "=": 0}[acc]
+        signature[letter.upper()] = ALTERATION[acc]
     return signature
 
 
@@ -200,7 +210,7 @@ class _Reader:
         base = 60 + SEMITONES[upper] + (12 if letter.islower() else 0)
         base += 12 * octave.count("'") - 12 * octave.count(",")
         if acc:
-            alter = {"^": 1, "^^": 2, "_": -1, "__": -2, "=": 0}[acc]
+            alter = ALTERATION[acc]
             self.bar_accidentals[upper] = alter
         else:
             alter = self.bar_accidentals.get(upper, self.key.get(upper, 0))

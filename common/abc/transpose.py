@@ -25,12 +25,14 @@ from __future__ import annotations
 import re
 
 from common.abc.music import (
+    ALTERATION,
     KEY_ACCIDENTAL,
     MAJOR_SHARPS,
     MODE_SHIFT,
     NOTE,
     SEMITONES,
     key_signature,
+    mode_key,
 )
 
 _FIELD_LINE = re.compile(r"^(\s*)([A-Za-z]):(.*)$")
@@ -39,7 +41,6 @@ _KEY = re.compile(r"\s*([A-G])([#b]?)(\s*)([A-Za-z]*)(.*)$", re.DOTALL)
 _GUITAR_CHORD = re.compile(r"([A-G])([#b]?)([^/\"]*)(?:/([A-G])([#b]?))?$")
 _LETTERS = "CDEFGAB"
 _ACCIDENTAL_TEXT = {-2: "__", -1: "_", 0: "=", 1: "^", 2: "^^"}
-_ALTERATION = {"^": 1, "^^": 2, "_": -1, "__": -2, "=": 0}
 _SHARP_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 _FLAT_NAMES = ("C", "Db", "D", "Eb", "E", "F", "Gb", "G", "Ab", "A", "Bb", "B")
 
@@ -52,39 +53,29 @@ def _pitch_class(name: str) -> int:
     return (SEMITONES[name[0]] + {"#": 1, "b": -1}.get(name[1:], 0)) % 12
 
 
-def _mode_key(mode: str) -> str | None:
-    """The `MODE_SHIFT` key of the word after a tonic (``m``, ``Dor``, ``Minor``); "" (major)
-    for a word that is no mode (``clef=bass``), None for ``exp``, whose accidentals we do not
-    move."""
-    lowered = mode.lower()
-    if lowered.startswith("exp"):
+def _read_key(text: str) -> tuple[re.Match[str], str, str] | None:
+    """(match, tonic, mode key) of a ``K:`` value; None without a tonic and mode we can move."""
+    match = _KEY.match(text)
+    if not match or (tonic := match.group(1) + match.group(2)) not in MAJOR_SHARPS:
         return None
-    key = "m" if lowered == "m" else lowered[:3]
-    return key if key in MODE_SHIFT else ""
+    mode = mode_key(match.group(4))
+    return None if mode is None else (match, tonic, mode)
 
 
 def key_sharps(value: str) -> int | None:
     """Sharps (negative: flats) of a ``K:`` value's tonic and mode; None without a readable one."""
-    match = _KEY.match(value.split("%", 1)[0])
-    if not match:
-        return None
-    mode = _mode_key(match.group(4))
-    tonic = match.group(1) + match.group(2)
-    if mode is None or tonic not in MAJOR_SHARPS:
-        return None
-    return MAJOR_SHARPS[tonic] + MODE_SHIFT[mode]
+    key = _read_key(value.split("%", 1)[0])
+    return None if key is None else MAJOR_SHARPS[key[1]] + MODE_SHIFT[key[2]]
 
 
 def key_identity(value: str) -> tuple[int, str] | None:
     """(tonic pitch class, mode) of a ``K:`` value: ``K:Ador`` and ``K:A Dorian`` are one key, as
     are ``K:F#`` and ``K:Gb``; None without a tonic and mode we can move."""
-    match = _KEY.match(value.split("%", 1)[0])
-    if not match or match.group(1) + match.group(2) not in MAJOR_SHARPS:
+    key = _read_key(value.split("%", 1)[0])
+    if key is None:
         return None
-    mode = _mode_key(match.group(4))
-    if mode is None:
-        return None
-    return _pitch_class(match.group(1) + match.group(2)), {"": "maj", "ion": "maj"}.get(
+    _, tonic, mode = key
+    return _pitch_class(tonic), {"": "maj", "ion": "maj"}.get(
         mode, "min" if mode in ("m", "aeo") else mode
     )
 
@@ -92,13 +83,10 @@ def key_identity(value: str) -> tuple[int, str] | None:
 def transposed_key(value: str, semitones: int) -> str | None:
     """The ``K:`` value `semitones` up (down if negative), spelled with the fewest accidentals;
     None when the value has no tonic and mode we can move, or explicit accidentals."""
-    match = _KEY.match(value)
-    if not match or KEY_ACCIDENTAL.search(match.group(5)):
+    key = _read_key(value)
+    if key is None or KEY_ACCIDENTAL.search(key[0].group(5)):
         return None
-    mode = _mode_key(match.group(4))
-    tonic = match.group(1) + match.group(2)
-    if mode is None or tonic not in MAJOR_SHARPS:
-        return None
+    match, tonic, mode = key
     target = (_pitch_class(tonic) + semitones) % 12
     candidates = [
         (abs(sharps + MODE_SHIFT[mode]), sharps + MODE_SHIFT[mode], name)
@@ -148,7 +136,7 @@ class _Mover:
         upper = letter.upper()
         octave = (5 if letter.islower() else 4) + octave_marks.count("'") - octave_marks.count(",")
         if accidental:
-            alteration = _ALTERATION[accidental]
+            alteration = ALTERATION[accidental]
             self.source_bar[upper] = alteration
         else:
             alteration = self.source_bar.get(upper, self.source_key.get(upper, 0))
