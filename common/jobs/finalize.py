@@ -73,11 +73,20 @@ def batch_quality(
     store: ArtifactStore, batch_id: str, tunes: list[TuneRecord], threshold: float
 ) -> QualityReport | None:
     """The quality figures of a batch's generated tunes (those whose ABC is stored), raw rates
-    over all their tries; None when there are none."""
+    over all their tries; None when there are none.
+
+    Cancelled tunes are left out: they deliver nothing, and their ABC may be being deleted while
+    this runs (a render that raced `producer cancel` removes its files after the tune is already
+    final), so reading it could find it gone and fail the whole finalize.
+    """
     from common.quality.figures import summarise
 
     stored = set(store.list(batches.artifact_key(batch_id, "")))
-    made = [t for t in tunes if t.tries > 0 and _abc_key(batch_id, t) in stored]
+    made = [
+        t
+        for t in tunes
+        if t.tries > 0 and t.status != TuneStatus.CANCELLED and _abc_key(batch_id, t) in stored
+    ]
     if not made:
         return None
     qualities = _qualities(store, batch_id, made)

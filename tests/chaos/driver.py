@@ -20,6 +20,7 @@ from typing import Any
 from common.errors import TunebatchError
 from common.jobs.batches import artifact_key, manifest_key, tune_key
 from common.schemas import BatchSpec, TuneStatus
+from common.state import keys
 from producer.client import Client
 from tests import servers as srv
 from tests.chaos.faults import BucketProxy, children, sigkill, sigkill_group
@@ -236,22 +237,28 @@ class StalledError(AssertionError):
         self.orphaned = details[1]
 
 
+def unacked_jobs(c: Cluster, batch_id: str) -> list[str]:
+    """The batch's job messages in Redis' unacked set (taken by a worker, not yet acked)."""
+    import base64
+
+    jobs = []
+    for raw in c.records.r.hvals("unacked"):
+        message = json.loads(raw)[0]
+        args = json.loads(base64.b64decode(message["body"]))[0]
+        if args and args[0] == batch_id:
+            jobs.append(f"{message['headers']['task']}{args}")
+    return jobs
+
+
 def stalled_on(c: Cluster, batch_id: str, figures: Figures) -> tuple[str, bool]:
     """What a stalled batch waits for: its unfinished tunes and the messages left unacked.
 
     With leases a message no live worker holds is back in its queue one visibility timeout after
     its last renewal; one still unacked after `STALL_S` is a lease renewed for a job no one runs.
     """
-    import base64
-
     r = c.records.r
     pending = sorted(t.tune_id for t in c.records.tunes(batch_id) if not t.status.final)
-    unacked: list[str] = []
-    for raw in r.hvals("unacked"):
-        message = json.loads(raw)[0]
-        args = json.loads(base64.b64decode(message["body"]))[0]
-        if args and args[0] == batch_id:
-            unacked.append(f"{message['headers']['task']}{args}")
+    unacked = unacked_jobs(c, batch_id)
     text = (
         f"batch {batch_id} stalled {STALL_S:.0f} s after the last fault: {len(pending)} tunes not "
         f"final {pending[:10]}; queues gpu {r.llen('gpu')} cpu {r.llen('cpu')}; job messages "
@@ -260,6 +267,27 @@ def stalled_on(c: Cluster, batch_id: str, figures: Figures) -> tuple[str, bool]:
     # Orphaned: the queues are empty and nothing but unacked messages could finish the batch.
     orphaned = bool(unacked) and r.llen("gpu") + r.llen("cpu") == 0
     return text, orphaned
+
+
+def waiting_for(c: Cluster, batch_id: str) -> str:
+    """What an unfinished batch waits for, to read in a failed test: the tunes not final, the
+    queues, its job messages left unacked, the finalize claim, and what the workers last logged
+    about it (warnings and errors included)."""
+    r = c.records.r
+    batch = c.records.get_batch(batch_id)
+    pending = [(t.tune_id, t.status.value) for t in c.records.tunes(batch_id) if not t.status.final]
+    unacked = unacked_jobs(c, batch_id)
+    logged = []
+    for w in c.workers:
+        lines = w.log_tail(400_000).splitlines()
+        about = [ln for ln in lines if batch_id in ln or "WARNING" in ln or "ERROR" in ln]
+        logged.append(f"--- {w.name} (alive: {w.proc.poll() is None})\n" + "\n".join(about[-25:]))
+    return (
+        f"cancelled {batch.cancelled}, manifest {batch.manifest_key}, "
+        f"counts {c.records.counts(batch_id)}, not final {pending[:10]}, "
+        f"finalize claimed {bool(r.exists(keys.batch_finalize_key(batch_id)))}, "
+        f"queues gpu {r.llen('gpu')} cpu {r.llen('cpu')}, unacked {unacked}\n" + "\n".join(logged)
+    )
 
 
 def producer_status_json(c: Cluster, batch_id: str) -> dict[str, Any]:
@@ -387,7 +415,9 @@ def cancel_mid_batch(
     figures.events.append(f"{time.monotonic() - started:6.1f}s {final:>5} final: cancel")
     while not _progress(client, batch.id)[0]:
         if time.monotonic() - started > timeout_s:
-            raise TimeoutError(f"batch {batch.id} not finalized after the cancel")
+            raise TimeoutError(
+                f"batch {batch.id} not finalized after the cancel: {waiting_for(c, batch.id)}"
+            )
         time.sleep(0.2)
     c.wait_idle(timeout_s=120)  # renders that raced the cancel have cleaned up after themselves
     figures.drain_s = round(time.monotonic() - started, 1)

@@ -13,7 +13,14 @@ from common.jobs import batches, finalize, generate
 from common.jobs.batches import Context, tune_key
 from common.quality import similarity
 from common.quality.figures import assess_tune, summarise
-from common.schemas import BatchSpec, QualityReport, TuneRecord, TuneStatus, tune_id
+from common.schemas import (
+    ArtifactFile,
+    BatchSpec,
+    QualityReport,
+    TuneRecord,
+    TuneStatus,
+    tune_id,
+)
 from common.state.local import LocalRecords
 from common.store.local import LocalStore
 from tests.model_fixtures import TINY_CORPUS, TinyEnv, tiny_settings
@@ -114,3 +121,40 @@ def test_report_from_records_equals_reassessing_and_reads_only_the_sample(
     # Tunes 1, 3, 5 and 7 are assessed; of the sample (0, 3, 7 of the 8) tune 0 is read for its
     # melody.
     assert sorted(reads) == [tune_key(batch.id, tune_id(i), "abc") for i in (0, 1, 3, 5, 7)]
+
+
+def test_a_cancelled_tune_whose_abc_vanishes_meanwhile_does_not_stop_the_manifest(
+    ctx: Context, tiny_env: TinyEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The race the chaos cancel test found (1 run in 15): `producer cancel` marks a tune that is
+    rendering cancelled, every tune is final, finalize starts and lists the batch's folder; then
+    the render sees its result refused and deletes the tune's ABC. Finalize read that ABC for the
+    quality report, got NotFoundError, gave up, and the batch never got its manifest."""
+    texts = list(split_tunes(TINY_CORPUS.read_text(encoding="utf-8")))[:3]
+    batch = batches.create_batch(ctx, BatchSpec(count=3, model_id=tiny_env.model.id))
+    for i, text in enumerate(texts):
+        tid = tune_id(i)
+        ctx.store.put_bytes(tune_key(batch.id, tid, "abc"), text.encode())
+        ctx.records.update_tune(batch.id, tid, TuneStatus.GENERATING)
+        ctx.records.update_tune(batch.id, tid, TuneStatus.GENERATED, tries=1, valid=True)
+        ctx.records.update_tune(batch.id, tid, TuneStatus.RENDERING)
+    info = ctx.store.info(tune_key(batch.id, tune_id(0), "abc"))
+    assert info is not None
+    abc0 = ArtifactFile(format="abc", key=info.key, size=info.size, sha256=info.sha256)
+    ctx.records.update_tune(batch.id, tune_id(0), TuneStatus.DONE, files=[abc0])
+    ctx.records.update_tune(batch.id, tune_id(1), TuneStatus.FAILED, error="abc2midi: no")
+    batches.cancel_batch(ctx, batch.id)  # tune 2 was rendering: cancelled, its ABC still there
+    racing = tune_key(batch.id, tune_id(2), "abc")
+    get_bytes = ctx.store.get_bytes
+
+    def render_deletes_first(key: str) -> bytes:
+        if key == racing:  # the racing render's clean-up got there first
+            ctx.store.delete(key)
+        return get_bytes(key)
+
+    monkeypatch.setattr(ctx.store, "get_bytes", render_deletes_first)
+    manifest = finalize.finalize_batch(ctx, batch.id)
+    assert manifest is not None
+    assert manifest.counts == {"done": 1, "failed": 1, "cancelled": 1}
+    assert manifest.quality is not None and manifest.quality.tunes == 2  # the delivered ones
+    assert not ctx.store.exists(racing)
