@@ -210,7 +210,7 @@ def retry_failed(ctx: Context, batch_id: str) -> dict[str, list[str]]:
         else:
             fresh = tune.model_copy(update={"status": TuneStatus.QUEUED, "error": None})
             chunks.add(tune.index // batch.spec.chunk_size)
-        ctx.records.reset_tune(fresh)
+        ctx.records.reset_tune(fresh, was=TuneStatus.FAILED)
     if render_ids or chunks:
         batch.finished_at = None
         batch.manifest_key = None

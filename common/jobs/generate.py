@@ -7,6 +7,7 @@ tune again. The job is idempotent: tunes already generated are returned as ready
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -158,7 +159,11 @@ def generate_chunk(
         for index in todo:
             tune = ctx.records.get_tune(batch_id, tune_id(index))
             if tune.status == TuneStatus.GENERATING:
-                ctx.records.reset_tune(tune.model_copy(update={"status": TuneStatus.QUEUED}))
+                with contextlib.suppress(InvalidTransitionError):  # cancelled meanwhile
+                    ctx.records.reset_tune(
+                        tune.model_copy(update={"status": TuneStatus.QUEUED}),
+                        was=TuneStatus.GENERATING,
+                    )
         raise
     log.info(
         "batch %s chunk %d: %d tunes generated with model %s",

@@ -13,9 +13,10 @@ import abc
 from collections import Counter
 from typing import Any
 
+from common.errors import InvalidTransitionError
 from common.schemas import BatchRecord, TuneRecord, TuneStatus, now
 
-__all__ = ["JobRecords", "apply_update"]
+__all__ = ["JobRecords", "apply_update", "check_reset"]
 
 
 class JobRecords(abc.ABC):
@@ -46,8 +47,11 @@ class JobRecords(abc.ABC):
         """Atomically apply a checked status transition and field updates; return the result."""
 
     @abc.abstractmethod
-    def reset_tune(self, tune: TuneRecord) -> None:
-        """Overwrite a tune record unconditionally: only `retry` may move a tune backwards."""
+    def reset_tune(self, tune: TuneRecord, *, was: TuneStatus | None = None) -> None:
+        """Overwrite a tune record: only `retry` and a chunk put back for a shutdown move a tune
+        backwards. With `was`, only while the stored tune still has that status (else
+        InvalidTransitionError): a chunk putting its ``generating`` tunes back must not revive
+        one that `producer cancel` ended in between."""
 
     def counts(self, batch_id: str) -> dict[str, int]:
         counter = Counter(t.status.value for t in self.tunes(batch_id))
@@ -55,6 +59,13 @@ class JobRecords(abc.ABC):
 
     def is_cancelled(self, batch_id: str) -> bool:
         return self.get_batch(batch_id).cancelled
+
+
+def check_reset(current: TuneRecord, was: TuneStatus | None) -> None:
+    if was is not None and current.status != was:
+        raise InvalidTransitionError(
+            f"tune {current.tune_id} is {current.status} now, not {was}: not reset"
+        )
 
 
 def apply_update(tune: TuneRecord, status: TuneStatus | None, fields: dict[str, Any]) -> TuneRecord:

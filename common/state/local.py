@@ -18,7 +18,7 @@ from typing import Any
 from common.errors import NotFoundError, StorageError, StorageFullError
 from common.files import atomic_write_text, is_disk_full
 from common.schemas import BatchRecord, TuneRecord, TuneStatus, check_batch_id, tune_index
-from common.state.base import JobRecords, apply_update
+from common.state.base import JobRecords, apply_update, check_reset
 
 __all__ = ["LocalRecords"]
 
@@ -111,6 +111,7 @@ class LocalRecords(JobRecords):
             self._write(self._tune_path(batch_id, tune_id), tune.model_dump_json())
             return tune
 
-    def reset_tune(self, tune: TuneRecord) -> None:
+    def reset_tune(self, tune: TuneRecord, *, was: TuneStatus | None = None) -> None:
         with self._locked(tune.batch_id):
+            check_reset(self.get_tune(tune.batch_id, tune.tune_id), was)
             self._write(self._tune_path(tune.batch_id, tune.tune_id), tune.model_dump_json())

@@ -44,7 +44,7 @@ from common.schemas import (
     tune_index,
 )
 from common.state import keys
-from common.state.base import JobRecords, apply_update
+from common.state.base import JobRecords, apply_update, check_reset
 
 log = logging.getLogger(__name__)
 
@@ -293,9 +293,14 @@ class RedisRecords(JobRecords):
             batch_id, tune_id, lambda tune: apply_update(tune, status, fields), "updating"
         )
 
-    def reset_tune(self, tune: TuneRecord) -> None:
+    def reset_tune(self, tune: TuneRecord, *, was: TuneStatus | None = None) -> None:
         fresh = tune.model_copy(update={"updated_at": now()})
-        self._swap(tune.batch_id, tune.tune_id, lambda _old: fresh, "resetting")
+
+        def change(old: TuneRecord) -> TuneRecord:
+            check_reset(old, was)
+            return fresh
+
+        self._swap(tune.batch_id, tune.tune_id, change, "resetting")
 
     # -- finalize guard ----------------------------------------------------------------------
     def claim_finalize(self, batch_id: str) -> bool:

@@ -43,6 +43,13 @@ def test_transitions_are_checked_and_counted(tmp_path: Path) -> None:
     }  # fmt: skip
     rec.reset_tune(done.model_copy(update={"status": TuneStatus.QUEUED}))
     assert rec.get_tune(batch.id, tid).status == TuneStatus.QUEUED
+    # A reset that expects another status than the stored one (cancelled meanwhile) is refused.
+    gone = rec.update_tune(batch.id, tid, TuneStatus.CANCELLED)
+    with pytest.raises(InvalidTransitionError, match="cancelled now, not generating"):
+        rec.reset_tune(
+            gone.model_copy(update={"status": TuneStatus.QUEUED}), was=TuneStatus.GENERATING
+        )
+    assert rec.get_tune(batch.id, tid) == gone
     with pytest.raises(NotFoundError):
         rec.get_tune(batch.id, tune_id(9))
 

@@ -80,6 +80,19 @@ def test_transitions_are_checked_and_counted(records: RedisRecords) -> None:
     # Only `reset_tune` (retry) goes backwards, and the counters follow it.
     records.reset_tune(stored.model_copy(update={"status": TuneStatus.QUEUED}))
     assert records.counts(batch.id)["queued"] == 2
+    # With `was`, only from that status: a chunk putting a tune back cannot revive a cancelled one.
+    records.update_tune(batch.id, "t000000", TuneStatus.GENERATING)
+    gone = records.update_tune(batch.id, "t000000", TuneStatus.CANCELLED)
+    with pytest.raises(InvalidTransitionError, match="cancelled now, not generating"):
+        records.reset_tune(
+            gone.model_copy(update={"status": TuneStatus.QUEUED}), was=TuneStatus.GENERATING
+        )
+    assert records.get_tune(batch.id, "t000000") == gone
+    assert records.counts(batch.id)["cancelled"] == 1
+    records.reset_tune(
+        gone.model_copy(update={"status": TuneStatus.FAILED}), was=TuneStatus.CANCELLED
+    )
+    assert records.get_tune(batch.id, "t000000").status == TuneStatus.FAILED
 
 
 def test_counters_stay_exact_under_concurrent_writers(records: RedisRecords) -> None:
