@@ -36,6 +36,11 @@ def render_tune(ctx: Context, batch_id: str, tid: str) -> TuneRecord:
     """
     batch = ctx.records.get_batch(batch_id)
     tune = ctx.records.get_tune(batch_id, tid)
+    if tune.status == TuneStatus.CANCELLED:
+        # A redelivery: the first delivery may have died between uploading and taking its files
+        # back, after the batch's manifest was written (and its folder swept). Deletes are cheap.
+        _remove_files(ctx, batch_id, tid, batch.spec.formats)
+        return tune
     if tune.status.final:
         return tune
     if batch.cancelled:
@@ -97,6 +102,9 @@ def _dropped(ctx: Context, batch_id: str, tid: str, written: list[str]) -> TuneR
 
 def _cancel_tune(ctx: Context, batch_id: str, tid: str) -> TuneRecord:
     """End a tune of a cancelled batch: cancelled, without the files it had (its ABC too)."""
-    formats = ctx.records.get_batch(batch_id).spec.formats
-    cancelling.remove(ctx.store, [batches.tune_key(batch_id, tid, f) for f in formats])
+    _remove_files(ctx, batch_id, tid, ctx.records.get_batch(batch_id).spec.formats)
     return ctx.records.update_tune(batch_id, tid, TuneStatus.CANCELLED)
+
+
+def _remove_files(ctx: Context, batch_id: str, tid: str, formats: list[str]) -> None:
+    cancelling.remove(ctx.store, [batches.tune_key(batch_id, tid, f) for f in formats])

@@ -317,3 +317,37 @@ def test_cancel_skips_a_tune_that_finished_while_it_ran(
     assert [t.status for t in ctx.records.tunes(batch.id)] == [
         TuneStatus.FAILED, TuneStatus.CANCELLED, TuneStatus.CANCELLED,
     ]  # fmt: skip
+
+
+def test_a_redelivered_render_of_a_cancelled_tune_takes_back_what_its_first_delivery_left(
+    ctx: Context, tiny_env: TinyEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first delivery uploaded, then its worker died before the refused "done" made it take
+    the files back; the manifest was written meanwhile. The redelivery removes the files."""
+    batch = batches.create_batch(ctx, spec(tiny_env.model.id, count=2, formats=["abc", "mid"]))
+    ready = [generated(ctx, batch.id, i) for i in range(2)]
+    assert rendering.render_tune(ctx, batch.id, ready[0]).status == TuneStatus.DONE
+
+    class WorkerDied(BaseException):
+        """SIGKILL: nothing after the upload runs."""
+
+    put_file = ctx.store.put_file
+
+    def put_cancel_then_die(key: str, path: Path, content_type: str | None = None) -> Any:
+        put_file(key, path, content_type)
+        batches.cancel_batch(ctx, batch.id)
+        raise WorkerDied
+
+    monkeypatch.setattr(ctx.store, "put_file", put_cancel_then_die)
+    with pytest.raises(WorkerDied):
+        rendering.render_tune(ctx, batch.id, ready[1])
+    monkeypatch.undo()
+    left = tune_key(batch.id, ready[1], "mid")
+    assert finalize.finalize_batch(ctx, batch.id) is not None  # swept: nothing left behind yet
+    ctx.store.put_bytes(left, b"MThd")  # ...but the dying upload landed after the sweep
+    before = ctx.records.get_tune(batch.id, ready[1])
+    assert rendering.render_tune(ctx, batch.id, ready[1]) == before  # the redelivery
+    assert not ctx.store.exists(left)
+    assert ctx.records.get_tune(batch.id, ready[1]) == before  # the record is left as it was
+    listed = {tune_key(batch.id, ready[0], f) for f in ("abc", "mid")} | {manifest_key(batch.id)}
+    assert set(ctx.store.list(f"batches/{batch.id}/")) == listed
