@@ -189,6 +189,16 @@ def show_batch(batch: BatchRecord, counts: dict[str, int], tunes: Sequence[TuneR
         table("Failures (first 10)", ["tune", "error"], [(t.tune_id, t.error) for t in failed])
     if batch.manifest_key:
         console.print(f"manifest: {batch.manifest_key}")
+    elif final == total:
+        console.print(MANIFEST_PENDING.format(batch=batch.id))
+
+
+#: `status` of a batch whose tunes are all final but whose manifest is not written: normally for
+#: the seconds finalize takes; if it stays, its finalize job was given up, and `retry` re-runs it.
+MANIFEST_PENDING = (
+    "every tune is final; the manifest is being written. If this stays, its finalize job was "
+    "given up (see `producer dead-letter`): `producer retry {batch} --failed` writes it."
+)
 
 
 def batch_json(

@@ -80,3 +80,17 @@ def test_the_rule_cancelled_before_finished_before_running(tmp_path: Path) -> No
     assert views.batch_state(BatchRecord(id=BATCH, spec=spec, cancelled=True)) == "cancelled"
     both = BatchRecord(id=BATCH, spec=spec, cancelled=True, manifest_key=key)
     assert views.batch_state(both) == "cancelled"
+
+
+def test_status_of_a_batch_whose_manifest_is_missing_says_how_to_get_it(
+    records: LocalRecords,
+) -> None:
+    """Every tune is final but no manifest (a finalize job was given up): `status` says so and
+    names the command that writes it, which does."""
+    batch = _ended_batch(records, cancelled=False)
+    batch.manifest_key = None
+    records.save_batch(batch)
+    code, out, _ = run("status", BATCH)
+    assert code == 0 and "4/4 final" in out, out
+    assert "the manifest is being written" in " ".join(out.split()), out
+    assert f"producer retry {BATCH} --failed" in " ".join(out.split()), out
