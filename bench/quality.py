@@ -45,12 +45,12 @@ from typing import Any
 
 from common.abc import notation as abc_notation
 from common.abc.corpus import BUNDLED, NUMBERED, bundled_files, clean_tunes, read_abc_file
-from common.quality.figures import TuneQuality, assess_texts, summarise
+from common.quality.figures import TuneQuality, assess_texts, key_spread, summarise
 from common.quality.similarity import MelodyIndex, fingerprint
 from common.schemas import NEAR_COPY_THRESHOLD, QualityReport
 
 COLUMNS = ["set", "tunes", "valid", "clean", "a2m clean", "bars ok", "2-part", "near-copy",
-           "diversity", "bars", "raw valid", "raw clean"]  # fmt: skip
+           "diversity", "bars", "raw valid", "raw clean", "keys"]  # fmt: skip
 
 
 #: Tunes abc2midi warned about a bar's length ("Bar 5 has 7 time units while the time signature
@@ -230,7 +230,7 @@ def print_table(rows: list[dict[str, Any]]) -> None:
             "diversity"]  # fmt: skip
     cells = [COLUMNS] + [
         [r["set"], str(r["tunes"]), *(fmt(r[k]) for k in keys), f"{r['mean_bars']:.1f}",
-         fmt(r["raw_valid"]), fmt(r["raw_rhythm_ok"])]
+         fmt(r["raw_valid"]), fmt(r["raw_rhythm_ok"]), key_spread(r.get("keys"), most=3)]
         for r in rows
     ]  # fmt: skip
     widths = [max(len(row[i]) for row in cells) for i in range(len(COLUMNS))]

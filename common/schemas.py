@@ -370,6 +370,9 @@ class TuneRecord(Record):
     similarity: float | None = Field(
         default=None, description="Melody similarity to nearest_tune (common.quality.similarity)."
     )
+    key: str | None = Field(
+        default=None, description="The tune's key as musicians name it (G, Em, Ador), from K:."
+    )
     truncated: bool = False
     check_errors: list[str] = Field(default_factory=list)
     files: list[ArtifactFile] = Field(default_factory=list)
@@ -410,6 +413,10 @@ class QualityReport(BaseModel):
     mean_similarity: float | None = None
     diversity: float = Field(
         description="Mean over pairs of tunes of the share of interval n-grams they do not share."
+    )
+    keys: dict[str, float] | None = Field(
+        default=None,
+        description="Share of the tunes with a readable key in each key, most common first.",
     )
     tries: int | None = Field(default=None, description="Samples drawn, gate included.")
     raw_valid: float | None = Field(default=None, description="Share of tries abc2midi accepts.")

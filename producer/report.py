@@ -23,6 +23,8 @@ if TYPE_CHECKING:
 
 def report_rows(report: QualityReport) -> list[tuple[str, str]]:
     """(figure, value) rows of a QualityReport, in the order people read them."""
+    from common.quality.figures import key_spread
+
     pct = views.fmt_float
 
     def share(value: float | None) -> str:
@@ -38,6 +40,7 @@ def report_rows(report: QualityReport) -> list[tuple[str, str]]:
         ("near-copies of a training tune", share(report.near_copy)),
         ("mean similarity to the nearest training tune", pct(report.mean_similarity)),
         ("diversity (distinct n-gram share over pairs)", pct(report.diversity)),
+        ("keys (most common first)", key_spread(report.keys)),
     ]
     if report.tries is not None:
         rows += [

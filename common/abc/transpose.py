@@ -68,6 +68,20 @@ def key_sharps(value: str) -> int | None:
     return None if key is None else MAJOR_SHARPS[key[1]] + MODE_SHIFT[key[2]]
 
 
+#: How a mode is written in a key's name: ``G``, ``Em``, ``Ador``, ``Dmix``.
+_MODE_NAME = {"": "", "maj": "", "ion": "", "m": "m", "min": "m", "aeo": "m"}
+
+
+def key_name(value: str) -> str | None:
+    """The key of a ``K:`` value as musicians name it (``K:A Dorian`` -> ``Ador``, ``K:E minor``
+    -> ``Em``, ``K:G`` -> ``G``); None without a tonic and mode (``K:none``, ``K:Hp``)."""
+    key = _read_key(value.split("%", 1)[0])
+    if key is None:
+        return None
+    _, tonic, mode = key
+    return tonic + _MODE_NAME.get(mode, mode)
+
+
 def key_identity(value: str) -> tuple[int, str] | None:
     """(tonic pitch class, mode) of a ``K:`` value: ``K:Ador`` and ``K:A Dorian`` are one key, as
     are ``K:F#`` and ``K:Gb``; None without a tonic and mode we can move."""

@@ -170,4 +170,5 @@ def _recorded(tune: TuneRecord) -> TuneQuality | None:
         two_part=tune.two_part,
         nearest_tune=tune.nearest_tune,
         similarity=tune.similarity,
+        key=tune.key,
     )

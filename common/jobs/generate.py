@@ -141,6 +141,7 @@ def generate_chunk(
                     melody_grams=len(quality.fingerprint) if quality.fingerprint is not None else 0,
                     nearest_tune=quality.nearest_tune,
                     similarity=quality.similarity,
+                    key=quality.key,
                     truncated=sample.truncated,
                     check_errors=quality.brief_reasons(),
                     precision=sampler.precision,

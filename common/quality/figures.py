@@ -11,7 +11,9 @@ summed up by `summarise` into the `QualityReport` that batch manifests, ``produc
 * **bar regularity**: share of all bars (of tunes with a meter) that are not wrong by that rule;
 * **two-part form**: two parts of 8 bars (repeat written or not) or 16 bars written out;
 * **near-copy**: melody similarity to the nearest training tune >= the threshold;
-* **diversity**: `common.quality.similarity.distinct_share` of the set's fingerprints.
+* **diversity**: `common.quality.similarity.distinct_share` of the set's fingerprints;
+* **keys**: share of the tunes (with a readable ``K:``) in each key, ``Ador`` and ``A Dorian``
+  counted as one: a model that writes every tune in G, or in keys its corpus never uses, shows.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ class TuneQuality:
     nearest_tune: str | None = None
     similarity: float | None = None
     fingerprint: Grams | None = None
+    key: str | None = None
 
     def brief_reasons(self, each: int = 5) -> list[str]:
         """The first `each` abc2midi errors and the first `each` rhythm reasons."""
@@ -56,7 +59,8 @@ def assess_tune(
     tune: str, *, checker: Checker | None = None, index: MelodyIndex | None = None
 ) -> TuneQuality:
     """Every figure of one tune; abc2midi and the copy check only when given."""
-    from common.abc.music import melody
+    from common.abc.music import melody, split_header
+    from common.abc.transpose import key_name
 
     music = read_music(tune)
     rhythm = check_music(music)
@@ -77,6 +81,7 @@ def assess_tune(
         two_part=rhythm.two_part,
         reasons=reasons,
         fingerprint=grams,
+        key=key_name(split_header(tune)[0].get("K", "")),
     )
     if index is not None:
         match = index.nearest(grams)
@@ -125,12 +130,36 @@ def summarise(
         diversity=round(
             distinct_share([t.fingerprint for t in tunes if t.fingerprint is not None]), 4
         ),
+        keys=key_shares(tunes),
         tries=tries,
         raw_valid=_share(tries_valid, tries) if tries and tries_valid is not None else None,
         raw_rhythm_ok=(
             _share(tries_rhythm_ok, tries) if tries and tries_rhythm_ok is not None else None
         ),
     )
+
+
+def key_shares(tunes: Sequence[TuneQuality]) -> dict[str, float] | None:
+    """Share of each key among the tunes whose key is known, most common first (ties by name);
+    None when no tune's key is known."""
+    from collections import Counter
+
+    counted = Counter(t.key for t in tunes if t.key is not None)
+    total = sum(counted.values())
+    ranked = sorted(counted.items(), key=lambda kv: (-kv[1], kv[0]))
+    return {k: _share(n, total) for k, n in ranked} if total else None
+
+
+def key_spread(keys: dict[str, float] | None, most: int = 6) -> str:
+    """``G 38 %, D 26 %, A 11 %, ..., 7 others 9 %``: the `most` commonest keys, then the rest."""
+    if not keys:
+        return "-"
+    ranked = list(keys.items())
+    shown = [f"{k} {100 * v:.0f} %" for k, v in ranked[:most]]
+    rest = ranked[most:]
+    if rest:
+        shown.append(f"{len(rest)} others {100 * sum(v for _, v in rest):.0f} %")
+    return ", ".join(shown)
 
 
 def assess_texts(

@@ -36,8 +36,19 @@ def test_report_on_a_file(env: Path, tmp_path: Path) -> None:
     assert data["per_tune"][1]["reasons"] == [
         "rhythm: bar 2: 5 units of L:1/8, the meter 6/8 needs 6"
     ]
+    assert data["keys"] == {"G": round(2 / 3, 4), "D": round(1 / 3, 4)}
     code, out, err = run("report", "--file", str(path), "--tunes")
     assert code == 0 and "bar regularity" in out and "Short" in out
+    assert "keys (most common first)" in out and "G 67 %, D 33 %" in out
+
+
+def test_key_spread_row() -> None:
+    from common.quality.figures import key_spread
+
+    shares = {k: v / 100 for k, v in [("G", 38), ("D", 26), ("A", 11), ("Em", 5), ("Am", 5),
+                                       ("Gm", 4), ("Ador", 3), ("Dmix", 2)]}  # fmt: skip
+    assert key_spread(shares) == "G 38 %, D 26 %, A 11 %, Em 5 %, Am 5 %, Gm 4 %, 2 others 5 %"
+    assert key_spread(None) == "-" and key_spread({"G": 1.0}, most=6) == "G 100 %"
 
 
 def test_report_on_a_batch_and_bad_requests(env: Path) -> None:

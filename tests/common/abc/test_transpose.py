@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from music21 import midi
 
-from common.abc.transpose import key_sharps, transpose_tune, transposed_key
+from common.abc.transpose import key_name, key_sharps, transpose_tune, transposed_key
 from tests.model_fixtures import TINY_CORPUS
 
 JIG = """X:1
@@ -110,3 +110,13 @@ def test_abc2midi_plays_every_copy_exactly_shifted(tmp_path: Path) -> None:
             assert _midi_pitches(moved, tmp_path) == [p + shift for p in original], (shift, moved)
             moved_count += 1
     assert moved_count == 4 * len(tunes) == 168
+
+
+@pytest.mark.parametrize(
+    ("value", "name"),
+    [("G", "G"), ("Gmaj", "G"), ("F#m", "F#m"), ("Bb Mixolydian", "Bbmix"), ("D dor", "Ddor"),
+     ("Ephr", "Ephr"), ("C clef=bass", "C"), ("Am % comment", "Am"), ("none", None), ("Hp", None),
+     ("D exp ^f ^c", None)],
+)  # fmt: skip
+def test_key_name(value: str, name: str | None) -> None:
+    assert key_name(value) == name

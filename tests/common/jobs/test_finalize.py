@@ -78,9 +78,9 @@ def test_generation_records_the_figures_of_the_stored_text(ctx: Context, tiny_en
         quality = assess_tune(text)
         assert quality.fingerprint is not None
         assert (tune.chars, tune.rhythm_checked, tune.rhythm_ok, tune.bars, tune.wrong_bars,
-                tune.two_part, tune.melody_grams) == (
+                tune.two_part, tune.melody_grams, tune.key) == (
             quality.chars, quality.rhythm_checked, quality.rhythm_ok, quality.bars,
-            quality.wrong_bars, quality.two_part, len(quality.fingerprint),
+            quality.wrong_bars, quality.two_part, len(quality.fingerprint), quality.key,
         )  # fmt: skip
 
 
@@ -101,13 +101,14 @@ def test_report_from_records_equals_reassessing_and_reads_only_the_sample(
             valid=i % 3 != 0, similarity=i / 10, nearest_tune=f"{i}: a tune",
             chars=quality.chars, rhythm_checked=quality.rhythm_checked,
             rhythm_ok=quality.rhythm_ok, bars=quality.bars, wrong_bars=quality.wrong_bars,
-            two_part=quality.two_part, melody_grams=len(quality.fingerprint),
+            two_part=quality.two_part, melody_grams=len(quality.fingerprint), key=quality.key,
         )  # fmt: skip
     ctx.store.delete(tune_key(batch.id, tune_id(8), "abc"))  # a cancelled tune leaves no ABC
     monkeypatch.setattr(similarity, "DIVERSITY_SAMPLE", 3)
     tunes = ctx.records.tunes(batch.id)
     expected = reassessed(ctx, batch.id, tunes)
     assert expected.tunes == 8 and expected.diversity > 0
+    assert expected.keys is not None and len(expected.keys) > 1  # records carry each tune's key
     assert all(t.melody_grams for t in tunes[:8])  # every one is compared for diversity
 
     reads = counting_reads(ctx, monkeypatch)

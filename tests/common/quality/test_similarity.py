@@ -69,3 +69,14 @@ def test_quality_summary_of_a_set() -> None:
     assert report.rhythm_ok == round(2 / 3, 4) and report.bar_regularity == round(11 / 12, 4)
     assert report.near_copy == 0.5 and report.raw_rhythm_ok == round(4 / 6, 4)
     assert 0.0 < report.diversity <= 1.0 and report.mean_bars == 4.0
+    assert report.keys == {"D": round(2 / 3, 4), "G": round(1 / 3, 4)}
+
+
+def test_key_spread_names_a_key_once_however_it_is_written() -> None:
+    """``K:A Dorian`` and ``K:Ador`` are one key, ``K:Em``/``K:E minor``/``K:Eaeo`` another; a tune
+    without a readable key is left out of the shares, not counted as C."""
+    heads = ["K:Ador", "K:A Dorian", "K:Em", "K:E minor", "K:Eaeo % a comment", "K:none", "K:G"]
+    tunes = [assess_tune(f"X:1\nM:6/8\nL:1/8\n{k}\nABc dBA|\n") for k in heads]
+    assert [t.key for t in tunes] == ["Ador", "Ador", "Em", "Em", "Em", None, "G"]
+    assert summarise(tunes).keys == {"Em": 0.5, "Ador": round(2 / 6, 4), "G": round(1 / 6, 4)}
+    assert summarise(tunes[5:6]).keys is None
