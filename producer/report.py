@@ -151,7 +151,16 @@ def report_cli(
         return
     views.table(f"Quality of {name}", ["figure", "value"], report_rows(report))
     if tunes and per_tune:
-        columns = ["title", "valid", "rhythm_ok", "bars", "wrong_bars", "two_part", "nearest"]
+        columns = [
+            "title",
+            "key",
+            "valid",
+            "rhythm_ok",
+            "bars",
+            "wrong_bars",
+            "two_part",
+            "nearest",
+        ]
         rows = [_tune_row(t, title) for t, title in zip(per_tune, titles, strict=True)]
         views.table("Tunes", columns, [[r[c] for c in columns] for r in rows])
 
@@ -159,6 +168,7 @@ def report_cli(
 def _tune_row(tune: TuneQuality, title: str) -> dict[str, Any]:
     return {
         "title": title,
+        "key": tune.key,
         "valid": tune.valid,
         "rhythm_ok": tune.rhythm_ok,
         "bars": tune.bars,

@@ -33,6 +33,7 @@ def test_report_on_a_file(env: Path, tmp_path: Path) -> None:
     assert data["tunes"] == 3 and data["valid"] == round(2 / 3, 4)
     assert data["rhythm_ok"] == round(1 / 3, 4)  # SHORT's second bar, BROKEN's bars
     assert [t["rhythm_ok"] for t in data["per_tune"]] == [True, False, False]
+    assert [t["key"] for t in data["per_tune"]] == ["G", "G", "D"]
     assert data["per_tune"][1]["reasons"] == [
         "rhythm: bar 2: 5 units of L:1/8, the meter 6/8 needs 6"
     ]
