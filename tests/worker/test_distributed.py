@@ -215,6 +215,29 @@ def test_retry_failed_enqueues_the_failed_tunes_again(producer_env: Cluster, mod
     assert make_store(producer_env.settings).exists(manifest_key(batch.id))
 
 
+def test_retry_writes_the_manifest_a_given_up_finalize_did_not(
+    producer_env: Cluster, model_id: str
+) -> None:
+    """A batch whose tunes are all final but whose finalize job was given up (no manifest, the
+    claim released): `status` names `retry --failed`, and with nothing to retry it finalizes."""
+    c = Client(producer_env.settings)
+    batch = c.submit_batch(spec(model_id, 4, formats=["abc"]))
+    c.cancel(batch.id)
+    first = c.follow(batch.id, lambda _p: None, timeout_s=120)
+    store = make_store(producer_env.settings)
+    record = c.records.get_batch(batch.id)
+    record.manifest_key = record.finished_at = None
+    c.records.save_batch(record)
+    store.delete(manifest_key(batch.id))
+    c.records.release_finalize(batch.id)
+    code, out, err = run("status", batch.id)
+    assert code == 0 and "the manifest is being written" in " ".join(out.split()), (out, err)
+    code, out, err = run("retry", batch.id, "--failed")
+    assert code == 0 and "0 renders and 0 generation chunks" in out, (out, err)
+    assert c.follow(batch.id, lambda _p: None, timeout_s=120).counts == first.counts
+    assert store.exists(manifest_key(batch.id))
+
+
 def test_fetch_verifies_hashes(producer_env: Cluster, finished_batch: str, tmp_path: Path) -> None:
     code, out, err = run("fetch", finished_batch, "--to", str(tmp_path), "--json")
     assert code == 0, err
