@@ -113,5 +113,6 @@ class LocalRecords(JobRecords):
 
     def reset_tune(self, tune: TuneRecord, *, was: TuneStatus | None = None) -> None:
         with self._locked(tune.batch_id):
-            check_reset(self.get_tune(tune.batch_id, tune.tune_id), was)
+            if was is not None:  # read only to check: without `was` a reset overwrites, as before
+                check_reset(self.get_tune(tune.batch_id, tune.tune_id), was)
             self._write(self._tune_path(tune.batch_id, tune.tune_id), tune.model_dump_json())
