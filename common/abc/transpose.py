@@ -68,8 +68,8 @@ def key_sharps(value: str) -> int | None:
     return None if key is None else MAJOR_SHARPS[key[1]] + MODE_SHIFT[key[2]]
 
 
-#: How a mode is written in a key's name: ``G``, ``Em``, ``Ador``, ``Dmix``.
-_MODE_NAME = {"": "", "maj": "", "ion": "", "m": "m", "min": "m", "aeo": "m"}
+#: One name per mode for `MODE_SHIFT`'s synonyms of major and minor; other modes keep theirs.
+_MODE = {"": "maj", "maj": "maj", "ion": "maj", "m": "min", "min": "min", "aeo": "min"}
 
 
 def key_name(value: str) -> str | None:
@@ -79,7 +79,8 @@ def key_name(value: str) -> str | None:
     if key is None:
         return None
     _, tonic, mode = key
-    return tonic + _MODE_NAME.get(mode, mode)
+    mode = _MODE.get(mode, mode)
+    return tonic + {"maj": "", "min": "m"}.get(mode, mode)
 
 
 def key_identity(value: str) -> tuple[int, str] | None:
@@ -89,9 +90,7 @@ def key_identity(value: str) -> tuple[int, str] | None:
     if key is None:
         return None
     _, tonic, mode = key
-    return _pitch_class(tonic), {"": "maj", "ion": "maj"}.get(
-        mode, "min" if mode in ("m", "aeo") else mode
-    )
+    return _pitch_class(tonic), _MODE.get(mode, mode)
 
 
 def transposed_key(value: str, semitones: int) -> str | None:
