@@ -44,7 +44,7 @@ def render_tune(ctx: Context, batch_id: str, tid: str) -> TuneRecord:
     if tune.status.final:
         return tune
     if batch.cancelled:
-        return _cancel_tune(ctx, batch_id, tid)
+        return _cancel_tune(ctx, batch_id, tid, batch.spec.formats)
     if tune.status not in (TuneStatus.GENERATED, TuneStatus.RENDERING):
         raise InvalidInputError(f"tune {tid} of batch {batch_id} is {tune.status}, not generated")
     tune = ctx.records.update_tune(batch_id, tid, TuneStatus.RENDERING, attempts=tune.attempts + 1)
@@ -61,7 +61,7 @@ def render_tune(ctx: Context, batch_id: str, tid: str) -> TuneRecord:
     try:
         with render.rendered(text, batch.spec.formats, ctx.settings) as result:
             if ctx.records.is_cancelled(batch_id):  # cancelled while rendering: upload nothing
-                return _cancel_tune(ctx, batch_id, tid)
+                return _cancel_tune(ctx, batch_id, tid, batch.spec.formats)
             for fmt in batch.spec.formats:
                 if fmt == "abc":
                     continue
@@ -100,9 +100,9 @@ def _dropped(ctx: Context, batch_id: str, tid: str, written: list[str]) -> TuneR
     return tune
 
 
-def _cancel_tune(ctx: Context, batch_id: str, tid: str) -> TuneRecord:
+def _cancel_tune(ctx: Context, batch_id: str, tid: str, formats: list[str]) -> TuneRecord:
     """End a tune of a cancelled batch: cancelled, without the files it had (its ABC too)."""
-    _remove_files(ctx, batch_id, tid, ctx.records.get_batch(batch_id).spec.formats)
+    _remove_files(ctx, batch_id, tid, formats)
     return ctx.records.update_tune(batch_id, tid, TuneStatus.CANCELLED)
 
 
