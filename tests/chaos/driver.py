@@ -257,15 +257,12 @@ def stalled_on(c: Cluster, batch_id: str, figures: Figures) -> tuple[str, bool]:
     its last renewal; one still unacked after `STALL_S` is a lease renewed for a job no one runs.
     """
     r = c.records.r
-    pending = sorted(t.tune_id for t in c.records.tunes(batch_id) if not t.status.final)
-    unacked = unacked_jobs(c, batch_id)
     text = (
-        f"batch {batch_id} stalled {STALL_S:.0f} s after the last fault: {len(pending)} tunes not "
-        f"final {pending[:10]}; queues gpu {r.llen('gpu')} cpu {r.llen('cpu')}; job messages "
-        f"left in Redis' unacked set: {unacked}; faults: {figures.events}"
+        f"batch {batch_id} stalled {STALL_S:.0f} s after the last fault: "
+        f"{waiting_for(c, batch_id)}\nfaults: {figures.events}"
     )
     # Orphaned: the queues are empty and nothing but unacked messages could finish the batch.
-    orphaned = bool(unacked) and r.llen("gpu") + r.llen("cpu") == 0
+    orphaned = bool(unacked_jobs(c, batch_id)) and r.llen("gpu") + r.llen("cpu") == 0
     return text, orphaned
 
 
