@@ -37,6 +37,7 @@ from common.store.base import ArtifactStore
 
 if TYPE_CHECKING:
     from common.abc.corpus import Corpus
+    from common.lstm.music_rules import MusicRules
     from common.lstm.sampler import Sampler
     from common.quality.similarity import MelodyIndex
 
@@ -100,9 +101,29 @@ class Context:
                         batch_size=self.settings.sample_batch_size,
                         steps_per_call=self.settings.steps_per_call,
                         precision=resolved,
+                        music=self._music_rules(record),
                     ),
                 )
             return self._samplers[model_id, resolved]
+
+    def _music_rules(self, model: ModelRecord) -> MusicRules:
+        """The limits of the model's corpus for the tracker's music rules, learned once and kept
+        beside the corpus (reading 11,000 tunes takes ~30 s); O'Neill's when it is not here."""
+        from common.abc.corpus import corpus_key, load_corpus
+        from common.lstm.music_rules import DEFAULT_RULES, MusicRules, learn_music_rules
+
+        key = corpus_key(model.corpus, f"music-rules-{model.corpus_sha256[:16]}.json")
+        if self.store.exists(key):
+            return MusicRules.from_json(self.store.get_bytes(key).decode())
+        try:
+            corpus = load_corpus(self.store, model.corpus)
+        except NotFoundError:
+            log.warning("corpus %s of model %s is not in the store: music rules from O'Neill's",
+                        model.corpus, model.short_id)  # fmt: skip
+            return DEFAULT_RULES
+        rules = learn_music_rules(list(abc_notation.split_tunes(corpus.train_text)))
+        self.store.put_bytes(key, rules.to_json().encode())
+        return rules
 
     def _build_index(self, corpus: Corpus) -> MelodyIndex:
         """The corpus's melody index, from the store when an earlier process saved it there

@@ -117,6 +117,15 @@ class BarForm:
         whole = acc + self._share(barlen - pickup, barlen) == PART_BARS * PER_BAR
         return whole & (pickup > 0)  # type: ignore[no-any-return]
 
+    def last_bar_any(
+        self, s: npt.NDArray[np.int32], pickup: npt.NDArray[np.int64]
+    ) -> npt.NDArray[np.bool_]:
+        """Rows whose current bar is a part's last (with or without a pickup)."""
+        acc = s[:, self.acc_col].astype(np.int64)
+        barlen = np.maximum(s[:, self.barlen].astype(np.int64), 1)
+        whole = acc + self._share(barlen - pickup, barlen) == PART_BARS * PER_BAR
+        return whole & (s[:, self.sec_col] < PARTS)  # type: ignore[no-any-return]
+
     def feed(
         self, s: npt.NDArray[np.int32], mode: npt.NDArray[np.int64], c: npt.NDArray[np.int64]
     ) -> None:

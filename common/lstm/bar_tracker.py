@@ -48,6 +48,7 @@ import numpy.typing as npt
 
 from common.lstm.bar_closing import Closing, closing_phases
 from common.lstm.bar_form import FORM_FIELDS, BarForm
+from common.lstm.bar_music import MUSIC_FIELDS, BarMusic
 from common.lstm.bar_rules import (
     A_ACC_RESET,
     A_BODY_START,
@@ -88,6 +89,7 @@ from common.lstm.bar_rules import (
 )  # fmt: skip
 from common.lstm.bar_tables import compile_tables
 from common.lstm.bar_ties import Ties
+from common.lstm.music_rules import MusicRules
 
 # Per-slot integer state, one column each. NACC, NLET, NOCT: the spelling of the note being
 # written (accidental code, letter index or -1 for a rest or chord, octave marks); DEC: it is
@@ -99,7 +101,10 @@ from common.lstm.bar_ties import Ties
 (MODE, POS, BARLEN, Q, PICKUP, PICKOK, NEED, OPENREP, BARS, TUPR, TUPLEFT, TARGET, BRK,
  LASTQ, LASTV, LASTPLAIN, MNUM, MDEN, UDEN, ACCN, ACCD, FULLS, NACC, NLET, NOCT, DEC, TIE,
  TIEK, ENDST, CLOSED, CARRY, SHORT) = range(32)  # fmt: skip
-FIELDS = 32 + FORM_FIELDS  # the last FORM_FIELDS are `common.lstm.bar_form`'s
+_OWN_FIELDS = 32
+#: Columns of the state: the tracker's, then `common.lstm.bar_form`'s, then
+#: `common.lstm.bar_music`'s (each part claims its own, whether or not it is on).
+FIELDS = _OWN_FIELDS + FORM_FIELDS + MUSIC_FIELDS
 
 
 class BarTracker:
@@ -109,13 +114,27 @@ class BarTracker:
     LSTM state, so slot refill, batch resizing and chunking need nothing special).
     """
 
-    def __init__(self, chars: Sequence[str], *, form: bool = False) -> None:
+    def __init__(
+        self, chars: Sequence[str], *, form: bool = False, music: MusicRules | None = None
+    ) -> None:
         self.chars = tuple(chars)
         self.t, self.modes = compile_tables(self.chars)
         self.mode_id = {m: i for i, m in enumerate(self.modes)}
         cols = dict(POS=POS, BARLEN=BARLEN, PICKOK=PICKOK, OPENREP=OPENREP, TIE=TIE, CARRY=CARRY)
-        base = FIELDS - FORM_FIELDS
+        base = _OWN_FIELDS
         self.form = BarForm(self.t, self.mode_id, self.chars, base, cols) if form else None
+        self.music = (
+            BarMusic(
+                self.t,
+                self.modes,
+                self.chars,
+                base + FORM_FIELDS,
+                dict(NACC=NACC, NLET=NLET, NOCT=NOCT, MNUM=MNUM, MDEN=MDEN),
+                music,
+            )
+            if music is not None
+            else None
+        )
         self.free = self.mode_id["FREE"]
         self._is_pending = self.t.node >= 0
         self._values = np.asarray(VALUES, np.int64)
@@ -132,6 +151,7 @@ class BarTracker:
         init[TARGET] = -1
         init[NLET] = -1
         init[TIE] = -1
+        init[_OWN_FIELDS + FORM_FIELDS] = -1  # no tonic before K:
         self.initial = init
         self._ties = Ties(self.t, self.chars, TIE, TIEK, self.free)
         self._closing = Closing(self.chars)
@@ -187,6 +207,8 @@ class BarTracker:
             self._commit(s, rows, t.term[t.node[mode[rows]]].astype(np.int64))
         if self.form is not None:
             self.form.feed(s, mode, c)
+        if self.music is not None:
+            self.music.feed(s, mode, c)
         present = np.bincount(act.astype(np.intp), minlength=N_ACTIONS)
         for code in np.flatnonzero(present[1:]) + 1:
             self._act(s, np.flatnonzero(act == code), int(code), c)
@@ -371,8 +393,11 @@ class BarTracker:
         tupr: npt.NDArray[np.int64],
         target: npt.NDArray[np.int64],
         brk: npt.NDArray[np.int64],
+        least: npt.NDArray[np.int64] | None = None,
     ) -> npt.NDArray[np.int64]:
-        """Bitmask of the length values the next (or pending) note may take."""
+        """Bitmask of the length values the next (or pending) note may take; with `least` (the
+        shortest note in ticks, `common.lstm.bar_music`) no note is shorter and a note or group
+        ends on a multiple of it."""
         in_tup = tupleft > 0
         fnum = np.where(in_tup, self._tup_num[tupr], np.where(brk == 2, 3, 1))
         fden = np.where(in_tup, self._tup_den[tupr], np.where(brk > 0, 2, 1))
@@ -380,6 +405,11 @@ class BarTracker:
         need = (group * q * fnum)[:, None] * self._values[None, :]
         ok = need <= ((barlen - pos) * fden)[:, None]
         ok &= (target[:, None] < 0) | (target[:, None] == np.arange(len(VALUES))[None, :])
+        if least is not None:
+            note = (q * fnum)[:, None] * self._values[None, :]  # one note, times fden
+            unit = (least * fden)[:, None]
+            inner = (in_tup & (tupleft != tupr))[:, None]  # a tuplet's later notes
+            ok &= (note >= unit) & (inner | (need % unit == 0))
         bits: npt.NDArray[np.int64] = ok.astype(np.int64) @ self._pow
         return bits
 
@@ -403,7 +433,22 @@ class BarTracker:
         lim = self._limit(s, col, pos + carry)
         node = t.node[mode].astype(np.int64)
         pending = node >= 0
-        fits_now = self._fits(pos + carry, lim, q, tupleft, tupr, target, brk)
+        least = cadence = lim_other = None
+        if self.music is not None:
+            least = self.music.shortest(col, q, barlen)
+            # A part's last bar ends on the tonic: any other note ends a unit before it does.
+            cadence = (
+                np.zeros(len(mode), bool)
+                if self.form is None
+                else self.form.last_bar_any(s, pickup)
+            )
+            lim_other = lim - np.where(cadence, np.maximum(4 * q, least), 0)
+            other = cadence & (~self.music.tonic_pending(col) | (tupleft > 0))
+            fits_now = self._fits(
+                pos + carry, np.where(other, lim_other, lim), q, tupleft, tupr, target, brk, least
+            )
+        else:
+            fits_now = self._fits(pos + carry, lim, q, tupleft, tupr, target, brk)
         term = t.term[np.where(pending, node, len(t.term) - 1)].astype(np.int64)
         term_ok = pending & (term >= 0) & ((fits_now >> np.maximum(term, 0)) & 1 > 0)
         lastq, lastplain = col[LASTQ], col[LASTPLAIN] > 0
@@ -416,10 +461,10 @@ class BarTracker:
             pos, tupleft, target, brk = ecol[POS], ecol[TUPLEFT], ecol[TARGET], ecol[BRK]
             lastq, lastplain = ecol[LASTQ], ecol[LASTPLAIN] > 0
         epos = pos + carry  # the bar as abc2midi counts it
-        fits_next = self._fits(epos, lim, q, tupleft, tupr, target, brk)
+        fits_next = self._fits(epos, lim, q, tupleft, tupr, target, brk, least)
         free_of_groups = (tupleft == 0) & (brk == 0)
         rem = barlen - epos
-        room = lim - epos
+        room = lim - epos if lim_other is None else lim_other - epos  # a tuplet is no cadence
         short = free_of_groups & (pos > 0) & (rem > 0)
         closing = (pickup > 0) & (rem == pickup) & (col[FULLS] > 0)
         at_start = (pos == 0) & free_of_groups
@@ -454,8 +499,17 @@ class BarTracker:
         ]
         for r in (2, 3, 4):
             num, den = TUPLETS[r]
-            ok.append(free_of_groups & (r * q * num <= room * den))
-        ok.append(term_ok & lastplain & (epos + lastq <= lim))
+            if least is None:
+                ok.append(free_of_groups & (r * q * num <= room * den))
+            else:  # a tuplet of its shortest notes that fit (`_fits` as for its first note)
+                first = np.full(len(mode), r, np.int64)
+                bits_r = self._fits(epos, epos + np.maximum(room, 0), q, first, first,
+                                    np.full(len(mode), -1, np.int64), brk * 0, least)  # fmt: skip
+                ok.append(free_of_groups & (bits_r != 0))
+        broken_ok = term_ok & lastplain & (epos + lastq <= lim)
+        if least is not None:  # the short half of a broken pair is no shorter than `least`
+            broken_ok &= (lastq // 2 >= least) & ((lastq // 2) % np.maximum(least, 1) == 0)
+        ok.append(broken_ok)
         ok.append(col[MDEN] > 0)
         ok.append((col[NLET] >= 0) & (col[DEC] == 0))  # C_TIE: a plain note
         ok.append(repopen_ok)  # C_REPOPEN
@@ -477,6 +531,10 @@ class BarTracker:
         allowed[before_pickup] &= self._colon
         if self.form is not None:
             self.form.mask(s, mode, pos, allowed)
+        if self.music is not None:
+            assert cadence is not None and lim_other is not None and least is not None
+            window = cadence & (lim_other - epos < least)
+            self.music.mask(s, mode, mode != self.free, cadence, window, allowed)
         self._ties.mask(s, mode, allowed)
         can_end = ok[5] & (mode != self.free) & (s[:, TIE] < 0)  # a waiting tie bans the end
         self._closing.no_space_runs(allowed, mode != self.free, last)

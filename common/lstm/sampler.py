@@ -26,6 +26,7 @@ from common.abc.vocab import Vocab
 from common.errors import InvalidInputError
 from common.lstm.bar_tracker import FIELDS as TRACKER_FIELDS
 from common.lstm.bar_tracker import BarTracker
+from common.lstm.music_rules import DEFAULT_RULES, MusicRules
 from common.lstm.network import EMBEDDING_LAYER, HEAD_LAYER, LSTM_LAYER, architecture
 from common.lstm.randomness import choose
 from common.params import SamplerPrecision, SamplingParams
@@ -77,6 +78,7 @@ class Sampler:
         steps_per_call: int = 32,
         jit_compile: bool = False,
         precision: SamplerPrecision = "float32",
+        music: MusicRules | None = DEFAULT_RULES,
     ) -> None:
         vocab_size, _, units = architecture(model)
         if vocab_size != len(vocab):
@@ -122,8 +124,10 @@ class Sampler:
         self._head_b = tf.convert_to_tensor(head.bias, tf.float32)
         self._newline = vocab.chars.index("\n") if "\n" in vocab else -1
         self._x_char = vocab.chars.index("X") if "X" in vocab else -1
-        self.tracker = BarTracker(vocab.chars)
-        self.form_tracker = BarTracker(vocab.chars, form=True)  # also two-part form
+        # `music`: the corpus's shortest notes, register and cadences (None: bars and form only)
+        self.music = music
+        self.tracker = BarTracker(vocab.chars, music=music)
+        self.form_tracker = BarTracker(vocab.chars, form=True, music=music)  # also two-part form
         i32, u32, f32 = tf.int32, tf.uint32, tf.float32
         spec = tf.TensorSpec
         self._score = tf.function(self._score_impl, reduce_retracing=True)

@@ -1,0 +1,198 @@
+"""Music rules on top of the bar tracker: the corpus's shortest notes, its register, cadences.
+
+The tracker keeps bars the meter's length; these rules keep what is written inside them within
+what the training corpus does (`common.lstm.music_rules` reads the limits from it):
+
+* **shortest note**: a note (a tuplet's note, the short half of a broken pair) is never shorter
+  than the shortest note the corpus uses in the tune's meter, and a group ends on a multiple of
+  it, so a bar is always filled by notes of at least that length;
+* **register**: no octave mark takes a note above the corpus's highest pitch or below its
+  lowest (notes without marks, C4–B5, are always in reach);
+* **cadence** (with the two-part form): each part's last bar ends on the tonic of the tune's
+  ``K:``. In that bar any other note, rest, chord or tuplet must end at least one unit length
+  (``L:``) before the bar does, what comes after that is the tonic letter in either octave
+  without an accidental (the key signature spells it), and no broken rhythm or tie leads a
+  note into that room. 86 % of O'Neill's tunes end on the tonic; the demo model's, before this
+  rule, 18 %.
+
+Why it never dead-ends: bar lengths and pickups are multiples of the shortest note (where they
+are not, for a meter the corpus does not use, the rule falls back to the tracker's own quarter
+unit), so a bar that is not full still takes a note of that length; in a part's last bar the
+tonic letter, always in the vocabulary the tracker needs, fits wherever a note may start. A row
+the rules would leave without a char keeps the tracker's mask for that step and is counted in
+`yielded`.
+
+Its state is one int32 column (`TONIC`: the letter index of the key's tonic, -1 before ``K:``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+from common.lstm.bar_rules import (
+    A_GT,
+    A_LT,
+    C_BROKEN,
+    C_NOTE,
+    C_TUP2,
+    C_TUP3,
+    C_TUP4,
+    EV_ACC,
+    EV_ACC2,
+    EV_LET,
+    EV_LETA,
+    EV_TIE,
+    NOTE_LETTERS,
+    TICKS_PER_WHOLE,
+    bit,
+)
+from common.lstm.bar_tables import Tables
+from common.lstm.music_rules import MusicRules
+
+#: Columns this module adds to the tracker's state.
+MUSIC_FIELDS = 1
+#: The key field's first char of value, in the header, a body line and an inline field.
+_KEY_MODES = ("HK0", "BFK0", "IFK0")
+#: Natural MIDI pitch of each of `NOTE_LETTERS` without octave marks.
+_PITCH = {"C": 60, "D": 62, "E": 64, "F": 65, "G": 67, "A": 69, "B": 71}
+#: Largest meter numerator and denominator the tracker accepts.
+_MAX_METER = 17
+
+
+class BarMusic:
+    """The rules over all slots; `base` is its state column, `cols` the tracker's columns it
+    reads (NACC, NLET, NOCT, MNUM, MDEN)."""
+
+    def __init__(
+        self,
+        t: Tables,
+        modes: Sequence[str],
+        chars: Sequence[str],
+        base: int,
+        cols: dict[str, int],
+        rules: MusicRules,
+    ) -> None:
+        self.rules = rules
+        self.tonic_col = base
+        self.nacc, self.nlet, self.noct = cols["NACC"], cols["NLET"], cols["NOCT"]
+        self.mnum, self.mden = cols["MNUM"], cols["MDEN"]
+        letters = "ABCDEFG"
+        self._key_mode = np.asarray([m in _KEY_MODES for m in modes])
+        self._key_letter = np.asarray([letters.index(ch) if ch in letters else -1 for ch in chars])
+        # The letter (A-G index) a body note starts with, per (mode, char); -1 for other chars.
+        char_letter = np.asarray(
+            [letters.index(ch.upper()) if ch in NOTE_LETTERS else -1 for ch in chars]
+        )
+        note = (t.event == EV_LET) | (t.event == EV_LETA)
+        self._note_letter = np.where(note & (t.next >= 0), char_letter[None, :], -1)
+        timed = bit(C_NOTE) | bit(C_TUP2) | bit(C_TUP3) | bit(C_TUP4) | bit(C_BROKEN)
+        self._timed = ((t.req & timed) != 0) & (t.next >= 0)
+        # a chord or an inline field: `[` leads to either
+        lbrack = [i for i, m in enumerate(modes) if m == "LBRACK"]
+        self._accidental = (t.event == EV_ACC) | (t.event == EV_ACC2) | np.isin(t.next, lbrack)
+        self._broken = (t.act == A_GT) | (t.act == A_LT)
+        self._tie = t.event == EV_TIE
+        # Octave marks: in a body note they move the note the tracker spells (NLET, NOCT); in a
+        # chord or grace group, which it does not spell, they are not written at all.
+        up = np.asarray([ch == "'" for ch in chars])
+        down = np.asarray([ch == "," for ch in chars])
+        body_note = np.asarray([m.startswith("PN") for m in modes])
+        group = np.asarray([m.startswith(("CHORD", "GRACE")) for m in modes])
+        self._up = body_note[:, None] & up[None, :] & (t.next >= 0)
+        self._down = body_note[:, None] & down[None, :] & (t.next >= 0)
+        self._group_marks = group[:, None] & (up | down)[None, :]
+        self._natural = np.asarray(
+            [_PITCH[ch.upper()] + (12 if ch.islower() else 0) for ch in NOTE_LETTERS]
+        )
+        shortest = np.full((_MAX_METER, _MAX_METER), self._ticks(rules.default_shortest))
+        for (num, den), value in rules.shortest.items():
+            if num < _MAX_METER and den < _MAX_METER:
+                shortest[num, den] = self._ticks(value)
+        self._shortest = shortest
+        self.yielded = 0
+
+    @staticmethod
+    def _ticks(value: object) -> int:
+        from fractions import Fraction
+
+        return int(Fraction(str(value)) * TICKS_PER_WHOLE)
+
+    # -- state ------------------------------------------------------------------------------
+    def feed(
+        self, s: npt.NDArray[np.int32], mode: npt.NDArray[np.int64], c: npt.NDArray[np.int64]
+    ) -> None:
+        """Keep the key's tonic (the letter after ``K:``, in the header or a key change)."""
+        rows = np.flatnonzero(self._key_mode[mode] & (self._key_letter[c] >= 0))
+        if rows.size:
+            s[rows, self.tonic_col] = self._key_letter[c[rows]]
+
+    def shortest(
+        self,
+        col: npt.NDArray[np.int64],
+        q: npt.NDArray[np.int64],
+        barlen: npt.NDArray[np.int64],
+    ) -> npt.NDArray[np.int64]:
+        """Each row's shortest note in ticks: the corpus's for its meter, never below the
+        tracker's quarter unit `q`; `q` itself where the bar is no multiple of it."""
+        num = np.clip(col[self.mnum], 0, _MAX_METER - 1)
+        den = np.clip(col[self.mden], 0, _MAX_METER - 1)
+        least = np.maximum(self._shortest[num, den], q)
+        ok = barlen % np.maximum(least, 1) == 0
+        return np.maximum(np.where(ok, least, q), 1)
+
+    def tonic_pending(self, col: npt.NDArray[np.int64]) -> npt.NDArray[np.bool_]:
+        """Rows whose note being written is the tonic as the key spells it (a rest, a chord or
+        a note with an accidental is not)."""
+        nlet = col[self.nlet]
+        tonic: npt.NDArray[np.bool_] = (
+            (nlet >= 0) & (nlet % 7 == col[self.tonic_col]) & (col[self.nacc] == 0)
+        )
+        return tonic
+
+    # -- the mask ---------------------------------------------------------------------------
+    def mask(
+        self,
+        s: npt.NDArray[np.int32],
+        mode: npt.NDArray[np.int64],
+        live: npt.NDArray[np.bool_],
+        cadence: npt.NDArray[np.bool_],
+        window: npt.NDArray[np.bool_],
+        allowed: npt.NDArray[np.bool_],
+    ) -> None:
+        """AND the register and cadence rules into `allowed` (in place). `cadence`: rows in a
+        part's last bar; `window`: those where only the tonic may start (no room left before
+        the final unit for another note)."""
+        rows = np.flatnonzero(live)
+        if rows.size == 0:
+            return
+        m = mode[rows]
+        col = s[rows].astype(np.int64).T
+        sub = allowed[rows].copy()
+        # Register: the pitch an octave mark would make, from the note's natural pitch.
+        nlet = col[self.nlet]
+        marks = col[self.noct]
+        natural = self._natural[np.maximum(nlet, 0)]
+        high = (natural + 12 * (marks + 1) > self.rules.highest) | (nlet < 0)
+        low = (natural - 12 * (marks + 1) < self.rules.lowest) | (nlet < 0)
+        sub &= ~(self._up[m] & high[:, None])
+        sub &= ~(self._down[m] & low[:, None])
+        sub &= ~self._group_marks[m]
+        # Cadence: in a part's last bar no broken rhythm, no tie from another note than the
+        # tonic, and in the final unit only the tonic's letter starts a note.
+        cad, win = cadence[rows], window[rows]
+        if cad.any():
+            tonic = col[self.tonic_col]
+            not_tonic = ~self.tonic_pending(col)
+            sub &= ~(self._broken[m] & cad[:, None])
+            sub &= ~(self._tie[m] & (cad & not_tonic)[:, None])
+            start = self._timed[m] | self._accidental[m]
+            is_tonic = self._note_letter[m] == tonic[:, None]
+            sub &= ~(win[:, None] & start & ~is_tonic)
+        empty = ~sub.any(axis=1)
+        if empty.any():
+            self.yielded += int(empty.sum())
+            sub[empty] = allowed[rows[empty]]
+        allowed[rows] = sub

@@ -1,0 +1,177 @@
+"""The tracker's music rules (`common.lstm.bar_music`): shortest notes, register and cadences,
+on hand-written streams and adversarial random walks, each judged by the independent reader
+(`common.abc.music`), not by the tracker's own counters."""
+
+from __future__ import annotations
+
+import re
+from fractions import Fraction
+
+import numpy as np
+import pytest
+
+from common.abc.music import Note, read_music, split_header
+from common.lstm.bar_tracker import BarTracker
+from common.lstm.music_rules import DEFAULT_RULES, MusicRules, learn_music_rules
+from tests.common.lstm.test_bar_form import first_refused
+from tests.common.lstm.test_bar_tracker import CHARS, adversarial_pick, bars_right
+
+BAR = "ABcd efga|"
+
+
+@pytest.fixture(scope="module")
+def music() -> BarTracker:
+    return BarTracker(CHARS, form=True, music=DEFAULT_RULES)
+
+
+@pytest.fixture(scope="module")
+def plain() -> BarTracker:
+    return BarTracker(CHARS, form=True)
+
+
+def test_shortest_notes_follow_the_meter(music: BarTracker, plain: BarTracker) -> None:
+    reel = "X:1\nM:C|\nL:1/8\nK:G\nABcd e"
+    polka = "X:1\nM:2/4\nL:1/8\nK:G\nAB c"
+    # 1/32 (A//) is shorter than any reel of O'Neill's uses, a 1/16 (A/) is not
+    assert first_refused(music, reel + "//") == len(reel) + 1
+    assert first_refused(music, reel + "/e/") is None
+    assert first_refused(plain, reel + "//") is None
+    # O'Neill's 2/4 tunes use 1/32 notes: allowed there
+    assert first_refused(music, polka + "//") is None
+    # the short half of a broken pair is no shorter either: A/>B/ would make a 1/32
+    assert first_refused(music, reel + "/>") == len(reel) + 1
+    assert first_refused(music, reel + ">") is None
+    # a triplet of sixteenths (1/24 each) is shorter than 1/16
+    assert first_refused(music, reel + " (3A/") == len(reel) + 4
+
+
+def test_octave_marks_stay_in_the_corpus_register(music: BarTracker, plain: BarTracker) -> None:
+    tune = "X:1\nM:C|\nL:1/8\nK:G\nABcd "
+    assert first_refused(music, tune + "c'") == len(tune) + 1  # C6 is above B5
+    assert first_refused(music, tune + "b") is None
+    assert first_refused(music, tune + "G,") is None  # G3, the fiddle's open G string
+    assert first_refused(music, tune + "F,") == len(tune) + 1
+    assert first_refused(music, tune + "[Gc'") == len(tune) + 3  # no marks in chords
+    assert first_refused(plain, tune + "c'") is None
+
+
+def test_each_part_ends_on_the_tonic(music: BarTracker) -> None:
+    head = "X:1\nM:C|\nL:1/8\nK:D\n"
+    seven = "|:" + BAR * 7
+    assert first_refused(music, head + seven + "ABcd efgd:|") is None  # d: the tonic
+    at = len(head + seven) + 7  # the eighth unit's note
+    assert first_refused(music, head + seven + "ABcd efga:|") == at + 1
+    # in the last unit only the tonic starts a note, and no other note reaches into it
+    assert first_refused(music, head + seven + "ABcd efD2:|") is None
+    assert first_refused(music, head + seven + "ABcd e3D:|") is None
+    assert first_refused(music, head + seven + "ABcd efg2") == at + 1
+    assert first_refused(music, head + seven + "ABcd efg^d") == at + 1  # the key's tonic
+    assert first_refused(music, head + seven + "ABcd ef^d d:|") is None  # D# is no tonic
+    assert first_refused(music, head + seven + "ABcd ef^d2") == at + 2
+    assert first_refused(music, head + seven + "ABcd ef>") == at  # no broken rhythm there
+    # a mode's tonic is the key's letter: A Dorian ends on A
+    dorian = "X:1\nM:C|\nL:1/8\nK:Ador\n" + seven
+    assert first_refused(music, dorian + "ABcd efgA:|") is None
+    assert first_refused(music, dorian + "ABcd efgd:|") == len(dorian) + 8
+    assert first_refused(music, dorian + "ABcd efg[") == len(dorian) + 8  # no chord there
+
+
+def _ending_letters(tune: str) -> list[tuple[str, str]]:
+    """(last note letter, tonic letter of the key then in force) at each part's end and the
+    tune's end, read from the text: quoted text, decorations and grace groups left out."""
+    body = re.sub(r'"[^"]*"|![^!]*!|\{[^}]*\}', "", tune)
+    out: list[tuple[str, str]] = []
+    tonic, last = "", ""
+    i = 0
+    while i < len(body):
+        key = re.match(r"\[?K:\s*([A-G])", body[i:])
+        if key and (i == 0 or body[i - 1] in "\n["[: 1 + (body[i] == "K")] or body[i] == "["):
+            tonic = key.group(1)
+            i += key.end()
+            continue
+        if body.startswith((":|", "||", "|]"), i):
+            out.append((last, tonic))
+            i += 2
+            continue
+        if body[i] in "abcdefg" or (body[i] in "ABCDEFG" and i > 0 and body[i - 1] != "["):
+            last = body[i].upper()
+        i += 1
+    out.append((last, tonic))
+    return out
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_random_walks_keep_the_rules_and_never_dead_end(music: BarTracker, seed: int) -> None:
+    """Adversarial picks among the allowed chars: the mask is never empty, the rules never give
+    way, and every tune that ends has whole bars (the form's own tests judge its parts), ends
+    each part on the tonic, and has no note shorter than its meter's shortest nor outside the
+    register, by independent readings of the text."""
+    rng = np.random.default_rng(seed)
+    rows = 24
+    headers = ["X:1\nM:C|\nL:1/8\nK:D\n", "X:1\nM:6/8\nK:G\n", "X:1\nM:2/4\nL:1/16\nK:Ador\n"]
+    texts = [headers[r % 3] for r in range(rows)]
+    state = music.initial_state(rows)
+    fresh = np.ones(rows, bool)
+    mask = np.ones((rows, len(CHARS)), bool)
+    pos = np.zeros(rows, int)
+    favour = [set("0123456789/"), set("ABCDEFGabcdefg',"), set("|:[]"), set('(<>{}"!-'), set("|\n")]
+    assert music.music is not None and music.form is not None
+    music.dead_ends = music.music.yielded = music.form.yielded = 0
+    current = ["" for _ in range(rows)]
+    done: list[str] = []
+    untracked = np.zeros(rows, bool)
+    for step in range(2500):
+        choice = np.empty(rows, int)
+        for r in range(rows):
+            if pos[r] < len(texts[r]):
+                choice[r] = CHARS.index(texts[r][pos[r]])
+            else:
+                choice[r] = adversarial_pick(mask[r], rng, favour, step, r)
+        state, mask = music.step(state, choice, fresh)
+        fresh[:] = False
+        for r in range(rows):
+            current[r] += CHARS[choice[r]]
+            pos[r] += 1
+            ended = current[r].endswith("\n\n") or (pos[r] > 2 and current[r].endswith("\nX"))
+            untracked[r] |= not ended and music.mode_name(state[r]) == "FREE"
+            if ended or len(current[r]) > 1200:
+                if ended and not untracked[r]:
+                    done.append(current[r].rstrip("X").rstrip("\n"))
+                current[r], pos[r], untracked[r] = "", 0, False
+                texts[r] = headers[rng.integers(3)]
+                fresh[r] = True
+        assert mask.any(axis=1).all()
+    assert music.dead_ends == 0 and music.music.yielded == 0 and music.form.yielded == 0
+    assert len(done) >= 3
+    tonic_ends = all_ends = 0
+    for tune in done:
+        right, total = bars_right(tune)
+        assert right == total >= 16, tune
+        meter = split_header(tune)[0]["M"].strip()
+        least = Fraction(1, 32) if meter == "2/4" else Fraction(1, 16)
+        for event in read_music(tune).events:
+            if isinstance(event, Note):
+                # a tuplet's notes are shorter than written: judge the written length
+                assert event.duration >= least * Fraction(2, 3), (tune, event)
+                # G3-B5 as written, give or take a double accidental
+                assert all(55 - 2 <= p <= 83 + 2 for p in event.pitches), (tune, event)
+        ends = [(letter, tonic) for letter, tonic in _ending_letters(tune) if letter]
+        tonic_ends += sum(letter == tonic for letter, tonic in ends)
+        all_ends += len(ends)
+    # (a boundary before any note ends nothing; this reading of keys is rougher than the
+    # tracker's, e.g. for a key change right before a ``::``)
+    assert tonic_ends >= 0.95 * all_ends, [(t, _ending_letters(t)) for t in done]
+
+
+def test_rules_are_learned_from_the_corpus() -> None:
+    high = "X:{n}\nT:t\nM:6/8\nL:1/8\nK:G\nGAB c'BA|G3 G3|]\n"
+    low = "X:{n}\nT:t\nM:2/4\nL:1/16\nK:D\nD,EFG ABcd|d8|]\n"
+    tunes = [high.format(n=i) for i in range(60)] + [low.format(n=i) for i in range(60)]
+    rules = learn_music_rules(tunes)
+    assert rules.highest == 84 and rules.lowest == 50
+    assert rules.shortest_for(6, 8) == Fraction(1, 8)
+    assert rules.shortest_for(2, 4) == Fraction(1, 16)
+    assert rules.shortest_for(3, 4) == rules.default_shortest
+    assert MusicRules.from_json(rules.to_json()) == rules
+    # too few tunes to say anything: O'Neill's figures
+    assert learn_music_rules(tunes[:10]) == MusicRules()
