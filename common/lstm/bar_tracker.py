@@ -49,6 +49,7 @@ import numpy.typing as npt
 from common.lstm.bar_closing import Closing, closing_phases
 from common.lstm.bar_form import FORM_FIELDS, BarForm
 from common.lstm.bar_music import MUSIC_FIELDS, BarMusic
+from common.lstm.bar_repeats import REPEAT_FIELDS, BarRepeats
 from common.lstm.bar_rules import (
     A_ACC_RESET,
     A_BODY_START,
@@ -102,9 +103,11 @@ from common.lstm.music_rules import MusicRules
  LASTQ, LASTV, LASTPLAIN, MNUM, MDEN, UDEN, ACCN, ACCD, FULLS, NACC, NLET, NOCT, DEC, TIE,
  TIEK, ENDST, CLOSED, CARRY, SHORT) = range(32)  # fmt: skip
 _OWN_FIELDS = 32
-#: Columns of the state: the tracker's, then `common.lstm.bar_form`'s, then
-#: `common.lstm.bar_music`'s (each part claims its own, whether or not it is on).
-FIELDS = _OWN_FIELDS + FORM_FIELDS + MUSIC_FIELDS
+#: Columns of the state: the tracker's, then `common.lstm.bar_form`'s, `common.lstm.bar_music`'s
+#: and `common.lstm.bar_repeats`' (each part claims its own, whether or not it is on). The mask
+#: reads the first `_CORE` as int64; the repeats' recorded text stays where it is.
+_CORE = _OWN_FIELDS + FORM_FIELDS + MUSIC_FIELDS
+FIELDS = _CORE + REPEAT_FIELDS
 
 
 class BarTracker:
@@ -135,6 +138,12 @@ class BarTracker:
             if music is not None
             else None
         )
+        # Bars repeated as the corpus repeats them: with the form (it counts the bars) and plans.
+        self.repeats = (
+            BarRepeats(self.t, self.chars, _CORE, (base, base + 1), music.plans)
+            if self.form is not None and music is not None and music.plans
+            else None
+        )
         self.free = self.mode_id["FREE"]
         self._is_pending = self.t.node >= 0
         self._values = np.asarray(VALUES, np.int64)
@@ -152,6 +161,7 @@ class BarTracker:
         init[NLET] = -1
         init[TIE] = -1
         init[_OWN_FIELDS + FORM_FIELDS] = -1  # no tonic before K:
+        init[_CORE : _CORE + 4] = -1  # no plan, no bar, no copy
         self.initial = init
         self._ties = Ties(self.t, self.chars, TIE, TIEK, self.free)
         self._closing = Closing(self.chars)
@@ -176,15 +186,19 @@ class BarTracker:
         fresh: npt.NDArray[np.bool_],
         left: npt.NDArray[np.int32] | None = None,
         limit: int | np.integer | None = None,
+        seeds: npt.NDArray[np.integer] | None = None,
     ) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.bool_]]:
         """Reset `fresh` rows, feed each row its char, return (new state, mask of next chars).
 
         `left` (chars each row may still write) and `limit` (the tune's max chars) turn on the
         closing phases of `common.lstm.bar_closing`; without them the tune has no length limit.
+        `seeds` (each row's random stream) draw a fresh row's plan of repeated bars.
         """
         s = np.array(state, np.int32, copy=True)
         if fresh.any():
             s[fresh] = self.initial
+            if self.repeats is not None:
+                self.repeats.start(s, fresh, seeds)
         self.feed(s, np.asarray(chars, np.int64), closing_phases(left, limit, len(s)).ending)
         return s, self.mask(s, left, limit, chars)
 
@@ -209,6 +223,8 @@ class BarTracker:
             self.form.feed(s, mode, c)
         if self.music is not None:
             self.music.feed(s, mode, c)
+        if self.repeats is not None:
+            self.repeats.feed(s, mode, c)
         present = np.bincount(act.astype(np.intp), minlength=N_ACTIONS)
         for code in np.flatnonzero(present[1:]) + 1:
             self._act(s, np.flatnonzero(act == code), int(code), c)
@@ -351,6 +367,8 @@ class BarTracker:
             if code == A_L_END_BODY:
                 self._bar_length(s, rows)
         elif code == A_BODY_START:
+            if self.repeats is not None:
+                self.repeats.body_start(s, rows)
             num, den = s[rows, MNUM], s[rows, MDEN]
             default = np.where(4 * num < 3 * den, 16, 8)  # the standard's default L
             s[rows, UDEN] = np.where(s[rows, UDEN] > 0, s[rows, UDEN], default)
@@ -394,10 +412,12 @@ class BarTracker:
         target: npt.NDArray[np.int64],
         brk: npt.NDArray[np.int64],
         least: npt.NDArray[np.int64] | None = None,
+        gap: tuple[npt.NDArray[np.bool_], npt.NDArray[np.int64]] | None = None,
     ) -> npt.NDArray[np.int64]:
         """Bitmask of the length values the next (or pending) note may take; with `least` (the
         shortest note in ticks, `common.lstm.bar_music`) no note is shorter and a note or group
-        ends on a multiple of it."""
+        ends on a multiple of it; with `gap` (rows, position) a flagged row's note ends by the
+        position or exactly at the bar's end (a part's final note fills what is left)."""
         in_tup = tupleft > 0
         fnum = np.where(in_tup, self._tup_num[tupr], np.where(brk == 2, 3, 1))
         fden = np.where(in_tup, self._tup_den[tupr], np.where(brk > 0, 2, 1))
@@ -410,6 +430,11 @@ class BarTracker:
             unit = (least * fden)[:, None]
             inner = (in_tup & (tupleft != tupr))[:, None]  # a tuplet's later notes
             ok &= (note >= unit) & (inner | (need % unit == 0))
+        if gap is not None:
+            rows, end = gap
+            by_gap = need <= ((end - pos) * fden)[:, None]
+            whole = need == ((barlen - pos) * fden)[:, None]
+            ok &= ~rows[:, None] | by_gap | whole
         bits: npt.NDArray[np.int64] = ok.astype(np.int64) @ self._pow
         return bits
 
@@ -424,7 +449,7 @@ class BarTracker:
         drive the closing phases (`common.lstm.bar_closing`)."""
         t = self.t
         mode = s[:, MODE].astype(np.int64)
-        col = s.astype(np.int64).T
+        col = s[:, :_CORE].astype(np.int64).T
         pos, barlen, q = col[POS], col[BARLEN], col[Q]
         tupleft, tupr, target, brk = col[TUPLEFT], col[TUPR], col[TARGET], col[BRK]
         carry, pickup = col[CARRY], col[PICKUP]
@@ -436,17 +461,33 @@ class BarTracker:
         least = cadence = lim_other = None
         if self.music is not None:
             least = self.music.shortest(col, q, barlen)
+            # A bar whose limit or position is off that grid (a pickup written under another
+            # L:) keeps the tracker's own quarter unit, and no cadence.
+            on_grid = (lim % least == 0) & (((pos + carry) % least == 0) | (tupleft > 0))
+            least = np.where(on_grid, least, np.maximum(q, 1))
             # A part's last bar ends on the tonic: any other note ends a unit before it does.
-            cadence = (
-                np.zeros(len(mode), bool)
-                if self.form is None
-                else self.form.last_bar_any(s, pickup)
-            )
-            lim_other = lim - np.where(cadence, np.maximum(4 * q, least), 0)
-            other = cadence & (~self.music.tonic_pending(col) | (tupleft > 0))
+            final = np.maximum(4 * q, least)
+            cadence = on_grid & (lim >= least)  # a closing bar of one unit: the tonic alone
+            if self.form is not None:
+                cadence &= self.form.last_bar_any(s, pickup)
+            else:
+                cadence[:] = False
+            lim_other = lim - np.where(cadence, final, 0)
+            tonic = self.music.tonic_pending(col) & (tupleft == 0)
+            other = cadence & ~tonic
             fits_now = self._fits(
-                pos + carry, np.where(other, lim_other, lim), q, tupleft, tupr, target, brk, least
-            )
+                pos + carry,
+                np.where(other, lim_other, lim),
+                q, tupleft, tupr, target, brk, least, (cadence & tonic, lim_other),
+            )  # fmt: skip
+            # A note begun where the rules could not foresee its end (a tuplet's later notes)
+            # ends as the tracker alone allows: the rules never leave a note unfinishable.
+            stuck = pending & (fits_now == 0)
+            if stuck.any():
+                loose = self._fits(pos + carry, lim, q, tupleft, tupr, target, brk, least)
+                base = self._fits(pos + carry, lim, q, tupleft, tupr, target, brk)
+                fits_now = np.where(stuck, np.where(loose != 0, loose, base), fits_now)
+                self.music.yielded += int((stuck & (base != 0)).sum())
         else:
             fits_now = self._fits(pos + carry, lim, q, tupleft, tupr, target, brk)
         term = t.term[np.where(pending, node, len(t.term) - 1)].astype(np.int64)
@@ -454,7 +495,7 @@ class BarTracker:
         lastq, lastplain = col[LASTQ], col[LASTPLAIN] > 0
         if term_ok.any():
             # What the state would be once the pending note ends: the next char is judged there.
-            e = s.copy()
+            e = s[:, :_CORE].copy()
             rows = np.flatnonzero(term_ok)
             self._commit(e, rows, term[rows])
             ecol = e.astype(np.int64).T
@@ -542,6 +583,8 @@ class BarTracker:
         ending = phase.ending & (mode != self.free)
         fields = self._field_start[mode[ending]]  # only the ending rows: this is every step
         self._closing.finish(allowed, phase.ending & can_end, ending, last, fields)
+        if self.repeats is not None:
+            self.repeats.mask(s, mode, mode != self.free, allowed)
         empty = ~allowed.any(axis=1)
         if empty.any():
             self.dead_ends += int(empty.sum())

@@ -12,8 +12,13 @@ limits are read from the corpus itself, not chosen by taste:
   that `LOW_SHARE` stay above (O'Neill's: G3–B5, the fiddle's G string to the top of its first
   position; 4 % of its tunes reach C6 or above, against 40 % of the demo model's before).
 
+* how tunes repeat their own bars: for each tune of two 8-bar parts, which earlier bar each of
+  its 16 bars is note for note (a *plan*; `common.lstm.bar_repeats` has a generated tune follow
+  one, drawn per tune). 26 % of the bars of O'Neill's held-out tunes repeat an earlier one;
+  0.7 % of the demo model's did before.
+
 A corpus too small to say (fewer than `MIN_TUNES` readable tunes) gives the defaults, which are
-O'Neill's figures.
+O'Neill's figures (and no plans: with no corpus at hand nothing is copied).
 """
 
 from __future__ import annotations
@@ -24,7 +29,16 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from fractions import Fraction
 
-from common.abc.music import Note, parse_meter, read_music, split_header
+from common.abc.music import (
+    Barline,
+    EndingStart,
+    MeterChange,
+    Music,
+    Note,
+    parse_meter,
+    read_music,
+    split_header,
+)
 
 #: A meter's shortest note: notes shorter than it are below this share of its notes.
 SHORTEST_SHARE = 0.01
@@ -38,6 +52,8 @@ FLOOR = Fraction(1, 32)
 #: O'Neill's figures (1,289 training tunes).
 DEFAULT_LOWEST, DEFAULT_HIGHEST = 55, 83
 DEFAULT_SHORTEST = Fraction(1, 16)
+#: Bars in a plan: two parts of eight (`common.lstm.bar_form`).
+PLAN_BARS = 16
 
 
 @dataclass(frozen=True)
@@ -49,6 +65,9 @@ class MusicRules:
     #: Meter as (numerator, denominator) (C is 4/4, C| 2/2) → shortest note in whole notes.
     shortest: dict[tuple[int, int], Fraction] = field(default_factory=dict)
     default_shortest: Fraction = DEFAULT_SHORTEST
+    #: Per two-part tune of the corpus: for each of its 16 bars, the first earlier bar it
+    #: repeats note for note, or -1.
+    plans: tuple[tuple[int, ...], ...] = ()
 
     def shortest_for(self, num: int, den: int) -> Fraction:
         return self.shortest.get((num, den), self.default_shortest)
@@ -60,6 +79,7 @@ class MusicRules:
                 "highest": self.highest,
                 "shortest": {f"{n}/{d}": str(v) for (n, d), v in sorted(self.shortest.items())},
                 "default_shortest": str(self.default_shortest),
+                "plans": [list(p) for p in self.plans],
             },
             sort_keys=True,
         )
@@ -76,6 +96,7 @@ class MusicRules:
             highest=int(data["highest"]),
             shortest=shortest,
             default_shortest=Fraction(data["default_shortest"]),
+            plans=tuple(tuple(int(b) for b in p) for p in data.get("plans", [])),
         )
 
 
@@ -112,11 +133,53 @@ def _quantile(values: list[int], share: float) -> int:
     return ordered[min(len(ordered) - 1, max(0, math.ceil(share * len(ordered)) - 1))]
 
 
+def repeat_plan(music: Music) -> tuple[int, ...] | None:
+    """For a tune of two 8-bar parts: each bar's first earlier bar with the same notes, or -1.
+
+    Bars are counted as the form writes them: a pickup is no bar (the short bar that closes a
+    part with it is), and tunes with endings or meter changes have no plan."""
+    bars: list[tuple[tuple[Fraction, tuple[int, ...]], ...]] = []
+    ends: list[int] = []  # bar counts at each section end
+    current: list[tuple[Fraction, tuple[int, ...]]] = []
+    length = Fraction(0)
+    meter = music.meter
+    if meter is None:
+        return None
+    for event in music.events:
+        if isinstance(event, EndingStart | MeterChange):
+            return None
+        if isinstance(event, Note):
+            current.append((event.duration, event.pitches))
+            length += event.duration
+            continue
+        if not isinstance(event, Barline) or event.ending:
+            if isinstance(event, Barline):
+                return None
+            continue
+        section = any(k in event.kind for k in (":", "||", "]"))
+        if current and (length == meter or section):
+            bars.append(tuple(current))
+        if section and bars and (not ends or ends[-1] != len(bars)):
+            ends.append(len(bars))
+        current, length = [], Fraction(0)
+    if current and length == meter:
+        bars.append(tuple(current))
+    if len(bars) != PLAN_BARS or ends[:1] != [PLAN_BARS // 2]:
+        return None
+    first: dict[tuple[tuple[Fraction, tuple[int, ...]], ...], int] = {}
+    plan = []
+    for i, bar in enumerate(bars):
+        plan.append(first.setdefault(bar, i) if bar in first else -1)
+        first.setdefault(bar, i)
+    return tuple(plan)
+
+
 def learn_music_rules(tunes: list[str]) -> MusicRules:
     """The corpus's register and each meter's shortest note (see the module's docstring)."""
     lengths: dict[tuple[int, int], Counter[Fraction]] = defaultdict(Counter)
     lows: list[int] = []
     highs: list[int] = []
+    plans: list[tuple[int, ...]] = []
     for tune in tunes:
         fields, _ = split_header(tune)
         meter = meter_pair(fields.get("M", ""))
@@ -133,6 +196,9 @@ def learn_music_rules(tunes: list[str]) -> MusicRules:
         if pitches:
             lows.append(min(pitches))
             highs.append(max(pitches))
+        plan = repeat_plan(music)
+        if plan is not None:
+            plans.append(plan)
     if len(highs) < MIN_TUNES:
         return MusicRules()
     shortest: dict[tuple[int, int], Fraction] = {}
@@ -148,4 +214,5 @@ def learn_music_rules(tunes: list[str]) -> MusicRules:
         lowest=_quantile(lows, 1 - LOW_SHARE),
         highest=_quantile(highs, HIGH_SHARE),
         shortest=shortest,
+        plans=tuple(plans),
     )

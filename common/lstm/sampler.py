@@ -230,7 +230,7 @@ class Sampler:
                 # and keep only the chars its bar allows next (winding down near max_chars).
                 track, allowed = tf.numpy_function(
                     (self.form_tracker if form else self.tracker).step,
-                    [track, tf.maximum(x, 0), tf.equal(pos, 1), max_chars - pos, max_chars],
+                    [track, tf.maximum(x, 0), tf.equal(pos, 1), max_chars - pos, max_chars, seed],
                     [tf.int32, tf.bool],
                     name="bar_tracker",
                 )

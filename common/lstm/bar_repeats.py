@@ -1,0 +1,198 @@
+"""Bars a tune repeats, as the corpus's tunes repeat theirs: on top of the two-part form.
+
+A dance tune is built from a few bars heard again: O'Neill's repeat bar 1 at bar 5 in 70 % of
+their two-part tunes and end the second part with the first part's last bar in 73 %; in all,
+26–28 % of their bars repeat an earlier one note for note. A 1 × 512 LSTM writes almost none
+(0.7 % of the demo model's bars): it does not remember 8 bars back. So each tune draws one of
+the corpus's own *plans* (`common.lstm.music_rules.repeat_plan`: for each of its 16 bars the
+earlier bar it repeats, or none), and where its plan says bar i repeats bar j the sampler writes
+bar j's text again, char for char; the model goes on from there with its state as if it had
+written them itself.
+
+The copy only narrows the mask to the one char the source bar has next, and only where every
+other rule allows it; where a rule does not (a bar cut short by a pickup, a part's last bar that
+must end on the tonic, a tie from the bar before), the copy stops and the model goes on on its
+own, so this rule never dead-ends and never breaks another. A bar's text is recorded from its
+first timed element (note, rest, chord, group, decoration) to the char before its barline;
+spaces, line breaks and barline chars before it are the model's own.
+
+State, in the tracker's array: PLAN (row of the plan table, -1: none), CUR (the bar being
+written, counted as the form counts parts: `PART_BARS` per part, a pickup sharing the number of
+the first full bar; -1 before the body or after the second part), REC (its text has started),
+CK (chars of the source written, -1: no copy), LEN (chars recorded per bar, -1: longer than
+`WIDTH`), then the bars' text, one byte a char, four to a column.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+from common.lstm.bar_form import PART_BARS, PARTS, PER_BAR
+from common.lstm.bar_rules import (
+    A_CLOSE,
+    A_CLOSE_COLON,
+    A_END1,
+    A_END2,
+    A_REPOPEN,
+    A_SECTION,
+    C_BROKEN,
+    C_NOTE,
+    C_TUP2,
+    C_TUP3,
+    C_TUP4,
+    bit,
+)
+from common.lstm.bar_tables import Tables
+
+BARS = PART_BARS * PARTS
+#: Chars recorded per bar; a longer bar is not copied.
+WIDTH = 32
+_SMALL = 4 + BARS  # PLAN, CUR, REC, CK, LEN[BARS]
+#: Columns this module adds to the tracker's state.
+REPEAT_FIELDS = _SMALL + BARS * WIDTH // 4
+
+
+def plan_row(seeds: npt.NDArray[np.integer], plans: int) -> npt.NDArray[np.int32]:
+    """A tune's plan from its random stream's seed (so a re-run draws the same)."""
+    mixed = (seeds.astype(np.uint64) * np.uint64(0x9E3779B1)) >> np.uint64(7)
+    return (mixed % np.uint64(max(plans, 1))).astype(np.int32)
+
+
+class BarRepeats:
+    """Recording and copying over all slots; `base` is its first state column, `form_cols` the
+    form's section columns (ACC, SEC) it counts bars from."""
+
+    def __init__(
+        self,
+        t: Tables,
+        chars: Sequence[str],
+        base: int,
+        form_cols: tuple[int, int],
+        plans: Sequence[Sequence[int]],
+    ) -> None:
+        if len(chars) > 127:
+            raise ValueError("bar repeats keep a char in a byte: at most 127 chars")
+        self.plan, self.cur, self.rec, self.ck = base, base + 1, base + 2, base + 3
+        self.len0 = base + 4
+        self.buf0 = base + _SMALL
+        self.acc_col, self.sec_col = form_cols
+        self.plans = np.asarray(plans, np.int32).reshape(-1, BARS)
+        timed = bit(C_NOTE) | bit(C_TUP2) | bit(C_TUP3) | bit(C_TUP4) | bit(C_BROKEN)
+        self._timed = ((t.req & timed) != 0) & (t.next >= 0)
+        barline = (A_CLOSE, A_CLOSE_COLON, A_SECTION, A_REPOPEN, A_END1, A_END2)
+        self._barline = np.isin(t.act, barline)
+        self.copied = 0  # chars written as copies (for tests and benchmarks)
+
+    def _text(self, s: npt.NDArray[np.int32]) -> npt.NDArray[np.int8]:
+        """The recorded bars as a writable [B, BARS * WIDTH] byte view of the state."""
+        return s[:, self.buf0 : self.buf0 + BARS * WIDTH // 4].view(np.int8)
+
+    def start(self, s: npt.NDArray[np.int32], rows: npt.NDArray[np.bool_], seeds: object) -> None:
+        """Fresh rows: a plan drawn from each one's seed (none without seeds or plans)."""
+        s[rows, self.plan] = -1
+        s[rows, self.cur] = -1
+        s[rows, self.ck] = -1
+        if seeds is not None and len(self.plans):
+            seed = np.asarray(seeds)[rows]
+            s[rows, self.plan] = plan_row(seed, len(self.plans))
+
+    def feed(
+        self, s: npt.NDArray[np.int32], mode: npt.NDArray[np.int64], c: npt.NDArray[np.int64]
+    ) -> None:
+        """Record the char in its bar, follow the copy, and start a new bar at a barline (after
+        the form has counted it)."""
+        live = s[:, self.cur] >= 0
+        barline = self._barline[mode, c]
+        music = live & ~barline & ((s[:, self.rec] > 0) | self._timed[mode, c])
+        rows = np.flatnonzero(music)
+        if rows.size:
+            text = self._text(s)
+            cur = s[rows, self.cur]
+            length = s[rows, self.len0 + cur]
+            ok = (length >= 0) & (length < WIDTH)
+            r_ok = rows[ok]
+            text[r_ok, cur[ok] * WIDTH + length[ok]] = c[r_ok]
+            s[rows, self.len0 + cur] = np.where(ok, length + 1, -1)
+            s[rows, self.rec] = 1
+            self._follow(s, rows, c[rows], text)
+        ends = np.flatnonzero(barline)
+        if ends.size:
+            self._new_bar(s, ends)
+
+    def _follow(
+        self,
+        s: npt.NDArray[np.int32],
+        rows: npt.NDArray[np.intp],
+        c: npt.NDArray[np.int64],
+        text: npt.NDArray[np.int8],
+    ) -> None:
+        ck = s[rows, self.ck]
+        copying = ck >= 0
+        if not copying.any():
+            return
+        rows, c, ck = rows[copying], c[copying], ck[copying]
+        src = self.plans[s[rows, self.plan], s[rows, self.cur]]
+        want = text[rows, src * WIDTH + ck]
+        hit = c == want
+        self.copied += int(hit.sum())
+        done = ck + 1 >= s[rows, self.len0 + src]
+        s[rows, self.ck] = np.where(hit & ~done, ck + 1, -1)
+
+    def _new_bar(self, s: npt.NDArray[np.int32], rows: npt.NDArray[np.intp]) -> None:
+        """The bar the form now counts, cleared for recording; its copy set up if planned."""
+        sec = s[rows, self.sec_col]
+        acc = s[rows, self.acc_col].astype(np.int64)
+        bar = sec * PART_BARS + acc // PER_BAR
+        inside = (sec < PARTS) & (bar < BARS)
+        cur = np.where(inside, bar, -1).astype(np.int32)
+        s[rows, self.cur] = cur
+        s[rows, self.rec] = 0
+        s[rows, self.ck] = -1
+        live = rows[inside]
+        if live.size == 0:
+            return
+        bar_live = cur[inside]
+        s[live, self.len0 + bar_live] = 0
+        plan = s[live, self.plan]
+        planned = plan >= 0
+        src = np.where(planned, self.plans[np.maximum(plan, 0), bar_live], -1)
+        ready = planned & (src >= 0)
+        ready[ready] &= s[live[ready], self.len0 + src[ready]] > 0
+        s[live, self.ck] = np.where(ready, 0, -1)
+
+    def body_start(self, s: npt.NDArray[np.int32], rows: npt.NDArray[np.intp]) -> None:
+        """The tune's body begins: bar 0 (or its pickup) is being written."""
+        s[rows, self.cur] = 0
+        s[rows, self.rec] = 0
+        s[rows, self.ck] = -1
+        s[rows, self.len0 : self.len0 + BARS] = 0
+
+    def mask(
+        self,
+        s: npt.NDArray[np.int32],
+        mode: npt.NDArray[np.int64],
+        live: npt.NDArray[np.bool_],
+        allowed: npt.NDArray[np.bool_],
+    ) -> None:
+        """Narrow copying rows to the source bar's next char, where every other rule allows
+        it (in place; the last rule the tracker applies)."""
+        rows = np.flatnonzero((s[:, self.ck] >= 0) & live)
+        if rows.size == 0:
+            return
+        ck = s[rows, self.ck]
+        src = self.plans[s[rows, self.plan], s[rows, self.cur]]
+        want = self._text(s)[rows, src * WIDTH + ck].astype(np.int64)
+        can = allowed[rows, want]
+        rows, want, ck = rows[can], want[can], ck[can]
+        if rows.size == 0:
+            return
+        m = mode[rows]
+        # Before the bar's first element: spaces, line breaks and barline chars stay free.
+        keep = np.zeros((rows.size, allowed.shape[1]), bool)
+        keep[np.arange(rows.size), want] = True
+        before = (ck == 0) & (s[rows, self.rec] == 0)
+        keep[before] |= ~self._timed[m[before]]
+        allowed[rows] &= keep

@@ -1,0 +1,120 @@
+"""Repeated bars (`common.lstm.bar_repeats`): a tune follows its plan char for char where every
+other rule allows, and the plans are read from the corpus (`music_rules.repeat_plan`)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from common.abc.music import read_music
+from common.lstm.bar_tracker import BarTracker
+from common.lstm.music_rules import DEFAULT_RULES, MusicRules, repeat_plan
+from tests.common.lstm.test_bar_tracker import CHARS, adversarial_pick, bars_right
+
+HEAD = "X:1\nM:C|\nL:1/8\nK:D\n"
+#: Bar 4 repeats bar 0, bar 15 repeats bar 7; nothing else.
+PLAN = tuple(0 if i == 4 else 7 if i == 15 else -1 for i in range(16))
+
+
+@pytest.fixture
+def tracker() -> BarTracker:
+    rules = MusicRules(shortest=DEFAULT_RULES.shortest, plans=(PLAN,))
+    return BarTracker(CHARS, form=True, music=rules)
+
+
+def feed(tracker: BarTracker, text: str) -> tuple[np.ndarray, np.ndarray]:
+    state = tracker.initial_state(1)
+    mask = np.ones((1, len(CHARS)), bool)
+    for i, ch in enumerate(text):
+        state, mask = tracker.step(
+            state, np.asarray([CHARS.index(ch)]), np.asarray([i == 0]), seeds=np.asarray([7])
+        )
+    return state, mask
+
+
+def allowed(mask: np.ndarray) -> set[str]:
+    return {CHARS[i] for i in np.flatnonzero(mask[0])}
+
+
+def test_a_planned_bar_is_the_source_bar_again(tracker: BarTracker) -> None:
+    bars = '"D"A2FA dAFA|B2GB dBGB|A2FA dfed|cABG FDD2|'
+    _, mask = feed(tracker, HEAD + bars)
+    # bar 4 starts: the source's first element, or what takes no time before it
+    assert '"' in allowed(mask) and "A" not in allowed(mask) and " " in allowed(mask)
+    _, mask = feed(tracker, HEAD + bars + ' "D')
+    assert allowed(mask) == {'"'}
+    _, mask = feed(tracker, HEAD + bars + '"D"A2FA d')
+    assert allowed(mask) == {"A"}
+    # bar 5 has no plan: the model's own again
+    _, mask = feed(tracker, HEAD + bars + '"D"A2FA dAFA|')
+    assert {"A", "B", "c", "z"} <= allowed(mask)
+    assert tracker.repeats is not None and tracker.repeats.copied >= 10
+
+
+def test_a_copy_stops_where_another_rule_refuses_and_the_model_goes_on(
+    tracker: BarTracker,
+) -> None:
+    # bar 7 closes the first part on the tonic; bar 15 repeats it, and ends the tune there
+    part = "A2FA dAFA|" * 7 + "cABG FDD2:|"
+    _, mask = feed(tracker, HEAD + part + "fedc BAGF|" * 7 + "cABG F")
+    assert allowed(mask) == {"D"}
+    # without seeds no plan is drawn: nothing is copied
+    state = tracker.initial_state(1)
+    for i, ch in enumerate(HEAD + "A2FA dAFA|" * 4):
+        state, mask = tracker.step(state, np.asarray([CHARS.index(ch)]), np.asarray([i == 0]))
+    assert {"A", "B", "c"} <= allowed(mask)
+
+
+def test_plans_are_read_as_the_form_counts_bars() -> None:
+    body = (
+        "|:A|" + "dAFA dAFA|" * 3 + "B2GB dBGB|" + "dAFA dAFA|" + "B2GB dBGB|A2FA dfed|cABG FDD:|"
+    )
+    tune = "X:1\nT:t\nM:C|\nL:1/8\nK:D\n" + body + "\n|:d|" + "fedc BAGF|" * 7 + "cABG FDD:|\n"
+    plan = repeat_plan(read_music(tune))
+    assert plan == (-1, 0, 0, -1, 0, 3, -1, -1, -1, 8, 8, 8, 8, 8, 8, 7)
+    # a tune with endings, or not two parts of eight, has none
+    assert repeat_plan(read_music(tune.replace("FDD:|\n", "FDD|[1 A:|[2 B||\n", 1))) is None
+    assert repeat_plan(read_music("X:1\nT:t\nM:C|\nL:1/8\nK:D\n" + "dAFA dAFA|" * 9 + "\n")) is None
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_random_walks_with_plans_never_dead_end(tracker: BarTracker, seed: int) -> None:
+    """Adversarial picks with every row following the plan: the mask is never empty, every bar
+    is whole by the independent count, and copies are made."""
+    rng = np.random.default_rng(seed)
+    rows = 16
+    state = tracker.initial_state(rows)
+    fresh = np.ones(rows, bool)
+    mask = np.ones((rows, len(CHARS)), bool)
+    pos = np.zeros(rows, int)
+    favour = [set("ABCDEFGabcdefg"), set("0123456789/"), set("|:"), set(" \n")]
+    current = ["" for _ in range(rows)]
+    done: list[str] = []
+    untracked = np.zeros(rows, bool)
+    assert tracker.repeats is not None
+    for step in range(2000):
+        choice = np.empty(rows, int)
+        for r in range(rows):
+            if pos[r] < len(HEAD):
+                choice[r] = CHARS.index(HEAD[pos[r]])
+            else:
+                choice[r] = adversarial_pick(mask[r], rng, favour, step, r)
+        seeds = np.arange(rows) + step
+        state, mask = tracker.step(state, choice, fresh, seeds=seeds)
+        fresh[:] = False
+        for r in range(rows):
+            current[r] += CHARS[choice[r]]
+            pos[r] += 1
+            ended = current[r].endswith("\n\n") or (pos[r] > 2 and current[r].endswith("\nX"))
+            untracked[r] |= not ended and tracker.mode_name(state[r]) == "FREE"
+            if ended or len(current[r]) > 1200:
+                if ended and not untracked[r]:
+                    done.append(current[r].rstrip("X").rstrip("\n"))
+                current[r], pos[r], untracked[r] = "", 0, False
+                fresh[r] = True
+        assert mask.any(axis=1).all()
+    assert tracker.dead_ends == 0
+    assert len(done) >= 3 and tracker.repeats.copied > 0
+    for tune in done:
+        right, total = bars_right(tune)
+        assert right == total >= 16, tune
