@@ -17,8 +17,10 @@ A measure worth using scores both controls clearly below the human column.
     python bench/musicality.py --data-dir /tmp/measure-data --reference oneills \\
         --abc batch1.abc --abc batch2.abc
 
-A reference corpus that is not imported into ``--data-dir`` is read from music21's bundled
-collection and split as an import would split it (the same tunes land in validation).
+One imported reference corpus is the stored reference manifests use (built on first use, see
+`common.quality.reference`); a corpus that is not imported into ``--data-dir`` (or several) is
+read from music21's bundled collection and split as an import would split it (the same tunes
+land in validation; abc2midi's ``--valid-only`` filter is not applied, so there are a few more).
 """
 
 from __future__ import annotations
@@ -33,45 +35,15 @@ from pathlib import Path
 from typing import Any
 
 from common.abc import notation as abc_notation
-from common.abc.corpus import (
-    BUNDLED,
-    DEFAULT_VALID_FRACTION,
-    NUMBERED,
-    bundled_files,
-    clean_tunes,
-    in_validation,
-    read_abc_file,
-)
-from common.errors import NotFoundError
+from common.abc.corpus import read_abc_file
 from common.quality.controls import bar_shuffled, random_walks
 from common.quality.musicality import TuneFeatures, features, piece_of
-from common.quality.overlap import (
-    Comparison,
-    build_reference,
-    compare,
-    overlap_table,
-    split_halves,
-)
+from common.quality.overlap import Comparison, compare, overlap_table
+from common.quality.reference import reference_and_human
+from common.settings import Settings
+from common.store.open import make_store
 
 PEERS = Path(__file__).resolve().parents[1].parent / "shared" / "peers" / "folkrnn_samples.abc"
-
-
-def held_out(name: str) -> list[str]:
-    """The validation tunes of corpus `name`: imported ones from the store, else the bundled
-    collection split by the import's rule."""
-    from common.abc.corpus import load_corpus
-    from common.settings import Settings
-    from common.store.open import make_store
-
-    try:
-        corpus = load_corpus(make_store(Settings()), name)
-        return list(abc_notation.split_tunes(corpus.valid_text))
-    except NotFoundError:
-        if name not in BUNDLED:
-            raise
-    texts = (read_abc_file(p) for p in bundled_files(name))
-    tunes = clean_tunes(texts, numbered=name in NUMBERED).tunes
-    return [t for t in tunes if in_validation(t, DEFAULT_VALID_FRACTION)]
 
 
 def file_tunes(path: Path) -> list[str]:
@@ -93,13 +65,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="Seed of the two controls.")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    if args.data_dir:
+    if args.data_dir:  # before the first Settings() reads it
         os.environ["TUNEBATCH_DATA_DIR"] = args.data_dir
     names = args.reference or ["oneills"]
     start = time.perf_counter()
-    validation = [t for name in names for t in held_out(name)]
-    ref_tunes, human_tunes = split_halves(validation)
-    reference = build_reference("+".join(names), [features(piece_of(t)) for t in ref_tunes])
+    reference, human_tunes = reference_and_human(make_store(Settings()), names)
     human_pieces = [piece_of(t) for t in human_tunes]
     sets: dict[str, list[TuneFeatures]] = {}
     for path in args.abc:

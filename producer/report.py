@@ -18,7 +18,7 @@ from producer.options import JsonOpt
 
 if TYPE_CHECKING:
     from common.quality.figures import TuneQuality
-    from common.schemas import QualityReport
+    from common.schemas import MusicalityReport, QualityReport
 
 
 def report_rows(report: QualityReport) -> list[tuple[str, str]]:
@@ -48,6 +48,49 @@ def report_rows(report: QualityReport) -> list[tuple[str, str]]:
             ("raw valid (share of tries)", share(report.raw_valid)),
             ("raw rhythm ok (share of tries)", share(report.raw_rhythm_ok)),
         ]
+    if report.musicality is not None:
+        rows += musicality_rows(report.musicality)
+    return rows
+
+
+def musicality_rows(report: MusicalityReport) -> list[tuple[str, str]]:
+    """The musicality figures, each beside held-out human tunes' and the whole corpus's."""
+    from common.quality.musicality import FAMILIES, SHARES, SUMMARY_LABELS
+
+    if report.unavailable is not None or report.overall is None:
+        return [("musicality", report.unavailable or "no tunes to score")]
+    human = report.baselines.get("human", {})
+    corpus = report.baselines.get("corpus", {})
+
+    def value(key: str, figures: dict[str, float | None]) -> str:
+        number = figures.get(key)
+        if number is None:
+            return "-"
+        if key in SHARES:
+            return f"{100 * number:.1f} %"
+        return f"{number:.2f}" if abs(number) < 10 else f"{number:.1f}"
+
+    def overlaps(figures: dict[str, float | None]) -> str:
+        return " / ".join(
+            "-" if figures.get(k) is None else f"{figures[k]:.2f}" for k in ("overall", *FAMILIES)
+        )
+
+    scored = {"overall": report.overall, **report.families}
+    rows = [
+        (
+            f"musicality: overlap with {report.reference_tunes} held-out {report.reference} "
+            "tunes, overall / pitch / rhythm / structure (1 = like them)",
+            f"{overlaps(scored)}  (human {overlaps(human)})",
+        )
+    ]
+    for key, label in SUMMARY_LABELS.items():
+        rows.append(
+            (
+                f"  {label}",
+                f"{value(key, report.figures)}  (human {value(key, human)}, "
+                f"corpus {value(key, corpus)})",
+            )
+        )
     return rows
 
 
@@ -58,7 +101,7 @@ def batch_report(batch_id: str) -> QualityReport:
     from common.jobs.finalize import batch_quality
     from common.schemas import Manifest, check_batch_id
 
-    from producer.options import job_context
+    from producer.options import job_context, settings
 
     ctx = job_context()
     check_batch_id(batch_id)
@@ -69,7 +112,11 @@ def batch_report(batch_id: str) -> QualityReport:
             return manifest.quality
     batch = ctx.records.get_batch(batch_id)
     report = batch_quality(
-        ctx.store, batch_id, ctx.records.tunes(batch_id), batch.spec.near_copy_threshold
+        ctx.store,
+        batch_id,
+        ctx.records.tunes(batch_id),
+        batch.spec.near_copy_threshold,
+        reference=settings().musicality_reference,
     )
     if report is None:
         raise NotFoundError(f"batch {batch_id} has no generated tunes yet; report it later")
@@ -86,6 +133,7 @@ def file_report(
     from common.abc.corpus import load_corpus, read_abc_file
     from common.errors import InvalidInputError
     from common.quality.figures import assess_texts, summarise
+    from common.quality.reference import musicality
     from common.quality.similarity import MelodyIndex
     from common.render import pipeline as render
 
@@ -109,7 +157,10 @@ def file_report(
         tunes, checker=abc2midi if check else None, index=index, workers=os.cpu_count() or 1
     )
     titles = [abc_notation.header_fields(t).get("T", "") for t in tunes]
-    return summarise(assessed), assessed, titles
+    report = summarise(assessed)
+    if s.musicality_reference:
+        report.musicality = musicality(store(), s.musicality_reference, tunes)
+    return report, assessed, titles
 
 
 def report_cli(
@@ -128,7 +179,8 @@ def report_cli(
     tunes: Annotated[bool, typer.Option("--tunes", help="With --file: one row per tune.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Quality of a batch or a file: valid, rhythm, bars, form, length, copies, diversity."""
+    """Quality of a batch or a file: valid, rhythm, bars, form, length, copies, diversity, and
+    musicality against held-out human tunes (TUNEBATCH_MUSICALITY_REFERENCE)."""
     from common.errors import InvalidInputError
 
     if (batch is None) == (file is None):

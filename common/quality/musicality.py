@@ -193,18 +193,30 @@ def length_bin(duration: Fraction) -> int:
     return _LENGTH_INDEX.get(duration, N_LENGTHS - 1)
 
 
-def bar_similarity(a: Sequence[Played], b: Sequence[Played]) -> float:
+Motif = frozenset[tuple[int, int, int | None]]
+
+
+def motif(notes: Sequence[Played]) -> Motif:
+    """A bar as the set of its (onset, pitch) pairs (onsets as numerator and denominator: hashing
+    Fractions is slow, and a tune's bars are compared pairwise)."""
+    return frozenset((n.onset.numerator, n.onset.denominator, n.pitch) for n in notes)
+
+
+def similarity(left: Motif, right: Motif) -> float:
     """Share of (onset, pitch) pairs two bars share, of the larger bar's count.
 
     The onsets carry the rhythm (every note's duration but the last), the pitches the melody:
     an exact repeat scores 1, a bar with one of eight notes changed 7/8, the same rhythm on
     other pitches 0 (rests count as a pitch of their own).
     """
-    if not a or not b:
+    if not left or not right:
         return 0.0
-    left = {(n.onset, n.pitch) for n in a}
-    right = {(n.onset, n.pitch) for n in b}
     return len(left & right) / max(len(left), len(right))
+
+
+def bar_similarity(a: Sequence[Played], b: Sequence[Played]) -> float:
+    """`similarity` of two bars' notes."""
+    return similarity(motif(a), motif(b))
 
 
 def third_of(mode: str | None) -> int:
@@ -302,11 +314,15 @@ def _structure(piece: Piece, tonic: int | None, out: TuneFeatures) -> None:
         ]
         if downbeats:
             values["downbeat_triad"] = _scalar(sum(downbeats) / len(downbeats))
-    signatures = [tuple(b.notes) for b in bars]
-    out.repeated = sum(1 for i, s in enumerate(signatures) if s in signatures[:i])
+    seen: set[tuple[tuple[float, float, int | None], ...]] = set()
+    for bar in bars:
+        signature = tuple((float(n.onset), float(n.duration), n.pitch) for n in bar.notes)
+        out.repeated += signature in seen
+        seen.add(signature)
     values["repeated_bars"] = _scalar(out.repeated / len(bars))
     if len(bars) > 1:
-        best = [max(bar_similarity(bars[i].notes, bars[j].notes) for j in range(i)) for i in
+        motifs = [motif(b.notes) for b in bars]
+        best = [max(similarity(motifs[i], motifs[j]) for j in range(i)) for i in
                 range(1, len(bars))]  # fmt: skip
         values["motif_reuse"] = _scalar(sum(best) / len(best))
     first, second = _two_parts(bars)
@@ -356,7 +372,7 @@ SUMMARY_LABELS: dict[str, str] = {
     "sixteenths": "notes that are sixteenths",
     "rests": "rests among notes and rests",
     "notes_per_beat": "notes per beat",
-    "below_shortest": "tunes with a note shorter than the reference's shortest for the meter",
+    "below_shortest": "tunes with a note shorter than the corpus's shortest in their meter",
 }
 #: Summary figures that are shares (shown as percentages).
 SHARES = frozenset(

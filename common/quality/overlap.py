@@ -65,59 +65,62 @@ def _squared(a: Vector, b: Vector) -> Vector:
     return result
 
 
+#: Figures of a set: the `summary` figures, and for a scored set its overlaps.
+Figures = dict[str, float | None]
+
+
 @dataclass
 class Reference:
-    """A reference set's features, ready to compare batches with (stored once per corpus)."""
+    """A reference set's features, ready to score sets with (built once per corpus, stored)."""
 
     name: str
+    #: What it was built from (the corpus's hash and the features' version): a cached reference
+    #: with another source is stale.
+    source: str
     tunes: int
     #: Per feature: the reference tunes' vectors (tunes without the feature left out).
     matrices: dict[str, Vector]
-    #: Per feature: the intra-set distances and the kernel bandwidth derived from them.
-    intra: dict[str, Vector]
-    bandwidth: dict[str, float]
-    summary: dict[str, float | None]
-    #: Per meter text: the shortest note the reference uses (whole notes, as text).
+    #: Per meter text: the shortest note the corpus uses (whole notes, as text).
     shortest: dict[str, str]
+    #: Figures to show beside a set's: "human" (the held-out half, scored like any set) and
+    #: "corpus" (every tune of the corpus).
+    baselines: dict[str, Figures] = field(default_factory=dict)
+    #: Per feature: the intra-set distances and the kernel bandwidth derived from them.
+    intra: dict[str, Vector] = field(default_factory=dict)
+    bandwidth: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.intra:
+            self.intra = {k: _distances(v) for k, v in self.matrices.items()}
+            self.bandwidth = {k: _bandwidth(v) for k, v in self.intra.items()}
 
     def to_json(self) -> str:
         return json.dumps(
             {
                 "name": self.name,
+                "source": self.source,
                 "tunes": self.tunes,
                 "matrices": {k: v.tolist() for k, v in self.matrices.items()},
-                "summary": self.summary,
                 "shortest": self.shortest,
+                "baselines": self.baselines,
             }
         )
 
     @classmethod
     def from_json(cls, text: str) -> Reference:
         data = json.loads(text)
-        matrices = {k: np.array(v, dtype=np.float64) for k, v in data["matrices"].items()}
-        for k, v in matrices.items():
-            if v.ndim == 1:
-                matrices[k] = v.reshape(-1, 1)
-        return _with_intra(data["name"], data["tunes"], matrices, data["summary"], data["shortest"])
-
-
-def _with_intra(
-    name: str,
-    tunes: int,
-    matrices: dict[str, Vector],
-    summary: dict[str, float | None],
-    shortest: dict[str, str],
-) -> Reference:
-    intra = {k: _distances(v) for k, v in matrices.items()}
-    return Reference(
-        name=name,
-        tunes=tunes,
-        matrices=matrices,
-        intra=intra,
-        bandwidth={k: _bandwidth(v) for k, v in intra.items()},
-        summary=summary,
-        shortest=shortest,
-    )
+        matrices = {
+            k: np.array(v, dtype=np.float64).reshape(len(v), -1) if v else np.zeros((0, 1))
+            for k, v in data["matrices"].items()
+        }
+        return cls(
+            name=data["name"],
+            source=data["source"],
+            tunes=data["tunes"],
+            matrices=matrices,
+            shortest=data["shortest"],
+            baselines=data["baselines"],
+        )
 
 
 def _bandwidth(distances: Vector) -> float:
@@ -138,9 +141,21 @@ def shortest_per_meter(tunes: Iterable[TuneFeatures]) -> dict[str, str]:
     return {k: str(v) for k, v in sorted(found.items())}
 
 
-def build_reference(name: str, tunes: Sequence[TuneFeatures]) -> Reference:
-    matrices = {f: _matrix(tunes, f) for f in FEATURES}
-    return _with_intra(name, len(tunes), matrices, summary(tunes), shortest_per_meter(tunes))
+def build_reference(
+    name: str,
+    tunes: Sequence[TuneFeatures],
+    *,
+    source: str = "",
+    shortest: dict[str, str] | None = None,
+) -> Reference:
+    """A `Reference` of `tunes` (the shortest notes per meter from `shortest`, else from them)."""
+    return Reference(
+        name=name,
+        source=source,
+        tunes=len(tunes),
+        matrices={f: _matrix(tunes, f) for f in FEATURES},
+        shortest=shortest if shortest is not None else shortest_per_meter(tunes),
+    )
 
 
 def _density(samples: Vector, grid: Vector, bandwidth: float) -> Vector:
