@@ -69,6 +69,22 @@ def counting_reads(ctx: Context, monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return reads
 
 
+def generated(ctx: Context, batch_id: str, index: int, text: str, **figures: Any) -> None:
+    """Store `text` as tune `index` of the batch, generated, with the figures generation records
+    (from the text) and `figures` (tries, verdicts)."""
+    quality = assess_tune(text)
+    assert quality.fingerprint is not None
+    tid = tune_id(index)
+    ctx.store.put_bytes(tune_key(batch_id, tid, "abc"), text.encode())
+    ctx.records.update_tune(batch_id, tid, TuneStatus.GENERATING)
+    ctx.records.update_tune(
+        batch_id, tid, TuneStatus.GENERATED, chars=quality.chars,
+        rhythm_checked=quality.rhythm_checked, rhythm_ok=quality.rhythm_ok, bars=quality.bars,
+        wrong_bars=quality.wrong_bars, two_part=quality.two_part,
+        melody_grams=len(quality.fingerprint), key=quality.key, **figures,
+    )  # fmt: skip
+
+
 def test_generation_records_the_figures_of_the_stored_text(ctx: Context, tiny_env: TinyEnv) -> None:
     spec = BatchSpec(count=4, model_id=tiny_env.model.id, seed=3, max_chars=400, chunk_size=4,
                      formats=["abc"])  # fmt: skip
@@ -92,17 +108,9 @@ def test_report_from_records_equals_reassessing_and_reads_only_the_sample(
     texts = list(split_tunes(TINY_CORPUS.read_text(encoding="utf-8")))[:9]
     batch = batches.create_batch(ctx, BatchSpec(count=10, model_id=tiny_env.model.id))
     for i, text in enumerate(texts):  # tune 9 is never generated: not in the report
-        quality = assess_tune(text)
-        assert quality.fingerprint is not None
-        tid = tune_id(i)
-        ctx.store.put_bytes(tune_key(batch.id, tid, "abc"), text.encode())
-        ctx.records.update_tune(batch.id, tid, TuneStatus.GENERATING)
-        ctx.records.update_tune(
-            batch.id, tid, TuneStatus.GENERATED, tries=2, tries_valid=i % 2, tries_rhythm_ok=1,
+        generated(
+            ctx, batch.id, i, text, tries=2, tries_valid=i % 2, tries_rhythm_ok=1,
             valid=i % 3 != 0, similarity=i / 10, nearest_tune=f"{i}: a tune",
-            chars=quality.chars, rhythm_checked=quality.rhythm_checked,
-            rhythm_ok=quality.rhythm_ok, bars=quality.bars, wrong_bars=quality.wrong_bars,
-            two_part=quality.two_part, melody_grams=len(quality.fingerprint), key=quality.key,
         )  # fmt: skip
     ctx.store.delete(tune_key(batch.id, tune_id(8), "abc"))  # a cancelled tune leaves no ABC
     monkeypatch.setattr(similarity, "DIVERSITY_SAMPLE", 3)
@@ -134,17 +142,7 @@ def test_musicality_scores_the_sample_finalize_reads_and_says_when_it_cannot(
     texts = list(split_tunes(TINY_CORPUS.read_text(encoding="utf-8")))[:6]
     batch = batches.create_batch(ctx, BatchSpec(count=6, model_id=tiny_env.model.id))
     for i, text in enumerate(texts):
-        quality = assess_tune(text)
-        assert quality.fingerprint is not None
-        tid = tune_id(i)
-        ctx.store.put_bytes(tune_key(batch.id, tid, "abc"), text.encode())
-        ctx.records.update_tune(batch.id, tid, TuneStatus.GENERATING)
-        ctx.records.update_tune(
-            batch.id, tid, TuneStatus.GENERATED, tries=1, tries_valid=1, tries_rhythm_ok=1,
-            valid=True, chars=quality.chars, rhythm_checked=quality.rhythm_checked,
-            rhythm_ok=quality.rhythm_ok, bars=quality.bars, wrong_bars=quality.wrong_bars,
-            two_part=quality.two_part, melody_grams=len(quality.fingerprint), key=quality.key,
-        )  # fmt: skip
+        generated(ctx, batch.id, i, text, tries=1, tries_valid=1, tries_rhythm_ok=1, valid=True)
     monkeypatch.setattr(similarity, "DIVERSITY_SAMPLE", 4)
     tunes = ctx.records.tunes(batch.id)
     # Without the reference corpus imported, the report says what to do.
