@@ -18,6 +18,7 @@ from producer.options import JsonOpt
 
 if TYPE_CHECKING:
     from common.quality.figures import TuneQuality
+    from common.quality.musicality import TuneFeatures
     from common.schemas import MusicalityReport, QualityReport
 
 
@@ -125,14 +126,16 @@ def batch_report(batch_id: str) -> QualityReport:
 
 def file_report(
     path: Path, corpus: str | None, check: bool
-) -> tuple[QualityReport, list[TuneQuality], list[str]]:
-    """(QualityReport, per-tune figures, titles) of every tune in an ABC file."""
+) -> tuple[QualityReport, list[TuneQuality], list[str], list[TuneFeatures]]:
+    """(QualityReport, per-tune figures, titles, per-tune musicality features) of every tune in
+    an ABC file."""
     import os
 
     from common.abc import notation as abc_notation
     from common.abc.corpus import load_corpus, read_abc_file
     from common.errors import InvalidInputError
     from common.quality.figures import assess_texts, summarise
+    from common.quality.musicality import tune_features
     from common.quality.reference import musicality
     from common.quality.similarity import MelodyIndex
     from common.render import pipeline as render
@@ -158,9 +161,10 @@ def file_report(
     )
     titles = [abc_notation.header_fields(t).get("T", "") for t in tunes]
     report = summarise(assessed)
+    music = [tune_features(t) for t in tunes]
     if s.musicality_reference:
-        report.musicality = musicality(store(), s.musicality_reference, tunes)
-    return report, assessed, titles
+        report.musicality = musicality(store(), s.musicality_reference, music)
+    return report, assessed, titles, music
 
 
 def report_cli(
@@ -187,8 +191,9 @@ def report_cli(
         raise InvalidInputError("give a batch id or --file F.abc (one of the two)")
     per_tune: list[TuneQuality] = []
     titles: list[str] = []
+    music: list[TuneFeatures] = []
     if file is not None:
-        report, per_tune, titles = file_report(file, corpus, check)
+        report, per_tune, titles, music = file_report(file, corpus, check)
         name = str(file)
     else:
         assert batch is not None
@@ -197,7 +202,7 @@ def report_cli(
         data: dict[str, Any] = {"source": name, **report.model_dump(mode="json")}
         if per_tune:
             data["per_tune"] = [
-                _tune_row(t, title) for t, title in zip(per_tune, titles, strict=True)
+                _tune_row(*row) for row in zip(per_tune, titles, music, strict=True)
             ]
         views.print_json(data)
         return
@@ -213,11 +218,16 @@ def report_cli(
             "two_part",
             "nearest",
         ]
-        rows = [_tune_row(t, title) for t, title in zip(per_tune, titles, strict=True)]
+        rows = [_tune_row(*row) for row in zip(per_tune, titles, music, strict=True)]
         views.table("Tunes", columns, [[r[c] for c in columns] for r in rows])
 
 
-def _tune_row(tune: TuneQuality, title: str) -> dict[str, Any]:
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
+
+
+def _tune_row(tune: TuneQuality, title: str, music: TuneFeatures) -> dict[str, Any]:
+    tonic_end = music.scalar("final_tonic")
     return {
         "title": title,
         "key": tune.key,
@@ -232,6 +242,9 @@ def _tune_row(tune: TuneQuality, title: str) -> dict[str, Any]:
         ),
         "similarity": tune.similarity,
         "reasons": tune.reasons[:5],
+        "tonic_end": None if tonic_end is None else tonic_end == 1.0,
+        "repeated_bars": _rounded(music.scalar("repeated_bars")),
+        "motif_reuse": _rounded(music.scalar("motif_reuse")),
     }
 
 

@@ -116,9 +116,10 @@ def batch_quality(
             tries_rhythm_ok=sum(t.tries_rhythm_ok for t in made),
         )
     if reference:
+        from common.quality.musicality import tune_features
         from common.quality.reference import musicality
 
-        report.musicality = musicality(store, reference, sampled)
+        report.musicality = musicality(store, reference, [tune_features(t) for t in sampled])
     return report
 
 

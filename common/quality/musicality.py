@@ -239,6 +239,11 @@ class TuneFeatures:
     sections: int = 0
     sections_tonic: int = 0
 
+    def scalar(self, name: str) -> float | None:
+        """A one-number feature's value (``final_tonic``, ``motif_reuse`` ...), None if unset."""
+        value = self.values[name]
+        return None if value is None else float(value[0])
+
 
 def _scalar(value: float) -> Vector:
     return np.array([value], dtype=np.float64)

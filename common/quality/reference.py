@@ -152,13 +152,14 @@ def score(tunes: Sequence[TuneFeatures], reference: Reference) -> MusicalityRepo
     )
 
 
-def musicality(store: ArtifactStore, name: str, tunes: Sequence[str]) -> MusicalityReport:
-    """Score `tunes` against corpus `name`'s stored reference; a report that says why there is
-    no score when the name is empty or the corpus is not imported or too small."""
+def musicality(store: ArtifactStore, name: str, tunes: Sequence[TuneFeatures]) -> MusicalityReport:
+    """Score `tunes` (their `tune_features`) against corpus `name`'s stored reference; a report
+    that says why there is no score when the name is empty or the corpus is not imported or too
+    small."""
     if not name:
         return MusicalityReport(reference=None, unavailable="no musicality reference configured")
     try:
         reference = load_reference(store, name)
     except (NotFoundError, InvalidInputError) as exc:
         return MusicalityReport(reference=name, unavailable=f"no reference: {exc}")
-    return score([tune_features(t) for t in tunes], reference)
+    return score(tunes, reference)

@@ -67,6 +67,11 @@ def test_report_musicality_against_held_out_tunes(
     assert music["figures"]["final_tonic"] == round(1 / 3, 4)
     assert music["figures"]["repeated_bars"] == round(2 / 10, 4)  # and SHORT's third bar
     assert music["baselines"]["human"]["final_tonic"] > 0.5
+    rows = json.loads(out)["per_tune"]
+    assert [r["tonic_end"] for r in rows] == [False, False, True]
+    assert [r["repeated_bars"] for r in rows] == [0.0, round(1 / 3, 3), 0.25]
+    # Home's bars 2, 3, 4 against earlier ones: the same bar; B on 3 of 6; G on 1 of 6.
+    assert rows[2]["motif_reuse"] == round((1 + 1 / 6 + 1 / 6) / 3, 3)
     code, out, err = run("report", "--file", str(path), "--no-check")
     assert code == 0, err
     assert "musicality: overlap with" in out and "last note on the tonic" in out

@@ -147,7 +147,7 @@ K:Ador
 
 
 def test_musicality_report_or_why_not(store: LocalStore, tmp_path: Path) -> None:
-    tunes = list(abc_notation.split_tunes(TUNES))
+    tunes = [tune_features(t) for t in abc_notation.split_tunes(TUNES)]
     report = musicality(store, REFERENCE, tunes)
     assert report.unavailable is None and report.tunes == 2
     assert report.overall is not None and 0 < report.overall <= 1
