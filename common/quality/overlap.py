@@ -159,15 +159,23 @@ def build_reference(
 
 
 def _density(samples: Vector, grid: Vector, bandwidth: float) -> Vector:
-    if len(samples) > 4000:  # a fixed subsample keeps big sets fast; the density barely moves
-        samples = np.random.default_rng(0).choice(samples, 4000, replace=False)
-    z = (grid[:, None] - samples[None, :]) / bandwidth
-    density: Vector = np.exp(-0.5 * z * z).sum(axis=1)
-    area = float(np.trapezoid(density, grid)) if hasattr(np, "trapezoid") else 0.0
-    if area <= 0:
-        area = float(density.sum() * (grid[1] - grid[0]))
-    result: Vector = density / area
-    return result
+    """Gaussian kernel density of `samples` on the evenly spaced `grid`, integrating to 1.
+
+    The samples are binned linearly onto the grid, then the bins are smoothed by the kernel: the
+    same density up to a fraction of a grid step, in time linear in the samples (a batch of 200
+    tunes has 7,000 distances to the reference per feature, times 512 grid points exactly).
+    """
+    step = float(grid[1] - grid[0])
+    position = (samples - grid[0]) / step
+    left = np.clip(np.floor(position).astype(np.int64), 0, len(grid) - 2)
+    right_weight = np.clip(position - left, 0.0, 1.0)
+    counts = np.bincount(left, weights=1.0 - right_weight, minlength=len(grid))
+    counts += np.bincount(left + 1, weights=right_weight, minlength=len(grid))
+    half = int(np.ceil(4 * bandwidth / step))
+    offsets = np.arange(-half, half + 1) * step
+    kernel = np.exp(-0.5 * (offsets / bandwidth) ** 2)
+    density: Vector = np.convolve(counts, kernel)[half : half + len(grid)]
+    return density / (float(density.sum()) * step)
 
 
 @dataclass(frozen=True)
