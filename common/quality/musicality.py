@@ -122,9 +122,15 @@ class Piece:
 
 
 def _closes_section(kind: str) -> bool:
-    """A barline that ends a section: ``||``, ``|]``, a repeat end ``:|`` / ``::`` / ``:|:``."""
-    kind = kind.replace(" ", "")
-    return kind.startswith(":") or "||" in kind or "|]" in kind or "::" in kind
+    """Barlines that end a section: ``||``, ``|]``, a repeat end ``:|`` / ``::`` / ``:|:``.
+
+    `kind` may be several barlines in a row (``|| |:``, or ``| |`` where a line ends and the
+    next starts with a barline), each read on its own: ``| |`` is no double bar.
+    """
+    return any(
+        part.startswith(":") or "||" in part or "|]" in part or "::" in part
+        for part in kind.split()
+    )
 
 
 def _played(bar_notes: list[Note]) -> list[Played]:

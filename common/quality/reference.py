@@ -46,7 +46,7 @@ from common.store.base import ArtifactStore
 log = logging.getLogger(__name__)
 
 #: Bumped whenever a feature's definition changes, so stored references are rebuilt.
-FEATURES_VERSION = 1
+FEATURES_VERSION = 2
 #: Fewer held-out tunes than this in the reference half make no reference: the overlaps of a
 #: dozen tunes' distances are noise.
 MIN_TUNES = 10

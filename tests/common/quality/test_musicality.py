@@ -39,6 +39,9 @@ def test_last_note_and_section_ends_on_the_tonic_mode_aware() -> None:
     assert value(three, "section_tonic") == pytest.approx(2 / 3)
     features = tune_features(three)
     assert (features.sections, features.sections_tonic) == (3, 2)
+    # A line that ends with | and a next line that starts with | is not a double bar.
+    split_line = tune("GABc d4|\n|GABc G4|]")
+    assert (tune_features(split_line).sections, value(split_line, "section_tonic")) == (1, 1.0)
 
 
 def test_a_first_ending_belongs_to_its_section() -> None:
