@@ -3,6 +3,8 @@
 Builds a batch of N stored tunes (the test corpus's tunes, repeated) on local disk with the
 figures generation records, then times `common.jobs.finalize.batch_quality` against the same
 report computed by reading and assessing every tune (8 threads), and checks the two are equal.
+A third row adds the musicality figures against O'Neill's held-out tunes (imported from music21
+into the same store; the reference is built once before the timing, as a store keeps it).
 
     python bench/finalize.py            # 1,000 tunes
     python bench/finalize.py --tunes 5000
@@ -20,10 +22,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from common.abc.corpus import import_corpus
 from common.abc.notation import split_tunes
 from common.jobs import finalize
 from common.jobs.batches import tune_key
 from common.quality.figures import TuneQuality, assess_tune, summarise
+from common.quality.reference import load_reference
 from common.schemas import QualityReport, TuneRecord, TuneStatus, new_batch_id, tune_id
 from common.store.local import LocalStore
 
@@ -43,7 +47,7 @@ def make_batch(store: LocalStore, batch_id: str, count: int) -> list[TuneRecord]
                 tries_valid=1, tries_rhythm_ok=int(q.rhythm_ok), valid=True, similarity=0.1,
                 chars=q.chars, rhythm_checked=q.rhythm_checked, rhythm_ok=q.rhythm_ok,
                 bars=q.bars, wrong_bars=q.wrong_bars, two_part=q.two_part,
-                melody_grams=len(q.fingerprint) if q.fingerprint is not None else 0,
+                melody_grams=len(q.fingerprint) if q.fingerprint is not None else 0, key=q.key,
             )
         )  # fmt: skip
     return tunes
@@ -90,9 +94,16 @@ def main() -> None:
     baseline = best_of(args.runs, lambda: reassess(store, batch_id, tunes))
     recorded = best_of(args.runs, lambda: finalize.batch_quality(store, batch_id, tunes, 0.5))
     same = reassess(store, batch_id, tunes) == finalize.batch_quality(store, batch_id, tunes, 0.5)
+    import_corpus(store, "oneills")
+    load_reference(store, "oneills")
+    musical = best_of(
+        args.runs,
+        lambda: finalize.batch_quality(store, batch_id, tunes, 0.5, reference="oneills"),
+    )
     print(f"quality report of {args.tunes} tunes (best of {args.runs})")
     print(f"  re-assess every tune (baseline)  {baseline:7.2f} s")
     print(f"  from the tune records            {recorded:7.2f} s  ({baseline / recorded:.1f}x)")
+    print(f"  ... and musicality               {musical:7.2f} s  ({baseline / musical:.1f}x)")
     print(f"  same report: {same}")
 
 

@@ -12,7 +12,11 @@ without ``-silent``; any ``Error`` line makes a tune invalid) and the rhythm che
 * **2-part**: two parts of 8 bars (repeat written or not) or 16 bars written out;
 * **near-copy**: melody similarity >= the threshold to a tune of the training corpus (for the
   corpus row: to another tune of the corpus);
-* **diversity**: mean over pairs of the share of interval 5-grams the two tunes do not share.
+* **diversity**: mean over pairs of the share of interval 5-grams the two tunes do not share;
+* **music**: musicality, the mean overlap with held-out human tunes of ``--reference`` over the
+  features of `common.quality.musicality` (1 = like them; ``bench/musicality.py`` shows every
+  feature); **tonic end**: share of tunes whose last note is the tonic; **rep bars**: share of
+  bars that repeat an earlier bar.
 
 Rows (any number, in the order given):
 
@@ -46,11 +50,15 @@ from typing import Any
 from common.abc import notation as abc_notation
 from common.abc.corpus import BUNDLED, NUMBERED, bundled_files, clean_tunes, read_abc_file
 from common.quality.figures import TuneQuality, assess_texts, key_spread, summarise
+from common.quality.musicality import tune_features
+from common.quality.overlap import Reference
+from common.quality.reference import reference_and_human, score
 from common.quality.similarity import MelodyIndex, fingerprint
 from common.schemas import NEAR_COPY_THRESHOLD, QualityReport
 
 COLUMNS = ["set", "tunes", "valid", "clean", "a2m clean", "bars ok", "2-part", "near-copy",
-           "diversity", "bars", "raw valid", "raw clean", "keys"]  # fmt: skip
+           "diversity", "bars", "raw valid", "raw clean", "music", "tonic end", "rep bars",
+           "keys"]  # fmt: skip
 
 
 #: Tunes abc2midi warned about a bar's length ("Bar 5 has 7 time units while the time signature
@@ -114,6 +122,10 @@ def batch_tunes(ref: str) -> list[str]:
     return [p.read_text(errors="replace") for p in sorted(path.glob("*.abc"))]
 
 
+#: The musicality reference of every row (set by main from --reference; None = no column).
+REFERENCE: list[Reference] = []
+
+
 def measure(
     label: str,
     tunes: list[str],
@@ -135,6 +147,8 @@ def measure(
             match = own.nearest(quality.fingerprint, exclude=i)
             quality.similarity = match.similarity if match else None
     report = summarise(assessed)
+    if REFERENCE:
+        report.musicality = score([tune_features(t) for t in tunes], REFERENCE[0])
     a2m_clean = sum(1 for t in tunes if not BAR_WARNINGS.get(t, True)) / max(1, len(tunes))
     if manifest is not None:  # the generator's own count of its tries
         report.tries, report.raw_valid = manifest.tries, manifest.raw_valid
@@ -225,12 +239,21 @@ def fmt(value: Any) -> str:
     return str(value)
 
 
+def musical(report: dict[str, Any] | None) -> list[str]:
+    """The musicality cells of a row: overall overlap, last note on the tonic, repeated bars."""
+    if not report or report.get("overall") is None:
+        return ["-", "-", "-"]
+    figures = report["figures"]
+    return [f"{report['overall']:.2f}", fmt(figures["final_tonic"]), fmt(figures["repeated_bars"])]
+
+
 def print_table(rows: list[dict[str, Any]]) -> None:
     keys = ["valid", "rhythm_ok", "a2m_clean", "bar_regularity", "two_part", "near_copy",
             "diversity"]  # fmt: skip
     cells = [COLUMNS] + [
         [r["set"], str(r["tunes"]), *(fmt(r[k]) for k in keys), f"{r['mean_bars']:.1f}",
-         fmt(r["raw_valid"]), fmt(r["raw_rhythm_ok"]), key_spread(r.get("keys"), most=3)]
+         fmt(r["raw_valid"]), fmt(r["raw_rhythm_ok"]), *musical(r.get("musicality")),
+         key_spread(r.get("keys"), most=3)]
         for r in rows
     ]  # fmt: skip
     widths = [max(len(row[i]) for row in cells) for i in range(len(COLUMNS))]
@@ -251,6 +274,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--count", type=int, default=200)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--against", default="oneills", help="Training corpus for near-copies.")
+    parser.add_argument(
+        "--reference",
+        default=None,
+        help="Corpus whose held-out tunes score musicality (default: the setting, oneills; "
+        "'' for none).",
+    )
     parser.add_argument("--limit", type=int, default=0, help="At most N tunes per row (0 = all).")
     parser.add_argument("--calibrate", action="store_true", help="Measure the copy threshold.")
     parser.add_argument("--json", action="store_true")
@@ -263,6 +292,11 @@ def main(argv: list[str] | None = None) -> int:
         args.corpus = [args.against]
     training = corpus_tunes(args.against)
     index = MelodyIndex.from_tunes(training)
+    reference = settings().musicality_reference if args.reference is None else args.reference
+    if reference:
+        from common.store.open import make_store
+
+        REFERENCE.append(reference_and_human(make_store(settings()), [reference])[0])
 
     def limited(tunes: list[str]) -> list[str]:
         return tunes[: args.limit] if args.limit else tunes
@@ -283,6 +317,12 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print(f"near-copies against {args.against} ({len(training)} tunes), "
               f"threshold {NEAR_COPY_THRESHOLD}")  # fmt: skip
+        if REFERENCE:
+            human = REFERENCE[0].baselines["human"]
+            held = REFERENCE[0]
+            print(f"music: overlap with {held.tunes} held-out {held.name} tunes (the other "
+                  f"held-out half: {human['overall']}, tonic end {fmt(human['final_tonic'])}, "
+                  f"rep bars {fmt(human['repeated_bars'])})")  # fmt: skip
         print_table(rows)
     return 0
 

@@ -393,6 +393,36 @@ class TuneRecord(Record):
         self.updated_at = now()
 
 
+class MusicalityReport(BaseModel):
+    """How like human tunes a set is (common.quality.musicality, .overlap, .reference): per
+    feature the overlap (0..1, 1 = like the reference) of the set's distances to the reference
+    tunes with the reference's own, per family and overall; the set's plain figures; and the
+    same figures of held-out human tunes and of the whole corpus to read them against."""
+
+    reference: str | None = Field(description="Corpus whose held-out tunes are the reference.")
+    unavailable: str | None = Field(
+        default=None, description="Why there is no score (no reference corpus imported, ...)."
+    )
+    reference_tunes: int | None = None
+    tunes: int | None = Field(default=None, description="Tunes scored.")
+    overall: float | None = Field(default=None, description="Mean overlap over all features.")
+    families: dict[str, float | None] = Field(
+        default_factory=dict, description="Mean overlap per family: pitch, rhythm, structure."
+    )
+    overlap: dict[str, float | None] = Field(default_factory=dict, description="Per feature.")
+    kl: dict[str, float | None] = Field(
+        default_factory=dict, description="KL(reference's distances || the set's), per feature."
+    )
+    figures: dict[str, float | None] = Field(
+        default_factory=dict,
+        description="Plain figures: last note on the tonic, repeated bars, motif reuse, ...",
+    )
+    baselines: dict[str, dict[str, float | None]] = Field(
+        default_factory=dict,
+        description="The same figures of 'human' (held-out tunes, scored) and 'corpus' (all).",
+    )
+
+
 class QualityReport(BaseModel):
     """Figures of a set of tunes (common.quality.figures); shares are 0..1, None when not
     measured."""
@@ -421,6 +451,9 @@ class QualityReport(BaseModel):
     tries: int | None = Field(default=None, description="Samples drawn, gate included.")
     raw_valid: float | None = Field(default=None, description="Share of tries abc2midi accepts.")
     raw_rhythm_ok: float | None = Field(default=None, description="Share of tries in rhythm.")
+    musicality: MusicalityReport | None = Field(
+        default=None, description="Likeness to held-out human tunes (None: not measured)."
+    )
 
 
 class Manifest(BaseModel):

@@ -88,6 +88,14 @@ class Settings(BaseSettings):
         default=32, ge=1, description="Steps run inside one compiled call before Python looks."
     )
 
+    # --- quality ------------------------------------------------------------------------------
+    musicality_reference: str = Field(
+        default="oneills",
+        description="Imported corpus whose held-out (validation) tunes are the human reference of "
+        "the musicality figures in manifests and reports; '' for none. One reference for every "
+        "model, so that their figures compare.",
+    )
+
     # --- rendering ----------------------------------------------------------------------------
     abc2midi: str = "abc2midi"
     timidity: str = "timidity"

@@ -18,7 +18,8 @@ from producer.options import JsonOpt
 
 if TYPE_CHECKING:
     from common.quality.figures import TuneQuality
-    from common.schemas import QualityReport
+    from common.quality.musicality import TuneFeatures
+    from common.schemas import MusicalityReport, QualityReport
 
 
 def report_rows(report: QualityReport) -> list[tuple[str, str]]:
@@ -48,6 +49,49 @@ def report_rows(report: QualityReport) -> list[tuple[str, str]]:
             ("raw valid (share of tries)", share(report.raw_valid)),
             ("raw rhythm ok (share of tries)", share(report.raw_rhythm_ok)),
         ]
+    if report.musicality is not None:
+        rows += musicality_rows(report.musicality)
+    return rows
+
+
+def musicality_rows(report: MusicalityReport) -> list[tuple[str, str]]:
+    """The musicality figures, each beside held-out human tunes' and the whole corpus's."""
+    from common.quality.musicality import FAMILIES, SHARES, SUMMARY_LABELS
+
+    if report.unavailable is not None or report.overall is None:
+        return [("musicality", report.unavailable or "no tunes to score")]
+    human = report.baselines.get("human", {})
+    corpus = report.baselines.get("corpus", {})
+
+    def value(key: str, figures: dict[str, float | None]) -> str:
+        number = figures.get(key)
+        if number is None:
+            return "-"
+        if key in SHARES:
+            return f"{100 * number:.1f} %"
+        return f"{number:.2f}" if abs(number) < 10 else f"{number:.1f}"
+
+    def overlaps(figures: dict[str, float | None]) -> str:
+        return " / ".join(
+            "-" if figures.get(k) is None else f"{figures[k]:.2f}" for k in ("overall", *FAMILIES)
+        )
+
+    scored = {"overall": report.overall, **report.families}
+    rows = [
+        (
+            f"musicality: overlap with {report.reference_tunes} held-out {report.reference} "
+            "tunes, overall / pitch / rhythm / structure (1 = like them)",
+            f"{overlaps(scored)}  (human {overlaps(human)})",
+        )
+    ]
+    for key, label in SUMMARY_LABELS.items():
+        rows.append(
+            (
+                f"  {label}",
+                f"{value(key, report.figures)}  (human {value(key, human)}, "
+                f"corpus {value(key, corpus)})",
+            )
+        )
     return rows
 
 
@@ -58,7 +102,7 @@ def batch_report(batch_id: str) -> QualityReport:
     from common.jobs.finalize import batch_quality
     from common.schemas import Manifest, check_batch_id
 
-    from producer.options import job_context
+    from producer.options import job_context, settings
 
     ctx = job_context()
     check_batch_id(batch_id)
@@ -69,7 +113,11 @@ def batch_report(batch_id: str) -> QualityReport:
             return manifest.quality
     batch = ctx.records.get_batch(batch_id)
     report = batch_quality(
-        ctx.store, batch_id, ctx.records.tunes(batch_id), batch.spec.near_copy_threshold
+        ctx.store,
+        batch_id,
+        ctx.records.tunes(batch_id),
+        batch.spec.near_copy_threshold,
+        reference=settings().musicality_reference,
     )
     if report is None:
         raise NotFoundError(f"batch {batch_id} has no generated tunes yet; report it later")
@@ -78,14 +126,17 @@ def batch_report(batch_id: str) -> QualityReport:
 
 def file_report(
     path: Path, corpus: str | None, check: bool
-) -> tuple[QualityReport, list[TuneQuality], list[str]]:
-    """(QualityReport, per-tune figures, titles) of every tune in an ABC file."""
+) -> tuple[QualityReport, list[TuneQuality], list[str], list[TuneFeatures]]:
+    """(QualityReport, per-tune figures, titles, per-tune musicality features) of every tune in
+    an ABC file."""
     import os
 
     from common.abc import notation as abc_notation
     from common.abc.corpus import load_corpus, read_abc_file
     from common.errors import InvalidInputError
     from common.quality.figures import assess_texts, summarise
+    from common.quality.musicality import tune_features
+    from common.quality.reference import musicality
     from common.quality.similarity import MelodyIndex
     from common.render import pipeline as render
 
@@ -109,7 +160,11 @@ def file_report(
         tunes, checker=abc2midi if check else None, index=index, workers=os.cpu_count() or 1
     )
     titles = [abc_notation.header_fields(t).get("T", "") for t in tunes]
-    return summarise(assessed), assessed, titles
+    report = summarise(assessed)
+    music = [tune_features(t) for t in tunes]
+    if s.musicality_reference:
+        report.musicality = musicality(store(), s.musicality_reference, music)
+    return report, assessed, titles, music
 
 
 def report_cli(
@@ -128,15 +183,17 @@ def report_cli(
     tunes: Annotated[bool, typer.Option("--tunes", help="With --file: one row per tune.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Quality of a batch or a file: valid, rhythm, bars, form, length, copies, diversity."""
+    """Quality of a batch or a file: valid, rhythm, bars, form, length, copies, diversity, and
+    musicality against held-out human tunes (TUNEBATCH_MUSICALITY_REFERENCE)."""
     from common.errors import InvalidInputError
 
     if (batch is None) == (file is None):
         raise InvalidInputError("give a batch id or --file F.abc (one of the two)")
     per_tune: list[TuneQuality] = []
     titles: list[str] = []
+    music: list[TuneFeatures] = []
     if file is not None:
-        report, per_tune, titles = file_report(file, corpus, check)
+        report, per_tune, titles, music = file_report(file, corpus, check)
         name = str(file)
     else:
         assert batch is not None
@@ -145,7 +202,7 @@ def report_cli(
         data: dict[str, Any] = {"source": name, **report.model_dump(mode="json")}
         if per_tune:
             data["per_tune"] = [
-                _tune_row(t, title) for t, title in zip(per_tune, titles, strict=True)
+                _tune_row(*row) for row in zip(per_tune, titles, music, strict=True)
             ]
         views.print_json(data)
         return
@@ -161,11 +218,16 @@ def report_cli(
             "two_part",
             "nearest",
         ]
-        rows = [_tune_row(t, title) for t, title in zip(per_tune, titles, strict=True)]
+        rows = [_tune_row(*row) for row in zip(per_tune, titles, music, strict=True)]
         views.table("Tunes", columns, [[r[c] for c in columns] for r in rows])
 
 
-def _tune_row(tune: TuneQuality, title: str) -> dict[str, Any]:
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
+
+
+def _tune_row(tune: TuneQuality, title: str, music: TuneFeatures) -> dict[str, Any]:
+    tonic_end = music.scalar("final_tonic")
     return {
         "title": title,
         "key": tune.key,
@@ -180,6 +242,9 @@ def _tune_row(tune: TuneQuality, title: str) -> dict[str, Any]:
         ),
         "similarity": tune.similarity,
         "reasons": tune.reasons[:5],
+        "tonic_end": None if tonic_end is None else tonic_end == 1.0,
+        "repeated_bars": _rounded(music.scalar("repeated_bars")),
+        "motif_reuse": _rounded(music.scalar("motif_reuse")),
     }
 
 

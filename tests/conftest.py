@@ -53,4 +53,4 @@ def s3_bucket(s3_server: srv.S3Server) -> Iterator[tuple[str, str]]:
     srv.delete_bucket(s3_server.endpoint_url, name)
 
 
-pytest_plugins = ["tests.model_fixtures"]
+pytest_plugins = ["tests.model_fixtures", "tests.quality_fixtures"]

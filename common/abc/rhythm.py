@@ -32,6 +32,9 @@ class Bar:
     start: str = ""  # barline(s) before it ("" at the start of the tune)
     end: str = ""  # barline(s) after it ("" at the end of the tune)
     ending: str | None = None  # the numbered ending it belongs to
+    #: Its notes and rests in order (the musicality features read them; the check needs only
+    #: the duration).
+    notes: list[Note] = field(default_factory=list)
 
 
 @dataclass
@@ -56,7 +59,7 @@ class RhythmResult:
         return self.bars - self.wrong_bars
 
 
-def _section_boundary(kind: str) -> bool:
+def section_boundary(kind: str) -> bool:
     return ":" in kind or "||" in kind or "]" in kind or "[" in kind
 
 
@@ -74,6 +77,7 @@ def split_bars(music: Music) -> list[Bar]:
                 current.ending = ending
             has_notes = True
             current.duration += event.duration
+            current.notes.append(event)
         elif isinstance(event, MeterChange):
             meter = event.meter
             if not has_notes:
@@ -83,7 +87,7 @@ def split_bars(music: Music) -> list[Bar]:
             if not has_notes:
                 current.ending = ending
         elif isinstance(event, Barline):
-            if _section_boundary(event.kind) and not event.ending:
+            if section_boundary(event.kind) and not event.ending:
                 ending = None
             if has_notes:
                 current.end = event.kind
@@ -110,7 +114,7 @@ def _may_be_pickup(bars: list[Bar], i: int) -> bool:
     """The first bar of the tune, of a section, or of a numbered ending."""
     bar = bars[i]
     starts_ending = bar.ending is not None and (i == 0 or bars[i - 1].ending != bar.ending)
-    return i == 0 or _section_boundary(bar.start) or starts_ending
+    return i == 0 or section_boundary(bar.start) or starts_ending
 
 
 def check_bars(bars: list[Bar], unit: Fraction, meter_text: str = "") -> tuple[int, list[str]]:
@@ -132,7 +136,7 @@ def check_bars(bars: list[Bar], unit: Fraction, meter_text: str = "") -> tuple[i
             last_of_ending = bar.ending is not None and (
                 i + 1 == len(bars) or bars[i + 1].ending != bar.ending
             )
-            closes = i + 1 == len(bars) or _section_boundary(bar.end) or last_of_ending
+            closes = i + 1 == len(bars) or section_boundary(bar.end) or last_of_ending
             if closes and (expected - bar.duration) in pickups:
                 continue  # completes a pickup
         wrong += 1
@@ -143,31 +147,47 @@ def check_bars(bars: list[Bar], unit: Fraction, meter_text: str = "") -> tuple[i
     return wrong, reasons
 
 
-def parts(bars: list[Bar]) -> list[tuple[int, bool]]:
-    """The tune's sections as (bars played once through, repeated?), pickups merged.
+def sections(bars: list[Bar]) -> list[list[Bar]]:
+    """The tune's bars grouped into sections, in written order.
 
     A section runs to the next section boundary, but a first ending's repeat sign does not end
-    it: the section ends after its last ending. Its length is its duration in whole bars (the
-    first ending counted, later ones not), rounded, so a pickup and the closing bar it completes
-    count as one bar; sections under half a bar (a lone pickup before ``|:``) are dropped.
+    it: the section ends after its last ending.
     """
-    out: list[tuple[int, bool]] = []
-    total = Fraction(0)
-    repeated = False
+    out: list[list[Bar]] = []
+    current: list[Bar] = []
     for i, bar in enumerate(bars):
-        if bar.expected is None:
-            return []
-        if bar.ending is None or bar.ending.startswith("1"):
-            total += bar.duration / bar.expected
-        repeated = repeated or bar.end.lstrip().startswith(":") or bar.ending is not None
+        current.append(bar)
         nxt = bars[i + 1] if i + 1 < len(bars) else None
         continues = nxt is not None and nxt.ending is not None and nxt.ending != bar.ending
-        if nxt is None or (_section_boundary(bar.end) and not continues):
-            length = int(total + Fraction(1, 2))
-            if length >= 1:
-                out.append((length, repeated))
-            total = Fraction(0)
-            repeated = False
+        if nxt is None or (section_boundary(bar.end) and not continues):
+            out.append(current)
+            current = []
+    return out
+
+
+def parts(bars: list[Bar]) -> list[tuple[int, bool]]:
+    """The tune's `sections` as (bars played once through, repeated?), pickups merged.
+
+    A section's length is its duration in whole bars (the first ending counted, later ones
+    not), rounded, so a pickup and the closing bar it completes count as one bar; sections under
+    half a bar (a lone pickup before ``|:``) are dropped.
+    """
+    if any(bar.expected is None for bar in bars):
+        return []
+    out: list[tuple[int, bool]] = []
+    for section in sections(bars):
+        total = sum(
+            (
+                bar.duration / bar.expected
+                for bar in section
+                if bar.expected is not None and (bar.ending is None or bar.ending.startswith("1"))
+            ),
+            Fraction(0),
+        )
+        repeated = any(b.end.lstrip().startswith(":") or b.ending is not None for b in section)
+        length = int(total + Fraction(1, 2))
+        if length >= 1:
+            out.append((length, repeated))
     return out
 
 

@@ -56,7 +56,13 @@ def finalize_batch(ctx: Context, batch_id: str) -> Manifest | None:
         tool_versions=tool_versions(ctx.settings),
         software=software_versions(),
         counts=counts,
-        quality=batch_quality(ctx.store, batch_id, tunes, batch.spec.near_copy_threshold),
+        quality=batch_quality(
+            ctx.store,
+            batch_id,
+            tunes,
+            batch.spec.near_copy_threshold,
+            reference=ctx.settings.musicality_reference,
+        ),
         tunes=tunes,
     )
     if batch.cancelled:  # the tunes cancelled mid-way leave no files (see common.jobs.cancel)
@@ -70,10 +76,19 @@ def finalize_batch(ctx: Context, batch_id: str) -> Manifest | None:
 
 
 def batch_quality(
-    store: ArtifactStore, batch_id: str, tunes: list[TuneRecord], threshold: float
+    store: ArtifactStore,
+    batch_id: str,
+    tunes: list[TuneRecord],
+    threshold: float,
+    *,
+    reference: str = "",
 ) -> QualityReport | None:
     """The quality figures of a batch's generated tunes (those whose ABC is stored), raw rates
     over all their tries; None when there are none.
+
+    With a `reference` corpus the musicality figures score the tunes the diversity figure reads
+    (all of them up to `similarity.DIVERSITY_SAMPLE`, else an even sample) against that corpus's
+    stored reference (`common.quality.reference`); no tune is read for them alone.
 
     Cancelled tunes are left out: they deliver nothing, and their ABC may be being deleted while
     this runs (a render that raced `producer cancel` removes its files after the tune is already
@@ -89,24 +104,34 @@ def batch_quality(
     ]
     if not made:
         return None
-    qualities = _qualities(store, batch_id, made)
+    qualities, sampled = _qualities(store, batch_id, made)
     if any(t.rhythm_ok is None for t in made):  # a record without rhythm figures has no try counts
-        return summarise(qualities, threshold=threshold)
-    return summarise(
-        qualities,
-        threshold=threshold,
-        tries=sum(t.tries for t in made),
-        tries_valid=sum(t.tries_valid for t in made),
-        tries_rhythm_ok=sum(t.tries_rhythm_ok for t in made),
-    )
+        report = summarise(qualities, threshold=threshold)
+    else:
+        report = summarise(
+            qualities,
+            threshold=threshold,
+            tries=sum(t.tries for t in made),
+            tries_valid=sum(t.tries_valid for t in made),
+            tries_rhythm_ok=sum(t.tries_rhythm_ok for t in made),
+        )
+    if reference:
+        from common.quality.musicality import tune_features
+        from common.quality.reference import musicality
+
+        report.musicality = musicality(store, reference, [tune_features(t) for t in sampled])
+    return report
 
 
 def _abc_key(batch_id: str, tune: TuneRecord) -> str:
     return batches.tune_key(batch_id, tune.tune_id, "abc")
 
 
-def _qualities(store: ArtifactStore, batch_id: str, made: list[TuneRecord]) -> list[TuneQuality]:
-    """One `TuneQuality` per tune, from its record where it has the figures, else from its ABC.
+def _qualities(
+    store: ArtifactStore, batch_id: str, made: list[TuneRecord]
+) -> tuple[list[TuneQuality], list[str]]:
+    """One `TuneQuality` per tune, from its record where it has the figures, else from its ABC;
+    and the texts of the tunes the diversity figure compares, in batch order.
 
     Only the tunes the diversity figure compares keep their melody fingerprint (the others get
     None), so `summarise` compares exactly the tunes it would have sampled from all of them.
@@ -114,8 +139,12 @@ def _qualities(store: ArtifactStore, batch_id: str, made: list[TuneRecord]) -> l
     from common.quality.figures import assess_tune
     from common.quality.similarity import diversity_sample, fingerprint
 
+    texts: dict[str, str] = {}
+
     def text_of(tune: TuneRecord) -> str:
-        return store.get_bytes(_abc_key(batch_id, tune)).decode(errors="replace")
+        text = store.get_bytes(_abc_key(batch_id, tune)).decode(errors="replace")
+        texts[tune.tune_id] = text
+        return text
 
     def assess(tune: TuneRecord) -> TuneQuality:
         quality = assess_tune(text_of(tune))
@@ -143,7 +172,7 @@ def _qualities(store: ArtifactStore, batch_id: str, made: list[TuneRecord]) -> l
     for i, quality in enumerate(qualities):
         if i not in sampled:
             quality.fingerprint = None
-    return qualities
+    return qualities, [texts[made[i].tune_id] for i in sorted(sampled)]
 
 
 def _recorded(tune: TuneRecord) -> TuneQuality | None:

@@ -92,5 +92,22 @@ def test_quality_bench_measures_a_corpus_and_a_file_with_one_checker() -> None:
     for row in (corpus, tiny):
         assert 0 <= row["valid"] <= 1 and 0 <= row["rhythm_ok"] <= 1
         assert row["bar_regularity"] >= row["rhythm_ok"] * 0.5 and row["near_copy"] is not None
+        assert 0 < row["musicality"]["overall"] <= 1  # against held-out O'Neill's tunes
     calibration = run_json("bench/quality.py", "--calibrate")
     assert calibration["same_at_threshold"] > 0.9 > calibration["other_at_threshold"]
+
+
+def test_musicality_bench_scores_sets_and_controls_against_held_out_tunes(
+    tmp_path: Path,
+) -> None:
+    report = run_json(
+        "bench/musicality.py", "--data-dir", str(tmp_path), "--reference", "oneills",
+        "--abc", "tests/data/tiny_corpus.abc", "--peers", "",
+    )  # fmt: skip
+    sets = report["sets"]
+    assert list(sets) == ["tiny_corpus.abc", "human", "bar-shuffled", "random walk"]
+    assert report["reference"] == "oneills" and report["reference_tunes"] > 40
+    assert sets["tiny_corpus.abc"]["tunes"] == 40
+    human = sets["human"]["overall"]
+    assert human > sets["bar-shuffled"]["overall"] and human > sets["random walk"]["overall"]
+    assert sets["tiny_corpus.abc"]["summary"]["final_tonic"] > 0.5  # O'Neill's own tunes

@@ -12,6 +12,7 @@ from common.schemas import BatchRecord, BatchSpec, TuneRecord, TuneStatus, new_b
 from common.state.local import LocalRecords
 from common.store.local import LocalStore
 from tests.producer_cli import embedded_data_dir, run
+from tests.quality_fixtures import copy_reference
 
 GOOD = "X:1\nT:Good\nM:6/8\nL:1/8\nK:G\nD|GAB cBA|GAB c2:|\n"
 SHORT = "X:2\nT:Short\nM:6/8\nL:1/8\nK:G\nGAB cBA|GAB c2|GAB cBA|\n"
@@ -41,6 +42,40 @@ def test_report_on_a_file(env: Path, tmp_path: Path) -> None:
     code, out, err = run("report", "--file", str(path), "--tunes")
     assert code == 0 and "bar regularity" in out and "Short" in out
     assert "keys (most common first)" in out and "G 67 %, D 33 %" in out
+
+
+def test_report_musicality_against_held_out_tunes(
+    env: Path, tmp_path: Path, oneills_reference: LocalStore
+) -> None:
+    home = "X:4\nT:Home\nM:6/8\nL:1/8\nK:G\n|:GAB cBA|GAB cBA|dcB AGF|G3 G3:|\n"
+    path = tmp_path / "tunes.abc"
+    path.write_text("\n".join([GOOD, SHORT, home]))
+    code, out, err = run("report", "--file", str(path), "--no-check", "--json")
+    assert code == 0, err
+    missing = json.loads(out)["musicality"]
+    assert missing["overall"] is None
+    assert missing["unavailable"].startswith("no reference: corpus 'oneills' is not imported")
+    assert "producer corpus import oneills" in missing["unavailable"]
+
+    copy_reference(oneills_reference, LocalStore(env))
+    code, out, err = run("report", "--file", str(path), "--no-check", "--json")
+    assert code == 0, err
+    music = json.loads(out)["musicality"]
+    assert (music["reference"], music["tunes"], music["unavailable"]) == ("oneills", 3, None)
+    assert 0 < music["overall"] <= 1 and set(music["families"]) == {"pitch", "rhythm", "structure"}
+    # GOOD ends on c, SHORT on A, Home on its tonic G; Home's second bar repeats its first.
+    assert music["figures"]["final_tonic"] == round(1 / 3, 4)
+    assert music["figures"]["repeated_bars"] == round(2 / 10, 4)  # and SHORT's third bar
+    assert music["baselines"]["human"]["final_tonic"] > 0.5
+    rows = json.loads(out)["per_tune"]
+    assert [r["tonic_end"] for r in rows] == [False, False, True]
+    assert [r["repeated_bars"] for r in rows] == [0.0, round(1 / 3, 3), 0.25]
+    # Home's bars 2, 3, 4 against earlier ones: the same bar; B on 3 of 6; G on 1 of 6.
+    assert rows[2]["motif_reuse"] == round((1 + 1 / 6 + 1 / 6) / 3, 3)
+    code, out, err = run("report", "--file", str(path), "--no-check")
+    assert code == 0, err
+    assert "musicality: overlap with" in out and "last note on the tonic" in out
+    assert "33.3 %  (human" in out
 
 
 def test_key_spread_row() -> None:

@@ -24,6 +24,7 @@ from common.schemas import (
 from common.state.local import LocalRecords
 from common.store.local import LocalStore
 from tests.model_fixtures import TINY_CORPUS, TinyEnv, tiny_settings
+from tests.quality_fixtures import copy_reference
 
 
 @pytest.fixture
@@ -68,6 +69,22 @@ def counting_reads(ctx: Context, monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return reads
 
 
+def generated(ctx: Context, batch_id: str, index: int, text: str, **figures: Any) -> None:
+    """Store `text` as tune `index` of the batch, generated, with the figures generation records
+    (from the text) and `figures` (tries, verdicts)."""
+    quality = assess_tune(text)
+    assert quality.fingerprint is not None
+    tid = tune_id(index)
+    ctx.store.put_bytes(tune_key(batch_id, tid, "abc"), text.encode())
+    ctx.records.update_tune(batch_id, tid, TuneStatus.GENERATING)
+    ctx.records.update_tune(
+        batch_id, tid, TuneStatus.GENERATED, chars=quality.chars,
+        rhythm_checked=quality.rhythm_checked, rhythm_ok=quality.rhythm_ok, bars=quality.bars,
+        wrong_bars=quality.wrong_bars, two_part=quality.two_part,
+        melody_grams=len(quality.fingerprint), key=quality.key, **figures,
+    )  # fmt: skip
+
+
 def test_generation_records_the_figures_of_the_stored_text(ctx: Context, tiny_env: TinyEnv) -> None:
     spec = BatchSpec(count=4, model_id=tiny_env.model.id, seed=3, max_chars=400, chunk_size=4,
                      formats=["abc"])  # fmt: skip
@@ -91,17 +108,9 @@ def test_report_from_records_equals_reassessing_and_reads_only_the_sample(
     texts = list(split_tunes(TINY_CORPUS.read_text(encoding="utf-8")))[:9]
     batch = batches.create_batch(ctx, BatchSpec(count=10, model_id=tiny_env.model.id))
     for i, text in enumerate(texts):  # tune 9 is never generated: not in the report
-        quality = assess_tune(text)
-        assert quality.fingerprint is not None
-        tid = tune_id(i)
-        ctx.store.put_bytes(tune_key(batch.id, tid, "abc"), text.encode())
-        ctx.records.update_tune(batch.id, tid, TuneStatus.GENERATING)
-        ctx.records.update_tune(
-            batch.id, tid, TuneStatus.GENERATED, tries=2, tries_valid=i % 2, tries_rhythm_ok=1,
+        generated(
+            ctx, batch.id, i, text, tries=2, tries_valid=i % 2, tries_rhythm_ok=1,
             valid=i % 3 != 0, similarity=i / 10, nearest_tune=f"{i}: a tune",
-            chars=quality.chars, rhythm_checked=quality.rhythm_checked,
-            rhythm_ok=quality.rhythm_ok, bars=quality.bars, wrong_bars=quality.wrong_bars,
-            two_part=quality.two_part, melody_grams=len(quality.fingerprint), key=quality.key,
         )  # fmt: skip
     ctx.store.delete(tune_key(batch.id, tune_id(8), "abc"))  # a cancelled tune leaves no ABC
     monkeypatch.setattr(similarity, "DIVERSITY_SAMPLE", 3)
@@ -122,6 +131,39 @@ def test_report_from_records_equals_reassessing_and_reads_only_the_sample(
     # Tunes 1, 3, 5 and 7 are assessed; of the sample (0, 3, 7 of the 8) tune 0 is read for its
     # melody.
     assert sorted(reads) == [tune_key(batch.id, tune_id(i), "abc") for i in (0, 1, 3, 5, 7)]
+
+
+def test_musicality_scores_the_sample_finalize_reads_and_says_when_it_cannot(
+    ctx: Context,
+    tiny_env: TinyEnv,
+    oneills_reference: LocalStore,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    texts = list(split_tunes(TINY_CORPUS.read_text(encoding="utf-8")))[:6]
+    batch = batches.create_batch(ctx, BatchSpec(count=6, model_id=tiny_env.model.id))
+    for i, text in enumerate(texts):
+        generated(ctx, batch.id, i, text, tries=1, tries_valid=1, tries_rhythm_ok=1, valid=True)
+    monkeypatch.setattr(similarity, "DIVERSITY_SAMPLE", 4)
+    tunes = ctx.records.tunes(batch.id)
+    # Without the reference corpus imported, the report says what to do.
+    report = finalize.batch_quality(ctx.store, batch.id, tunes, 0.5, reference="oneills")
+    assert report is not None and report.musicality is not None
+    assert report.musicality.overall is None
+    assert "producer corpus import oneills" in (report.musicality.unavailable or "")
+
+    copy_reference(oneills_reference, ctx.store)
+    reads = counting_reads(ctx, monkeypatch)
+    report = finalize.batch_quality(ctx.store, batch.id, tunes, 0.5, reference="oneills")
+    assert len(reads) == 4  # the diversity sample, nothing more for the musicality figures
+    assert report is not None and report.musicality is not None
+    music = report.musicality
+    assert music.tunes == 4 and music.reference == "oneills" and music.overall is not None
+    # O'Neill's own tunes (the tiny corpus) score as human tunes do.
+    human = music.baselines["human"]["overall"]
+    assert human is not None and music.overall > human - 0.15
+    assert report.model_copy(update={"musicality": None}) == finalize.batch_quality(
+        ctx.store, batch.id, tunes, 0.5
+    )
 
 
 def test_a_cancelled_tune_whose_abc_vanishes_meanwhile_does_not_stop_the_manifest(
