@@ -20,7 +20,12 @@ State, in the tracker's array: PLAN (row of the plan table, -1: none), CUR (the 
 written, counted as the form counts parts: `PART_BARS` per part, a pickup sharing the number of
 the first full bar; -1 before the body or after the second part), REC (its text has started),
 CK (chars of the source written, -1: no copy), LEN (chars recorded per bar, -1: longer than
-`WIDTH`), then the bars' text, one byte a char, four to a column.
+`WIDTH`), MID (chars recorded before the first element that starts at or past the middle of
+the bar, 0: none yet), then the bars' text, one byte a char, four to a column.
+
+A plan entry of `HALF` + j repeats only bar j's first half (to its first element at or past
+the middle): 12 % of the bars of O'Neill's two-part tunes begin as an earlier bar does and then
+go their own way.
 """
 
 from __future__ import annotations
@@ -46,11 +51,12 @@ from common.lstm.bar_rules import (
     bit,
 )
 from common.lstm.bar_tables import Tables
+from common.lstm.music_rules import HALF
 
 BARS = PART_BARS * PARTS
 #: Chars recorded per bar; a longer bar is not copied.
 WIDTH = 32
-_SMALL = 4 + BARS  # PLAN, CUR, REC, CK, LEN[BARS]
+_SMALL = 4 + 2 * BARS  # PLAN, CUR, REC, CK, LEN[BARS], MID[BARS]
 #: Columns this module adds to the tracker's state.
 REPEAT_FIELDS = _SMALL + BARS * WIDTH // 4
 
@@ -63,7 +69,8 @@ def plan_row(seeds: npt.NDArray[np.integer], plans: int) -> npt.NDArray[np.int32
 
 class BarRepeats:
     """Recording and copying over all slots; `base` is its first state column, `form_cols` the
-    form's section columns (ACC, SEC) it counts bars from."""
+    form's section columns (ACC, SEC) it counts bars from, `bar_cols` the tracker's (POS,
+    CARRY, BARLEN) it finds a bar's middle with."""
 
     def __init__(
         self,
@@ -71,15 +78,21 @@ class BarRepeats:
         chars: Sequence[str],
         base: int,
         form_cols: tuple[int, int],
+        bar_cols: tuple[int, int, int],
         plans: Sequence[Sequence[int]],
     ) -> None:
         if len(chars) > 127:
             raise ValueError("bar repeats keep a char in a byte: at most 127 chars")
         self.plan, self.cur, self.rec, self.ck = base, base + 1, base + 2, base + 3
         self.len0 = base + 4
+        self.mid0 = base + 4 + BARS
         self.buf0 = base + _SMALL
         self.acc_col, self.sec_col = form_cols
-        self.plans = np.asarray(plans, np.int32).reshape(-1, BARS)
+        self.pos, self.carry, self.barlen = bar_cols
+        table = np.asarray(plans, np.int32).reshape(-1, BARS)
+        #: Source bar per (plan, bar), -1: none; and whether only its first half is repeated.
+        self.plans = np.where(table >= HALF, table - HALF, table)
+        self.half = table >= HALF
         timed = bit(C_NOTE) | bit(C_TUP2) | bit(C_TUP3) | bit(C_TUP4) | bit(C_BROKEN)
         self._timed = ((t.req & timed) != 0) & (t.next >= 0)
         barline = (A_CLOSE, A_CLOSE_COLON, A_SECTION, A_REPOPEN, A_END1, A_END2)
@@ -112,6 +125,10 @@ class BarRepeats:
             text = self._text(s)
             cur = s[rows, self.cur]
             length = s[rows, self.len0 + cur]
+            # The first element at or past the bar's middle: what came before is its first half.
+            at = (s[rows, self.pos] + s[rows, self.carry]) * 2 >= s[rows, self.barlen]
+            mid = at & self._timed[mode[rows], c[rows]] & (s[rows, self.mid0 + cur] == 0)
+            s[rows[mid], self.mid0 + cur[mid]] = length[mid]
             ok = (length >= 0) & (length < WIDTH)
             r_ok = rows[ok]
             text[r_ok, cur[ok] * WIDTH + length[ok]] = c[r_ok]
@@ -134,11 +151,13 @@ class BarRepeats:
         if not copying.any():
             return
         rows, c, ck = rows[copying], c[copying], ck[copying]
-        src = self.plans[s[rows, self.plan], s[rows, self.cur]]
+        plan, cur = s[rows, self.plan], s[rows, self.cur]
+        src = self.plans[plan, cur]
         want = text[rows, src * WIDTH + ck]
         hit = c == want
         self.copied += int(hit.sum())
-        done = ck + 1 >= s[rows, self.len0 + src]
+        end = np.where(self.half[plan, cur], s[rows, self.mid0 + src], s[rows, self.len0 + src])
+        done = ck + 1 >= end
         s[rows, self.ck] = np.where(hit & ~done, ck + 1, -1)
 
     def _new_bar(self, s: npt.NDArray[np.int32], rows: npt.NDArray[np.intp]) -> None:
@@ -156,11 +175,14 @@ class BarRepeats:
             return
         bar_live = cur[inside]
         s[live, self.len0 + bar_live] = 0
+        s[live, self.mid0 + bar_live] = 0
         plan = s[live, self.plan]
         planned = plan >= 0
         src = np.where(planned, self.plans[np.maximum(plan, 0), bar_live], -1)
         ready = planned & (src >= 0)
-        ready[ready] &= s[live[ready], self.len0 + src[ready]] > 0
+        half = self.half[np.maximum(plan, 0), bar_live]
+        length = np.where(half, self.mid0, self.len0) + np.maximum(src, 0)
+        ready[ready] &= s[live[ready], length[ready]] > 0
         s[live, self.ck] = np.where(ready, 0, -1)
 
     def body_start(self, s: npt.NDArray[np.int32], rows: npt.NDArray[np.intp]) -> None:
@@ -168,7 +190,7 @@ class BarRepeats:
         s[rows, self.cur] = 0
         s[rows, self.rec] = 0
         s[rows, self.ck] = -1
-        s[rows, self.len0 : self.len0 + BARS] = 0
+        s[rows, self.len0 : self.len0 + 2 * BARS] = 0
 
     def mask(
         self,

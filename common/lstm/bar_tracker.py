@@ -140,7 +140,9 @@ class BarTracker:
         )
         # Bars repeated as the corpus repeats them: with the form (it counts the bars) and plans.
         self.repeats = (
-            BarRepeats(self.t, self.chars, _CORE, (base, base + 1), music.plans)
+            BarRepeats(
+                self.t, self.chars, _CORE, (base, base + 1), (POS, CARRY, BARLEN), music.plans
+            )
             if self.form is not None and music is not None and music.plans
             else None
         )

@@ -54,6 +54,8 @@ DEFAULT_LOWEST, DEFAULT_HIGHEST = 55, 83
 DEFAULT_SHORTEST = Fraction(1, 16)
 #: Bars in a plan: two parts of eight (`common.lstm.bar_form`).
 PLAN_BARS = 16
+#: Added to a plan's entry where a bar repeats only the first half of the earlier bar.
+HALF = 100
 
 
 @dataclass(frozen=True)
@@ -66,7 +68,8 @@ class MusicRules:
     shortest: dict[tuple[int, int], Fraction] = field(default_factory=dict)
     default_shortest: Fraction = DEFAULT_SHORTEST
     #: Per two-part tune of the corpus: for each of its 16 bars, the first earlier bar it
-    #: repeats note for note, or -1.
+    #: repeats note for note, `HALF` + the first earlier bar whose first half it begins with
+    #: (and no earlier bar it repeats whole), or -1.
     plans: tuple[tuple[int, ...], ...] = ()
 
     def shortest_for(self, num: int, den: int) -> Fraction:
@@ -134,7 +137,8 @@ def _quantile(values: list[int], share: float) -> int:
 
 
 def repeat_plan(music: Music) -> tuple[int, ...] | None:
-    """For a tune of two 8-bar parts: each bar's first earlier bar with the same notes, or -1.
+    """For a tune of two 8-bar parts: each bar's first earlier bar with the same notes, else
+    `HALF` + the first whose first half (to a note ending mid-bar) it begins with, else -1.
 
     Bars are counted as the form writes them: a pickup is no bar (the short bar that closes a
     part with it is), and tunes with endings or meter changes have no plan."""
@@ -167,11 +171,33 @@ def repeat_plan(music: Music) -> tuple[int, ...] | None:
     if len(bars) != PLAN_BARS or ends[:1] != [PLAN_BARS // 2]:
         return None
     first: dict[tuple[tuple[Fraction, tuple[int, ...]], ...], int] = {}
+    halves: dict[tuple[tuple[Fraction, tuple[int, ...]], ...], int] = {}
     plan = []
     for i, bar in enumerate(bars):
-        plan.append(first.setdefault(bar, i) if bar in first else -1)
+        if bar in first:
+            plan.append(first[bar])
+        else:
+            half = _first_half(bar, meter)
+            plan.append(HALF + halves[half] if half in halves else -1)
         first.setdefault(bar, i)
+        half = _first_half(bar, meter)
+        if half:
+            halves.setdefault(half, i)
     return tuple(plan)
+
+
+def _first_half(
+    bar: tuple[tuple[Fraction, tuple[int, ...]], ...], meter: Fraction
+) -> tuple[tuple[Fraction, tuple[int, ...]], ...]:
+    """The bar's notes up to the middle of the bar, if a note ends exactly there (else none)."""
+    at = Fraction(0)
+    for k, (duration, _) in enumerate(bar):
+        at += duration
+        if at == meter / 2:
+            return bar[: k + 1]
+        if at > meter / 2:
+            break
+    return ()
 
 
 def learn_music_rules(tunes: list[str]) -> MusicRules:
