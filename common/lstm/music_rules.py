@@ -136,13 +136,15 @@ def _quantile(values: list[int], share: float) -> int:
     return ordered[min(len(ordered) - 1, max(0, math.ceil(share * len(ordered)) - 1))]
 
 
-def repeat_plan(music: Music) -> tuple[int, ...] | None:
-    """For a tune of two 8-bar parts: each bar's first earlier bar with the same notes, else
-    `HALF` + the first whose first half (to a note ending mid-bar) it begins with, else -1.
+Bar = tuple[tuple[Fraction, tuple[int, ...]], ...]
+
+
+def musical_bars(music: Music) -> list[Bar] | None:
+    """A tune's 16 bars (notes as duration and pitches) if it has two parts of eight, else None.
 
     Bars are counted as the form writes them: a pickup is no bar (the short bar that closes a
     part with it is), and tunes with endings or meter changes have no plan."""
-    bars: list[tuple[tuple[Fraction, tuple[int, ...]], ...]] = []
+    bars: list[Bar] = []
     ends: list[int] = []  # bar counts at each section end
     current: list[tuple[Fraction, tuple[int, ...]]] = []
     length = Fraction(0)
@@ -170,8 +172,18 @@ def repeat_plan(music: Music) -> tuple[int, ...] | None:
         bars.append(tuple(current))
     if len(bars) != PLAN_BARS or ends[:1] != [PLAN_BARS // 2]:
         return None
-    first: dict[tuple[tuple[Fraction, tuple[int, ...]], ...], int] = {}
-    halves: dict[tuple[tuple[Fraction, tuple[int, ...]], ...], int] = {}
+    return bars
+
+
+def repeat_plan(music: Music) -> tuple[int, ...] | None:
+    """For a tune of two 8-bar parts: each bar's first earlier bar with the same notes, else
+    `HALF` + the first whose first half (to a note ending mid-bar) it begins with, else -1."""
+    bars = musical_bars(music)
+    if bars is None or music.meter is None:
+        return None
+    meter = music.meter
+    first: dict[Bar, int] = {}
+    halves: dict[Bar, int] = {}
     plan = []
     for i, bar in enumerate(bars):
         if bar in first:
@@ -186,9 +198,7 @@ def repeat_plan(music: Music) -> tuple[int, ...] | None:
     return tuple(plan)
 
 
-def _first_half(
-    bar: tuple[tuple[Fraction, tuple[int, ...]], ...], meter: Fraction
-) -> tuple[tuple[Fraction, tuple[int, ...]], ...]:
+def _first_half(bar: Bar, meter: Fraction) -> Bar:
     """The bar's notes up to the middle of the bar, if a note ends exactly there (else none)."""
     at = Fraction(0)
     for k, (duration, _) in enumerate(bar):
