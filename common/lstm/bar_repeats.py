@@ -25,7 +25,9 @@ the bar, 0: none yet), then the bars' text, one byte a char, four to a column.
 
 A plan entry of `HALF` + j repeats only bar j's first half (to its first element at or past
 the middle): 12 % of the bars of O'Neill's two-part tunes begin as an earlier bar does and then
-go their own way.
+go their own way. `SECOND` + j repeats bar j's second half, from the middle on, where the bar
+reaches its middle on a note boundary (7 % of O'Neill's bars end as an earlier bar does); CK is
+-2 while such a bar waits for its middle.
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ from common.lstm.bar_rules import (
     bit,
 )
 from common.lstm.bar_tables import Tables
-from common.lstm.music_rules import HALF
+from common.lstm.music_rules import HALF, SECOND
 
 BARS = PART_BARS * PARTS
 #: Chars recorded per bar; a longer bar is not copied.
@@ -90,9 +92,12 @@ class BarRepeats:
         self.acc_col, self.sec_col = form_cols
         self.pos, self.carry, self.barlen = bar_cols
         table = np.asarray(plans, np.int32).reshape(-1, BARS)
-        #: Source bar per (plan, bar), -1: none; and whether only its first half is repeated.
-        self.plans = np.where(table >= HALF, table - HALF, table)
-        self.half = table >= HALF
+        #: Source bar per (plan, bar), -1: none; and which part of it is repeated.
+        self.plans = np.where(
+            table >= SECOND, table - SECOND, np.where(table >= HALF, table - HALF, table)
+        )
+        self.half = (table >= HALF) & (table < SECOND)
+        self.second = table >= SECOND
         timed = bit(C_NOTE) | bit(C_TUP2) | bit(C_TUP3) | bit(C_TUP4) | bit(C_BROKEN)
         self._timed = ((t.req & timed) != 0) & (t.next >= 0)
         barline = (A_CLOSE, A_CLOSE_COLON, A_SECTION, A_REPOPEN, A_END1, A_END2)
@@ -129,6 +134,7 @@ class BarRepeats:
             at = (s[rows, self.pos] + s[rows, self.carry]) * 2 >= s[rows, self.barlen]
             mid = at & self._timed[mode[rows], c[rows]] & (s[rows, self.mid0 + cur] == 0)
             s[rows[mid], self.mid0 + cur[mid]] = length[mid]
+            self._second_half(s, rows[mid])
             ok = (length >= 0) & (length < WIDTH)
             r_ok = rows[ok]
             text[r_ok, cur[ok] * WIDTH + length[ok]] = c[r_ok]
@@ -138,6 +144,16 @@ class BarRepeats:
         ends = np.flatnonzero(barline)
         if ends.size:
             self._new_bar(s, ends)
+
+    def _second_half(self, s: npt.NDArray[np.int32], rows: npt.NDArray[np.intp]) -> None:
+        """Rows waiting for their middle reach it: the copy of the source's second half starts
+        here if this bar is exactly at its middle (a note that crossed it: no copy)."""
+        waiting = rows[s[rows, self.ck] == -2]
+        if waiting.size == 0:
+            return
+        exact = (s[waiting, self.pos] + s[waiting, self.carry]) * 2 == s[waiting, self.barlen]
+        src = self.plans[s[waiting, self.plan], s[waiting, self.cur]]
+        s[waiting, self.ck] = np.where(exact, s[waiting, self.mid0 + src], -1)
 
     def _follow(
         self,
@@ -180,10 +196,12 @@ class BarRepeats:
         planned = plan >= 0
         src = np.where(planned, self.plans[np.maximum(plan, 0), bar_live], -1)
         ready = planned & (src >= 0)
-        half = self.half[np.maximum(plan, 0), bar_live]
-        length = np.where(half, self.mid0, self.len0) + np.maximum(src, 0)
+        at = np.maximum(plan, 0), bar_live
+        length = np.where(self.half[at], self.mid0, self.len0) + np.maximum(src, 0)
         ready[ready] &= s[live[ready], length[ready]] > 0
-        s[live, self.ck] = np.where(ready, 0, -1)
+        second = ready & self.second[at]
+        second[second] &= s[live[second], self.mid0 + src[second]] > 0
+        s[live, self.ck] = np.where(second, -2, np.where(ready, 0, -1))
 
     def body_start(self, s: npt.NDArray[np.int32], rows: npt.NDArray[np.intp]) -> None:
         """The tune's body begins: bar 0 (or its pickup) is being written."""
@@ -197,24 +215,29 @@ class BarRepeats:
         s: npt.NDArray[np.int32],
         mode: npt.NDArray[np.int64],
         live: npt.NDArray[np.bool_],
+        epos: npt.NDArray[np.int64],
         allowed: npt.NDArray[np.bool_],
     ) -> None:
         """Narrow copying rows to the source bar's next char, where every other rule allows
-        it (in place; the last rule the tracker applies)."""
-        rows = np.flatnonzero((s[:, self.ck] >= 0) & live)
+        it (in place; the last rule the tracker applies); `epos` is each bar's position once
+        the pending note ends (a row waiting for its middle starts there)."""
+        ck_all = s[:, self.ck]
+        middle = (ck_all == -2) & (epos * 2 == s[:, self.barlen])
+        rows = np.flatnonzero(((ck_all >= 0) | middle) & live)
         if rows.size == 0:
             return
-        ck = s[rows, self.ck]
         src = self.plans[s[rows, self.plan], s[rows, self.cur]]
+        ck = np.where(middle[rows], s[rows, self.mid0 + src], ck_all[rows])
         want = self._text(s)[rows, src * WIDTH + ck].astype(np.int64)
         can = allowed[rows, want]
         rows, want, ck = rows[can], want[can], ck[can]
         if rows.size == 0:
             return
         m = mode[rows]
-        # Before the bar's first element: spaces, line breaks and barline chars stay free.
+        # Before the bar's first element (or its second half's): spaces, line breaks, barline
+        # chars and the pending note's length stay free.
         keep = np.zeros((rows.size, allowed.shape[1]), bool)
         keep[np.arange(rows.size), want] = True
-        before = (ck == 0) & (s[rows, self.rec] == 0)
+        before = ((ck == 0) & (s[rows, self.rec] == 0)) | middle[rows]
         keep[before] |= ~self._timed[m[before]]
         allowed[rows] &= keep

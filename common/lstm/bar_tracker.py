@@ -586,7 +586,7 @@ class BarTracker:
         fields = self._field_start[mode[ending]]  # only the ending rows: this is every step
         self._closing.finish(allowed, phase.ending & can_end, ending, last, fields)
         if self.repeats is not None:
-            self.repeats.mask(s, mode, mode != self.free, allowed)
+            self.repeats.mask(s, mode, mode != self.free, epos, allowed)
         empty = ~allowed.any(axis=1)
         if empty.any():
             self.dead_ends += int(empty.sum())

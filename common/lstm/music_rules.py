@@ -54,8 +54,9 @@ DEFAULT_LOWEST, DEFAULT_HIGHEST = 55, 83
 DEFAULT_SHORTEST = Fraction(1, 16)
 #: Bars in a plan: two parts of eight (`common.lstm.bar_form`).
 PLAN_BARS = 16
-#: Added to a plan's entry where a bar repeats only the first half of the earlier bar.
-HALF = 100
+#: Added to a plan's entry where a bar repeats only the first half of the earlier bar, or only
+#: its second half.
+HALF, SECOND = 100, 200
 
 
 @dataclass(frozen=True)
@@ -68,8 +69,8 @@ class MusicRules:
     shortest: dict[tuple[int, int], Fraction] = field(default_factory=dict)
     default_shortest: Fraction = DEFAULT_SHORTEST
     #: Per two-part tune of the corpus: for each of its 16 bars, the first earlier bar it
-    #: repeats note for note, `HALF` + the first earlier bar whose first half it begins with
-    #: (and no earlier bar it repeats whole), or -1.
+    #: repeats note for note, `HALF` + the first earlier bar whose first half it begins with,
+    #: `SECOND` + the first whose second half it ends with, or -1 (in that order of choice).
     plans: tuple[tuple[int, ...], ...] = ()
 
     def shortest_for(self, num: int, den: int) -> Fraction:
@@ -177,37 +178,42 @@ def musical_bars(music: Music) -> list[Bar] | None:
 
 def repeat_plan(music: Music) -> tuple[int, ...] | None:
     """For a tune of two 8-bar parts: each bar's first earlier bar with the same notes, else
-    `HALF` + the first whose first half (to a note ending mid-bar) it begins with, else -1."""
+    `HALF` + the first whose first half (to a note ending mid-bar) it begins with, else
+    `SECOND` + the first whose second half it ends with, else -1."""
     bars = musical_bars(music)
     if bars is None or music.meter is None:
         return None
     meter = music.meter
     first: dict[Bar, int] = {}
-    halves: dict[Bar, int] = {}
+    halves: tuple[dict[Bar, int], dict[Bar, int]] = ({}, {})
     plan = []
     for i, bar in enumerate(bars):
+        front, back = _halves(bar, meter)
         if bar in first:
             plan.append(first[bar])
+        elif front and front in halves[0]:
+            plan.append(HALF + halves[0][front])
+        elif back and back in halves[1]:
+            plan.append(SECOND + halves[1][back])
         else:
-            half = _first_half(bar, meter)
-            plan.append(HALF + halves[half] if half in halves else -1)
+            plan.append(-1)
         first.setdefault(bar, i)
-        half = _first_half(bar, meter)
-        if half:
-            halves.setdefault(half, i)
+        if front:
+            halves[0].setdefault(front, i)
+            halves[1].setdefault(back, i)
     return tuple(plan)
 
 
-def _first_half(bar: Bar, meter: Fraction) -> Bar:
-    """The bar's notes up to the middle of the bar, if a note ends exactly there (else none)."""
+def _halves(bar: Bar, meter: Fraction) -> tuple[Bar, Bar]:
+    """The bar's notes before and after its middle, if a note ends exactly there (else none)."""
     at = Fraction(0)
     for k, (duration, _) in enumerate(bar):
         at += duration
         if at == meter / 2:
-            return bar[: k + 1]
+            return bar[: k + 1], bar[k + 1 :]
         if at > meter / 2:
             break
-    return ()
+    return (), ()
 
 
 def learn_music_rules(tunes: list[str]) -> MusicRules:

@@ -8,12 +8,13 @@ import pytest
 
 from common.abc.music import read_music
 from common.lstm.bar_tracker import BarTracker
-from common.lstm.music_rules import DEFAULT_RULES, HALF, MusicRules, repeat_plan
+from common.lstm.music_rules import DEFAULT_RULES, HALF, SECOND, MusicRules, repeat_plan
 from tests.common.lstm.test_bar_tracker import CHARS, adversarial_pick, bars_right
 
 HEAD = "X:1\nM:C|\nL:1/8\nK:D\n"
-#: Bar 4 repeats bar 0, bar 5 the first half of bar 1, bar 15 repeats bar 7; nothing else.
-PLAN = tuple({4: 0, 5: HALF + 1, 15: 7}.get(i, -1) for i in range(16))
+#: Bar 4 repeats bar 0, bar 5 the first half of bar 1, bar 6 the second half of bar 2, bar 15
+#: repeats bar 7; nothing else.
+PLAN = tuple({4: 0, 5: HALF + 1, 6: SECOND + 2, 15: 7}.get(i, -1) for i in range(16))
 
 
 @pytest.fixture
@@ -50,8 +51,16 @@ def test_a_planned_bar_is_the_source_bar_again(tracker: BarTracker) -> None:
     assert allowed(mask) == {"B"}
     _, mask = feed(tracker, HEAD + bars + '"D"A2FA dAFA|B2GB ')
     assert {"A", "B", "c", "d", "z"} <= allowed(mask)
-    # bar 6 has no plan
-    _, mask = feed(tracker, HEAD + bars + '"D"A2FA dAFA|B2GB fedc|')
+    # bar 6 is the model's own up to its middle, then bar 2's second half (dfed)
+    _, mask = feed(tracker, HEAD + bars + '"D"A2FA dAFA|B2GB fedc|fgaf')
+    assert "d" in allowed(mask) and "e" not in allowed(mask) and "2" in allowed(mask)
+    _, mask = feed(tracker, HEAD + bars + '"D"A2FA dAFA|B2GB fedc|fgaf d')
+    assert allowed(mask) == {"f"}
+    # ...unless a note crossed the middle: no copy
+    _, mask = feed(tracker, HEAD + bars + '"D"A2FA dAFA|B2GB fedc|f3g2 ')
+    assert {"A", "B", "c"} <= allowed(mask)
+    # bar 7 has no plan
+    _, mask = feed(tracker, HEAD + bars + '"D"A2FA dAFA|B2GB fedc|fgaf dfed|')
     assert {"A", "B", "c", "z"} <= allowed(mask)
     assert tracker.repeats is not None and tracker.repeats.copied >= 10
 
@@ -77,11 +86,11 @@ def test_plans_are_read_as_the_form_counts_bars() -> None:
     tune = "X:1\nT:t\nM:C|\nL:1/8\nK:D\n" + body + "\n|:d|" + "fedc BAGF|" * 7 + "cABG FDD:|\n"
     plan = repeat_plan(read_music(tune))
     assert plan == (-1, 0, 0, -1, 0, 3, -1, -1, -1, 8, 8, 8, 8, 8, 8, 7)
-    # a bar that begins as an earlier one does: its first half is planned
-    a = "dAFA dAFA|" * 3 + "B2GB dBGB|dAFA dAFA|dAFA fedB|A2FA dfed|cABG FDD:|"
+    # a bar that begins (or ends) as an earlier one does: its first (second) half is planned
+    a = "dAFA dAFA|" * 3 + "B2GB dBGB|dAFA dAFA|dAFA fedB|A2FA dBGB|cABG FDD:|"
     half = tune.replace(body, "|:A|" + a)
     assert repeat_plan(read_music(half)) == (
-        (-1, 0, 0, -1, 0, HALF + 0, -1, -1, -1, 8, 8, 8, 8, 8, 8, 7)
+        (-1, 0, 0, -1, 0, HALF + 0, SECOND + 3, -1, -1, 8, 8, 8, 8, 8, 8, 7)
     ), half
     # a tune with endings, or not two parts of eight, has none
     assert repeat_plan(read_music(tune.replace("FDD:|\n", "FDD|[1 A:|[2 B||\n", 1))) is None
