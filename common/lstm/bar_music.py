@@ -8,6 +8,8 @@ what the training corpus does (`common.lstm.music_rules` reads the limits from i
   it, so a bar is always filled by notes of at least that length;
 * **register**: no octave mark takes a note above the corpus's highest pitch or below its
   lowest (notes without marks, C4–B5, are always in reach);
+* **brackets**: no chord and no inline field (``[``) in the body where the corpus has almost
+  none (`MusicRules.brackets`);
 * **cadence** (with the two-part form): each part's last bar ends on the tonic of the tune's
   ``K:``. In that bar any other note, rest, chord or tuplet must end at least one unit length
   (``L:``) before the bar does, what comes after that is one tonic note that fills the bar, in
@@ -94,6 +96,8 @@ class BarMusic:
         # a chord or an inline field: `[` leads to either
         lbrack = [i for i, m in enumerate(modes) if m == "LBRACK"]
         self._accidental = (t.event == EV_ACC) | (t.event == EV_ACC2) | np.isin(t.next, lbrack)
+        opens = [i for i, m in enumerate(modes) if m in ("LBRACK", "CHORD0")]
+        self._bracket = np.isin(t.next, opens) & (t.next >= 0)
         self._broken = (t.act == A_GT) | (t.act == A_LT)
         self._tie = t.event == EV_TIE
         # Octave marks: in a body note they move the note the tracker spells (NLET, NOCT); in a
@@ -181,6 +185,8 @@ class BarMusic:
         sub &= ~(self._up[m] & high[:, None])
         sub &= ~(self._down[m] & low[:, None])
         sub &= ~self._group_marks[m]
+        if not self.rules.brackets:
+            sub &= ~self._bracket[m]
         # Cadence: in a part's last bar no broken rhythm, no tie from another note than the
         # tonic, and in the final unit only the tonic's letter starts a note.
         cad, win = cadence[rows], window[rows]

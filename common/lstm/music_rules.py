@@ -12,6 +12,9 @@ limits are read from the corpus itself, not chosen by taste:
   that `LOW_SHARE` stay above (O'Neill's: G3–B5, the fiddle's G string to the top of its first
   position; 4 % of its tunes reach C6 or above, against 40 % of the demo model's before).
 
+* whether its tunes use ``[`` in the body at all (chords, inline fields): fewer than
+  `BRACKET_SHARE` of O'Neill's tunes do (0.5 % have a chord, 0.08 % an inline key or meter
+  change), against 11 % and 1 % of the demo model's before this rule;
 * how tunes repeat their own bars: for each tune of two 8-bar parts, which earlier bar each of
   its 16 bars is note for note (a *plan*; `common.lstm.bar_repeats` has a generated tune follow
   one, drawn per tune). 26 % of the bars of O'Neill's held-out tunes repeat an earlier one;
@@ -45,6 +48,8 @@ SHORTEST_SHARE = 0.01
 #: Share of the corpus's tunes whose highest note, and whose lowest, lies within the register:
 #: the top is where tunes that climb too high are heard; the bottom only bans what is rare.
 HIGH_SHARE, LOW_SHARE = 0.95, 0.99
+#: Share of a corpus's tunes with chords or inline fields below which the sampler writes none.
+BRACKET_SHARE = 0.01
 #: Fewer readable tunes than this: the defaults.
 MIN_TUNES = 50
 #: The shortest note the tracker counts (a quarter of L:1/8).
@@ -68,6 +73,8 @@ class MusicRules:
     #: Meter as (numerator, denominator) (C is 4/4, C| 2/2) → shortest note in whole notes.
     shortest: dict[tuple[int, int], Fraction] = field(default_factory=dict)
     default_shortest: Fraction = DEFAULT_SHORTEST
+    #: Chords and inline fields (``[``) in the body, as the corpus has them or not.
+    brackets: bool = False
     #: Per two-part tune of the corpus: for each of its 16 bars, the first earlier bar it
     #: repeats note for note, `HALF` + the first earlier bar whose first half it begins with,
     #: `SECOND` + the first whose second half it ends with, or -1 (in that order of choice).
@@ -84,6 +91,7 @@ class MusicRules:
                 "shortest": {f"{n}/{d}": str(v) for (n, d), v in sorted(self.shortest.items())},
                 "default_shortest": str(self.default_shortest),
                 "plans": [list(p) for p in self.plans],
+                "brackets": self.brackets,
             },
             sort_keys=True,
         )
@@ -101,6 +109,7 @@ class MusicRules:
             shortest=shortest,
             default_shortest=Fraction(data["default_shortest"]),
             plans=tuple(tuple(int(b) for b in p) for p in data.get("plans", [])),
+            brackets=bool(data.get("brackets", False)),
         )
 
 
@@ -222,6 +231,7 @@ def learn_music_rules(tunes: list[str]) -> MusicRules:
     lows: list[int] = []
     highs: list[int] = []
     plans: list[tuple[int, ...]] = []
+    bracketed = 0
     for tune in tunes:
         fields, _ = split_header(tune)
         meter = meter_pair(fields.get("M", ""))
@@ -230,6 +240,13 @@ def learn_music_rules(tunes: list[str]) -> MusicRules:
         except ValueError:
             continue
         pitches: list[int] = []
+        bracketed += (
+            any(
+                isinstance(e, MeterChange) or (isinstance(e, Note) and len(e.pitches) > 1)
+                for e in music.events
+            )
+            or "[K:" in tune.split("\nK:", 1)[-1]
+        )
         for event in music.events:
             if isinstance(event, Note) and event.duration > 0:
                 if meter is not None:
@@ -257,4 +274,5 @@ def learn_music_rules(tunes: list[str]) -> MusicRules:
         highest=_quantile(highs, HIGH_SHARE),
         shortest=shortest,
         plans=tuple(plans),
+        brackets=bracketed >= BRACKET_SHARE * len(highs),
     )

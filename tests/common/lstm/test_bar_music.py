@@ -50,7 +50,8 @@ def test_octave_marks_stay_in_the_corpus_register(music: BarTracker, plain: BarT
     assert first_refused(music, tune + "b") is None
     assert first_refused(music, tune + "G,") is None  # G3, the fiddle's open G string
     assert first_refused(music, tune + "F,") == len(tune) + 1
-    assert first_refused(music, tune + "[Gc'") == len(tune) + 3  # no marks in chords
+    chords = BarTracker(CHARS, form=True, music=MusicRules(brackets=True))
+    assert first_refused(chords, tune + "[Gc'") == len(tune) + 3  # no marks in chords
     assert first_refused(plain, tune + "c'") is None
 
 
@@ -137,6 +138,17 @@ def test_random_walks_keep_the_rules_and_never_dead_end(music: BarTracker, seed:
                 assert all(55 - 2 <= p <= 83 + 2 for p in event.pitches), (tune, event)
 
 
+def test_no_chords_or_inline_fields_where_the_corpus_has_none(
+    music: BarTracker, plain: BarTracker
+) -> None:
+    tune = "X:1\nM:C|\nL:1/8\nK:G\nABcd "
+    assert first_refused(music, tune + "[GB]") == len(tune)
+    assert first_refused(music, tune + "efga|[K:D]") == len(tune) + 5
+    assert first_refused(plain, tune + "[GB]") is None
+    chords = BarTracker(CHARS, form=True, music=MusicRules(brackets=True))
+    assert first_refused(chords, tune + "[GB]") is None
+
+
 def test_rules_are_learned_from_the_corpus() -> None:
     high = "X:{n}\nT:t\nM:6/8\nL:1/8\nK:G\nGAB c'BA|G3 G3|]\n"
     low = "X:{n}\nT:t\nM:2/4\nL:1/16\nK:D\nD,EFG ABcd|d8|]\n"
@@ -147,5 +159,8 @@ def test_rules_are_learned_from_the_corpus() -> None:
     assert rules.shortest_for(2, 4) == Fraction(1, 16)
     assert rules.shortest_for(3, 4) == rules.default_shortest
     assert MusicRules.from_json(rules.to_json()) == rules
+    assert not rules.brackets
+    chorded = [t.replace("GAB c'BA", "[GB]AB c'BA") for t in tunes]
+    assert learn_music_rules(chorded).brackets
     # too few tunes to say anything: O'Neill's figures
     assert learn_music_rules(tunes[:10]) == MusicRules()
