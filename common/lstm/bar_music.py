@@ -8,6 +8,8 @@ what the training corpus does (`common.lstm.music_rules` reads the limits from i
   it, so a bar is always filled by notes of at least that length;
 * **register**: no octave mark takes a note above the corpus's highest pitch or below its
   lowest (notes without marks, C4–B5, are always in reach);
+* **slurs**: where the corpus's slurs close in their bar (`MusicRules.long_slurs` off), no slur
+  opens inside an open one and no barline comes while one is open;
 * **brackets**: no chord and no inline field (``[``) in the body where the corpus has almost
   none (`MusicRules.brackets`);
 * **cadence** (with the two-part form): each part's last bar ends on the tonic of the tune's
@@ -25,7 +27,8 @@ tonic letter, always in the vocabulary the tracker needs, fits wherever a note m
 the rules would leave without a char keeps the tracker's mask for that step and is counted in
 `yielded`.
 
-Its state is one int32 column (`TONIC`: the letter index of the key's tonic, -1 before ``K:``).
+Its state is two int32 columns (`TONIC`: the letter index of the key's tonic, -1 before ``K:``;
+`SLUR`: slurs open).
 """
 
 from __future__ import annotations
@@ -36,8 +39,15 @@ import numpy as np
 import numpy.typing as npt
 
 from common.lstm.bar_rules import (
+    A_CLOSE,
+    A_CLOSE_COLON,
     A_GT,
     A_LT,
+    A_REPOPEN,
+    A_SECTION,
+    A_TUP2,
+    A_TUP3,
+    A_TUP4,
     C_BROKEN,
     C_NOTE,
     C_TUP2,
@@ -55,8 +65,8 @@ from common.lstm.bar_rules import (
 from common.lstm.bar_tables import Tables
 from common.lstm.music_rules import MusicRules
 
-#: Columns this module adds to the tracker's state.
-MUSIC_FIELDS = 1
+#: Columns this module adds to the tracker's state: TONIC, SLUR.
+MUSIC_FIELDS = 2
 #: The key field's first char of value, in the header, a body line and an inline field.
 _KEY_MODES = ("HK0", "BFK0", "IFK0")
 #: Natural MIDI pitch of each of `NOTE_LETTERS` without octave marks.
@@ -79,7 +89,7 @@ class BarMusic:
         rules: MusicRules,
     ) -> None:
         self.rules = rules
-        self.tonic_col = base
+        self.tonic_col, self.slur_col = base, base + 1
         self.nacc, self.nlet, self.noct = cols["NACC"], cols["NLET"], cols["NOCT"]
         self.mnum, self.mden = cols["MNUM"], cols["MDEN"]
         letters = "ABCDEFG"
@@ -96,6 +106,13 @@ class BarMusic:
         # a chord or an inline field: `[` leads to either
         lbrack = [i for i, m in enumerate(modes) if m == "LBRACK"]
         self._accidental = (t.event == EV_ACC) | (t.event == EV_ACC2) | np.isin(t.next, lbrack)
+        paren = [i for i, m in enumerate(modes) if m == "PAREN"]
+        self._paren = np.isin(t.next, paren) & (
+            t.next >= 0
+        )  # a slur, or a tuplet if a digit follows
+        self._tuplet = np.isin(t.act, (A_TUP2, A_TUP3, A_TUP4))
+        self._slur_end = np.asarray([ch == ")" for ch in chars])[None, :] & (t.next >= 0)
+        self._barline = np.isin(t.act, (A_CLOSE, A_CLOSE_COLON, A_SECTION, A_REPOPEN))
         opens = [i for i, m in enumerate(modes) if m in ("LBRACK", "CHORD0")]
         self._bracket = np.isin(t.next, opens) & (t.next >= 0)
         self._broken = (t.act == A_GT) | (t.act == A_LT)
@@ -133,6 +150,10 @@ class BarMusic:
         rows = np.flatnonzero(self._key_mode[mode] & (self._key_letter[c] >= 0))
         if rows.size:
             s[rows, self.tonic_col] = self._key_letter[c[rows]]
+        slur = self._paren[mode, c].astype(np.int32) - self._tuplet[mode, c]
+        slur -= self._slur_end[mode, c]
+        if slur.any():
+            s[:, self.slur_col] = np.maximum(s[:, self.slur_col] + slur, 0)
 
     def shortest(
         self,
@@ -187,6 +208,9 @@ class BarMusic:
         sub &= ~self._group_marks[m]
         if not self.rules.brackets:
             sub &= ~self._bracket[m]
+        if not self.rules.long_slurs:
+            open_slur = (col[self.slur_col] > 0)[:, None]
+            sub &= ~(open_slur & (self._paren[m] | self._barline[m]))
         # Cadence: in a part's last bar no broken rhythm, no tie from another note than the
         # tonic, and in the final unit only the tonic's letter starts a note.
         cad, win = cadence[rows], window[rows]

@@ -15,6 +15,9 @@ limits are read from the corpus itself, not chosen by taste:
 * whether its tunes use ``[`` in the body at all (chords, inline fields): fewer than
   `BRACKET_SHARE` of O'Neill's tunes do (0.5 % have a chord, 0.08 % an inline key or meter
   change), against 11 % and 1 % of the demo model's before this rule;
+* whether its slurs stay within a bar: all but `SLUR_SHARE` of O'Neill's tunes close every slur
+  in the bar that opens it and never nest one (the demo model's: 27 % of tunes had a slur
+  across a barline and 20 % left one open, drawn as arcs over whole lines);
 * how tunes repeat their own bars: for each tune of two 8-bar parts, which earlier bar each of
   its 16 bars is note for note (a *plan*; `common.lstm.bar_repeats` has a generated tune follow
   one, drawn per tune). 26 % of the bars of O'Neill's held-out tunes repeat an earlier one;
@@ -28,6 +31,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -50,6 +54,8 @@ SHORTEST_SHARE = 0.01
 HIGH_SHARE, LOW_SHARE = 0.95, 0.99
 #: Share of a corpus's tunes with chords or inline fields below which the sampler writes none.
 BRACKET_SHARE = 0.01
+#: Share of a corpus's tunes with a slur across a barline below which slurs close in their bar.
+SLUR_SHARE = 0.05
 #: Fewer readable tunes than this: the defaults.
 MIN_TUNES = 50
 #: The shortest note the tracker counts (a quarter of L:1/8).
@@ -75,6 +81,8 @@ class MusicRules:
     default_shortest: Fraction = DEFAULT_SHORTEST
     #: Chords and inline fields (``[``) in the body, as the corpus has them or not.
     brackets: bool = False
+    #: Slurs may run across a barline (else each closes in the bar that opens it).
+    long_slurs: bool = False
     #: Per two-part tune of the corpus: for each of its 16 bars, the first earlier bar it
     #: repeats note for note, `HALF` + the first earlier bar whose first half it begins with,
     #: `SECOND` + the first whose second half it ends with, or -1 (in that order of choice).
@@ -92,6 +100,7 @@ class MusicRules:
                 "default_shortest": str(self.default_shortest),
                 "plans": [list(p) for p in self.plans],
                 "brackets": self.brackets,
+                "long_slurs": self.long_slurs,
             },
             sort_keys=True,
         )
@@ -110,6 +119,7 @@ class MusicRules:
             default_shortest=Fraction(data["default_shortest"]),
             plans=tuple(tuple(int(b) for b in p) for p in data.get("plans", [])),
             brackets=bool(data.get("brackets", False)),
+            long_slurs=bool(data.get("long_slurs", False)),
         )
 
 
@@ -231,7 +241,7 @@ def learn_music_rules(tunes: list[str]) -> MusicRules:
     lows: list[int] = []
     highs: list[int] = []
     plans: list[tuple[int, ...]] = []
-    bracketed = 0
+    bracketed = long_slurs = 0
     for tune in tunes:
         fields, _ = split_header(tune)
         meter = meter_pair(fields.get("M", ""))
@@ -247,6 +257,7 @@ def learn_music_rules(tunes: list[str]) -> MusicRules:
             )
             or "[K:" in tune.split("\nK:", 1)[-1]
         )
+        long_slurs += _slur_across_bar(tune)
         for event in music.events:
             if isinstance(event, Note) and event.duration > 0:
                 if meter is not None:
@@ -275,4 +286,21 @@ def learn_music_rules(tunes: list[str]) -> MusicRules:
         shortest=shortest,
         plans=tuple(plans),
         brackets=bracketed >= BRACKET_SHARE * len(highs),
+        long_slurs=long_slurs >= SLUR_SHARE * len(highs),
     )
+
+
+def _slur_across_bar(tune: str) -> bool:
+    """A slur open at a barline (quoted text aside; ``(3`` is a tuplet, not a slur)."""
+    _, body = split_header(tune)
+    depth = 0
+    for _, line in body:
+        text = re.sub(r'"[^"]*"', "", line)
+        for i, ch in enumerate(text):
+            if ch == "(" and not text[i + 1 : i + 2].isdigit():
+                depth += 1
+            elif ch == ")":
+                depth = max(0, depth - 1)
+            elif ch == "|" and depth > 0:
+                return True
+    return False

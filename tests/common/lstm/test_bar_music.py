@@ -149,6 +149,16 @@ def test_no_chords_or_inline_fields_where_the_corpus_has_none(
     assert first_refused(chords, tune + "[GB]") is None
 
 
+def test_slurs_close_in_their_bar(music: BarTracker, plain: BarTracker) -> None:
+    tune = "X:1\nM:C|\nL:1/8\nK:G\nABcd (efga"
+    assert first_refused(music, tune + "|") == len(tune)
+    assert first_refused(music, tune + ")|(ABc)d (3efg a2|") is None  # a tuplet is no slur
+    assert first_refused(music, "X:1\nM:C|\nL:1/8\nK:G\nAB(c(d") == len(tune) - 6  # no nesting
+    assert first_refused(plain, tune + "|") is None
+    slurs = BarTracker(CHARS, form=True, music=MusicRules(long_slurs=True))
+    assert first_refused(slurs, tune + "|") is None
+
+
 def test_rules_are_learned_from_the_corpus() -> None:
     high = "X:{n}\nT:t\nM:6/8\nL:1/8\nK:G\nGAB c'BA|G3 G3|]\n"
     low = "X:{n}\nT:t\nM:2/4\nL:1/16\nK:D\nD,EFG ABcd|d8|]\n"
@@ -162,5 +172,8 @@ def test_rules_are_learned_from_the_corpus() -> None:
     assert not rules.brackets
     chorded = [t.replace("GAB c'BA", "[GB]AB c'BA") for t in tunes]
     assert learn_music_rules(chorded).brackets
+    assert not rules.long_slurs
+    slurred = [t.replace("GAB c'BA|", "GAB (c'BA|") for t in tunes]
+    assert learn_music_rules(slurred).long_slurs
     # too few tunes to say anything: O'Neill's figures
     assert learn_music_rules(tunes[:10]) == MusicRules()
