@@ -51,14 +51,17 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from itertools import pairwise
+from pathlib import Path
 from typing import Any, get_args
 
 import keras
 import numpy as np
 import tensorflow as tf
 
+from common.abc.notation import split_tunes
 from common.abc.vocab import Vocab
 from common.errors import CancelledError
+from common.lstm.music_rules import DEFAULT_RULES, MusicRules, learn_music_rules
 from common.lstm.network import HEAD_LAYER, build_model
 from common.lstm.presets import PRESETS
 from common.lstm.sampler import Sampler
@@ -332,6 +335,7 @@ def measure_sampler(
     full_queue: bool = False,
     precision: SamplerPrecision = "float32",
     bar_tracker: bool = False,
+    music: MusicRules | None = DEFAULT_RULES,
 ) -> SamplerResult:
     requests = requests_needed(batch, steps_per_call, calls, full_queue=full_queue)
     result = SamplerResult(batch, steps_per_call, jit, calls, requests, precision, bar_tracker)
@@ -342,6 +346,7 @@ def measure_sampler(
         steps_per_call=steps_per_call,
         jit_compile=jit,
         precision=precision,
+        music=music,
     )
     meter = _Meter(calls, between)
     run = sampler.start(
@@ -457,6 +462,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default="both",
         help="sample without and/or with the bar tracker (default both, in adjacent rows)",
     )
+    parser.add_argument(
+        "--music-rules",
+        type=Path,
+        help="a corpus's train.txt: the tracker's music rules and repeat plans learned from it "
+        "(default: O'Neill's limits without plans, so no bar is copied)",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON document instead")
     args = parser.parse_args(argv)
     args.preset = args.preset or ("small" if args.quick else "seed")
@@ -496,6 +507,12 @@ def main(argv: list[str] | None = None) -> int:
     load_start = load()
     started = time.perf_counter()
 
+    music = DEFAULT_RULES
+    if args.music_rules is not None:
+        progress(f"learning the music rules and repeat plans of {args.music_rules}")
+        tunes = list(split_tunes(args.music_rules.read_text(encoding="utf-8")))
+        music = learn_music_rules(tunes)
+        progress(f"  {len(music.plans)} plans")
     progress(f"building the {preset.name} model (random weights), vocab {len(vocab)}")
     model = make_model(vocab, preset.embedding_dim, preset.units, args.seed)
     progress(f"original predict loop: {args.predict_chars} chars, window {args.window}")
@@ -541,6 +558,7 @@ def main(argv: list[str] | None = None) -> int:
                 full_queue=args.full_queue,
                 precision=prec,
                 bar_tracker=tracked,
+                music=music,
             )
         except Exception as exc:  # a failed variant (e.g. XLA) is a result, not a crash
             res = SamplerResult(batch, spc, jit, calls, 0, prec, tracked)
