@@ -237,16 +237,40 @@ def _check_pcm16(reader: wave.Wave_read, path: Path) -> None:
         raise ValueError(f"{path.name} has {8 * width}-bit samples; expected 16-bit PCM")
 
 
-def measure_wav(path: Path) -> Loudness:
-    """Integrated loudness and sample peak of a 16-bit PCM WAV file, read in chunks.
+def _mixed(chunk: npt.NDArray[np.int16], channels: int) -> Floats:
+    """A chunk as float samples in 16-bit units, stereo mixed down to mono when `channels` is 1.
+
+    The mix is the mean of the two channels: a melody panned to the centre (both synths'
+    default) keeps its level, and the sum can never clip.
+    """
+    if channels == 1 and chunk.shape[1] == 2:
+        mixed: Floats = chunk.mean(axis=1, keepdims=True, dtype=np.float64)
+        return mixed
+    return chunk.astype(np.float64)
+
+
+def _out_channels(reader: wave.Wave_read, channels: int | None) -> int:
+    """The channels a file is measured and written with: its own, or 1 when mixing down."""
+    have = reader.getnchannels()
+    if channels is None or channels == have:
+        return have
+    if channels == 1 and have == 2:
+        return 1
+    raise ValueError(f"cannot turn {have}-channel audio into {channels} channels")
+
+
+def measure_wav(path: Path, channels: int | None = None) -> Loudness:
+    """Integrated loudness and sample peak of a 16-bit PCM WAV file, read in chunks; with
+    ``channels=1``, of its mono mix (what `normalise_wav` writes).
 
     Raises ValueError (or `wave.Error` / EOFError) for a file that is not such a WAV.
     """
     with wave.open(str(path), "rb") as reader:
         _check_pcm16(reader, path)
-        meter = LoudnessMeter(reader.getframerate(), reader.getnchannels())
+        out = _out_channels(reader, channels)
+        meter = LoudnessMeter(reader.getframerate(), out)
         for chunk in _pcm16_chunks(reader, meter.chunk_frames):
-            meter.feed(chunk.astype(np.float64) * (1.0 / 32768.0))
+            meter.feed(_mixed(chunk, out) * (1.0 / 32768.0))
     return meter.result()
 
 
@@ -264,23 +288,32 @@ def gain_for(measured: Loudness, target_lufs: float, peak_ceiling_dbfs: float) -
 
 
 def normalise_wav(
-    source: Path, target: Path, target_lufs: float, peak_ceiling_dbfs: float
+    source: Path,
+    target: Path,
+    target_lufs: float,
+    peak_ceiling_dbfs: float,
+    channels: int | None = None,
 ) -> Normalisation:
-    """Write `source` to `target` with one gain bringing it to `target_lufs` (see `gain_for`).
+    """Write `source` to `target` with one gain bringing it to `target_lufs` (see `gain_for`),
+    as mono when `channels` is 1 and `source` is stereo (the mean of its two channels).
 
-    Two passes over the file, each in chunks: measure, then scale, round and write. `target` may
-    not be `source` (the caller renames it over the original once complete).
+    Two passes over the file, each in chunks: measure, then scale, round and write. Measuring
+    on the synthesiser's stream instead of a second read was measured and not kept: the second
+    pass is a tenth of this function's time (the K-weighting filter is the rest), and holding
+    the whole tune in memory would undo the few-MB bound above. `target` may not be `source`
+    (the caller renames it over the original once complete).
     """
-    before = measure_wav(source)
+    before = measure_wav(source, channels)
     gain_db = gain_for(before, target_lufs, peak_ceiling_dbfs)
     factor = 10.0 ** (gain_db / 20.0)
     with wave.open(str(source), "rb") as reader, wave.open(str(target), "wb") as writer:
         _check_pcm16(reader, source)
-        writer.setnchannels(reader.getnchannels())
+        out = _out_channels(reader, channels)
+        writer.setnchannels(out)
         writer.setsampwidth(2)
         writer.setframerate(reader.getframerate())
         for chunk in _pcm16_chunks(reader):
-            scaled = np.rint(chunk * factor)
+            scaled = np.rint(_mixed(chunk, out) * factor)
             np.clip(scaled, -32768, 32767, out=scaled)
             writer.writeframes(scaled.astype("<i2").tobytes())
     return Normalisation(before, gain_db, target_lufs, peak_ceiling_dbfs)
