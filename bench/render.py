@@ -60,7 +60,7 @@ from pathlib import Path
 
 from common.abc.corpus import bundled_files
 from common.abc.notation import normalise_tune, split_tunes, unsafe_reason
-from common.params import DEFAULT_FORMATS, FORMATS, AudioLevel
+from common.params import DEFAULT_AUDIO, DEFAULT_FORMATS, FORMATS, AudioLevel
 from common.render.loudness import measure_wav, normalise_wav
 from common.render.pipeline import check_abc, rendered
 from common.render.sandbox import require
@@ -223,6 +223,7 @@ def throughput(
 
 #: The settings every batch rendered with before audio levels: the baseline of the table.
 BASELINE = ("timidity", AudioLevel.HIFI)
+_ENCODER_TOOLS = {"mp3": "lame", "flac": "flac"}
 _EBUR128 = re.compile(r"I:\s+(-?[\d.]+|-inf) LUFS.*?Peak:\s+(-?[\d.]+|-inf) dBFS", re.DOTALL)
 
 
@@ -234,11 +235,20 @@ def _cpu_seconds() -> float:
 
 
 def ebur128(path: Path) -> tuple[float, float] | None:
-    """(integrated LUFS, sample peak dBFS) of an audio file by ffmpeg's ebur128 filter."""
+    """(integrated LUFS, sample peak dBFS) of an audio file by ffmpeg's ebur128 filter, mono as
+    dual mono (as `common.render.loudness` measures it)."""
     ffmpeg = shutil.which("ffmpeg")
     if ffmpeg is None:
         return None
-    argv = [ffmpeg, "-nostats", "-hide_banner", "-i", str(path), "-af", "ebur128=peak=sample"]
+    argv = [
+        ffmpeg,
+        "-nostats",
+        "-hide_banner",
+        "-i",
+        str(path),
+        "-af",
+        "ebur128=peak=sample:dualmono=true",
+    ]
     done = subprocess.run([*argv, "-f", "null", "-"], capture_output=True, text=True, check=False)
     found = _EBUR128.search(done.stderr[done.stderr.rfind("Summary:") :])
     return (float(found.group(1)), float(found.group(2))) if found else None
@@ -247,7 +257,8 @@ def ebur128(path: Path) -> tuple[float, float] | None:
 def compare_levels(
     tunes: list[str], synths: Sequence[str], rounds: int, settings: Settings
 ) -> None:
-    """Print CPU seconds and bytes per tune for each level and synth, against `BASELINE`.
+    """Print CPU seconds and bytes per tune for each level and synth, against `BASELINE`, then
+    what each format costs at each level with timidity.
 
     Unjailed (see the module's docstring): getrusage cannot see a jailed tool's CPU time.
     """
@@ -256,31 +267,43 @@ def compare_levels(
     if BASELINE not in configs:
         configs.insert(0, BASELINE)
     configs.sort(key=lambda c: c != BASELINE)
-    format_sets = [tuple(DEFAULT_FORMATS), (*DEFAULT_FORMATS, "ogg")]
-    cpu: dict[tuple[str, AudioLevel, int], list[float]] = {}
-    size: dict[tuple[str, AudioLevel, int], list[int]] = {}
+    default, with_ogg = tuple(DEFAULT_FORMATS), (*DEFAULT_FORMATS, "ogg")
+    jobs = [(synth, level, formats) for synth, level in configs for formats in (default, with_ogg)]
+    # What each format adds, with timidity: its render against the one without it.
+    extra = [f for f in ("mp3", "flac") if shutil.which(_ENCODER_TOOLS[f])]
+    jobs += [("timidity", level, ("abc", "mid")) for level in AudioLevel]
+    jobs += [("timidity", level, (*default, fmt)) for level in AudioLevel for fmt in extra]
+    scores = [("abc", "svg")] + ([("abc", "svg", "pdf")] if shutil.which("rsvg-convert") else [])
+    jobs += [("timidity", DEFAULT_AUDIO, formats) for formats in scores]
+    cpu: dict[tuple[str, AudioLevel, tuple[str, ...]], list[float]] = {}
+    size: dict[tuple[str, AudioLevel, str], list[int]] = {}
     levels: dict[tuple[str, AudioLevel], list[tuple[float, float, float, float, float]]] = {}
     for synth in dict.fromkeys(synth for synth, _ in configs):  # its files into the page cache
-        with rendered(tunes[0], format_sets[1], settings.model_copy(update={"synth": synth})):
+        with rendered(tunes[0], with_ogg, settings.model_copy(update={"synth": synth})):
             pass
     for round_no in range(rounds):
         for tune in tunes:
-            for synth, level in configs:
+            for synth, level, formats in jobs:
                 conf = settings.model_copy(update={"synth": synth})
-                for which, formats in enumerate(format_sets):
-                    started = _cpu_seconds()
-                    with rendered(tune, formats, conf, level) as result:
-                        used = _cpu_seconds() - started
-                        sizes = sum(path.stat().st_size for path in result.files.values())
-                        if which == 1 and round_no == 0:
-                            ours = measure_wav(result.files["wav"])
-                            theirs = ebur128(result.files["wav"]) or (math.nan, math.nan)
-                            ogg = ebur128(result.files["ogg"]) or (math.nan, math.nan)
-                            levels.setdefault((synth, level), []).append(
-                                (ours.integrated_lufs, ours.peak_dbfs, *theirs, ogg[0])
-                            )
-                    cpu.setdefault((synth, level, which), []).append(used)
-                    size.setdefault((synth, level, which), []).append(sizes)
+                started = _cpu_seconds()
+                with rendered(tune, formats, conf, level) as result:
+                    cpu.setdefault((synth, level, formats), []).append(_cpu_seconds() - started)
+                    for fmt, path in result.files.items():
+                        size.setdefault((synth, level, fmt), []).append(path.stat().st_size)
+                    if formats == with_ogg and round_no == 0:
+                        ours = measure_wav(result.files["wav"])
+                        theirs = ebur128(result.files["wav"]) or (math.nan, math.nan)
+                        ogg = ebur128(result.files["ogg"]) or (math.nan, math.nan)
+                        levels.setdefault((synth, level), []).append(
+                            (ours.integrated_lufs, ours.peak_dbfs, *theirs, ogg[0])
+                        )
+
+    def ms(synth: str, level: AudioLevel, formats: tuple[str, ...]) -> float:
+        return 1000 * statistics.mean(cpu[(synth, level, formats)])
+
+    def kb(synth: str, level: AudioLevel, formats: Sequence[str]) -> float:
+        return sum(statistics.mean(size[(synth, level, f)]) for f in formats) / 1000
+
     print(
         f"audio levels: {len(tunes)} tunes x {rounds} rounds, CPU = this process and its tools "
         f"(getrusage, tools unjailed), mean per tune; baseline = {BASELINE[1]} with "
@@ -290,16 +313,35 @@ def compare_levels(
         f"{'formats':16s} {'synth':10s} {'level':8s} {'CPU ms':>8s} {'x fewer':>8s} "
         f"{'kB/tune':>8s} {'x smaller':>9s}"
     )
-    for which, formats in enumerate(format_sets):
-        base_cpu = statistics.mean(cpu[(*BASELINE, which)])
-        base_size = statistics.mean(size[(*BASELINE, which)])
+    for formats in (default, with_ogg):
+        base_ms, base_kb = ms(*BASELINE, formats), kb(*BASELINE, formats)
         for synth, level in configs:
-            mean_cpu = statistics.mean(cpu[(synth, level, which)])
-            mean_size = statistics.mean(size[(synth, level, which)])
+            mean_ms, mean_kb = ms(synth, level, formats), kb(synth, level, formats)
             print(
-                f"{','.join(formats):16s} {synth:10s} {level:8s} {1000 * mean_cpu:8.1f} "
-                f"{base_cpu / mean_cpu:7.2f}x {mean_size / 1000:8.1f} {base_size / mean_size:8.2f}x"
+                f"{','.join(formats):16s} {synth:10s} {level:8s} {mean_ms:8.1f} "
+                f"{base_ms / mean_ms:7.2f}x {mean_kb:8.1f} {base_kb / mean_kb:8.2f}x"
             )
+    print()
+    print(
+        "what each format adds, timidity: CPU ms per tune (= CPU-s per 1,000 tunes) over the "
+        "render without it; kB per tune (= MB per 1,000 tunes)"
+    )
+    print(f"{'format':8s}" + "".join(f" {level + ' ms':>13s} {'kB':>7s}" for level in AudioLevel))
+    without = {"mid": ("abc",), "wav": ("abc", "mid"), "svg": ("abc",), "pdf": ("abc", "svg")}
+    for fmt in ("abc", "mid", "wav", "ogg", *extra, *(s[-1] for s in scores)):
+        cells = ""
+        for level in AudioLevel:
+            with_it = with_ogg if fmt in ("abc", "ogg") else (*default, fmt)
+            if fmt in ("mid", "wav"):
+                with_it = (*without[fmt], fmt)
+            if fmt in ("svg", "pdf"):
+                with_it, level = (*without[fmt], fmt), DEFAULT_AUDIO  # no audio: one level
+            before = without.get(fmt, default)
+            added = 0.0 if fmt == "abc" else ms("timidity", level, with_it)
+            if fmt not in ("abc", "mid", "svg"):
+                added -= ms("timidity", level, before)
+            cells += f" {added:13.1f} {kb('timidity', level, [fmt]):7.1f}"
+        print(f"{fmt:8s}{cells}")
     print()
     print(
         f"{'loudness of the WAV':30s} {'ours LUFS':>15s} {'ours peak':>10s} {'ffmpeg LUFS':>15s} "

@@ -19,7 +19,8 @@ tests/common/render/test_loudness.py.
 
 The measurement follows BS.1770-4: K-weighting (a high shelf of ~+4 dB above 1.5 kHz, then a
 38 Hz high-pass), mean square per channel over 400 ms blocks overlapping by 75 %, channel sum
-(weights 1.0 for mono/stereo), an absolute gate at -70 LUFS and a relative gate 10 LU below the
+(weights 1.0 for mono/stereo; a mono file is measured as dual mono, as it is heard: see
+`LoudnessMeter`), an absolute gate at -70 LUFS and a relative gate 10 LU below the
 loudness of the blocks that passed it. The peak is the sample peak (not the 4x oversampled true
 peak), which is enough to rule out clipping of the 16-bit file we write.
 """
@@ -136,9 +137,15 @@ class LoudnessMeter:
 
     Keeps only the overlap-add tail, the samples of an unfinished 100 ms step and one mean
     square per channel and step (about 1 KB a minute), so any length of audio fits.
+
+    ``dual_mono`` measures a mono signal as played on both speakers of a stereo pair (as
+    ffmpeg's ``ebur128=dualmono=true``, with its default -3 dB pan law): BS.1770 sums the
+    channels' power, so the same melody measures 3 dB louder as two identical channels than as
+    one, and a mono file normalised as plain mono would play 3 dB louder than a stereo one at
+    the same figure. Browsers and players send mono to both speakers.
     """
 
-    def __init__(self, rate: int, channels: int) -> None:
+    def __init__(self, rate: int, channels: int, dual_mono: bool = False) -> None:
         if rate <= 0 or channels not in (1, 2):
             raise ValueError(
                 f"loudness is measured on mono or stereo audio, not {channels} channels "
@@ -146,6 +153,8 @@ class LoudnessMeter:
             )
         self.rate = rate
         self.channels = channels
+        #: Power weight of the channel sum: 2 for a mono signal heard on two speakers.
+        self._weight = 2.0 if dual_mono and channels == 1 else 1.0
         self._taps, self._size, self._spectrum = _k_filter(rate)
         self._segment = self._size - self._taps + 1
         self._carry = np.zeros((self._taps - 1, channels))
@@ -196,7 +205,7 @@ class LoudnessMeter:
         if steps.shape[0] < per_block:
             return Loudness(-math.inf, peak_dbfs, seconds)
         # Sum of 4 consecutive steps = one 400 ms block; channel weights are 1.0 (mono/stereo).
-        cumulative = np.concatenate([np.zeros(1), np.cumsum(steps.sum(axis=1))])
+        cumulative = np.concatenate([np.zeros(1), np.cumsum(steps.sum(axis=1) * self._weight)])
         power = (cumulative[per_block:] - cumulative[:-per_block]) / (per_block * self._step)
         with np.errstate(divide="ignore"):
             block_lufs = -0.691 + 10.0 * np.log10(power)
@@ -259,16 +268,17 @@ def _out_channels(reader: wave.Wave_read, channels: int | None) -> int:
     raise ValueError(f"cannot turn {have}-channel audio into {channels} channels")
 
 
-def measure_wav(path: Path, channels: int | None = None) -> Loudness:
+def measure_wav(path: Path, channels: int | None = None, dual_mono: bool = True) -> Loudness:
     """Integrated loudness and sample peak of a 16-bit PCM WAV file, read in chunks; with
-    ``channels=1``, of its mono mix (what `normalise_wav` writes).
+    ``channels=1``, of its mono mix (what `normalise_wav` writes). A mono file is measured as
+    dual mono (see `LoudnessMeter`) unless `dual_mono` is False.
 
     Raises ValueError (or `wave.Error` / EOFError) for a file that is not such a WAV.
     """
     with wave.open(str(path), "rb") as reader:
         _check_pcm16(reader, path)
         out = _out_channels(reader, channels)
-        meter = LoudnessMeter(reader.getframerate(), out)
+        meter = LoudnessMeter(reader.getframerate(), out, dual_mono)
         for chunk in _pcm16_chunks(reader, meter.chunk_frames):
             meter.feed(_mixed(chunk, out) * (1.0 / 32768.0))
     return meter.result()
@@ -295,7 +305,8 @@ def normalise_wav(
     channels: int | None = None,
 ) -> Normalisation:
     """Write `source` to `target` with one gain bringing it to `target_lufs` (see `gain_for`),
-    as mono when `channels` is 1 and `source` is stereo (the mean of its two channels).
+    as mono when `channels` is 1 and `source` is stereo (the mean of its two channels). Mono is
+    measured as dual mono, so it plays as loud as a stereo file at the same target.
 
     Two passes over the file, each in chunks: measure, then scale, round and write. Measuring
     on the synthesiser's stream instead of a second read was measured and not kept: the second

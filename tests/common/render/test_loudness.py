@@ -131,6 +131,17 @@ def test_normalise_wav_mixes_stereo_down_to_mono(tmp_path: Path) -> None:
         normalise_wav(mono, tmp_path / "x.wav", -16.0, -1.0, channels=2)
 
 
+def test_mono_is_measured_as_heard_on_two_speakers(tmp_path: Path) -> None:
+    """Dual mono: a mono file measures as its two-channel copy does, 3.01 dB over plain mono."""
+    stereo = sine(-20, 10, 24000, 440)
+    two = measure_wav(write_wav(tmp_path / "two.wav", stereo, rate=24000))
+    mono_path = write_wav(tmp_path / "one.wav", stereo[:, :1], rate=24000)
+    dual, plain = measure_wav(mono_path), measure_wav(mono_path, dual_mono=False)
+    assert dual.integrated_lufs == pytest.approx(two.integrated_lufs, abs=0.01)
+    assert dual.integrated_lufs - plain.integrated_lufs == pytest.approx(3.01, abs=0.01)
+    assert dual.peak_dbfs == plain.peak_dbfs == two.peak_dbfs
+
+
 def test_only_16_bit_pcm_is_read(tmp_path: Path) -> None:
     path = tmp_path / "8bit.wav"
     with wave.open(str(path), "wb") as out:
