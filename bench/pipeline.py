@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -64,6 +65,21 @@ def batch_spec(
         formats=["abc", "mid", "wav"],
         audio=audio,
     )
+
+
+def group_cpu_s(pgid: int) -> float:
+    """CPU seconds of the processes in a process group (a worker and its pool), with the
+    children they reaped, from /proc (0 off Linux)."""
+    total = 0
+    tick = os.sysconf("SC_CLK_TCK")
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[2]) == pgid:  # after "(comm)": state, ppid, pgrp, ...
+            total += sum(int(v) for v in fields[11:15])  # utime, stime, cutime, cstime
+    return total / tick
 
 
 def run_distributed(
@@ -152,6 +168,9 @@ def main() -> None:
         default="hifi,standard",
         help="audio levels, one distributed batch each; the first is the baseline",
     )
+    parser.add_argument(
+        "--repeats", type=int, default=1, help="rounds over the levels (medians are compared)"
+    )
     args = parser.parse_args()
     levels = [AudioLevel(name.strip()) for name in args.levels.split(",") if name.strip()]
 
@@ -178,11 +197,15 @@ def main() -> None:
 
             # A warm-up batch: the gpu worker loads the model, every worker its imports and tools.
             run_distributed(c, model_id, max(20, args.chunk_size), args.chunk_size)
-            by_level = {
-                level: run_distributed(c, model_id, args.count, args.chunk_size, level)
-                for level in levels
-            }
-            dist = by_level.get(DEFAULT_AUDIO, next(iter(by_level.values())))
+            runs: list[tuple[AudioLevel, dict[str, float]]] = []
+            for _ in range(args.repeats):
+                for level in levels:
+                    before = {w.name: group_cpu_s(w.proc.pid) for w in (gpu, *cpus)}
+                    r = run_distributed(c, model_id, args.count, args.chunk_size, level)
+                    r["gpu_cpu_s"] = group_cpu_s(gpu.proc.pid) - before[gpu.name]
+                    r["cpu_cpu_s"] = sum(group_cpu_s(w.proc.pid) - before[w.name] for w in cpus)
+                    runs.append((level, r))
+            dist = next((r for level, r in runs if level == DEFAULT_AUDIO), runs[0][1])
             embedded = (
                 None
                 if args.skip_embedded
@@ -200,18 +223,32 @@ def main() -> None:
     print()
     header = (
         f"{'':<26}{'tunes/min':>10}{'total s':>9}{'generated s':>13}{'done':>6}{'failed':>8}"
-        f"{'vs first':>9}"
+        f"{'vs first':>9}{'gpu-w ms':>9}{'cpu-w ms':>9}"
     )
     print(header)
-    rows = [(f"distributed, {level}", r) for level, r in by_level.items()]
+    rows = [(f"distributed, {level}", r) for level, r in runs]
     if embedded is not None:
         rows.append((f"embedded, {DEFAULT_AUDIO} (baseline)", embedded))
-    first = args.count / by_level[levels[0]]["total_s"] * 60
+    rate_of = {
+        level: statistics.median(args.count / r["total_s"] * 60 for lv, r in runs if lv == level)
+        for level in levels
+    }
     for name, r in rows:
         rate = args.count / r["total_s"] * 60
+        cpu_ms = "".join(
+            f"{1000 * r[k] / args.count:>9.0f}" if k in r else f"{'':>9}"
+            for k in ("gpu_cpu_s", "cpu_cpu_s")
+        )
+        share = rate / rate_of[levels[0]]
         print(f"{name:<26}{rate:>10.0f}{r['total_s']:>9.1f}{r['generated_s']:>13.1f}"
-              f"{r['done']:>6.0f}{r['failed']:>8.0f}{rate / first:>8.2f}x")  # fmt: skip
-    print(f"(x: tunes per minute against distributed, {levels[0]})")
+              f"{r['done']:>6.0f}{r['failed']:>8.0f}{share:>8.2f}x{cpu_ms}")  # fmt: skip
+    print(
+        f"(x: tunes per minute against the median of distributed, {levels[0]}; medians: "
+        + ", ".join(f"{level} {rate:.0f}" for level, rate in rate_of.items())
+        + "; gpu-w / cpu-w ms: CPU ms per tune of the gpu-queue worker / both cpu-queue workers' "
+        "processes and the children they reaped: Celery, records, uploads, loudness, the tools' "
+        "launch; not the jailed tools themselves, whose CPU time bwrap's pid namespace keeps)"
+    )
     print()
     print(
         f"submit-batch (distributed) of {args.count}: returned in {dist['submit_s'] * 1000:.0f} ms"
