@@ -316,6 +316,15 @@ def normalise_wav(
     """
     before = measure_wav(source, channels)
     gain_db = gain_for(before, target_lufs, peak_ceiling_dbfs)
+    write_wav_scaled(source, target, gain_db, channels)
+    return Normalisation(before, gain_db, target_lufs, peak_ceiling_dbfs)
+
+
+def write_wav_scaled(
+    source: Path, target: Path, gain_db: float = 0.0, channels: int | None = None
+) -> None:
+    """Write `source` to `target` with a gain, mixed down to mono when `channels` is 1: the
+    second pass of `normalise_wav`, and the mixdown alone when loudness is not normalised."""
     factor = 10.0 ** (gain_db / 20.0)
     with wave.open(str(source), "rb") as reader, wave.open(str(target), "wb") as writer:
         _check_pcm16(reader, source)
@@ -327,7 +336,6 @@ def normalise_wav(
             scaled = np.rint(_mixed(chunk, out) * factor)
             np.clip(scaled, -32768, 32767, out=scaled)
             writer.writeframes(scaled.astype("<i2").tobytes())
-    return Normalisation(before, gain_db, target_lufs, peak_ceiling_dbfs)
 
 
 __all__ = [
@@ -339,4 +347,5 @@ __all__ = [
     "k_weighting",
     "measure_wav",
     "normalise_wav",
+    "write_wav_scaled",
 ]

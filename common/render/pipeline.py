@@ -231,6 +231,8 @@ def _render_into(
             started = time.monotonic()
             result.loudness = stages.normalise(wav, settings, profile.channels)
             seconds["loudness"] = time.monotonic() - started
+        elif profile.channels == 1 and settings.synth == "fluidsynth":
+            stages.mix_down(wav)  # fluidsynth writes stereo only
         for fmt in stages.ENCODERS:
             if fmt in wanted:
                 files[fmt], run = stages.encode(fmt, workdir, settings, profile)

@@ -33,7 +33,7 @@ from common.render.formats import (
     TIMIDITY,
     has_magic,
 )
-from common.render.loudness import Normalisation, normalise_wav
+from common.render.loudness import Normalisation, normalise_wav, write_wav_scaled
 from common.render.sandbox import jail_for
 from common.render.svg import sanitise_svg
 from common.render.tool_run import (
@@ -211,6 +211,20 @@ def synthesise(
     if settings.synth == "fluidsynth":
         return fluidsynth(workdir, mid, settings, profile)
     return timidity(workdir, mid, settings, profile)
+
+
+def mix_down(wav: Path) -> None:
+    """Turn a stereo tune.wav into mono in place, without a gain (loudness normalisation off)."""
+    out = wav.with_name("tune.mono.wav")
+    try:
+        with storage_guard("mixing the WAV down to mono"):
+            write_wav_scaled(wav, out, channels=1)
+            out.replace(wav)
+    except (ValueError, EOFError, wave.Error) as exc:
+        raise RenderError(
+            f"the synthesiser's WAV could not be read to mix it down to mono ({exc})",
+            tool="loudness",
+        ) from exc
 
 
 def normalise(wav: Path, settings: Settings, channels: int) -> Normalisation:

@@ -627,6 +627,16 @@ def test_an_audio_level_sets_channels_rate_and_loudness(
     assert on_target or abs(measured.peak_dbfs - settings.loudness_peak_dbfs) < 0.05
 
 
+@needs_fluidsynth
+def test_fluidsynth_is_mixed_down_to_mono_without_normalisation(settings: Settings) -> None:
+    raw = settings.model_copy(update={"synth": "fluidsynth", "loudness_normalise": False})
+    with rendered(GOOD_TUNE, ["wav"], raw) as result:
+        with wave.open(str(result.files["wav"])) as wav:
+            assert (wav.getnchannels(), wav.getframerate()) == (1, 24000)
+        assert measure_wav(result.files["wav"]).peak_dbfs < -10  # no gain: fluidsynth's own level
+    assert result.loudness is None
+
+
 def test_standard_is_the_default_and_smaller_than_hifi(settings: Settings) -> None:
     with rendered(GOOD_TUNE, ["wav"], settings) as standard:
         default_size = standard.files["wav"].stat().st_size
