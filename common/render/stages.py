@@ -14,10 +14,11 @@ the output-size limit.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import wave
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from common.errors import RenderError, RenderLimitError, ToolMissingError
@@ -213,18 +214,25 @@ def synthesise(
     return timidity(workdir, mid, settings, profile)
 
 
-def mix_down(wav: Path) -> None:
-    """Turn a stereo tune.wav into mono in place, without a gain (loudness normalisation off)."""
-    out = wav.with_name("tune.mono.wav")
+@contextlib.contextmanager
+def _rewriting(wav: Path, doing: str) -> Iterator[Path]:
+    """A path beside tune.wav for its new version, renamed over it once complete, so a failure
+    never leaves a half-written file; a WAV we cannot read is the tune's render failing."""
+    out = wav.with_name("tune.new.wav")
     try:
-        with storage_guard("mixing the WAV down to mono"):
-            write_wav_scaled(wav, out, channels=1)
+        with storage_guard(doing):
+            yield out
             out.replace(wav)
     except (ValueError, EOFError, wave.Error) as exc:
         raise RenderError(
-            f"the synthesiser's WAV could not be read to mix it down to mono ({exc})",
-            tool="loudness",
+            f"the synthesiser's WAV could not be read while {doing} ({exc})", tool="loudness"
         ) from exc
+
+
+def mix_down(wav: Path) -> None:
+    """Turn a stereo tune.wav into mono in place, without a gain (loudness normalisation off)."""
+    with _rewriting(wav, "mixing the WAV down to mono") as out:
+        write_wav_scaled(wav, out, channels=1)
 
 
 def normalise(wav: Path, settings: Settings, channels: int) -> Normalisation:
@@ -232,26 +240,11 @@ def normalise(wav: Path, settings: Settings, channels: int) -> Normalisation:
     down to mono on the way when `channels` is 1 and the synthesiser wrote stereo.
 
     In-process rather than a tool: it is our own bounded numpy code reading a file our own
-    synthesiser wrote, in fixed-size chunks, so it needs no sandbox. The normalised copy is
-    written beside the WAV and renamed over it, so a failure never leaves a half-scaled file.
+    synthesiser wrote, in fixed-size chunks, so it needs no sandbox.
     """
-    out = wav.with_name("tune.normalised.wav")
-    try:
-        with storage_guard("normalising the WAV's loudness"):
-            result = normalise_wav(
-                wav,
-                out,
-                settings.loudness_target_lufs,
-                settings.loudness_peak_dbfs,
-                channels=channels,
-            )
-            out.replace(wav)
-    except (ValueError, EOFError, wave.Error) as exc:
-        raise RenderError(
-            f"the synthesiser's WAV could not be read for loudness normalisation ({exc})",
-            tool="loudness",
-        ) from exc
-    return result
+    target, ceiling = settings.loudness_target_lufs, settings.loudness_peak_dbfs
+    with _rewriting(wav, "normalising the WAV's loudness") as out:
+        return normalise_wav(wav, out, target, ceiling, channels=channels)
 
 
 def abcm2ps(workdir: Path, settings: Settings) -> tuple[Path, Completed]:
