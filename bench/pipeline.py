@@ -8,6 +8,9 @@ tiny test corpus into the bucket, has the GPU worker train a model, and then pri
   manifest being written, with how long generation and rendering took;
 * the same batch (same model, parameters and seed) through the embedded runner in this process,
   as the baseline: the same job functions without broker, bucket or worker processes;
+* the same for each audio level of ``--levels`` (`common.params.AudioLevel`; default ``hifi``,
+  the settings before levels, then ``standard``, the default), one batch each after a warm-up
+  batch, with each level's tunes per minute as a multiple of the first level's;
 * how long ``producer submit-batch --count 1000`` takes to return: the command as a user runs it
   (a new Python process, imports included) and the submission itself inside an open client.
 
@@ -16,6 +19,7 @@ renders compete for them, which is the situation the figures describe.
 
     python bench/pipeline.py                       # 200 tunes, 2 cpu workers
     python bench/pipeline.py --count 60 --skip-embedded
+    python bench/pipeline.py --levels hifi,standard,preview --skip-embedded
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -33,7 +38,9 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench.render import cpu_model  # noqa: E402
 from common.abc.corpus import import_corpus  # noqa: E402
+from common.params import DEFAULT_AUDIO, AudioLevel  # noqa: E402
 from common.schemas import BatchSpec, TrainSpec  # noqa: E402
 from common.store.open import make_store  # noqa: E402
 from producer.client import BatchProgress, Client  # noqa: E402
@@ -43,7 +50,9 @@ TINY_CORPUS = ROOT / "tests" / "data" / "tiny_corpus.abc"
 PRIMER = "X:1\nM:6/8\nL:1/8\nK:D\n"
 
 
-def batch_spec(model_id: str, count: int, chunk_size: int) -> BatchSpec:
+def batch_spec(
+    model_id: str, count: int, chunk_size: int, audio: AudioLevel = DEFAULT_AUDIO
+) -> BatchSpec:
     return BatchSpec(
         count=count,
         model_id=model_id,
@@ -54,10 +63,28 @@ def batch_spec(model_id: str, count: int, chunk_size: int) -> BatchSpec:
         max_tries=3,
         chunk_size=chunk_size,
         formats=["abc", "mid", "wav"],
+        audio=audio,
     )
 
 
-def run_distributed(c: Cluster, model_id: str, count: int, chunk_size: int) -> dict[str, float]:
+def group_cpu_s(pgid: int) -> float:
+    """CPU seconds of the processes in a process group (a worker and its pool), with the
+    children they reaped, from /proc (0 off Linux)."""
+    total = 0
+    tick = os.sysconf("SC_CLK_TCK")
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[2]) == pgid:  # after "(comm)": state, ppid, pgrp, ...
+            total += sum(int(v) for v in fields[11:15])  # utime, stime, cutime, cstime
+    return total / tick
+
+
+def run_distributed(
+    c: Cluster, model_id: str, count: int, chunk_size: int, audio: AudioLevel = DEFAULT_AUDIO
+) -> dict[str, float]:
     client = Client(c.settings)
     generated_at: list[float] = []
 
@@ -66,7 +93,7 @@ def run_distributed(c: Cluster, model_id: str, count: int, chunk_size: int) -> d
             generated_at.append(time.perf_counter())
 
     started = time.perf_counter()
-    batch = client.submit_batch(batch_spec(model_id, count, chunk_size))
+    batch = client.submit_batch(batch_spec(model_id, count, chunk_size, audio))
     submitted = time.perf_counter()
     final = client.follow(batch.id, watch, timeout_s=1800)
     ended = time.perf_counter()
@@ -136,7 +163,16 @@ def main() -> None:
     )
     parser.add_argument("--epochs", type=int, default=3, help="epochs of the tiny model")
     parser.add_argument("--skip-embedded", action="store_true")
+    parser.add_argument(
+        "--levels",
+        default="hifi,standard",
+        help="audio levels, one distributed batch each; the first is the baseline",
+    )
+    parser.add_argument(
+        "--repeats", type=int, default=1, help="rounds over the levels (medians are compared)"
+    )
     args = parser.parse_args()
+    levels = [AudioLevel(name.strip()) for name in args.levels.split(",") if name.strip()]
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as tmp_name:
@@ -159,7 +195,17 @@ def main() -> None:
                 raise SystemExit(f"training failed: {trained.error}")
             model_id = trained.model_id
 
-            dist = run_distributed(c, model_id, args.count, args.chunk_size)
+            # A warm-up batch: the gpu worker loads the model, every worker its imports and tools.
+            run_distributed(c, model_id, max(20, args.chunk_size), args.chunk_size)
+            runs: list[tuple[AudioLevel, dict[str, float]]] = []
+            for _ in range(args.repeats):
+                for level in levels:
+                    before = {w.name: group_cpu_s(w.proc.pid) for w in (gpu, *cpus)}
+                    r = run_distributed(c, model_id, args.count, args.chunk_size, level)
+                    r["gpu_cpu_s"] = group_cpu_s(gpu.proc.pid) - before[gpu.name]
+                    r["cpu_cpu_s"] = sum(group_cpu_s(w.proc.pid) - before[w.name] for w in cpus)
+                    runs.append((level, r))
+            dist = next((r for level, r in runs if level == DEFAULT_AUDIO), runs[0][1])
             embedded = (
                 None
                 if args.skip_embedded
@@ -168,22 +214,41 @@ def main() -> None:
             cli_s, client_s = time_submit_1000(c, model_id)
 
     per_cpu = args.cpu_concurrency or os.cpu_count() or 1
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+    print(f"machine: {cpu_model() or platform.machine()}, {os.cpu_count()} cores, "
           f"python {platform.python_version()}; no GPU unless the worker log says so")  # fmt: skip
     print(f"workers: 1 gpu-queue (concurrency 1), {args.cpu_workers} cpu-queue "
           f"(concurrency {per_cpu} each); ready in {ready_s:.1f} s")  # fmt: skip
     print(f"batch: {args.count} tunes, tiny model ({args.epochs} epochs), chunks of "
           f"{args.chunk_size}, formats abc,mid,wav, valid-only (≤3 tries), ≤600 chars")  # fmt: skip
     print()
-    header = f"{'':<26}{'tunes/min':>10}{'total s':>9}{'generated s':>13}{'done':>6}{'failed':>8}"
+    header = (
+        f"{'':<26}{'tunes/min':>10}{'total s':>9}{'generated s':>13}{'done':>6}{'failed':>8}"
+        f"{'vs first':>9}{'gpu-w ms':>9}{'cpu-w ms':>9}"
+    )
     print(header)
-    rows = [("distributed (Celery)", dist)]
+    rows = [(f"distributed, {level}", r) for level, r in runs]
     if embedded is not None:
-        rows.append(("embedded (baseline)", embedded))
+        rows.append((f"embedded, {DEFAULT_AUDIO} (baseline)", embedded))
+    rate_of = {
+        level: statistics.median(args.count / r["total_s"] * 60 for lv, r in runs if lv == level)
+        for level in levels
+    }
     for name, r in rows:
         rate = args.count / r["total_s"] * 60
+        cpu_ms = "".join(
+            f"{1000 * r[k] / args.count:>9.0f}" if k in r else f"{'':>9}"
+            for k in ("gpu_cpu_s", "cpu_cpu_s")
+        )
+        share = rate / rate_of[levels[0]]
         print(f"{name:<26}{rate:>10.0f}{r['total_s']:>9.1f}{r['generated_s']:>13.1f}"
-              f"{r['done']:>6.0f}{r['failed']:>8.0f}")  # fmt: skip
+              f"{r['done']:>6.0f}{r['failed']:>8.0f}{share:>8.2f}x{cpu_ms}")  # fmt: skip
+    print(
+        f"(x: tunes per minute against the median of distributed, {levels[0]}; medians: "
+        + ", ".join(f"{level} {rate:.0f}" for level, rate in rate_of.items())
+        + "; gpu-w / cpu-w ms: CPU ms per tune of the gpu-queue worker / both cpu-queue workers' "
+        "processes and the children they reaped: Celery, records, uploads, loudness, the tools' "
+        "launch; not the jailed tools themselves, whose CPU time bwrap's pid namespace keeps)"
+    )
     print()
     print(
         f"submit-batch (distributed) of {args.count}: returned in {dist['submit_s'] * 1000:.0f} ms"

@@ -24,9 +24,20 @@ accepts):
   used by the renders and their tools (getrusage of the worker and its children) ÷ wall ÷
   cores. "A CPU worker keeps every core busy" means this is close to 100 %.
 
+* the audio levels side by side (``--audio``, `common.params.AudioLevel`): CPU seconds and bytes
+  per tune for the default formats and with ogg, for each synthesiser, against ``hifi`` with
+  timidity, the settings every batch had before levels existed; and each render's loudness, by
+  our BS.1770 meter and by ffmpeg's ``ebur128`` filter (a meter we did not write) where ffmpeg is
+  installed. CPU seconds are this process's and its tools' (getrusage), so loudness and Python's
+  share count too; the levels alternate tune by tune. This table renders without the jail: a
+  tool inside bwrap's pid namespace is reaped by bwrap's init, not by us, so getrusage never
+  sees its CPU time. The jail's cost is per tool run, the same runs at every level, and the
+  first table below shows it.
+
     python bench/render.py                        # 20 tunes, every format, timidity
     python bench/render.py --synth fluidsynth
     python bench/render.py --quick                # 6 tunes, 1 round: a smoke run
+    python bench/render.py --levels-only --tunes 12   # the audio levels table alone
 """
 
 from __future__ import annotations
@@ -35,6 +46,7 @@ import argparse
 import math
 import os
 import platform
+import re
 import resource
 import shutil
 import statistics
@@ -48,8 +60,8 @@ from pathlib import Path
 
 from common.abc.corpus import bundled_files
 from common.abc.notation import normalise_tune, split_tunes, unsafe_reason
-from common.params import FORMATS
-from common.render.loudness import normalise_wav
+from common.params import DEFAULT_AUDIO, DEFAULT_FORMATS, FORMATS, AudioLevel
+from common.render.loudness import measure_wav, normalise_wav
 from common.render.pipeline import check_abc, rendered
 from common.render.sandbox import require
 from common.render.versions import tool_versions
@@ -206,8 +218,162 @@ def throughput(
 
 
 # --------------------------------------------------------------------------------------------
+# Audio levels against today's settings
+# --------------------------------------------------------------------------------------------
+
+#: The settings every batch rendered with before audio levels: the baseline of the table.
+BASELINE = ("timidity", AudioLevel.HIFI)
+_ENCODER_TOOLS = {"mp3": "lame", "flac": "flac"}
+_EBUR128 = re.compile(r"I:\s+(-?[\d.]+|-inf) LUFS.*?Peak:\s+(-?[\d.]+|-inf) dBFS", re.DOTALL)
+
+
+def _cpu_seconds() -> float:
+    """CPU seconds of this process and every child it waited for."""
+    me = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def ebur128(path: Path) -> tuple[float, float] | None:
+    """(integrated LUFS, sample peak dBFS) of an audio file by ffmpeg's ebur128 filter, mono as
+    dual mono (as `common.render.loudness` measures it)."""
+    ffmpeg = shutil.which("ffmpeg")
+    if ffmpeg is None:
+        return None
+    argv = [
+        ffmpeg,
+        "-nostats",
+        "-hide_banner",
+        "-i",
+        str(path),
+        "-af",
+        "ebur128=peak=sample:dualmono=true",
+    ]
+    done = subprocess.run([*argv, "-f", "null", "-"], capture_output=True, text=True, check=False)
+    found = _EBUR128.search(done.stderr[done.stderr.rfind("Summary:") :])
+    return (float(found.group(1)), float(found.group(2))) if found else None
+
+
+def compare_levels(
+    tunes: list[str], synths: Sequence[str], rounds: int, settings: Settings
+) -> None:
+    """Print CPU seconds and bytes per tune for each level and synth, against `BASELINE`, then
+    what each format costs at each level with timidity.
+
+    Unjailed (see the module's docstring): getrusage cannot see a jailed tool's CPU time.
+    """
+    settings = settings.model_copy(update={"sandbox": "rlimits"})
+    configs = [(synth, level) for synth in synths for level in AudioLevel]
+    if BASELINE not in configs:
+        configs.insert(0, BASELINE)
+    configs.sort(key=lambda c: c != BASELINE)
+    default, with_ogg = tuple(DEFAULT_FORMATS), (*DEFAULT_FORMATS, "ogg")
+    jobs = [(synth, level, formats) for synth, level in configs for formats in (default, with_ogg)]
+    # What each format adds, with timidity: its render against the one without it.
+    extra = [f for f in ("mp3", "flac") if shutil.which(_ENCODER_TOOLS[f])]
+    jobs += [("timidity", level, ("abc", "mid")) for level in AudioLevel]
+    jobs += [("timidity", level, (*default, fmt)) for level in AudioLevel for fmt in extra]
+    scores = [("abc", "svg")] + ([("abc", "svg", "pdf")] if shutil.which("rsvg-convert") else [])
+    jobs += [("timidity", DEFAULT_AUDIO, formats) for formats in scores]
+    cpu: dict[tuple[str, AudioLevel, tuple[str, ...]], list[float]] = {}
+    size: dict[tuple[str, AudioLevel, str], list[int]] = {}
+    levels: dict[tuple[str, AudioLevel], list[tuple[float, float, float, float, float]]] = {}
+    for synth in dict.fromkeys(synth for synth, _ in configs):  # its files into the page cache
+        with rendered(tunes[0], with_ogg, settings.model_copy(update={"synth": synth})):
+            pass
+    for round_no in range(rounds):
+        for tune in tunes:
+            for synth, level, formats in jobs:
+                conf = settings.model_copy(update={"synth": synth})
+                started = _cpu_seconds()
+                with rendered(tune, formats, conf, level) as result:
+                    cpu.setdefault((synth, level, formats), []).append(_cpu_seconds() - started)
+                    for fmt, path in result.files.items():
+                        size.setdefault((synth, level, fmt), []).append(path.stat().st_size)
+                    if formats == with_ogg and round_no == 0:
+                        ours = measure_wav(result.files["wav"])
+                        theirs = ebur128(result.files["wav"]) or (math.nan, math.nan)
+                        ogg = ebur128(result.files["ogg"]) or (math.nan, math.nan)
+                        levels.setdefault((synth, level), []).append(
+                            (ours.integrated_lufs, ours.peak_dbfs, *theirs, ogg[0])
+                        )
+
+    def ms(synth: str, level: AudioLevel, formats: tuple[str, ...]) -> float:
+        return 1000 * statistics.mean(cpu[(synth, level, formats)])
+
+    def kb(synth: str, level: AudioLevel, formats: Sequence[str]) -> float:
+        return sum(statistics.mean(size[(synth, level, f)]) for f in formats) / 1000
+
+    print(
+        f"audio levels: {len(tunes)} tunes x {rounds} rounds, CPU = this process and its tools "
+        f"(getrusage, tools unjailed), mean per tune; baseline = {BASELINE[1]} with "
+        f"{BASELINE[0]} (the settings before levels)"
+    )
+    print(
+        f"{'formats':16s} {'synth':10s} {'level':8s} {'CPU ms':>8s} {'x fewer':>8s} "
+        f"{'kB/tune':>8s} {'x smaller':>9s}"
+    )
+    for formats in (default, with_ogg):
+        base_ms, base_kb = ms(*BASELINE, formats), kb(*BASELINE, formats)
+        for synth, level in configs:
+            mean_ms, mean_kb = ms(synth, level, formats), kb(synth, level, formats)
+            print(
+                f"{','.join(formats):16s} {synth:10s} {level:8s} {mean_ms:8.1f} "
+                f"{base_ms / mean_ms:7.2f}x {mean_kb:8.1f} {base_kb / mean_kb:8.2f}x"
+            )
+    print()
+    print(
+        "what each format adds, timidity: CPU ms per tune (= CPU-s per 1,000 tunes) over the "
+        "render without it; kB per tune (= MB per 1,000 tunes)"
+    )
+    print(f"{'format':8s}" + "".join(f" {level + ' ms':>13s} {'kB':>7s}" for level in AudioLevel))
+    without = {"mid": ("abc",), "wav": ("abc", "mid"), "svg": ("abc",), "pdf": ("abc", "svg")}
+    for fmt in ("abc", "mid", "wav", "ogg", *extra, *(s[-1] for s in scores)):
+        cells = ""
+        for level in AudioLevel:
+            with_it = with_ogg if fmt in ("abc", "ogg") else (*default, fmt)
+            if fmt in ("mid", "wav"):
+                with_it = (*without[fmt], fmt)
+            if fmt in ("svg", "pdf"):
+                with_it, level = (*without[fmt], fmt), DEFAULT_AUDIO  # no audio: one level
+            before = without.get(fmt, default)
+            added = 0.0 if fmt == "abc" else ms("timidity", level, with_it)
+            if fmt not in ("abc", "mid", "svg"):
+                added -= ms("timidity", level, before)
+            cells += f" {added:13.1f} {kb('timidity', level, [fmt]):7.1f}"
+        print(f"{fmt:8s}{cells}")
+    print()
+    print(
+        f"{'loudness of the WAV':30s} {'ours LUFS':>15s} {'ours peak':>10s} {'ffmpeg LUFS':>15s} "
+        f"{'ffmpeg peak':>12s} {'ogg LUFS':>15s}"
+    )
+    for (synth, level), found in levels.items():
+        lufs, peak, their_lufs, their_peak, ogg_lufs = zip(*found, strict=True)
+        print(
+            f"{synth + ' ' + level:30s} {min(lufs):7.2f}..{max(lufs):6.2f} {max(peak):10.2f} "
+            f"{min(their_lufs):7.2f}..{max(their_lufs):6.2f} {max(their_peak):12.2f} "
+            f"{min(ogg_lufs):7.2f}..{max(ogg_lufs):6.2f}"
+        )
+    print(
+        "(range over the tunes; the target is -16 LUFS integrated with sample peaks <= -1 dBFS; "
+        "a tune whose peak reaches the ceiling first stays below -16; ogg decoded by ffmpeg)"
+    )
+    print()
+
+
+# --------------------------------------------------------------------------------------------
 # Main
 # --------------------------------------------------------------------------------------------
+
+
+def cpu_model() -> str:
+    """The CPU's model name as lscpu shows it ("" off Linux)."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return ""
+    found = re.search(r"^model name\s*:\s*(.+)$", info, re.MULTILINE)
+    return found.group(1).strip() if found else ""
 
 
 def _ms(seconds: float) -> str:
@@ -223,6 +389,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--quick", action="store_true", help="6 tunes, 1 round")
     parser.add_argument("--no-parallel", action="store_true", help="skip the throughput table")
+    parser.add_argument(
+        "--level-synths", default="timidity,fluidsynth", help="synths of the audio levels table"
+    )
+    parser.add_argument("--no-levels", action="store_true", help="skip the audio levels table")
+    parser.add_argument(
+        "--levels-only", action="store_true", help="print the audio levels table alone"
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.tunes, args.rounds = 6, 1
@@ -243,7 +416,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
 
     versions = tool_versions(settings)
-    print(f"machine   {platform.machine()}, {os.cpu_count()} CPUs, Python {sys.version.split()[0]}")
+    print(
+        f"machine   {cpu_model()}, {platform.machine()}, {os.cpu_count()} CPUs, "
+        f"Python {sys.version.split()[0]}"
+    )
     print(
         "tools     "
         + ", ".join(f"{k} {v}" for k, v in versions.items() if k not in ("synth", "loudness"))
@@ -254,6 +430,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{args.rounds} rounds, medians"
     )
     print()
+
+    if not args.no_levels:
+        synths = [s for s in args.level_synths.split(",") if s]
+        compare_levels(tunes, synths, args.rounds, settings)
+        if args.levels_only:
+            return 0
 
     # Warm both paths once (page cache, tool_versions, the K-filter cache) before measuring.
     render_ours(tunes[0], formats, settings)

@@ -3,8 +3,9 @@
 A training hyperparameter is a field of `Recipe`: presets (`common.lstm.presets`) are recipes
 with a name, a model record keeps the recipe it was trained with, and a training spec overrides
 the fields of `RecipeOverrides`. A sampling option is a field of `SamplingOptions`: the sampler's
-`SamplingParams`, batch specs and schedules all carry it. Precision values, output formats and
-the ``train_on`` choices are enums or tuples here, which the CLI turns into its option choices.
+`SamplingParams`, batch specs and schedules all carry it. Precision values, output formats, the
+audio levels and the ``train_on`` choices are enums or tuples here, which the CLI turns into its
+option choices.
 Adding a parameter is one field here (plus its CLI option); a test checks that the overridable
 recipe fields and the overrides stay the same set.
 
@@ -15,6 +16,7 @@ the producer and the schemas can use it freely.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -53,6 +55,46 @@ TrainPrecision = Precision | TrainingPolicy
 FORMATS: tuple[str, ...] = ("abc", "mid", "wav", "svg", "pdf", "ogg", "mp3", "flac")
 #: What a batch renders when nobody says otherwise.
 DEFAULT_FORMATS: tuple[str, ...] = ("abc", "mid", "wav")
+
+
+# --- audio level ----------------------------------------------------------------------------
+
+
+class AudioLevel(StrEnum):
+    """How a batch's audio is made: channels, sample rate and encoder quality, by name.
+
+    A tune is one melody line on one instrument, so stereo carries the same signal twice (the
+    synth only adds its reverb's width) and most of its sound sits below 10 kHz. ``standard`` is
+    mono at 24 kHz; ``hifi`` is what every batch got before levels existed (stereo 44.1 kHz,
+    oggenc's default quality) and is the baseline of bench/render.py; ``preview`` is for
+    listening through a batch quickly and cheaply. Measured in docs/rendering.md#audio-levels.
+    """
+
+    PREVIEW = "preview"
+    STANDARD = "standard"
+    HIFI = "hifi"
+
+
+@dataclass(frozen=True)
+class AudioProfile:
+    """What an `AudioLevel` means to the render stages (`common.render.stages`)."""
+
+    channels: Literal[1, 2]
+    sample_rate: int
+    #: oggenc ``-q`` (-1..10; 3 is oggenc's own default).
+    ogg_quality: int
+
+
+AUDIO_PROFILES: dict[AudioLevel, AudioProfile] = {
+    # Mono 16 kHz: sound up to 8 kHz, the fundamentals and first harmonics of every tune note.
+    AudioLevel.PREVIEW: AudioProfile(channels=1, sample_rate=16_000, ogg_quality=0),
+    # Mono 24 kHz: sound up to 12 kHz, where a fiddle's or a flute's tone has all but faded.
+    AudioLevel.STANDARD: AudioProfile(channels=1, sample_rate=24_000, ogg_quality=3),
+    # Stereo 44.1 kHz, oggenc's default quality: the renders before levels existed.
+    AudioLevel.HIFI: AudioProfile(channels=2, sample_rate=44_100, ogg_quality=3),
+}
+#: What a batch's audio is when nobody says otherwise.
+DEFAULT_AUDIO = AudioLevel.STANDARD
 
 
 # --- training recipe ------------------------------------------------------------------------

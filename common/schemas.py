@@ -19,9 +19,11 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validat
 from common.errors import InvalidInputError, InvalidTransitionError
 from common.lstm.presets import DEFAULT_PRESET, PRESETS
 from common.params import (
+    DEFAULT_AUDIO,
     DEFAULT_FORMATS,
     DEFAULT_MAX_TRIES,
     MAX_TRIES_MAX,
+    AudioLevel,
     Recipe,
     RecipeOverrides,
     SamplerPrecision,
@@ -290,6 +292,11 @@ class BatchSpec(Record, SamplingParams):
         "(common.quality.similarity); above 1 turns the copy check's resampling off.",
     )
     formats: list[str] = Field(default_factory=lambda: list(DEFAULT_FORMATS))
+    audio: AudioLevel = Field(
+        default=DEFAULT_AUDIO,
+        description="Audio level (common.params.AudioLevel): channels, sample rate and encoder "
+        "quality of every audio format.",
+    )
     chunk_size: int = Field(default=256, ge=1)
 
     def primer_for(self, index: int) -> str:

@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 from common.params import (
+    DEFAULT_AUDIO,
     DEFAULT_FORM,
     DEFAULT_MAX_CHARS,
     DEFAULT_MAX_TRIES,
@@ -20,6 +21,7 @@ from producer import views
 from producer.backend import Followed, Queued, Ran, Submitted
 from producer.options import (
     DEFAULT_FORMATS_OPT,
+    AudioOpt,
     FormatsOpt,
     FormOpt,
     JsonOpt,
@@ -57,6 +59,7 @@ def submit_batch(
     valid_only: ValidOnlyOpt = True,
     max_tries: MaxTriesOpt = DEFAULT_MAX_TRIES,
     formats: FormatsOpt = DEFAULT_FORMATS_OPT,
+    audio: AudioOpt = DEFAULT_AUDIO,
     precision: Annotated[
         Precision,
         typer.Option(
@@ -103,6 +106,7 @@ def submit_batch(
         valid_only=valid_only,
         max_tries=max_tries,
         formats=list(parse_formats(formats)),
+        audio=audio,
         chunk_size=s.chunk_size,
         precision=precision,
         bar_tracker=bar_tracker,

@@ -14,7 +14,14 @@ from typing import TYPE_CHECKING, Annotated, ParamSpec, TypeVar
 
 import typer
 from common.errors import TunebatchError
-from common.params import DEFAULT_FORMATS, FORMATS, MAX_CHARS_MAX, MAX_CHARS_MIN, MAX_TRIES_MAX
+from common.params import (
+    DEFAULT_FORMATS,
+    FORMATS,
+    MAX_CHARS_MAX,
+    MAX_CHARS_MIN,
+    MAX_TRIES_MAX,
+    AudioLevel,
+)
 from common.settings import Settings
 from pydantic import ValidationError
 
@@ -70,6 +77,13 @@ FormatsOpt = Annotated[
     typer.Option(help=f"Comma list of {','.join(FORMATS)}.", callback=_formats_given),
 ]
 
+AudioOpt = Annotated[
+    AudioLevel,
+    typer.Option(
+        help="Audio of wav/ogg/mp3/flac: standard = mono 24 kHz, preview = mono 16 kHz (smaller, "
+        "quicker), hifi = stereo 44.1 kHz (about 3x the CPU and 4x the WAV bytes of standard).",
+    ),
+]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
 
 

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from common.params import (
+    DEFAULT_AUDIO,
     DEFAULT_FORM,
     DEFAULT_MAX_CHARS,
     DEFAULT_MAX_TRIES,
@@ -21,6 +22,7 @@ from common.params import (
 from producer import views
 from producer.options import (
     DEFAULT_FORMATS_OPT,
+    AudioOpt,
     FormatsOpt,
     FormOpt,
     JsonOpt,
@@ -84,6 +86,7 @@ def schedule_add(
     valid_only: ValidOnlyOpt = True,
     max_tries: MaxTriesOpt = DEFAULT_MAX_TRIES,
     formats: FormatsOpt = DEFAULT_FORMATS_OPT,
+    audio: AudioOpt = DEFAULT_AUDIO,
     form: FormOpt = DEFAULT_FORM,
     replace: Annotated[
         bool, typer.Option("--replace", help="Overwrite a schedule of the same name.")
@@ -109,6 +112,7 @@ def schedule_add(
         valid_only=valid_only,
         max_tries=max_tries,
         formats=list(parse_formats(formats)),
+        audio=audio,
         form=form,
     )
     schedule_store.check_spec(spec)  # a bad cron is one line before any connection

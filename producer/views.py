@@ -178,7 +178,7 @@ def show_batch(batch: BatchRecord, counts: dict[str, int], tunes: Sequence[TuneR
     console.print(
         f"batch [bold]{batch.id}[/] ({state}): {total} tunes, model {spec.model_id[:12]}, "
         f"T={spec.temperature}, top-k={spec.top_k}, seed={spec.seed}, "
-        f"formats={','.join(spec.formats)}"
+        f"formats={','.join(spec.formats)}, audio={spec.audio}"
     )
     width = 40
     filled = int(width * final / total) if total else width

@@ -22,9 +22,11 @@ from common.abc.corpus import Corpus
 from common.errors import InvalidInputError
 from common.lstm.registry import LATEST
 from common.params import (
+    DEFAULT_AUDIO,
     DEFAULT_FORMATS,
     DEFAULT_MAX_TRIES,
     MAX_TRIES_MAX,
+    AudioLevel,
     SamplingOptions,
     Seed,
     recipe_overrides,
@@ -51,6 +53,7 @@ class ScheduleSpec(Record, SamplingOptions):
     valid_only: bool = True
     max_tries: int = Field(default=DEFAULT_MAX_TRIES, ge=1, le=MAX_TRIES_MAX)
     formats: list[str] = Field(default_factory=lambda: list(DEFAULT_FORMATS))
+    audio: AudioLevel = DEFAULT_AUDIO
 
 
 @dataclass(frozen=True)
@@ -128,5 +131,6 @@ def dataset_batch_spec(
         valid_only=spec.valid_only,
         max_tries=spec.max_tries,
         formats=spec.formats,
+        audio=spec.audio,
         chunk_size=chunk_size,
     )

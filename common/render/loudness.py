@@ -19,7 +19,8 @@ tests/common/render/test_loudness.py.
 
 The measurement follows BS.1770-4: K-weighting (a high shelf of ~+4 dB above 1.5 kHz, then a
 38 Hz high-pass), mean square per channel over 400 ms blocks overlapping by 75 %, channel sum
-(weights 1.0 for mono/stereo), an absolute gate at -70 LUFS and a relative gate 10 LU below the
+(weights 1.0 for mono/stereo; a mono file is measured as dual mono, as it is heard: see
+`LoudnessMeter`), an absolute gate at -70 LUFS and a relative gate 10 LU below the
 loudness of the blocks that passed it. The peak is the sample peak (not the 4x oversampled true
 peak), which is enough to rule out clipping of the 16-bit file we write.
 """
@@ -136,9 +137,15 @@ class LoudnessMeter:
 
     Keeps only the overlap-add tail, the samples of an unfinished 100 ms step and one mean
     square per channel and step (about 1 KB a minute), so any length of audio fits.
+
+    ``dual_mono`` measures a mono signal as played on both speakers of a stereo pair (as
+    ffmpeg's ``ebur128=dualmono=true``, with its default -3 dB pan law): BS.1770 sums the
+    channels' power, so the same melody measures 3 dB louder as two identical channels than as
+    one, and a mono file normalised as plain mono would play 3 dB louder than a stereo one at
+    the same figure. Browsers and players send mono to both speakers.
     """
 
-    def __init__(self, rate: int, channels: int) -> None:
+    def __init__(self, rate: int, channels: int, dual_mono: bool = False) -> None:
         if rate <= 0 or channels not in (1, 2):
             raise ValueError(
                 f"loudness is measured on mono or stereo audio, not {channels} channels "
@@ -146,6 +153,8 @@ class LoudnessMeter:
             )
         self.rate = rate
         self.channels = channels
+        #: Power weight of the channel sum: 2 for a mono signal heard on two speakers.
+        self._weight = 2.0 if dual_mono and channels == 1 else 1.0
         self._taps, self._size, self._spectrum = _k_filter(rate)
         self._segment = self._size - self._taps + 1
         self._carry = np.zeros((self._taps - 1, channels))
@@ -196,7 +205,7 @@ class LoudnessMeter:
         if steps.shape[0] < per_block:
             return Loudness(-math.inf, peak_dbfs, seconds)
         # Sum of 4 consecutive steps = one 400 ms block; channel weights are 1.0 (mono/stereo).
-        cumulative = np.concatenate([np.zeros(1), np.cumsum(steps.sum(axis=1))])
+        cumulative = np.concatenate([np.zeros(1), np.cumsum(steps.sum(axis=1) * self._weight)])
         power = (cumulative[per_block:] - cumulative[:-per_block]) / (per_block * self._step)
         with np.errstate(divide="ignore"):
             block_lufs = -0.691 + 10.0 * np.log10(power)
@@ -237,16 +246,41 @@ def _check_pcm16(reader: wave.Wave_read, path: Path) -> None:
         raise ValueError(f"{path.name} has {8 * width}-bit samples; expected 16-bit PCM")
 
 
-def measure_wav(path: Path) -> Loudness:
-    """Integrated loudness and sample peak of a 16-bit PCM WAV file, read in chunks.
+def _mixed(chunk: npt.NDArray[np.int16], channels: int) -> Floats:
+    """A chunk as float samples in 16-bit units, stereo mixed down to mono when `channels` is 1.
+
+    The mix is the mean of the two channels: a melody panned to the centre (both synths'
+    default) keeps its level, and the sum can never clip.
+    """
+    if channels == 1 and chunk.shape[1] == 2:
+        mixed: Floats = chunk.mean(axis=1, keepdims=True, dtype=np.float64)
+        return mixed
+    return chunk.astype(np.float64)
+
+
+def _out_channels(reader: wave.Wave_read, channels: int | None) -> int:
+    """The channels a file is measured and written with: its own, or 1 when mixing down."""
+    have = reader.getnchannels()
+    if channels is None or channels == have:
+        return have
+    if channels == 1 and have == 2:
+        return 1
+    raise ValueError(f"cannot turn {have}-channel audio into {channels} channels")
+
+
+def measure_wav(path: Path, channels: int | None = None, dual_mono: bool = True) -> Loudness:
+    """Integrated loudness and sample peak of a 16-bit PCM WAV file, read in chunks; with
+    ``channels=1``, of its mono mix (what `normalise_wav` writes). A mono file is measured as
+    dual mono (see `LoudnessMeter`) unless `dual_mono` is False.
 
     Raises ValueError (or `wave.Error` / EOFError) for a file that is not such a WAV.
     """
     with wave.open(str(path), "rb") as reader:
         _check_pcm16(reader, path)
-        meter = LoudnessMeter(reader.getframerate(), reader.getnchannels())
+        out = _out_channels(reader, channels)
+        meter = LoudnessMeter(reader.getframerate(), out, dual_mono)
         for chunk in _pcm16_chunks(reader, meter.chunk_frames):
-            meter.feed(chunk.astype(np.float64) * (1.0 / 32768.0))
+            meter.feed(_mixed(chunk, out) * (1.0 / 32768.0))
     return meter.result()
 
 
@@ -264,26 +298,44 @@ def gain_for(measured: Loudness, target_lufs: float, peak_ceiling_dbfs: float) -
 
 
 def normalise_wav(
-    source: Path, target: Path, target_lufs: float, peak_ceiling_dbfs: float
+    source: Path,
+    target: Path,
+    target_lufs: float,
+    peak_ceiling_dbfs: float,
+    channels: int | None = None,
 ) -> Normalisation:
-    """Write `source` to `target` with one gain bringing it to `target_lufs` (see `gain_for`).
+    """Write `source` to `target` with one gain bringing it to `target_lufs` (see `gain_for`),
+    as mono when `channels` is 1 and `source` is stereo (the mean of its two channels). Mono is
+    measured as dual mono, so it plays as loud as a stereo file at the same target.
 
-    Two passes over the file, each in chunks: measure, then scale, round and write. `target` may
-    not be `source` (the caller renames it over the original once complete).
+    Two passes over the file, each in chunks: measure, then scale, round and write. Measuring
+    on the synthesiser's stream instead of a second read was measured and not kept: the second
+    pass is a tenth of this function's time (the K-weighting filter is the rest), and holding
+    the whole tune in memory would undo the few-MB bound above. `target` may not be `source`
+    (the caller renames it over the original once complete).
     """
-    before = measure_wav(source)
+    before = measure_wav(source, channels)
     gain_db = gain_for(before, target_lufs, peak_ceiling_dbfs)
+    write_wav_scaled(source, target, gain_db, channels)
+    return Normalisation(before, gain_db, target_lufs, peak_ceiling_dbfs)
+
+
+def write_wav_scaled(
+    source: Path, target: Path, gain_db: float = 0.0, channels: int | None = None
+) -> None:
+    """Write `source` to `target` with a gain, mixed down to mono when `channels` is 1: the
+    second pass of `normalise_wav`, and the mixdown alone when loudness is not normalised."""
     factor = 10.0 ** (gain_db / 20.0)
     with wave.open(str(source), "rb") as reader, wave.open(str(target), "wb") as writer:
         _check_pcm16(reader, source)
-        writer.setnchannels(reader.getnchannels())
+        out = _out_channels(reader, channels)
+        writer.setnchannels(out)
         writer.setsampwidth(2)
         writer.setframerate(reader.getframerate())
         for chunk in _pcm16_chunks(reader):
-            scaled = np.rint(chunk * factor)
+            scaled = np.rint(_mixed(chunk, out) * factor)
             np.clip(scaled, -32768, 32767, out=scaled)
             writer.writeframes(scaled.astype("<i2").tobytes())
-    return Normalisation(before, gain_db, target_lufs, peak_ceiling_dbfs)
 
 
 __all__ = [
@@ -295,4 +347,5 @@ __all__ = [
     "k_weighting",
     "measure_wav",
     "normalise_wav",
+    "write_wav_scaled",
 ]

@@ -42,6 +42,7 @@ from pathlib import Path
 
 from common.abc.notation import unsafe_reason
 from common.errors import RenderError, RenderLimitError
+from common.params import AUDIO_PROFILES, DEFAULT_AUDIO, AudioLevel, AudioProfile
 from common.render import stages
 from common.render.formats import ABC2MIDI, canonical_formats, made_from
 from common.render.loudness import Normalisation
@@ -143,7 +144,12 @@ def check_abc(abc_text: str, settings: Settings) -> CheckResult:
 
 
 @contextlib.contextmanager
-def rendered(abc_text: str, formats: Sequence[str], settings: Settings) -> Iterator[RenderResult]:
+def rendered(
+    abc_text: str,
+    formats: Sequence[str],
+    settings: Settings,
+    audio: AudioLevel = DEFAULT_AUDIO,
+) -> Iterator[RenderResult]:
     """Render one tune into `formats` in a fresh private directory; remove it when done.
 
     A context manager because the files are big (a WAV is ~10 MB a minute) and only needed
@@ -151,7 +157,8 @@ def rendered(abc_text: str, formats: Sequence[str], settings: Settings) -> Itera
 
     Stages run only when a requested format needs them: abc2midi for mid and the audio
     formats; the synthesiser (``settings.synth``) and loudness normalisation for wav/ogg/mp3/flac
-    (a WAV made only for an encoder is not returned, and the encoders get the normalised one);
+    (a WAV made only for an encoder is not returned, and the encoders get the normalised one),
+    with the channels, rate and encoder quality of the `audio` level (`AUDIO_PROFILES`);
     abcm2ps for svg and pdf (likewise). Before synthesis, the MIDI's duration is checked against
     ``max_midi_seconds``, so an absurd tempo fails in milliseconds instead of synthesising hours
     of audio.
@@ -166,13 +173,17 @@ def rendered(abc_text: str, formats: Sequence[str], settings: Settings) -> Itera
         raise RenderError(reason)
     workdir = make_workdir()
     try:
-        yield _render_into(workdir, abc_text, wanted, settings)
+        yield _render_into(workdir, abc_text, wanted, settings, AUDIO_PROFILES[audio])
     finally:
         remove_workdir(workdir)
 
 
 def _render_into(
-    workdir: Path, abc_text: str, wanted: tuple[str, ...], settings: Settings
+    workdir: Path,
+    abc_text: str,
+    wanted: tuple[str, ...],
+    settings: Settings,
+    profile: AudioProfile,
 ) -> RenderResult:
     files: dict[str, Path] = {"abc": write_tune(workdir, abc_text)}
     result = RenderResult(files={}, warnings=[], midi_seconds=None)
@@ -209,7 +220,7 @@ def _render_into(
             warnings += _tool_warnings(run)
 
     if _NEEDS_WAV.intersection(wanted):
-        wav, run = stages.synthesise(workdir, files["mid"], settings)
+        wav, run = stages.synthesise(workdir, files["mid"], settings, profile)
         seconds[run.tool] = run.seconds
         result.synth = run.tool
         warnings += _tool_warnings(
@@ -218,11 +229,13 @@ def _render_into(
         files["wav"] = wav
         if settings.loudness_normalise:
             started = time.monotonic()
-            result.loudness = stages.normalise(wav, settings)
+            result.loudness = stages.normalise(wav, settings, profile.channels)
             seconds["loudness"] = time.monotonic() - started
+        elif profile.channels == 1 and settings.synth == "fluidsynth":
+            stages.mix_down(wav)  # fluidsynth writes stereo only
         for fmt in stages.ENCODERS:
             if fmt in wanted:
-                files[fmt], run = stages.encode(fmt, workdir, settings)
+                files[fmt], run = stages.encode(fmt, workdir, settings, profile)
                 seconds[run.tool] = run.seconds
                 warnings += _tool_warnings(run)
 

@@ -14,13 +14,15 @@ the output-size limit.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import wave
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from common.errors import RenderError, RenderLimitError, ToolMissingError
+from common.params import AudioProfile
 from common.render.formats import (
     ABC2MIDI,
     ABCM2PS,
@@ -32,7 +34,7 @@ from common.render.formats import (
     TIMIDITY,
     has_magic,
 )
-from common.render.loudness import Normalisation, normalise_wav
+from common.render.loudness import Normalisation, normalise_wav, write_wav_scaled
 from common.render.sandbox import jail_for
 from common.render.svg import sanitise_svg
 from common.render.tool_run import (
@@ -64,12 +66,20 @@ _OUT_OF_MEMORY = re.compile(
     re.IGNORECASE,
 )
 
-#: The encoders that turn the normalised tune.wav into each compressed format: tool and argv.
-ENCODERS: dict[str, tuple[Tool, tuple[str, ...]]] = {
-    "ogg": (OGGENC, ("-Q", "-o", "tune.ogg", "tune.wav")),
-    "mp3": (LAME, ("--quiet", "tune.wav", "tune.mp3")),
-    "flac": (FLAC, ("--silent", "--force", "-o", "tune.flac", "tune.wav")),
-}
+#: The encoders that turn the normalised tune.wav into each compressed format. They take the
+#: WAV's channels and rate as they are (lame picks its MPEG-2 layer III for 16 and 24 kHz).
+ENCODERS: dict[str, Tool] = {"ogg": OGGENC, "mp3": LAME, "flac": FLAC}
+
+
+def encoder_args(fmt: str, profile: AudioProfile) -> list[str]:
+    """The argument list of `fmt`'s encoder for an audio level."""
+    if fmt == "ogg":
+        return ["-Q", "-q", str(profile.ogg_quality), "-o", "tune.ogg", "tune.wav"]
+    if fmt == "mp3":
+        return ["--quiet", "tune.wav", "tune.mp3"]
+    if fmt == "flac":
+        return ["--silent", "--force", "-o", "tune.flac", "tune.wav"]
+    raise ValueError(f"{fmt!r} is not an encoded audio format; choose from {', '.join(ENCODERS)}")
 
 
 def require_output(
@@ -137,13 +147,17 @@ def abc2midi(workdir: Path, settings: Settings) -> tuple[CheckResult, Completed,
     return judge(run.returncode, run.output, data, settings.max_midi_seconds), run, mid
 
 
-def timidity(workdir: Path, mid: Path, settings: Settings) -> tuple[Path, Completed]:
-    """Synthesise tune.mid → tune.wav with the configured soundfont.
+def timidity(
+    workdir: Path, mid: Path, settings: Settings, profile: AudioProfile
+) -> tuple[Path, Completed]:
+    """Synthesise tune.mid → tune.wav with the configured soundfont, at the profile's rate.
 
     ``-c`` names the soundfont config explicitly (timidity also reads its compiled-in default
     /etc/timidity/timidity.cfg first; ``-c`` overrides every instrument it defines). ``-id``
     forces the plain interface whatever terminal is around; ``--quiet=1`` keeps only the
-    "Playing" line and real complaints such as "Not a MIDI file!".
+    "Playing" line and real complaints such as "Not a MIDI file!". ``-Ow`` writes 16-bit WAV,
+    ``-OwM`` mono: timidity mixes to mono itself, a third of its stereo CPU time (its reverb
+    and chorus run per channel). ``-s 44100`` is its default rate, so hifi is the old render.
     """
     exe = resolve(TIMIDITY, settings.timidity)
     config = settings.timidity_config.absolute()
@@ -154,20 +168,25 @@ def timidity(workdir: Path, mid: Path, settings: Settings) -> tuple[Path, Comple
         )
     wav = workdir / "tune.wav"
     limits = Limits.from_settings(settings)
-    args = ["-c", str(config), "-id", "--quiet=1", "-Ow", "-o", wav.name, mid.name]
+    output = "-Ow" if profile.channels == 2 else "-OwM"
+    args = ["-c", str(config), "-id", "--quiet=1", output, "-s", str(profile.sample_rate)]
+    args += ["-o", wav.name, mid.name]
     run = run_tool(TIMIDITY, exe, args, workdir, limits, jail_for(settings, exe, config))
     require_output(wav, "wav", run, workdir, limits, min_bytes=_WAV_HEADER_BYTES + 1)
     return wav, run
 
 
-def fluidsynth(workdir: Path, mid: Path, settings: Settings) -> tuple[Path, Completed]:
+def fluidsynth(
+    workdir: Path, mid: Path, settings: Settings, profile: AudioProfile
+) -> tuple[Path, Completed]:
     """Synthesise tune.mid → tune.wav with fluidsynth and the configured SoundFont.
 
     ``-n -i`` start no MIDI input driver and no interactive shell, ``-F`` renders straight to the
-    file as fast as the CPU allows (no audio device is opened), and ``-T wav -O s16 -r 44100``
-    give the same 16-bit stereo 44.1 kHz WAV as timidity. ``-q`` drops the banner. fluidsynth
-    loads the whole SoundFont (~150 MB for FluidR3_GM) per run, which fits the default 1 GiB
-    address-space limit with room to spare.
+    file as fast as the CPU allows (no audio device is opened), and ``-T wav -O s16 -r RATE``
+    give a 16-bit WAV at the profile's rate. fluidsynth always writes stereo: a mono profile's
+    WAV is mixed down by `normalise`. ``-q`` drops the banner. ``synth.dynamic-sample-loading``
+    loads only the samples the tune plays instead of the whole SoundFont (~150 MB for
+    FluidR3_GM) every run: the same bytes out, half the CPU time (docs/rendering.md).
     """
     exe = resolve(FLUIDSYNTH, settings.fluidsynth)
     soundfont = settings.soundfont.absolute()
@@ -178,40 +197,54 @@ def fluidsynth(workdir: Path, mid: Path, settings: Settings) -> tuple[Path, Comp
         )
     wav = workdir / "tune.wav"
     limits = Limits.from_settings(settings)
-    args = ["-n", "-i", "-q", "-F", wav.name, "-T", "wav", "-O", "s16", "-r", "44100"]
+    args = ["-n", "-i", "-q", "-o", "synth.dynamic-sample-loading=1", "-F", wav.name]
+    args += ["-T", "wav", "-O", "s16", "-r", str(profile.sample_rate)]
     jail = jail_for(settings, exe, soundfont)
     run = run_tool(FLUIDSYNTH, exe, [*args, str(soundfont), mid.name], workdir, limits, jail)
     require_output(wav, "wav", run, workdir, limits, min_bytes=_WAV_HEADER_BYTES + 1)
     return wav, run
 
 
-def synthesise(workdir: Path, mid: Path, settings: Settings) -> tuple[Path, Completed]:
+def synthesise(
+    workdir: Path, mid: Path, settings: Settings, profile: AudioProfile
+) -> tuple[Path, Completed]:
     """MIDI → WAV with the synthesiser `settings.synth` names."""
     if settings.synth == "fluidsynth":
-        return fluidsynth(workdir, mid, settings)
-    return timidity(workdir, mid, settings)
+        return fluidsynth(workdir, mid, settings, profile)
+    return timidity(workdir, mid, settings, profile)
 
 
-def normalise(wav: Path, settings: Settings) -> Normalisation:
-    """Bring tune.wav to the loudness target in place (see `common.render.loudness`).
-
-    In-process rather than a tool: it is our own bounded numpy code reading a file our own
-    synthesiser wrote, in fixed-size chunks, so it needs no sandbox. The normalised copy is
-    written beside the WAV and renamed over it, so a failure never leaves a half-scaled file.
-    """
-    out = wav.with_name("tune.normalised.wav")
+@contextlib.contextmanager
+def _rewriting(wav: Path, doing: str) -> Iterator[Path]:
+    """A path beside tune.wav for its new version, renamed over it once complete, so a failure
+    never leaves a half-written file; a WAV we cannot read is the tune's render failing."""
+    out = wav.with_name("tune.new.wav")
     try:
-        with storage_guard("normalising the WAV's loudness"):
-            result = normalise_wav(
-                wav, out, settings.loudness_target_lufs, settings.loudness_peak_dbfs
-            )
+        with storage_guard(doing):
+            yield out
             out.replace(wav)
     except (ValueError, EOFError, wave.Error) as exc:
         raise RenderError(
-            f"the synthesiser's WAV could not be read for loudness normalisation ({exc})",
-            tool="loudness",
+            f"the synthesiser's WAV could not be read while {doing} ({exc})", tool="loudness"
         ) from exc
-    return result
+
+
+def mix_down(wav: Path) -> None:
+    """Turn a stereo tune.wav into mono in place, without a gain (loudness normalisation off)."""
+    with _rewriting(wav, "mixing the WAV down to mono") as out:
+        write_wav_scaled(wav, out, channels=1)
+
+
+def normalise(wav: Path, settings: Settings, channels: int) -> Normalisation:
+    """Bring tune.wav to the loudness target in place (see `common.render.loudness`), mixed
+    down to mono on the way when `channels` is 1 and the synthesiser wrote stereo.
+
+    In-process rather than a tool: it is our own bounded numpy code reading a file our own
+    synthesiser wrote, in fixed-size chunks, so it needs no sandbox.
+    """
+    target, ceiling = settings.loudness_target_lufs, settings.loudness_peak_dbfs
+    with _rewriting(wav, "normalising the WAV's loudness") as out:
+        return normalise_wav(wav, out, target, ceiling, channels=channels)
 
 
 def abcm2ps(workdir: Path, settings: Settings) -> tuple[Path, Completed]:
@@ -265,7 +298,8 @@ def pdf(workdir: Path, svg: Path, settings: Settings) -> tuple[Path, Completed]:
     return _convert(RSVG, ["-f", "pdf", "-o", "tune.pdf", svg.name], "pdf", workdir, settings)
 
 
-def encode(fmt: str, workdir: Path, settings: Settings) -> tuple[Path, Completed]:
+def encode(
+    fmt: str, workdir: Path, settings: Settings, profile: AudioProfile
+) -> tuple[Path, Completed]:
     """Encode the (normalised) tune.wav → ``tune.<fmt>`` for ogg, mp3 or flac (`ENCODERS`)."""
-    tool, args = ENCODERS[fmt]
-    return _convert(tool, args, fmt, workdir, settings)
+    return _convert(ENCODERS[fmt], encoder_args(fmt, profile), fmt, workdir, settings)

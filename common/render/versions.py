@@ -47,8 +47,8 @@ def tool_versions(settings: Settings) -> dict[str, str]:
     soundfont = settings.timidity_config if settings.synth == "timidity" else settings.soundfont
     versions["synth"] = f"{settings.synth} with {soundfont}"
     versions["loudness"] = (
-        f"{settings.loudness_target_lufs:g} LUFS integrated (ITU-R BS.1770-4), sample peak "
-        f"at most {settings.loudness_peak_dbfs:g} dBFS"
+        f"{settings.loudness_target_lufs:g} LUFS integrated (ITU-R BS.1770-4, mono as dual "
+        f"mono), sample peak at most {settings.loudness_peak_dbfs:g} dBFS"
         if settings.loudness_normalise
         else "off (as synthesised)"
     )

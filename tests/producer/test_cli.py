@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import wave
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -71,8 +72,8 @@ def test_import_train_generate_fetch(env: Path, tmp_path: Path) -> None:
     assert raw["raw"] is True and raw["unknown_chars"] > scored["unknown_chars"]  # '%' comments
 
     code, out, err = run(
-        "submit-batch", "--count", "3", "--any", "--formats", "abc,mid", "--seed", "4",
-        "--meter", "6/8", "--precision", "float32", "--json",
+        "submit-batch", "--count", "3", "--any", "--formats", "abc,mid,wav", "--seed", "4",
+        "--meter", "6/8", "--precision", "float32", "--audio", "preview", "--json",
     )  # fmt: skip
     assert code == 0, err
     batch_id = json.loads(out)["batch_id"]
@@ -83,6 +84,10 @@ def test_import_train_generate_fetch(env: Path, tmp_path: Path) -> None:
     assert "M:6/8" in (folder / "t000002.abc").read_text()
     manifest = json.loads((folder / "manifest.json").read_text())
     assert {t["precision"] for t in manifest["tunes"]} == {"float32"}
+    assert manifest["spec"]["audio"] == "preview"  # mono 16 kHz, in the manifest and the files
+    done = [t["tune_id"] for t in manifest["tunes"] if t["status"] == "done"]
+    with wave.open(str(folder / f"{done[0]}.wav")) as wav:
+        assert (wav.getnchannels(), wav.getframerate()) == (1, 16000)
 
     code, out, _ = run("status", batch_id, "--json")
     assert json.loads(out)["batch"]["id"] == batch_id
@@ -130,6 +135,8 @@ def test_missing_model_and_bad_parameters(env: Path, tiny_env: TinyEnv) -> None:
     assert_one_line_error(code, err, "--train-on tunes or --stateful, not both")
     code, _, err = run("submit-batch", "--precision", "int4")
     assert code == 2 and "Invalid value for '--precision'" in err and "Traceback" not in err
+    code, _, err = run("submit-batch", "--audio", "loud")
+    assert code == 2 and "Invalid value for '--audio'" in err and "Traceback" not in err
 
 
 def test_unwritable_data_dir_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

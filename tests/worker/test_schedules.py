@@ -214,7 +214,7 @@ def test_cli_add_list_run_now_retrains_after_a_corpus_change_then_remove(
     code, _, err = run(
         "schedule", "add", "nightly", "--cron", "0 3 * * *", "--corpus", "mini", "--per-tune",
         "1", "--retrain-if-changed", "--any", "--formats", "abc,mid", "--max-chars", "300",
-        "--replace", "--json",
+        "--audio", "preview", "--replace", "--json",
     )  # fmt: skip
     assert code == 0, err
     code, out, err = run("schedule", "list", "--json")
@@ -222,6 +222,7 @@ def test_cli_add_list_run_now_retrains_after_a_corpus_change_then_remove(
     [listed] = json.loads(out)
     assert listed["spec"]["name"] == "nightly" and listed["when"] == "0 3 * * *"
     assert listed["spec"]["retrain_if_changed"] is True and listed["spec"]["per_tune"] == 1
+    assert listed["spec"]["audio"] == "preview"
     # Never run: no last run (redbeat's field holds the time it was added). The next run is the
     # time redbeat holds for it, 03:00:00 UTC to the second, the same at every listing.
     assert listed["last_run_at"] is None and listed["total_run_count"] == 0
@@ -253,7 +254,7 @@ def test_cli_add_list_run_now_retrains_after_a_corpus_change_then_remove(
     assert model.id != model_id and model.corpus_sha256 == record.sha256
     assert model.preset == "tiny" and model.epochs == 1  # the old model's recipe
     check_covers_dataset(c, batch, per_tune=1)
-    assert batch.spec.count == 5
+    assert batch.spec.count == 5 and batch.spec.audio == "preview"  # the schedule's level
 
     code, _, err = run("schedule", "remove", "nightly")
     assert code == 0, err

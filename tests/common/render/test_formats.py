@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from common.params import DEFAULT_FORMATS, FORMATS
+from common.params import AUDIO_PROFILES, DEFAULT_FORMATS, FORMATS, AudioLevel
 from common.render import stages
 from common.render.formats import (
     TABLE,
@@ -52,9 +52,13 @@ def test_which_formats_need_which_stage() -> None:
 def test_the_encoders_are_the_formats_made_from_the_wav() -> None:
     from_wav = {fmt.name for fmt in TABLE if fmt.source == "wav"}
     assert set(stages.ENCODERS) == from_wav
-    for name, (tool, args) in stages.ENCODERS.items():
+    for name, tool in stages.ENCODERS.items():
         assert (tool,) == next(fmt.tools for fmt in TABLE if fmt.name == name)
-        assert "tune.wav" in args and f"tune.{name}" in args
+        for profile in AUDIO_PROFILES.values():
+            args = stages.encoder_args(name, profile)
+            assert "tune.wav" in args and f"tune.{name}" in args
+    with pytest.raises(ValueError, match="not an encoded audio format"):
+        stages.encoder_args("wav", AUDIO_PROFILES[AudioLevel.HIFI])
 
 
 @pytest.mark.parametrize("fmt", [f for f in FORMATS if f != "abc"])

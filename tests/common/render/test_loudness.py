@@ -114,6 +114,34 @@ def test_normalise_wav_reaches_the_target(tmp_path: Path) -> None:
         assert out.getparams() == src.getparams()
 
 
+def test_normalise_wav_mixes_stereo_down_to_mono(tmp_path: Path) -> None:
+    """The mono mix is the mean of the channels: opposite channels cancel, equal ones keep."""
+    samples = sine(-30, 12, 24000, 440)
+    samples[:, 1] *= 0.5  # the right channel 6 dB quieter: the mix is 3/4 of the left
+    source = write_wav(tmp_path / "in.wav", samples, rate=24000)
+    target = tmp_path / "out.wav"
+    done = normalise_wav(source, target, -16.0, -1.0, channels=1)
+    with wave.open(str(target)) as out:
+        assert (out.getnchannels(), out.getframerate()) == (1, 24000)
+    mono = write_wav(tmp_path / "mono.wav", samples.mean(axis=1, keepdims=True), rate=24000)
+    assert done.before.integrated_lufs == pytest.approx(measure_wav(mono).integrated_lufs, abs=0.01)
+    assert measure_wav(source, channels=1) == done.before
+    assert measure_wav(target).integrated_lufs == pytest.approx(-16.0, abs=0.01)
+    with pytest.raises(ValueError, match="cannot turn 1-channel audio into 2 channels"):
+        normalise_wav(mono, tmp_path / "x.wav", -16.0, -1.0, channels=2)
+
+
+def test_mono_is_measured_as_heard_on_two_speakers(tmp_path: Path) -> None:
+    """Dual mono: a mono file measures as its two-channel copy does, 3.01 dB over plain mono."""
+    stereo = sine(-20, 10, 24000, 440)
+    two = measure_wav(write_wav(tmp_path / "two.wav", stereo, rate=24000))
+    mono_path = write_wav(tmp_path / "one.wav", stereo[:, :1], rate=24000)
+    dual, plain = measure_wav(mono_path), measure_wav(mono_path, dual_mono=False)
+    assert dual.integrated_lufs == pytest.approx(two.integrated_lufs, abs=0.01)
+    assert dual.integrated_lufs - plain.integrated_lufs == pytest.approx(3.01, abs=0.01)
+    assert dual.peak_dbfs == plain.peak_dbfs == two.peak_dbfs
+
+
 def test_only_16_bit_pcm_is_read(tmp_path: Path) -> None:
     path = tmp_path / "8bit.wav"
     with wave.open(str(path), "wb") as out:

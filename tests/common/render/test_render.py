@@ -20,6 +20,7 @@ import struct
 import subprocess
 import tempfile
 import time
+import wave
 from pathlib import Path
 
 import pytest
@@ -33,7 +34,7 @@ from common.errors import (
     ToolMissingError,
     TransientError,
 )
-from common.params import DEFAULT_FORMATS, FORMATS
+from common.params import AUDIO_PROFILES, DEFAULT_FORMATS, FORMATS, AudioLevel
 from common.render import stages, tool_run
 from common.render.formats import parse_formats
 from common.render.loudness import measure_wav
@@ -206,8 +207,8 @@ def test_good_tune_renders_every_format(settings: Settings, tmp_root: Path) -> N
     assert data["abc"].decode() == GOOD_TUNE
     assert data["mid"].startswith(b"MThd")
     assert data["wav"].startswith(b"RIFF") and data["wav"][8:12] == b"WAVE"
-    # 16-bit stereo 44.1 kHz: about 32 s of audio plus timidity's release tail.
-    assert 30 * 44100 * 4 < len(data["wav"]) < 40 * 44100 * 4
+    # 16-bit mono 24 kHz (the standard level): about 32 s of audio plus timidity's release.
+    assert 30 * 24000 * 2 < len(data["wav"]) < 40 * 24000 * 2
     assert b"<svg" in data["svg"] and b"Test Reel" in data["svg"]
     assert data["ogg"].startswith(b"OggS")
     assert data["mp3"].startswith(b"ID3") or (data["mp3"][0] == 0xFF and data["mp3"][1] >= 0xE0)
@@ -342,7 +343,7 @@ def test_timeout_kills_the_tool(
     started = time.monotonic()
     with (
         pytest.raises(RenderLimitError, match=r"longer than 0\.2 s"),
-        rendered(LONG_TUNE, ["wav"], fast),
+        rendered(LONG_TUNE, ["wav"], fast, AudioLevel.HIFI),
     ):
         pass
     assert time.monotonic() - started < 2
@@ -374,10 +375,11 @@ def test_stray_children_are_killed_after_a_normal_exit(settings: Settings, tmp_p
 
 
 def test_cpu_limit(settings: Settings) -> None:
+    # At hifi: a long tune at standard level takes timidity under a second of CPU.
     one_second = settings.model_copy(update={"render_cpu_s": 1})
     with (
         pytest.raises(RenderLimitError, match="CPU") as info,
-        rendered(LONG_TUNE, ["wav"], one_second),
+        rendered(LONG_TUNE, ["wav"], one_second, AudioLevel.HIFI),
     ):
         pass
     assert info.value.tool == "timidity"
@@ -591,10 +593,63 @@ def test_encoders_get_the_normalised_wav(settings: Settings, tmp_path: Path) -> 
     assert result.loudness is not None and result.loudness.gain_db > 3
 
 
+def _vorbis_channels_and_rate(ogg: bytes) -> tuple[int, int]:
+    """From an Ogg Vorbis file's identification header: 0x01 "vorbis", version, channels, rate."""
+    at = ogg.index(b"\x01vorbis") + 7
+    channels, rate = struct.unpack_from("<xxxxBI", ogg, at)
+    return channels, rate
+
+
+@pytest.mark.parametrize(
+    "synth",
+    ["timidity", pytest.param("fluidsynth", marks=needs_fluidsynth)],
+)
+@pytest.mark.parametrize("level", list(AudioLevel))
+def test_an_audio_level_sets_channels_rate_and_loudness(
+    settings: Settings, level: AudioLevel, synth: str
+) -> None:
+    """Every level reaches the loudness target in WAV and Ogg alike; fluidsynth, which only writes
+    stereo, gets its mono mixed down while normalised."""
+    profile = AUDIO_PROFILES[level]
+    conf = settings.model_copy(update={"synth": synth})
+    with rendered(GOOD_TUNE, ["wav", "ogg"], conf, level) as result:
+        with wave.open(str(result.files["wav"])) as wav:
+            params = wav.getparams()
+        measured = measure_wav(result.files["wav"])
+        ogg = _vorbis_channels_and_rate(result.files["ogg"].read_bytes())
+    assert (params.nchannels, params.framerate, params.sampwidth) == (
+        profile.channels, profile.sample_rate, 2,
+    )  # fmt: skip
+    assert ogg == (profile.channels, profile.sample_rate)
+    assert 30 < params.nframes / params.framerate < 40  # the whole tune, at any rate
+    assert measured.peak_dbfs <= settings.loudness_peak_dbfs + 0.01
+    on_target = abs(measured.integrated_lufs - settings.loudness_target_lufs) < 0.05
+    assert on_target or abs(measured.peak_dbfs - settings.loudness_peak_dbfs) < 0.05
+
+
+@needs_fluidsynth
+def test_fluidsynth_is_mixed_down_to_mono_without_normalisation(settings: Settings) -> None:
+    raw = settings.model_copy(update={"synth": "fluidsynth", "loudness_normalise": False})
+    with rendered(GOOD_TUNE, ["wav"], raw) as result:
+        with wave.open(str(result.files["wav"])) as wav:
+            assert (wav.getnchannels(), wav.getframerate()) == (1, 24000)
+        assert measure_wav(result.files["wav"]).peak_dbfs < -10  # no gain: fluidsynth's own level
+    assert result.loudness is None
+
+
+def test_standard_is_the_default_and_smaller_than_hifi(settings: Settings) -> None:
+    with rendered(GOOD_TUNE, ["wav"], settings) as standard:
+        default_size = standard.files["wav"].stat().st_size
+    with rendered(GOOD_TUNE, ["wav"], settings, AudioLevel.HIFI) as hifi:
+        hifi_size = hifi.files["wav"].stat().st_size
+    # Mono at 24 kHz against stereo at 44.1 kHz: 24 / (2 * 44.1) of the bytes.
+    assert default_size / hifi_size == pytest.approx(24 / 88.2, rel=0.01)
+
+
 @needs_fluidsynth
 def test_fluidsynth_renders_with_the_gm_soundfont(settings: Settings) -> None:
     fluid = settings.model_copy(update={"synth": "fluidsynth"})
-    with rendered(GOOD_TUNE, ["wav", "ogg"], fluid) as result:
+    with rendered(GOOD_TUNE, ["wav", "ogg"], fluid, AudioLevel.HIFI) as result:
         wav = result.files["wav"].read_bytes()
         assert wav.startswith(b"RIFF") and result.files["ogg"].read_bytes().startswith(b"OggS")
         measured = measure_wav(result.files["wav"])
@@ -611,7 +666,7 @@ def test_fluidsynth_works_under_a_small_file_size_limit(settings: Settings) -> N
     start-up unless told there is no sound device (``SDL_AUDIODRIVER=dummy``): under
     RLIMIT_FSIZE that file would be a SIGXFSZ."""
     small = settings.model_copy(update={"synth": "fluidsynth", "render_max_output_bytes": 16 << 20})
-    with rendered(GOOD_TUNE, ["wav"], small) as result:
+    with rendered(GOOD_TUNE, ["wav"], small, AudioLevel.HIFI) as result:
         assert result.files["wav"].stat().st_size > 5_000_000
     assert "fluidsynth" in tool_versions(small)
 
@@ -742,7 +797,10 @@ def test_limits_hold_without_prlimit(settings: Settings, monkeypatch: pytest.Mon
     monkeypatch.setattr(tool_run, "prlimit_path", lambda: None)
     assert check_abc(GOOD_TUNE, settings).ok
     one_second = settings.model_copy(update={"render_cpu_s": 1})
-    with pytest.raises(RenderLimitError, match="CPU"), rendered(LONG_TUNE, ["wav"], one_second):
+    with (
+        pytest.raises(RenderLimitError, match="CPU"),
+        rendered(LONG_TUNE, ["wav"], one_second, AudioLevel.HIFI),
+    ):
         pass
     small = settings.model_copy(update={"render_max_output_bytes": 200_000})
     with (
