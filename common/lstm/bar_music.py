@@ -126,6 +126,10 @@ class BarMusic:
         self._up = body_note[:, None] & up[None, :] & (t.next >= 0)
         self._down = body_note[:, None] & down[None, :] & (t.next >= 0)
         self._group_marks = group[:, None] & (up | down)[None, :]
+        self._marks = self._up.any(axis=1) | self._down.any(axis=1)  # modes taking a mark
+        self._banned = self._group_marks | (self._bracket & (not rules.brackets))
+        self._slur_ban = self._paren | self._barline
+        self._start = self._timed | self._accidental
         self._natural = np.asarray(
             [_PITCH[ch.upper()] + (12 if ch.islower() else 0) for ch in NOTE_LETTERS]
         )
@@ -195,33 +199,35 @@ class BarMusic:
         if rows.size == 0:
             return
         m = mode[rows]
-        col = s[rows].astype(np.int64).T
-        sub = allowed[rows].copy()
-        # Register: the pitch an octave mark would make, from the note's natural pitch.
-        nlet = col[self.nlet]
-        marks = col[self.noct]
-        natural = self._natural[np.maximum(nlet, 0)]
-        high = (natural + 12 * (marks + 1) > self.rules.highest) | (nlet < 0)
-        low = (natural - 12 * (marks + 1) < self.rules.lowest) | (nlet < 0)
-        sub &= ~(self._up[m] & high[:, None])
-        sub &= ~(self._down[m] & low[:, None])
-        sub &= ~self._group_marks[m]
-        if not self.rules.brackets:
-            sub &= ~self._bracket[m]
+        # What no row may write (chords, inline fields, octave marks in groups): one lookup.
+        sub = allowed[rows] & ~self._banned[m]
+        # The rest concerns few rows at a time (a note taking octave marks, an open slur, a
+        # part's last bar): each is worked out on those rows only.
+        marking = np.flatnonzero(self._marks[m])
+        if marking.size:
+            r = rows[marking]
+            nlet, marks = s[r, self.nlet].astype(np.int64), s[r, self.noct].astype(np.int64)
+            natural = self._natural[np.maximum(nlet, 0)]
+            high = (natural + 12 * (marks + 1) > self.rules.highest) | (nlet < 0)
+            low = (natural - 12 * (marks + 1) < self.rules.lowest) | (nlet < 0)
+            mm = m[marking]
+            sub[marking] &= ~((self._up[mm] & high[:, None]) | (self._down[mm] & low[:, None]))
         if not self.rules.long_slurs:
-            open_slur = (col[self.slur_col] > 0)[:, None]
-            sub &= ~(open_slur & (self._paren[m] | self._barline[m]))
-        # Cadence: in a part's last bar no broken rhythm, no tie from another note than the
-        # tonic, and in the final unit only the tonic's letter starts a note.
-        cad, win = cadence[rows], window[rows]
-        if cad.any():
+            slurred = np.flatnonzero(s[rows, self.slur_col] > 0)
+            sub[slurred] &= ~self._slur_ban[m[slurred]]
+        cad = np.flatnonzero(cadence[rows])
+        if cad.size:
+            # In a part's last bar no broken rhythm, no tie from another note than the tonic,
+            # and in the final unit only the tonic's letter starts a note.
+            r, mc = rows[cad], m[cad]
+            col = s[r].astype(np.int64).T
             tonic = col[self.tonic_col]
             not_tonic = ~self.tonic_pending(col)
-            sub &= ~(self._broken[m] & cad[:, None])
-            sub &= ~(self._tie[m] & (cad & not_tonic)[:, None])
-            start = self._timed[m] | self._accidental[m]
-            is_tonic = self._note_letter[m] == tonic[:, None]
-            sub &= ~(win[:, None] & start & ~is_tonic)
+            win = window[r]
+            ban = self._broken[mc] | (self._tie[mc] & not_tonic[:, None])
+            is_tonic = self._note_letter[mc] == tonic[:, None]
+            ban |= win[:, None] & self._start[mc] & ~is_tonic
+            sub[cad] &= ~ban
         empty = ~sub.any(axis=1)
         if empty.any():
             self.yielded += int(empty.sum())

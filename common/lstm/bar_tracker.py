@@ -173,6 +173,7 @@ class BarTracker:
         if ":" in self.chars:  # T: in the body (a T alone is a trill)
             self._field_start[self.mode_id["LST"], self.chars.index(":")] = True
         self._bar1 = self.mode_id["BAR1"]
+        self._paren = self.mode_id["PAREN"]
         self._colon = np.asarray([ch == ":" for ch in self.chars])
         self._barline_act = np.zeros(N_ACTIONS, bool)
         self._barline_act[[A_CLOSE, A_CLOSE_COLON, A_SECTION, A_REPOPEN, A_END1, A_END2]] = True
@@ -540,15 +541,26 @@ class BarTracker:
             at_start & (col[BARS] >= 2) & ~openrep & (col[NEED] == 0) & (endst != 1),
             pos == 0,
         ]
+        # A tuplet's digit comes only after '(' (mode PAREN): the music rules' check of a
+        # whole group of notes no shorter than `least` is made for those rows alone.
+        paren = (
+            np.flatnonzero((mode == self._paren) & free_of_groups) if least is not None else None
+        )
         for r in (2, 3, 4):
             num, den = TUPLETS[r]
-            if least is None:
+            if paren is None:
                 ok.append(free_of_groups & (r * q * num <= room * den))
             else:  # a tuplet of its shortest notes that fit (`_fits` as for its first note)
-                first = np.full(len(mode), r, np.int64)
-                bits_r = self._fits(epos, epos + np.maximum(room, 0), q, first, first,
-                                    np.full(len(mode), -1, np.int64), brk * 0, least)  # fmt: skip
-                ok.append(free_of_groups & (bits_r != 0))
+                assert least is not None
+                tup_ok = np.zeros(len(mode), bool)
+                if paren.size:
+                    first = np.full(paren.size, r, np.int64)
+                    e, rm = epos[paren], np.maximum(room[paren], 0)
+                    bits_r = self._fits(e, e + rm, q[paren], first, first,
+                                        np.full(paren.size, -1, np.int64),
+                                        np.zeros(paren.size, np.int64), least[paren])  # fmt: skip
+                    tup_ok[paren] = bits_r != 0
+                ok.append(tup_ok)
         broken_ok = term_ok & lastplain & (epos + lastq <= lim)
         if least is not None:  # the short half of a broken pair is no shorter than `least`
             broken_ok &= (lastq // 2 >= least) & ((lastq // 2) % np.maximum(least, 1) == 0)
