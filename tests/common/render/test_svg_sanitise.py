@@ -154,3 +154,122 @@ def test_a_browser_runs_nothing_from_a_sanitised_score(tmp_path: Path) -> None:
             assert all(url.startswith("file://") for url in requests), requests
         finally:
             browser.close()
+
+
+# -- CSS by what it can do: escapes, tails, every URL-taking function ---------------------------
+
+#: Each way CSS in an SVG can make a browser fetch a URL, spelt to slip past a pattern for
+#: ``url(`` / ``@import``. ``{u}`` is the attacker's URL (a local server in the browser test).
+CSS_ATTACKS = {
+    "import-escaped": "<style>@\\69mport '{u}/import-escaped';</style>",
+    "import-escaped-url": "<style>@\\69mport u\\72l({u}/import-escaped-url);</style>",
+    "import-comment": "<style>@im/**/port '{u}/import-comment';</style>",
+    "url-escaped": "<style>rect {{fill: u\\72l({u}/url-escaped#x)}}</style>",
+    "url-escaped-long": "<style>rect {{fill: \\000075rl({u}/url-escaped-long#x)}}</style>",
+    "url-in-tail": "<style>.a {{}}<g/>rect {{fill: url({u}/url-in-tail#x)}}</style>",
+    "import-in-tail": "<style><g/>@import url({u}/import-in-tail);</style>",
+    "image-set": '<style>svg {{background-image: image-set("{u}/image-set" 1x)}}</style>',
+    "webkit-image-set": (
+        "<style>svg {{background-image: -webkit-image-set(url({u}/webkit-image-set) 1x)}}</style>"
+    ),
+    "cross-fade": (
+        "<style>svg {{background-image: cross-fade(url({u}/cross-fade) 50%, url(#a))}}</style>"
+    ),
+    "font-face": (
+        "<style>@font-face {{font-family: x; src: url({u}/font-face)}} text {{font-family: x}}"
+        "</style>"
+    ),
+    "string-in-comment": '<style>svg {{x: "/*"}} svg {{background: url({u}/string-in-comment)}}'
+    ' svg {{y: "*/"}}</style>',
+    "style-attribute-escaped": (
+        '<rect width="9" height="9" style="fill: u\\72l({u}/style-attr#x)"/>'
+    ),
+    "style-attribute-image-set": (
+        '<rect width="9" height="9" style="fill: red; background: image-set(\'{u}/style-is\' 1x)"/>'
+    ),
+    "fill-attribute": '<rect width="9" height="9" fill="url({u}/fill-attribute#x)"/>',
+    "filter-attribute": '<rect width="9" height="9" filter="url({u}/filter-attribute#f)"/>',
+    "mask-attribute-escaped": '<rect width="9" height="9" mask="u\\72l({u}/mask#m)"/>',
+    "cursor": "<style>svg {{cursor: url({u}/cursor), auto}}</style>",
+}
+
+
+def _hostile_svg(body: str, base: str) -> bytes:
+    return (
+        '<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink" '
+        'width="100" height="100"><text x="5" y="20">music</text>'
+        + body.format(u=base)
+        + '<rect id="a" width="1" height="1"/></svg>'
+    ).encode()
+
+
+@pytest.mark.parametrize("name", sorted(CSS_ATTACKS))
+def test_css_that_could_load_a_url_is_taken_out_in_any_spelling(name: str) -> None:
+    clean = sanitise_svg(_hostile_svg(CSS_ATTACKS[name], "http://attacker.invalid"))
+    assert clean.removed, name
+    assert b"attacker.invalid" not in clean.data
+    assert b"\\" not in clean.data  # nothing left for a browser to decode differently
+    assert b"@" not in clean.data
+
+
+def test_abcm2ps_own_stylesheet_is_kept(tmp_path: Path) -> None:
+    raw = _abcm2ps(tmp_path, HEAD + TAIL)
+    clean = sanitise_svg(raw)
+    assert clean.removed == {}
+    for rule in (b".fill {fill: currentColor}", b".stroke {stroke: currentColor; fill: none}",
+                 b"text {white-space: pre; fill: currentColor}"):  # fmt: skip
+        assert rule in clean.data
+
+
+def test_a_chromium_opening_a_sanitised_svg_directly_requests_nothing(tmp_path: Path) -> None:
+    """Independent check, in the browser: every attack above, sanitised and opened directly as
+    a file (not through the gallery's <img> and CSP), makes no request to the attacker's server
+    (a real HTTP server on a free loopback port). The raw SVGs, opened the same way, do reach it:
+    the check can see a request."""
+    import http.server
+    import threading
+
+    sync_api = pytest.importorskip("playwright.sync_api")
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("no chromium")
+    hits: list[str] = []
+
+    class Attacker(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            hits.append(self.path)
+            self.send_response(404)
+            self.end_headers()
+
+        def log_message(self, format: str, *args: object) -> None:
+            return
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Attacker)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    raw_files, clean_files = [], []
+    for name, body in sorted(CSS_ATTACKS.items()):
+        raw = _hostile_svg(body, base)
+        (tmp_path / f"raw-{name}.svg").write_bytes(raw)
+        (tmp_path / f"clean-{name}.svg").write_bytes(sanitise_svg(raw).data)
+        raw_files.append(tmp_path / f"raw-{name}.svg")
+        clean_files.append(tmp_path / f"clean-{name}.svg")
+    try:
+        with sync_api.sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+            try:
+                page = browser.new_page()
+                for path in clean_files:
+                    page.goto(path.as_uri())
+                    page.wait_for_timeout(300)
+                clean_hits = list(hits)
+                for path in raw_files:
+                    page.goto(path.as_uri())
+                    page.wait_for_timeout(300)
+            finally:
+                browser.close()
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert clean_hits == []
+    assert len(set(hits)) >= 5, hits  # the raw attacks do fetch: the server sees requests
