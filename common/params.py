@@ -222,7 +222,7 @@ DEFAULT_MAX_CHARS = 1500
 #: raw tunes of the demo model it raises two-part form from 0-0.5 % to 99.5-100 % and abc2midi
 #: validity too (docs: bench/tune_validity.py --form both).
 DEFAULT_FORM = True
-#: Samples per tune the gate may take before it keeps the last one (``--valid-only``).
+#: Samples per tune the gate may take before the tune fails (``--valid-only``).
 DEFAULT_MAX_TRIES = 5
 MAX_TRIES_MAX = 100
 

@@ -84,7 +84,7 @@ def batch_quality(
     reference: str = "",
 ) -> QualityReport | None:
     """The quality figures of a batch's generated tunes (those whose ABC is stored), raw rates
-    over all their tries; None when there are none.
+    over all tries (the gate's failed tunes' too); None when no tune was generated.
 
     With a `reference` corpus the musicality figures score the tunes the diversity figure reads
     (all of them up to `similarity.DIVERSITY_SAMPLE`, else an even sample) against that corpus's
@@ -105,15 +105,22 @@ def batch_quality(
     if not made:
         return None
     qualities, sampled = _qualities(store, batch_id, made)
-    if any(t.rhythm_ok is None for t in made):  # a record without rhythm figures has no try counts
+    # The raw rates count every try, those of tunes the gate failed after all their tries too
+    # (failed, with figures, and no ABC stored): leaving them out would flatter the model.
+    tried = made + [
+        t
+        for t in tunes
+        if t.status == TuneStatus.FAILED and t.tries > 0 and _abc_key(batch_id, t) not in stored
+    ]
+    if any(t.rhythm_ok is None for t in tried):  # a record without rhythm figures has no try counts
         report = summarise(qualities, threshold=threshold)
     else:
         report = summarise(
             qualities,
             threshold=threshold,
-            tries=sum(t.tries for t in made),
-            tries_valid=sum(t.tries_valid for t in made),
-            tries_rhythm_ok=sum(t.tries_rhythm_ok for t in made),
+            tries=sum(t.tries for t in tried),
+            tries_valid=sum(t.tries_valid for t in tried),
+            tries_rhythm_ok=sum(t.tries_rhythm_ok for t in tried),
         )
     if reference:
         from common.quality.musicality import tune_features

@@ -56,6 +56,22 @@ def _accepted(quality: TuneQuality, spec: BatchSpec) -> bool:
     )
 
 
+def _gate_refusal(quality: TuneQuality, spec: BatchSpec) -> str:
+    """Why the gate refused a tune's last try, in one line."""
+    why = []
+    if not quality.valid:
+        why.append("not valid (" + "; ".join(quality.brief_reasons(2)[:2]) + ")")
+    if not quality.rhythm_ok:
+        why.append("bars off the meter")
+    if quality.near_copy(spec.near_copy_threshold):
+        why.append(f"a near-copy of {quality.nearest_tune} (similarity {quality.similarity:.2f})")
+    return (
+        f"the gate (--valid-only) refused all {spec.max_tries} tries; the last was "
+        + ", ".join(why)
+        + " (retry --failed samples it again; --any keeps the first try)"
+    )
+
+
 def _finish_text(sample: SampledTune) -> tuple[str, str]:
     number = sample.index + 1
     text = abc_notation.ensure_headers(sample.text, number, f"Tune {number}")
@@ -69,8 +85,10 @@ def generate_chunk(
     """Sample the chunk's tunes that are not generated yet; return the ids now ready to render.
 
     With ``valid_only`` each tune is resampled (a new try, a new random stream) until it passes
-    the gate (`_accepted`) or ``max_tries`` is reached; the last try is kept either way, and its
-    raw figures and how many tries were valid, in rhythm or near-copies are recorded.
+    the gate (`_accepted`); a tune whose ``max_tries`` tries all fail it ends ``failed`` with the
+    reason (its last try is not stored, so it is never delivered as done). Without it the first
+    try is kept, whatever it is. Either way the tune's raw figures and how many tries were valid,
+    in rhythm or near-copies are recorded.
     Cancellation is checked between compiled steps.
     """
     from common.lstm.sampling import TuneRequest
@@ -119,33 +137,44 @@ def generate_chunk(
             tid = tune_id(sample.index)
             if ctx.records.is_cancelled(batch_id):  # cancelled: upload nothing more
                 raise CancelledError(f"batch {batch_id} cancelled")
+            figures = {
+                "title": title,
+                "valid": quality.valid,
+                "rhythm_ok": quality.rhythm_ok,
+                "tries": sample.attempt + 1,
+                "tries_valid": counts[0],
+                "tries_rhythm_ok": counts[1],
+                "tries_near_copy": counts[2],
+                "bars": quality.bars,
+                "wrong_bars": quality.wrong_bars,
+                "chars": quality.chars,
+                "rhythm_checked": quality.rhythm_checked,
+                "two_part": quality.two_part,
+                "melody_grams": len(quality.fingerprint) if quality.fingerprint is not None else 0,
+                "nearest_tune": quality.nearest_tune,
+                "similarity": quality.similarity,
+                "key": quality.key,
+                "truncated": sample.truncated,
+                "check_errors": quality.brief_reasons(),
+                "precision": sampler.precision,
+            }
+            if not accepted and spec.valid_only:
+                # Every try failed the gate: the tune fails with the reason, and no ABC is stored
+                # (so nothing renders it, and `retry --failed` samples it again).
+                error = _gate_refusal(quality, spec)
+                try:
+                    ctx.records.update_tune(
+                        batch_id, tid, TuneStatus.FAILED, error=error, **figures
+                    )
+                except InvalidTransitionError:  # `cancel` came in between
+                    if ctx.records.is_cancelled(batch_id):
+                        raise CancelledError(f"batch {batch_id} cancelled") from None
+                    raise
+                continue
             abc_key = batches.tune_key(batch_id, tid, "abc")
             ctx.store.put_bytes(abc_key, text.encode())
             try:
-                ctx.records.update_tune(
-                    batch_id,
-                    tid,
-                    TuneStatus.GENERATED,
-                    title=title,
-                    valid=quality.valid,
-                    rhythm_ok=quality.rhythm_ok,
-                    tries=sample.attempt + 1,
-                    tries_valid=counts[0],
-                    tries_rhythm_ok=counts[1],
-                    tries_near_copy=counts[2],
-                    bars=quality.bars,
-                    wrong_bars=quality.wrong_bars,
-                    chars=quality.chars,
-                    rhythm_checked=quality.rhythm_checked,
-                    two_part=quality.two_part,
-                    melody_grams=len(quality.fingerprint) if quality.fingerprint is not None else 0,
-                    nearest_tune=quality.nearest_tune,
-                    similarity=quality.similarity,
-                    key=quality.key,
-                    truncated=sample.truncated,
-                    check_errors=quality.brief_reasons(),
-                    precision=sampler.precision,
-                )
+                ctx.records.update_tune(batch_id, tid, TuneStatus.GENERATED, **figures)
             except InvalidTransitionError:  # `cancel` came in between: take the file back
                 cancelling.remove(ctx.store, [abc_key])
                 if ctx.records.is_cancelled(batch_id):

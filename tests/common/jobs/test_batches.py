@@ -17,7 +17,7 @@ from common.errors import (
 )
 from common.jobs import batches, finalize, generate, rendering
 from common.jobs.batches import Context, manifest_key, tune_key
-from common.jobs.embedded import run_batch
+from common.jobs.embedded import resume_batch, run_batch
 from common.jobs.fetch import fetch_batch
 from common.quality.similarity import READING
 from common.schemas import BatchSpec, TuneStatus, tune_id
@@ -114,19 +114,75 @@ def test_same_seed_same_tunes_and_reruns_are_idempotent(ctx: Context, tiny_env: 
 
 def test_valid_only_resamples_and_records_tries(ctx: Context, tiny_env: TinyEnv) -> None:
     manifest = run_batch(ctx, spec(tiny_env.model.id, count=6, valid_only=True, max_tries=3,
-                                   formats=["abc", "mid"]))  # fmt: skip
+                                   formats=["abc", "mid"], primer="X:1\nM:6/8\nL:1/8\nK:D\n",
+                                   temperature=0.7))  # fmt: skip
     for tune in manifest.tunes:
         assert 1 <= tune.tries <= 3
-        # A tune outside the gate (abc2midi, rhythm) only after every try.
+        # A tune outside the gate (abc2midi, rhythm) only after every try, and then failed.
         assert (tune.valid and tune.rhythm_ok) or tune.tries == 3
+        if tune.status == TuneStatus.DONE:
+            assert tune.valid and tune.rhythm_ok
+        elif not (tune.valid and tune.rhythm_ok):
+            assert tune.status == TuneStatus.FAILED and "gate" in (tune.error or "")
         assert tune.tries_valid <= tune.tries and tune.tries_rhythm_ok <= tune.tries
         assert tune.rhythm_ok is not None and tune.bars is not None
         if not tune.rhythm_ok:
             assert any(reason.startswith("rhythm: ") for reason in tune.check_errors)
     quality = manifest.quality
-    assert quality is not None and quality.tunes == 6
+    stored = [t for t in manifest.tunes if "abc" in {f.format for f in t.files}]
+    assert quality is not None and quality.tunes == len(stored)
+    # Raw rates over every try, the tries of tunes the gate failed included.
     assert quality.tries == sum(t.tries for t in manifest.tunes)
     assert quality.raw_valid is not None and quality.raw_rhythm_ok is not None
+
+
+def _with_corpus(ctx: Context, tiny_env: TinyEnv) -> None:
+    """The model's corpus in the store: the copy check (and so the gate's third rule) runs."""
+    for key in tiny_env.store.list("corpora/tiny/"):
+        ctx.store.put_bytes(key, tiny_env.store.get_bytes(key))
+
+
+def test_a_tune_that_fails_every_try_of_the_gate_ends_failed(
+    ctx: Context, tiny_env: TinyEnv
+) -> None:
+    """With the gate on, a tune none of whose tries passes is failed with the reason, never
+    stored, rendered or counted done (a near-copy threshold of 0 makes every try a copy)."""
+    _with_corpus(ctx, tiny_env)
+    gated = spec(tiny_env.model.id, count=3, valid_only=True, max_tries=2, near_copy_threshold=0.0,
+                 formats=["abc", "mid"], primer="X:1\nM:6/8\nL:1/8\nK:D\n",
+                 temperature=0.7)  # fmt: skip
+    manifest = run_batch(ctx, gated)
+    assert manifest.counts == {"done": 0, "failed": 3, "cancelled": 0}
+    for tune in manifest.tunes:
+        assert tune.status == TuneStatus.FAILED and tune.files == []
+        assert tune.error is not None and "refused all 2 tries" in tune.error
+        assert "near-copy" in tune.error
+        assert tune.tries == 2 and tune.tries_near_copy == 2  # the raw figures are kept
+        assert not ctx.store.exists(tune_key(manifest.batch_id, tune.tune_id, "abc"))
+    assert manifest.quality is None  # no tune was delivered: nothing to describe
+
+    # retry --failed takes them again: back to generation (no ABC to render), sampled afresh.
+    record = ctx.records.get_batch(manifest.batch_id)
+    record.spec = record.spec.model_copy(update={"near_copy_threshold": 2.0})
+    ctx.records.save_batch(record)
+    assert batches.retry_failed(ctx, manifest.batch_id) == {"render": [], "generate": ["0"]}
+    assert ctx.records.counts(manifest.batch_id)["queued"] == 3
+    again = resume_batch(ctx, manifest.batch_id)
+    assert sum(again.counts.values()) == 3 and again.counts["done"] > 0
+    for tune in again.tunes:
+        if tune.status == TuneStatus.DONE:
+            assert tune.valid and ctx.store.exists(tune_key(again.batch_id, tune.tune_id, "abc"))
+
+
+def test_without_the_gate_the_first_try_is_kept(ctx: Context, tiny_env: TinyEnv) -> None:
+    """--any: the same rule that fails every gated try keeps the first one, as documented."""
+    _with_corpus(ctx, tiny_env)
+    loose = spec(tiny_env.model.id, count=3, valid_only=False, max_tries=2,
+                 near_copy_threshold=0.0, formats=["abc"])  # fmt: skip
+    manifest = run_batch(ctx, loose)
+    for tune in manifest.tunes:
+        assert tune.tries == 1 and tune.status == TuneStatus.DONE
+        assert ctx.store.exists(tune_key(manifest.batch_id, tune.tune_id, "abc"))
 
 
 def test_copy_check_finds_the_nearest_training_tune(ctx: Context, tiny_env: TinyEnv) -> None:
