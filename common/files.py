@@ -6,6 +6,13 @@ record already points to must survive a crash. So every write goes to a hidden t
 destination's directory (never a valid artifact key, never listed), is flushed and fsync-ed, and
 is renamed over the destination.
 
+Why user paths are opened the way they are: a path a command reads may name a device
+(``/dev/zero``: endless), a FIFO (blocks forever) or a symlink planted in a shared folder. So a
+file read whole is opened non-blocking, checked with ``fstat`` to be a regular file and read
+only up to a limit (`read_regular_file`); a file a command writes replaces whatever is at its
+name with a new regular file (`write_output_file`: a symlink there is replaced, never written
+through; a device or folder is refused); a folder it writes into must be one (`output_dir`).
+
 Why one hash cache: models are hundreds of MB and are checked before every load, a download is
 hashed while it is written, and callers check again before use. The cache is keyed by the file's
 identity and its change stamps (device, inode, size, mtime, ctime), so a file changed or replaced
@@ -20,6 +27,7 @@ import hashlib
 import io
 import mimetypes
 import os
+import stat
 import tempfile
 import threading
 from collections import OrderedDict
@@ -27,7 +35,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO
 
-from common.errors import IntegrityError
+from common.errors import IntegrityError, InvalidInputError, NotFoundError
 
 __all__ = [
     "CHUNK",
@@ -37,10 +45,14 @@ __all__ = [
     "content_type",
     "file_sha256",
     "is_disk_full",
+    "output_dir",
+    "own_subdir",
     "read_chunks",
+    "read_regular_file",
     "remember_sha256",
     "sha256_of_open",
     "verify_sha256",
+    "write_output_file",
 ]
 
 CHUNK = 1 << 20  # bytes per read/write when streaming
@@ -182,3 +194,122 @@ def atomic_write(
 def atomic_write_text(dest: Path, text: str) -> None:
     """`atomic_write` of one UTF-8 text."""
     atomic_write(dest, [text.encode("utf-8")])
+
+
+# -- user paths: regular files only, never through a symlink -------------------------------------
+
+
+def _kind(mode: int) -> str:
+    """What a non-regular file is, in words."""
+    kinds = [
+        (stat.S_ISDIR, "a folder"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISFIFO, "a FIFO (named pipe)"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISLNK, "a symbolic link"),
+    ]
+    return next((name for test, name in kinds if test(mode)), "not a regular file")
+
+
+def read_regular_file(
+    path: Path, *, limit: int, what: str = "file", follow_symlinks: bool = True
+) -> bytes:
+    """The bytes of the regular file at `path`; `InvalidInputError` for anything else.
+
+    Opened non-blocking (a FIFO with no writer does not block the open) and checked with
+    ``fstat`` on the open file (no race with a swap after a check): a device, FIFO, socket or
+    folder is refused, and so is a file larger than `limit` bytes, before anything is read; the
+    read itself stops at `limit` + 1 bytes (a file that grows meanwhile). Without
+    `follow_symlinks`, a symlink at `path` itself is refused too.
+    """
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | (0 if follow_symlinks else os.O_NOFOLLOW)
+    try:
+        fd = os.open(path, flags)
+    except FileNotFoundError:
+        raise NotFoundError(f"{what} {path} does not exist") from None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP and not follow_symlinks:
+            raise InvalidInputError(f"{what} {path} is a symbolic link; not followed") from None
+        raise InvalidInputError(f"cannot read {what} {path}: {exc.strerror}") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise InvalidInputError(
+                f"{what} {path} is {_kind(st.st_mode)}, not a regular file: give a file"
+            )
+        if st.st_size > limit:
+            raise InvalidInputError(
+                f"{what} {path} is {st.st_size:,} bytes, more than the {limit:,} this reads"
+            )
+        os.set_blocking(fd, True)
+        data = bytearray()
+        while len(data) <= limit and (chunk := os.read(fd, min(CHUNK, limit + 1 - len(data)))):
+            data += chunk
+        if len(data) > limit:
+            raise InvalidInputError(f"{what} {path} grew past {limit:,} bytes while it was read")
+        return bytes(data)
+    except OSError as exc:
+        raise InvalidInputError(f"cannot read {what} {path}: {exc.strerror}") from None
+    finally:
+        os.close(fd)
+
+
+def output_dir(path: Path, what: str = "folder") -> Path:
+    """`path` as a folder to write into, made if missing; `InvalidInputError` (one line, no
+    traceback) when it is a file, a device or cannot be made."""
+    try:
+        st = Path(path).stat()
+    except FileNotFoundError:
+        try:
+            Path(path).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise InvalidInputError(f"cannot make {what} {path}: {exc.strerror}") from None
+        return Path(path)
+    except OSError as exc:
+        raise InvalidInputError(f"cannot use {what} {path}: {exc.strerror}") from None
+    if not stat.S_ISDIR(st.st_mode):
+        raise InvalidInputError(
+            f"{what} {path} is {_kind(st.st_mode)}, not a folder: give a folder"
+        )
+    return Path(path)
+
+
+def own_subdir(path: Path, what: str = "folder") -> Path:
+    """A folder this program makes inside a folder it was given: made if missing, refused when
+    something else (a symlink planted there included) holds its name."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return output_dir(path, what)
+    if not stat.S_ISDIR(st.st_mode):
+        raise InvalidInputError(
+            f"{what} {path} is {_kind(st.st_mode)}, not a folder: refusing to write through it"
+        )
+    return Path(path)
+
+
+def write_output_file(path: Path, data: bytes, what: str = "file") -> None:
+    """Write `data` as a new regular file at `path`, atomically (`atomic_write`).
+
+    Whatever holds the name is replaced, never written through: a symlink there is replaced by
+    the file (its target is untouched). A folder, device, FIFO or socket at `path` is refused
+    with one clear line (`InvalidInputError`), and so is a write the system refuses.
+    """
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        raise InvalidInputError(f"cannot write {what} {path}: {exc.strerror}") from None
+    else:
+        if not (stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode)):
+            raise InvalidInputError(
+                f"{what} {path} is {_kind(st.st_mode)}: give the name of a file to write"
+            )
+    try:
+        atomic_write(path, [data])
+    except OSError as exc:
+        if is_disk_full(exc):
+            raise
+        raise InvalidInputError(f"cannot write {what} {path}: {exc.strerror}") from None

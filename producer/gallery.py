@@ -32,6 +32,7 @@ from typing import Any
 
 from common.abc.notation import header_fields
 from common.abc.rhythm import check_rhythm
+from common.files import output_dir, own_subdir, write_output_file
 from common.jobs.fetch import fetch_batch, read_manifest
 from common.schemas import Manifest
 from common.store.base import ArtifactStore
@@ -257,27 +258,30 @@ the batch has it; filters, favourites and the playback cursor need JavaScript.</
 
 
 def copy_assets(dest: Path) -> None:
-    """The page's own script and style and the vendored abcjs, from the package data."""
-    dest.mkdir(parents=True, exist_ok=True)
+    """The page's own script and style and the vendored abcjs, from the package data.
+
+    Each file is written atomically as a new file: a symlink planted at its name in a shared
+    folder is replaced, never written through (`common.files.write_output_file`)."""
+    own_subdir(dest, "gallery assets folder")
     root = resources.files("producer") / "gallery_assets"
     for name in ASSET_FILES:
-        (dest / name).write_bytes((root / name).read_bytes())
+        write_output_file(dest / name, (root / name).read_bytes())
     for name in ABCJS_FILES:
-        (dest / name).write_bytes((root / "abcjs" / name).read_bytes())
+        write_output_file(dest / name, (root / "abcjs" / name).read_bytes())
 
 
 def build_gallery(store: ArtifactStore, batch_id: str, to: Path, *, workers: int = 8) -> Gallery:
     """Write the batch's gallery into ``to``: the files come from ``store`` (local or bucket)."""
     manifest = read_manifest(store, batch_id)
-    to.mkdir(parents=True, exist_ok=True)
+    output_dir(to, "--to")
     fetched = fetch_batch(store, batch_id, to, workers=workers)
     abc_of: dict[str, str] = {}
     for tune in manifest.tunes:
         if any(f.format == "abc" for f in tune.files):
-            path = fetched.directory / f"{tune.tune_id}.abc"
+            path = fetched.directory / f"{tune.tune_id}.abc"  # just fetched: ours, hash-checked
             abc_of[tune.tune_id] = path.read_text(encoding="utf-8", errors="replace")
     copy_assets(to / "assets")  # overwrites our files only: --to may name a folder in use
     index = to / "index.html"
-    index.write_text(render_index(page_data(manifest, abc_of)), encoding="utf-8")
+    write_output_file(index, render_index(page_data(manifest, abc_of)).encode("utf-8"))
     log.info("gallery of %s: %s (%d tunes)", batch_id, index, len(manifest.tunes))
     return Gallery(index=index, tunes=len(manifest.tunes), downloaded=fetched.downloaded)

@@ -25,6 +25,10 @@ if TYPE_CHECKING:
     from http.server import ThreadingHTTPServer
 
 
+#: The largest ids file `tunebook --ids` reads: a million ids with their separators.
+MAX_IDS_FILE_BYTES = 16 << 20
+
+
 def default_gallery_dir(batch: str) -> Path:
     path: Path = _settings().data_dir / "galleries" / batch
     return path
@@ -115,24 +119,20 @@ def tunebook(
     to: Annotated[Path | None, typer.Option(help="Write the .abc here instead of stdout.")] = None,
 ) -> None:
     """Join chosen tunes of a batch into one .abc tunebook, renumbered X:1, X:2, ..."""
-    from common.errors import InvalidInputError
+    from common.files import read_regular_file, write_output_file
 
     from producer.tunebook import export_tunebook, parse_ids
 
     chosen = parse_ids(" ".join(ids or []))
     if ids_file is not None:
-        try:
-            text = ids_file.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise InvalidInputError(
-                f"cannot read the ids file {ids_file}: {exc.strerror}"
-            ) from None
-        chosen += [tid for tid in parse_ids(text) if tid not in chosen]
+        data = read_regular_file(ids_file, limit=MAX_IDS_FILE_BYTES, what="ids file")
+        text = data.decode("utf-8", errors="replace")
+        chosen = list(dict.fromkeys([*chosen, *parse_ids(text)]))
     book = export_tunebook(_store(), batch, chosen)
     if to is None:
         typer.echo(book, nl=False)
     else:
-        to.write_text(book, encoding="utf-8")
+        write_output_file(to, book.encode("utf-8"), what="--to")
         views.err_console.print(f"{len(chosen)} tunes written to {to}", highlight=False)
 
 

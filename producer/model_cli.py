@@ -248,12 +248,14 @@ def model_evaluate(
     and skipped. The zero-state 100-char windowed score is shown for comparison."""
     from common.abc.corpus import read_abc_file
     from common.errors import NotFoundError
+
+    if not file.exists():
+        raise NotFoundError(f"no file {file}")
+    text = read_abc_file(file)  # before TensorFlow loads: a bad path is one quick line
+
     from common.lstm.evaluation import evaluate_abc
     from common.lstm.network import load_registered
 
-    if not file.is_file():
-        raise NotFoundError(f"no file {file}")
-    text = read_abc_file(file)
     record, keras_model, vocab = load_registered(store(), model, settings().cache_path)
     result = evaluate_abc(keras_model, vocab, text, seq_len=record.seq_len, raw=raw)
     if as_json:

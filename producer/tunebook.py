@@ -21,16 +21,32 @@ from common.store.base import ArtifactStore
 _X_LINE = re.compile(r"^X:.*$", re.MULTILINE)
 
 
+#: How many ids an error message names before it says "and N more".
+_SHOWN = 5
+
+
 def parse_ids(text: str) -> list[str]:
-    """Tune ids separated by whitespace or commas; ``#`` starts a comment; duplicates dropped."""
-    ids: list[str] = []
+    """Tune ids separated by whitespace or commas; ``#`` starts a comment; duplicates dropped
+    (the first kept, in one pass: 100,000 ids take a fraction of a second)."""
+    ids: dict[str, None] = {}
     for line in text.splitlines():
         for word in re.split(r"[\s,]+", line.split("#", 1)[0]):
             if word:
-                tune_index(word)  # raises with a clear message on anything else
-                if word not in ids:
-                    ids.append(word)
-    return ids
+                try:
+                    tune_index(word)
+                except InvalidInputError:
+                    shown = word if len(word) <= 40 else word[:37] + "..."
+                    raise InvalidInputError(
+                        f"{shown!r} is not a tune id (they look like t000042)"
+                    ) from None
+                ids[word] = None
+    return list(ids)
+
+
+def _listing(ids: list[str]) -> str:
+    """The first few of `ids`, and how many more: an error stays one short line."""
+    more = f" and {len(ids) - _SHOWN} more" if len(ids) > _SHOWN else ""
+    return ", ".join(ids[:_SHOWN]) + more
 
 
 def renumber(abc: str, number: int) -> str:
@@ -57,7 +73,7 @@ def export_tunebook(store: ArtifactStore, batch_id: str, ids: list[str]) -> str:
     missing = [tid for tid in ids if tid not in has_abc]
     if missing:
         raise NotFoundError(
-            f"batch {batch_id} has no ABC for {', '.join(missing)}; see `producer status "
+            f"batch {batch_id} has no ABC for {_listing(missing)}; see `producer status "
             f"{batch_id} --json` for its tunes"
         )
     tunes = [

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import logging
+import os
 import re
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -28,6 +29,7 @@ from common.abc import directives as abc_directives
 from common.abc import notation as abc_notation
 from common.abc.vocab import Vocab
 from common.errors import InvalidInputError, NotFoundError
+from common.files import read_regular_file
 from common.schemas import CorpusRecord, check_name
 from common.store.base import ArtifactStore
 
@@ -86,10 +88,15 @@ def resolve_source(source: str) -> tuple[str, list[Path]]:
     if source in BUNDLED:
         return source, bundled_files(source)
     path = Path(source).expanduser()
-    if path.is_file():
+    if path.exists() and not path.is_dir():  # a device or FIFO too: read_abc_file says what it is
         return _slug(path.stem), [path]
     if path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.suffix.lower() == ".abc" and p.is_file())
+        files, outside = folder_files(path)
+        if outside:
+            log.warning(
+                "%s: %d symlinks point outside the folder and were not followed: %s",
+                path, len(outside), ", ".join(str(p) for p in outside[:5]),
+            )  # fmt: skip
         if not files:
             raise InvalidInputError(f"folder {path} holds no .abc files")
         return _slug(path.name), files
@@ -97,6 +104,32 @@ def resolve_source(source: str) -> tuple[str, list[Path]]:
         f"unknown corpus {source!r}: not a bundled collection ({', '.join(BUNDLED)}) "
         "and no such file or folder"
     )
+
+
+def folder_files(folder: Path) -> tuple[list[Path], list[Path]]:
+    """(the .abc files of `folder` and its subfolders, the symlinks there that lead out of it).
+
+    A symlink is followed only to a file inside the folder (read at its real path); one that
+    leads out (``link.abc -> /etc/shadow``) is left out and returned, so the caller can say so;
+    linked subfolders are not entered. Only regular files are listed (not a FIFO or a device
+    named ``*.abc``); `read_abc_file` checks again when it opens each one.
+    """
+    root = folder.resolve()
+    found: list[tuple[Path, Path]] = []
+    outside: list[Path] = []
+    for dirpath, dirnames, filenames in os.walk(root):  # followlinks=False: no linked folders
+        dirnames.sort()
+        for name in filenames:
+            path = Path(dirpath) / name
+            if path.suffix.lower() != ".abc":
+                continue
+            real = path.resolve()
+            if not real.is_relative_to(root):
+                outside.append(path)
+            elif real.is_file():
+                found.append((path, real))
+    files = list(dict.fromkeys(real for _, real in sorted(found)))  # a file linked twice: once
+    return files, sorted(outside)
 
 
 def _slug(text: str) -> str:
@@ -113,10 +146,17 @@ _C1_LETTERS = {
 }
 
 
+#: The largest ABC file a command reads (music21's largest collection file is a few MB).
+MAX_ABC_FILE_BYTES = 64 << 20
+
+
 def read_abc_file(path: Path) -> str:
     """Text of an ABC file: UTF-8, or Latin-1 for the many old files that are not; control
-    characters U+0080-U+009F are read as the letters they stand for (see `_C1_LETTERS`)."""
-    data = path.read_bytes()
+    characters U+0080-U+009F are read as the letters they stand for (see `_C1_LETTERS`).
+
+    Only a regular file of at most `MAX_ABC_FILE_BYTES` is read: a device, a FIFO or a folder
+    is refused with one clear line (`common.files.read_regular_file`)."""
+    data = read_regular_file(path, limit=MAX_ABC_FILE_BYTES, what="ABC file")
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from common.errors import IntegrityError, NotFoundError
-from common.files import atomic_write_text, file_sha256
+from common.files import atomic_write_text, file_sha256, output_dir, own_subdir
 from common.jobs.batches import manifest_key
 from common.schemas import ArtifactFile, Manifest, check_batch_id
 from common.store.base import ArtifactStore
@@ -40,7 +40,14 @@ def read_manifest(store: ArtifactStore, batch_id: str) -> Manifest:
 
 
 def _fetch_one(store: ArtifactStore, item: ArtifactFile, dest: Path) -> bool:
-    if dest.is_file() and dest.stat().st_size == item.size and file_sha256(dest) == item.sha256:
+    # A file already there counts only if it is a regular file of ours (not a symlink, which the
+    # atomic download replaces rather than writes through, nor a FIFO or device to hash).
+    if (
+        not dest.is_symlink()
+        and dest.is_file()
+        and dest.stat().st_size == item.size
+        and file_sha256(dest) == item.sha256
+    ):
         return False
     actual = store.get_file(item.key, dest).sha256  # hashed while it was written
     if actual != item.sha256:
@@ -63,8 +70,8 @@ def fetch_batch(
 ) -> FetchResult:
     """Download the batch's files listed in its manifest into ``to/<batch_id>/``."""
     manifest = read_manifest(store, batch_id)
-    folder = to / batch_id
-    folder.mkdir(parents=True, exist_ok=True)
+    output_dir(to, "--to")  # one clear line for a file, a device or a folder it cannot make
+    folder = own_subdir(to / batch_id, "batch folder")
     items = [
         f for tune in manifest.tunes for f in tune.files if formats is None or f.format in formats
     ]

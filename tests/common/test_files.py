@@ -155,3 +155,52 @@ def test_a_downloaded_model_is_hashed_once_before_loading(
     files.verify_sha256(local, model_id, "model file")
     assert hashes == []
     assert model_file(bucket, record, tmp_path / "cache") == local and hashes == []
+
+
+# -- user paths ------------------------------------------------------------------------------------
+
+
+def test_read_regular_file_refuses_devices_fifos_folders_and_big_files(tmp_path: Path) -> None:
+    from common.errors import InvalidInputError, NotFoundError
+    from common.files import read_regular_file
+
+    pipe = tmp_path / "pipe"
+    os.mkfifo(pipe)  # no writer: a blocking open or read would hang this test
+    big = tmp_path / "big"
+    big.write_bytes(b"x" * 101)
+    for path, words in [(Path("/dev/zero"), "character device"), (pipe, "FIFO"),
+                        (tmp_path, "folder"), (big, "more than the 100")]:  # fmt: skip
+        with pytest.raises(InvalidInputError, match=words):
+            read_regular_file(path, limit=100)
+    with pytest.raises(NotFoundError):
+        read_regular_file(tmp_path / "missing", limit=100)
+    small = tmp_path / "small"
+    small.write_bytes(b"x" * 100)
+    assert read_regular_file(small, limit=100) == b"x" * 100
+    link = tmp_path / "link"
+    link.symlink_to(small)
+    assert read_regular_file(link, limit=100) == b"x" * 100
+    with pytest.raises(InvalidInputError, match="symbolic link"):
+        read_regular_file(link, limit=100, follow_symlinks=False)
+
+
+def test_write_output_file_replaces_a_symlink_and_refuses_devices(tmp_path: Path) -> None:
+    from common.errors import InvalidInputError
+    from common.files import output_dir, own_subdir, write_output_file
+
+    victim = tmp_path / "victim"
+    victim.write_text("precious")
+    link = tmp_path / "out.txt"
+    link.symlink_to(victim)
+    write_output_file(link, b"new")
+    assert victim.read_text() == "precious"
+    assert not link.is_symlink() and link.read_bytes() == b"new"
+    for target, words in [(Path("/dev/null"), "character device"), (tmp_path, "folder")]:
+        with pytest.raises(InvalidInputError, match=words):
+            write_output_file(target, b"x")
+    with pytest.raises(InvalidInputError, match="not a folder"):
+        output_dir(victim)
+    assert output_dir(tmp_path / "new" / "deep").is_dir()
+    (tmp_path / "linked").symlink_to(tmp_path / "new", target_is_directory=True)
+    with pytest.raises(InvalidInputError, match="symbolic link"):
+        own_subdir(tmp_path / "linked")
