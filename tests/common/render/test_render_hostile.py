@@ -119,6 +119,24 @@ MUST_REFUSE = {
     "prefix-ss-pref-format.abc",
     "titlefont-script.abc",
     "vocalfont-inline.abc",
+    # Escapes abcm2ps decodes to ASCII, in every position, and a field split by a continuation.
+    "escape-octal-percent.abc",
+    "escape-octal-field.abc",
+    "escape-inline-bracket.abc",
+    "escape-inline-letter.abc",
+    "escape-inline-colon.abc",
+    "escape-in-argument.abc",
+    "escape-unicode-beginsvg.abc",
+    "escape-unicode-upper.abc",
+    "escape-new-tune.abc",
+    "escape-nul.abc",
+    "continuation-inline.abc",
+    # %%MIDI numbers out of abc2midi's ranges (some crash it).
+    "midi-channel-huge.abc",
+    "midi-drum-zero.abc",
+    "midi-gracedivider-zero.abc",
+    "midi-directives.abc",
+    "midi-drone.abc",
 }
 #: Files a tool sees, and what the outcome must say (the check, the audio, the score render).
 EXPECTED = {
@@ -373,8 +391,38 @@ UNSAFE_LINES = [
         "%%MIDI ptstress @SECRET@", "I:MIDI ptstress @SECRET@", "[I:MIDI ptstress @SECRET@]",
         "%%MIDI program 1\n+:ptstress @SECRET@", 'I:bgcolor red"/><script>alert(1)</script>',
         'I:titlefont x"/><script>alert(1)</script><g', "%%musicfont url(http://x.invalid/f)",
+        # %%MIDI numbers abc2midi crashes on.
+        "%%MIDI program 5000 1", "%%MIDI drum d0 36 100", "[I:MIDI gracedivider 0]",
 ]  # fmt: skip
-_UNSAFE_LINES = st.sampled_from(UNSAFE_LINES)
+#: Directives and fields to spell with escapes (see `_escaped`): each must be refused, whichever
+#: of its characters are escaped.
+ESCAPABLE = [
+    "%%bgcolor red", "I:bgcolor red", "[I:bgcolor red]", "%%beginsvg", "[I:format @SECRET@]",
+    "I:abc-include @SECRET@", "X:2", "%%MIDI program 1",
+]  # fmt: skip
+#: An escape abcm2ps decodes to ASCII (\001-\005 are the accidental signs, not ASCII).
+ASCII_ESCAPE = re.compile(r"\\(?:(?!00[1-5])[0-1][0-7]{2}|u00[0-7][0-9A-Fa-f])")
+
+
+@st.composite
+def _escaped(draw: st.DrawFn) -> str:
+    """A line of `ESCAPABLE` with some of its characters (at least one) written as abcm2ps
+    escapes: octal ``\\ooo`` or ``\\uXXXX`` with upper- or lower-case hex digits."""
+    line = draw(st.sampled_from(ESCAPABLE))
+    chosen = draw(st.sets(st.integers(0, len(line) - 1), min_size=1))
+    out = []
+    for i, char in enumerate(line):
+        if i not in chosen:
+            out.append(char)
+            continue
+        form = draw(st.sampled_from(["octal", "lower", "upper"]))
+        code = ord(char)
+        out.append(f"\\{code:03o}" if form == "octal" else
+                   f"\\u{code:04x}" if form == "lower" else f"\\u{code:04X}")  # fmt: skip
+    return "".join(out)
+
+
+_UNSAFE_LINES = st.one_of(st.sampled_from(UNSAFE_LINES), _escaped())
 #: Keys, modes and clef/transpose/octave modifiers, some absurd.
 _KEYS = [
     "D", "G", "Amix", "Edor", "C", "Bb", "F#m", "none", "HP", "Hp", "Xyz", "D clef=bass",
@@ -473,7 +521,7 @@ def _fuzz_body(box: Sandbox, stats: FuzzStats) -> Callable[[str], None]:
         stats.tool_runs += len(box.log.runs())
         stats.slowest_s = max(stats.slowest_s, *(o.seconds for o in outcomes))
         stats.outcomes[_outcome_name(outcomes[1])] += 1
-        if any(box.plant(line) in text for line in UNSAFE_LINES):
+        if any(box.plant(line) in text for line in UNSAFE_LINES) or ASCII_ESCAPE.search(text):
             stats.unsafe += 1
             # Refused before any tool, by both entry points, whatever else the text holds.
             assert [_outcome_name(o) for o in outcomes] == ["refused", "refused"], outcomes

@@ -169,6 +169,31 @@ def corpus() -> dict[str, bytes]:
     files["midi-ptstress-field.abc"] = HEAD + "I:MIDI ptstress @SECRET@\n" + BAR + "\n"
     files["midi-ptstress-inline.abc"] = HEAD + "[I:MIDI ptstress @SECRET@]" + BAR + "\n"
     files["midi-continued.abc"] = HEAD + "%%MIDI program 1\n+:ptstress @SECRET@\n" + BAR + "\n"
+    # Escapes abcm2ps decodes before it reads a line (\ooo, \uXXXX): every position of a field
+    # or directive, spelt so the text as written holds none.
+    files["escape-octal-percent.abc"] = HEAD + "\\045\\045bgcolor red\n" + BAR + "\n"
+    files["escape-octal-field.abc"] = HEAD + "\\111:abc-include @SECRET@\n" + BAR + "\n"
+    files["escape-inline-bracket.abc"] = HEAD + "dAFA \\133I:bgcolor blue] " + BAR + "\n"
+    files["escape-inline-letter.abc"] = HEAD + "dAFA [\\111:format @SECRET@] " + BAR + "\n"
+    files["escape-inline-colon.abc"] = HEAD + "dAFA [I\\072bgcolor blue] " + BAR + "\n"
+    files["escape-in-argument.abc"] = HEAD + "dAFA [I:bgcolor\\040blue] " + BAR + "\n"
+    files["escape-unicode-beginsvg.abc"] = (
+        HEAD
+        + "\\u0025\\u0025beginsvg\n<style>@import url(http://x.invalid/a.css);</style>\n"
+        + "\\u0025\\u0025endsvg\n"
+        + BAR
+        + "\n"
+    )
+    files["escape-unicode-upper.abc"] = HEAD + "\\u005B\\u0049:bgcolor blue]" + BAR + "\n"
+    files["escape-new-tune.abc"] = HEAD + BAR + "\n\\130:2\nT:Second\nK:D\n" + BAR + "\n"
+    files["escape-nul.abc"] = HEAD + "dAFA \\000 " + BAR + "\n"
+    # A line ending in '\' is joined to the next in an ABC 2.0 file, before abcm2ps parses it.
+    files["continuation-inline.abc"] = "%abc-2.0\n" + HEAD + "dAFA [I\\\n:bgcolor blue] |\n"
+    # %%MIDI numbers out of abc2midi's ranges: a channel in the thousands writes out of bounds
+    # (SIGSEGV), a zero length in a drum pattern crashes it.
+    files["midi-channel-huge.abc"] = HEAD + "%%MIDI program 5000 1\n" + BAR * 4 + "\n"
+    files["midi-drum-zero.abc"] = HEAD + "%%MIDI drum d0 36 100\n%%MIDI drumon\n" + BAR * 4 + "\n"
+    files["midi-gracedivider-zero.abc"] = HEAD + "%%MIDI gracedivider 0\n{g}" + BAR * 4 + "\n"
     # A title of combining marks, which abcm2ps cuts in the middle of a character.
     files["combining-title.abc"] = HEAD.replace("Hostile", "e" + "\u0301" * 400) + BAR + "\n"
 
