@@ -144,7 +144,9 @@ def test_batch_end_to_end_every_artifact_in_the_bucket(
             assert formats == {"abc", "mid", "wav"}, tune
         else:
             assert tune["status"] == "failed" and tune["error"]
-        assert tune_key(batch_id, tune["tune_id"], "abc") in objects  # every tune has its ABC
+        # Every tune has its ABC, but one the gate refused after all its tries (never stored).
+        gated = tune["status"] == "failed" and "gate" in tune["error"]
+        assert (tune_key(batch_id, tune["tune_id"], "abc") in objects) != gated, tune
         for f in tune["files"]:
             assert objects[f["key"]] == f["sha256"], f["key"]
             listed.add(f["key"])
@@ -213,6 +215,32 @@ def test_retry_failed_enqueues_the_failed_tunes_again(producer_env: Cluster, mod
     for tune in failed:
         assert c.records.get_tune(batch.id, tune.tune_id).attempts == tune.attempts + 1
     assert make_store(producer_env.settings).exists(manifest_key(batch.id))
+
+
+def test_a_tune_the_gate_refuses_every_try_ends_failed_and_retry_takes_it_again(
+    producer_env: Cluster, model_id: str
+) -> None:
+    """Real workers: with a near-copy threshold of 0 every try is a copy of a training tune, so
+    every tune fails the gate. The chunk renders nothing, yet the batch finishes (the chunk
+    enqueues finalize), each tune failed with the reason and no ABC; `retry --failed` sends them
+    back to generation."""
+    c = Client(producer_env.settings)
+    store = make_store(producer_env.settings)
+    batch = c.submit_batch(spec(model_id, 3, formats=["abc", "mid"], max_tries=2,
+                                near_copy_threshold=0.0))  # fmt: skip
+    first = c.follow(batch.id, lambda _p: None, timeout_s=120)
+    assert first.counts["failed"] == 3 and sum(first.counts.values()) == 3, first.counts
+    for tune in c.records.tunes(batch.id):
+        assert tune.status == TuneStatus.FAILED and tune.tries == 2
+        assert tune.error is not None and "refused all 2 tries" in tune.error
+        assert not store.exists(tune_key(batch.id, tune.tune_id, "abc"))
+    assert store.exists(manifest_key(batch.id))
+    code, out, err = run("retry", batch.id, "--failed")
+    assert code == 0 and "0 renders and 1 generation chunks" in " ".join(out.split()), (out, err)
+    again = c.follow(batch.id, lambda _p: None, timeout_s=120)
+    assert again.counts == first.counts  # the same rule refuses them again, after new tries
+    assert all(t.tries == 2 for t in c.records.tunes(batch.id))
+    assert store.exists(manifest_key(batch.id))
 
 
 def test_retry_writes_the_manifest_a_given_up_finalize_did_not(
