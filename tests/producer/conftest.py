@@ -9,6 +9,7 @@ markup, in the manifest and in the .abc (hashes updated), as a user's corpus cou
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +20,9 @@ from common.jobs.embedded import run_batch
 from common.schemas import ArtifactFile, BatchSpec, Manifest
 from common.state.local import LocalRecords
 from common.store.local import LocalStore
+from producer import options
 from tests.model_fixtures import TinyEnv, tiny_settings
+from tests.producer_cli import embedded_data_dir
 
 GALLERY_TUNES = 50
 METERS = ("6/8", "4/4", "3/4")
@@ -83,3 +86,21 @@ def gallery_batch(tiny_env: TinyEnv, tmp_path_factory: pytest.TempPathFactory) -
     manifest = run_batch(ctx, spec)
     manifest = _retitle(store, manifest, HOSTILE_TITLES)
     return GalleryBatch(data_dir, store, manifest.batch_id, manifest)
+
+
+@pytest.fixture
+def embedded(gallery_batch: GalleryBatch, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """The CLI in embedded mode on the gallery batch's data dir."""
+    for key in ("TUNEBATCH_BROKER_URL", "TUNEBATCH_S3_BUCKET"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("TUNEBATCH_DATA_DIR", str(gallery_batch.data_dir))
+    options.settings.cache_clear()
+    yield gallery_batch.data_dir
+    options.settings.cache_clear()
+
+
+@pytest.fixture
+def fresh_data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """The CLI in embedded mode on a new, empty data dir."""
+    with embedded_data_dir(tmp_path / "data", monkeypatch) as data:
+        yield data

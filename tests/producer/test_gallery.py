@@ -10,7 +10,6 @@ import json
 import re
 import threading
 import urllib.request
-from collections.abc import Iterator
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -27,16 +26,6 @@ from tests.producer.conftest import HOSTILE_TITLES, GalleryBatch
 from tests.producer_cli import run
 
 ASSETS = Path(__file__).resolve().parents[2] / "producer" / "gallery_assets"
-
-
-@pytest.fixture
-def embedded(gallery_batch: GalleryBatch, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    for key in ("TUNEBATCH_BROKER_URL", "TUNEBATCH_S3_BUCKET"):
-        monkeypatch.delenv(key, raising=False)
-    monkeypatch.setenv("TUNEBATCH_DATA_DIR", str(gallery_batch.data_dir))
-    options.settings.cache_clear()
-    yield gallery_batch.data_dir
-    options.settings.cache_clear()
 
 
 class Links(HTMLParser):

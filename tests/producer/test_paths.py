@@ -15,37 +15,19 @@ import os
 import resource
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from common.abc.corpus import load_corpus
 from common.store.local import LocalStore
-from producer import options
 from producer.tunebook import parse_ids
 from tests.producer.conftest import GalleryBatch
-from tests.producer_cli import embedded_data_dir, run
+from tests.producer_cli import run
 
 GOOD = "X:1\nT:Kept tune\nM:6/8\nL:1/8\nK:G\nD|GAB cBA|GAB c2:|\n"
 SECRET = "X:1\nT:SECRET-outside-the-folder\nM:4/4\nL:1/8\nK:D\nDEFG ABcd|dcBA GFED|\n"
 BATCH = "b20260101-000000-abcdef"
-
-
-@pytest.fixture
-def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    with embedded_data_dir(tmp_path / "data", monkeypatch) as data:
-        yield data
-
-
-@pytest.fixture
-def embedded(gallery_batch: GalleryBatch, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    for key in ("TUNEBATCH_BROKER_URL", "TUNEBATCH_S3_BUCKET"):
-        monkeypatch.delenv(key, raising=False)
-    monkeypatch.setenv("TUNEBATCH_DATA_DIR", str(gallery_batch.data_dir))
-    options.settings.cache_clear()
-    yield gallery_batch.data_dir
-    options.settings.cache_clear()
 
 
 def one_line_error(code: int, err: str, *needles: str) -> None:
@@ -139,13 +121,15 @@ def _folder_with_links(tmp_path: Path) -> Path:
     return folder
 
 
-def test_import_of_a_folder_does_not_follow_links_out_of_it(env: Path, tmp_path: Path) -> None:
+def test_import_of_a_folder_does_not_follow_links_out_of_it(
+    fresh_data_dir: Path, tmp_path: Path
+) -> None:
     folder = _folder_with_links(tmp_path)
     code, out, err = run("corpus", "import", str(folder), "--name", "linked", "--json")
     assert code == 0, err
     record = json.loads(out)
     assert record["files"] == 1  # good.abc, once (link-in.abc leads to it), not the pipe
-    corpus = load_corpus(LocalStore(env), "linked")
+    corpus = load_corpus(LocalStore(fresh_data_dir), "linked")
     assert "SECRET" not in corpus.train_text + corpus.valid_text
     from common.abc.corpus import folder_files
 

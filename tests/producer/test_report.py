@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -11,7 +10,7 @@ import pytest
 from common.schemas import BatchRecord, BatchSpec, TuneRecord, TuneStatus, new_batch_id, tune_id
 from common.state.local import LocalRecords
 from common.store.local import LocalStore
-from tests.producer_cli import embedded_data_dir, run
+from tests.producer_cli import run
 from tests.quality_fixtures import copy_reference
 
 GOOD = "X:1\nT:Good\nM:6/8\nL:1/8\nK:G\nD|GAB cBA|GAB c2:|\n"
@@ -20,9 +19,8 @@ BROKEN = 'X:3\nT:Broken\nM:4/4\nK:D\nA2 B2 |]] ((( c4 z8 [K:Zz] "unclosed\n'
 
 
 @pytest.fixture
-def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    with embedded_data_dir(tmp_path / "data", monkeypatch) as data:
-        yield data
+def env(fresh_data_dir: Path) -> Path:
+    return fresh_data_dir
 
 
 def test_report_on_a_file(env: Path, tmp_path: Path) -> None:
