@@ -21,9 +21,11 @@ from producer import views
 from producer.backend import Followed, Queued, Ran, Submitted
 from producer.options import (
     DEFAULT_FORMATS_OPT,
+    DEFAULT_INSTRUMENT_OPT,
     AudioOpt,
     FormatsOpt,
     FormOpt,
+    InstrumentOpt,
     JsonOpt,
     MaxCharsOpt,
     MaxTriesOpt,
@@ -60,6 +62,7 @@ def submit_batch(
     max_tries: MaxTriesOpt = DEFAULT_MAX_TRIES,
     formats: FormatsOpt = DEFAULT_FORMATS_OPT,
     audio: AudioOpt = DEFAULT_AUDIO,
+    instrument: InstrumentOpt = DEFAULT_INSTRUMENT_OPT,
     precision: Annotated[
         Precision,
         typer.Option(
@@ -107,6 +110,7 @@ def submit_batch(
         max_tries=max_tries,
         formats=list(parse_formats(formats)),
         audio=audio,
+        instrument=instrument,
         chunk_size=s.chunk_size,
         precision=precision,
         bar_tracker=bar_tracker,

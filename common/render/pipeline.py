@@ -42,10 +42,18 @@ from pathlib import Path
 
 from common.abc.notation import unsafe_reason
 from common.errors import RenderError, RenderLimitError
-from common.params import AUDIO_PROFILES, DEFAULT_AUDIO, AudioLevel, AudioProfile
+from common.params import (
+    AUDIO_PROFILES,
+    DEFAULT_AUDIO,
+    DEFAULT_INSTRUMENT,
+    AudioLevel,
+    AudioProfile,
+    Instrument,
+)
 from common.render import stages
 from common.render.formats import ABC2MIDI, canonical_formats, made_from
 from common.render.loudness import Normalisation
+from common.render.playing import as_played
 from common.render.tool_run import Completed, trim
 from common.render.verdict import CheckResult, absurd_note
 from common.render.workdir import make_workdir, remove_workdir, write_tune
@@ -149,6 +157,7 @@ def rendered(
     formats: Sequence[str],
     settings: Settings,
     audio: AudioLevel = DEFAULT_AUDIO,
+    instrument: Instrument = DEFAULT_INSTRUMENT,
 ) -> Iterator[RenderResult]:
     """Render one tune into `formats` in a fresh private directory; remove it when done.
 
@@ -173,7 +182,9 @@ def rendered(
         raise RenderError(reason)
     workdir = make_workdir()
     try:
-        yield _render_into(workdir, abc_text, wanted, settings, AUDIO_PROFILES[audio])
+        yield _render_into(
+            workdir, as_played(abc_text, instrument), wanted, settings, AUDIO_PROFILES[audio]
+        )
     finally:
         remove_workdir(workdir)
 
