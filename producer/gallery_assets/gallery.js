@@ -164,11 +164,17 @@
     return card;
   }
 
-  // Bars a line for the card's width: the notation is wrapped to the screen, not shrunk to it.
-  function barsPerLine() {
+  // The notation's width in CSS pixels: abcjs lays the staff out that wide, so it is drawn at
+  // its natural size (a staff laid out 740 wide and shrunk to a phone had 4 px note heads).
+  function notationWidth() {
     var width = list.clientWidth;
     var any = list.querySelector(".notation");
     if (any && any.clientWidth) width = any.clientWidth;
+    return width;
+  }
+
+  // Bars a line for that width: the notation is wrapped to the screen, not shrunk to it.
+  function barsPerLine(width) {
     return Math.max(2, Math.min(6, Math.floor(width / BAR_PX)));
   }
 
@@ -258,10 +264,12 @@
     var target = el("div", "score");
     card.querySelector(".notation").appendChild(target);
     var state = practice.get(id);
-    var text = displayAbc(tune.abc, barsPerLine());
+    var width = notationWidth();
+    var text = displayAbc(tune.abc, barsPerLine(width));
     var visual = window.ABCJS.renderAbc(target, text, {
       add_classes: true,
       responsive: "resize",
+      staffwidth: Math.max(200, width - 40),
       visualTranspose: state ? state.transpose : 0,
       selectTypes: ["note"],
       clickListener: function (abcElem) {
@@ -283,32 +291,62 @@
     card.classList.remove("drawn");
   }
 
-  // A card gets its notation and player when it comes within a screen or so of the viewport,
-  // and gives them back when it is far from it. One card is filled in per task, those in view
-  // first, so the page answers input between cards and never blocks for long.
+  // A card gets its notation and player when it comes within a screen or so of the viewport.
+  // One card is filled in per task, those in view first, so the page answers input between
+  // cards and never blocks for long. A card far from the view (beyond `FAR`) is swapped for an
+  // empty stand-in of its height (an <article> with its id, so links and the layout hold), and
+  // built again when it comes near: a thousand cards, drawn or not, held 1.27 GB.
+  var FAR = "3000px 0px";
   var filled = new Set();
+  var placeholders = new Map(); // tune id -> the stand-in of a card far from the view
   function fill(id) {
     if (filled.has(id) || !cards.has(id)) return;
     filled.add(id);
     setUpPlayback(id);
     draw(id);
-    far.observe(cards.get(id));
   }
 
-  function unload(id) {
-    var state = practice.get(id);
-    if (state && !state.audio.paused) return; // never silence what is playing
-    var card = cards.get(id);
-    far.unobserve(card);
-    filled.delete(id);
-    undraw(id);
-    if (state) {
-      state.audio.removeAttribute("src");
-      state.player.remove();
-      practice.delete(id);
-    }
-    card.dataset.unloaded = String(Number(card.dataset.unloaded || 0) + 1);
-    near.observe(card);
+  function unload(ids) {
+    var heights = ids.map(function (id) { return cards.get(id).offsetHeight; }); // reads, then writes
+    ids.forEach(function (id, i) {
+      var state = practice.get(id);
+      if (state && !state.audio.paused) return; // never silence what is playing
+      var card = cards.get(id);
+      far.unobserve(card);
+      near.unobserve(card);
+      filled.delete(id);
+      undraw(id);
+      if (state) {
+        // A media element keeps its decoder and buffers until it is emptied and reloaded.
+        state.audio.querySelectorAll("source").forEach(function (source) { source.remove(); });
+        state.audio.load();
+        practice.delete(id);
+      }
+      var stand = el("article", "tune placeholder");
+      stand.id = id;
+      stand.dataset.tune = id;
+      stand.style.height = heights[i] + "px";
+      card.replaceWith(stand);
+      cards.delete(id);
+      placeholders.set(id, stand);
+      near.observe(stand);
+    });
+    unloadedCount += ids.length;
+    list.dataset.unloaded = String(unloadedCount);
+  }
+  var unloadedCount = 0;
+
+  // The card of `id` back in the list in place of its stand-in.
+  function restoreCard(id) {
+    var stand = placeholders.get(id);
+    if (!stand) return cards.get(id);
+    near.unobserve(stand);
+    placeholders.delete(id);
+    var card = buildCard(byId.get(id));
+    cards.set(id, card);
+    stand.replaceWith(card);
+    far.observe(card);
+    return card;
   }
 
   var urgent = []; // in view
@@ -332,9 +370,11 @@
     var height = window.innerHeight;
     entries.forEach(function (entry) {
       if (!entry.isIntersecting) return;
+      var id = entry.target.dataset.tune;
       near.unobserve(entry.target);
+      if (placeholders.get(id) === entry.target) restoreCard(id);
       var box = entry.boundingClientRect;
-      (box.bottom > 0 && box.top < height ? urgent : later).push(entry.target.dataset.tune);
+      (box.bottom > 0 && box.top < height ? urgent : later).push(id);
     });
     if (!pumping && (urgent.length || later.length)) {
       pumping = true;
@@ -344,10 +384,12 @@
 
   var far = new IntersectionObserver(function (entries) {
     if (printing) return;
-    entries.forEach(function (entry) {
-      if (!entry.isIntersecting && entry.target.isConnected) unload(entry.target.dataset.tune);
-    });
-  }, { rootMargin: "4000px 0px" });
+    var gone = entries.filter(function (entry) {
+      var id = entry.target.dataset.tune;
+      return !entry.isIntersecting && entry.target.isConnected && cards.get(id) === entry.target;
+    }).map(function (entry) { return entry.target.dataset.tune; });
+    if (gone.length) unload(gone);
+  }, { rootMargin: FAR });
 
   function buildMore() {
     var fragment = document.createDocumentFragment();
@@ -360,6 +402,7 @@
         cards.set(id, card);
       }
       if (!filled.has(id)) near.observe(card);
+      far.observe(card);
       fragment.appendChild(card);
     }
     list.appendChild(fragment);
@@ -745,10 +788,13 @@
   // change and to name it in the URL.
   function topCard() {
     if (window.scrollY < 4) return null;
-    var y = headerOffset() + 8;
-    var hit = document.elementFromPoint(Math.max(8, list.getBoundingClientRect().left + 8), y);
-    var card = hit && hit.closest ? hit.closest("#list article.tune") : null;
-    return card ? card.dataset.tune : null;
+    var x = Math.max(8, list.getBoundingClientRect().left + 24);
+    for (var y = headerOffset() + 8; y < window.innerHeight; y += 24) {
+      var hit = document.elementFromPoint(x, y);
+      var card = hit && hit.closest ? hit.closest("#list .tune") : null;
+      if (card) return card.dataset.tune;
+    }
+    return null;
   }
 
   // Filter and sort the data, then rebuild the list; the tune at the top stays there if it
@@ -766,6 +812,8 @@
         (!type || t.type === type) && (!meter || t.meter === meter) && (!key || t.key === key) &&
         (!quality || quality(t)) && (!onlyFavourites || favourites.has(t.id));
     }).sort(SORTS[controls.sort.value] || SORTS.index).map(function (t) { return t.id; });
+    placeholders.forEach(function (stand) { near.unobserve(stand); });
+    placeholders.clear();
     list.textContent = "";
     built = 0;
     buildMore();
@@ -799,8 +847,10 @@
     var index = matching.indexOf(id);
     if (index === -1) return false;
     buildUpTo(index + 1);
+    restoreCard(id);
     fill(id);
     aiming = id;
+    delete document.documentElement.dataset.arrived;
     cards.get(id).scrollIntoView({ block: "start" });
     setTimeout(settled, 250);
     return true;
@@ -851,7 +901,7 @@
     writing = setTimeout(function () { writing = null; writeUrl(); }, 300);
   }, { passive: true });
 
-  function restore(state) {
+  function restoreControls(state) {
     IN_URL.forEach(function (pair) {
       var control = controls[pair[0]];
       var value = state[pair[1]];
@@ -874,7 +924,10 @@
   function prepareForPrint() {
     printing = true;
     buildUpTo(matching.length);
-    matching.forEach(function (id) { draw(id); });
+    matching.forEach(function (id) {
+      restoreCard(id);
+      draw(id);
+    });
     document.documentElement.dataset.printReady = String(matching.length);
   }
 
@@ -938,7 +991,7 @@
   controls.form.hidden = false;
   placeHeader();
   var start = readUrl();
-  restore(start);
+  restoreControls(start);
   if (start.fav === "1" || Object.keys(start).some(function (k) { return k !== "at"; })) tools.open = true;
   apply(null);
   if (start.at && !goTo(start.at)) {

@@ -241,7 +241,8 @@ def test_facts_show_the_quality_figures_a_record_has() -> None:
     shown = {name: text for name, _, text in facts(tune_entry(record, abc, "b"))}
     assert shown == {
         "type": "jig", "meter": "6/8", "key": "Ador", "length": "2 bars · 1:15",
-        "tempo": "Q:3/8=112", "primed_by": "oneills:12", "valid": "no errors", "rhythm_ok": "no", "similarity": "0.81", "nearest_title": "The Kesh",
+        "tempo": "Q:3/8=112", "primed_by": "oneills:12", "valid": "no errors",
+        "rhythm_ok": "no", "similarity": "0.81", "nearest_title": "The Kesh",
         "reasons": "bar 3 is 7/8 long", "tries": "2",
     }  # fmt: skip
     nested = {"tune_id": "t000006", "status": "done", "files": [],
