@@ -81,6 +81,24 @@ def count_bars(abc: str) -> int:
     return sum(result.parts) if result.parts else result.bars
 
 
+def ogg_seconds(data: bytes) -> float | None:
+    """Playing time of an Ogg Vorbis file: the last page's granule position (samples) over the
+    sample rate of the identification header; None for anything else.
+
+    The card shows the length of the audio it plays, as its player does (the MIDI's length is
+    shorter by the synthesiser's last note dying away: "0:32" on the card, "0:34" in the player),
+    without the page loading every file's metadata: a media element that has loaded its
+    metadata holds a few MB of decoder state.
+    """
+    header = data.find(b"\x01vorbis")
+    last = data.rfind(b"OggS")
+    if header < 0 or last < 0 or len(data) < max(header + 16, last + 14):
+        return None
+    rate = int.from_bytes(data[header + 12 : header + 16], "little")
+    granule = int.from_bytes(data[last + 6 : last + 14], "little", signed=True)
+    return granule / rate if rate > 0 and granule > 0 else None
+
+
 def audio_format(formats: set[str]) -> str | None:
     """The audio format the page plays from these: the first of `AUDIO_TYPES` present."""
     return next((fmt for fmt in AUDIO_TYPES if fmt in formats), None)
@@ -113,6 +131,9 @@ def tune_entry(
         "parts": rhythm.parts if rhythm and len(rhythm.parts) > 1 else [],
         "bars": count_bars(abc) if abc else tune.get("bars"),
         "seconds": render.get("midi_seconds"),
+        # The notes' playing time, which the cursor and the loops map the audio onto; "seconds"
+        # becomes the audio's own length where the gallery can read it (`ogg_seconds`).
+        "midi_seconds": render.get("midi_seconds"),
         "primed_by": tune.get("primed_by"),
         "tries": tune.get("tries"),
         "truncated": tune.get("truncated"),
@@ -143,6 +164,7 @@ def page_data(
     abc_of: dict[str, str],
     copied: set[str] | None = None,
     links: dict[str, str] | None = None,
+    audio_seconds: dict[str, float] | None = None,
 ) -> dict[str, Any]:
     tunes = [
         tune_entry(
@@ -151,6 +173,8 @@ def page_data(
         for t in manifest.tunes
     ]
     for tune in tunes:
+        if audio_seconds and tune["id"] in audio_seconds:
+            tune["seconds"] = audio_seconds[tune["id"]]
         tune["facts"] = facts(tune)  # the script shows the same facts as the static page
     return {
         "batch_id": manifest.batch_id,
@@ -178,7 +202,7 @@ def _length(tune: dict[str, Any]) -> str:
     if tune["bars"] is not None:
         parts.append(f"{tune['bars']} bars")
     if tune["seconds"] is not None:
-        minutes, seconds = divmod(round(tune["seconds"]), 60)
+        minutes, seconds = divmod(int(tune["seconds"]), 60)  # as a player shows it: 0:40.9 is 0:40
         parts.append(f"{minutes}:{seconds:02d}")
     return " · ".join(parts) or "—"
 
@@ -343,7 +367,14 @@ def build_gallery(store: ArtifactStore, batch_id: str, to: Path, *, workers: int
             abc_of[tune.tune_id] = path.read_text(encoding="utf-8", errors="replace")
     copy_assets(to / "assets")  # overwrites our files only: --to may name a folder in use
     index = to / "index.html"
-    data = page_data(manifest, abc_of, copied, batch_links(store, manifest, to, copied))
+    seconds = {}
+    for tune in manifest.tunes:
+        ogg = fetched.directory / f"{tune.tune_id}.ogg"
+        if "ogg" in copied and ogg.is_file():
+            length = ogg_seconds(ogg.read_bytes())
+            if length is not None:
+                seconds[tune.tune_id] = length
+    data = page_data(manifest, abc_of, copied, batch_links(store, manifest, to, copied), seconds)
     index.write_text(render_index(data), encoding="utf-8")
     log.info("gallery of %s: %s (%d tunes)", batch_id, index, len(manifest.tunes))
     return Gallery(

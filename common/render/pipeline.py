@@ -257,4 +257,29 @@ def _render_into(
     return result
 
 
-__all__ = ["RenderResult", "check_abc", "rendered"]
+#: Page size of a printed tunebook (abcm2ps's format parameters): A4.
+_BOOK_FORMAT = "%%pagewidth 21cm\n%%pageheight 29.7cm\n%%topmargin 1.2cm\n%%botmargin 1.2cm\n"
+
+
+def tunebook_pdf(tunes: Sequence[str], settings: Settings) -> bytes:
+    """A PDF of these tunes, A4, engraved by abcm2ps, for printing a batch or its favourites.
+
+    Each tune passes the same refusals as a render (`_refusal`) before any tool sees the book.
+    """
+    if not tunes:
+        raise RenderError("no tunes to print")
+    for number, tune in enumerate(tunes, start=1):
+        reason = _refusal(_normalise_newlines(tune))
+        if reason is not None:
+            raise RenderError(f"tune {number} of the book: {reason}")
+    book = _BOOK_FORMAT + "\n\n".join(_normalise_newlines(t).strip() for t in tunes) + "\n"
+    workdir = make_workdir()
+    try:
+        write_tune(workdir, book)
+        pdf, _ = stages.book_pdf(workdir, settings)
+        return pdf.read_bytes()
+    finally:
+        remove_workdir(workdir)
+
+
+__all__ = ["RenderResult", "check_abc", "rendered", "tunebook_pdf"]

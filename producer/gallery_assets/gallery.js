@@ -72,7 +72,7 @@
   }
 
   function clock(seconds) {
-    var s = Math.round(seconds);
+    var s = Math.floor(seconds); // as the player shows it
     return Math.floor(s / 60) + ":" + String(s % 60).padStart(2, "0");
   }
 
@@ -353,7 +353,12 @@
   var later = []; // near the view
   var pumping = false;
   function pump() {
-    var id = urgent.length ? urgent.shift() : later.shift();
+    // Ids queued during a fast scroll may have been unloaded (or filled) since: skip them here,
+    // not a task each, or the cards in view wait behind a thousand stale ones.
+    var id;
+    do {
+      id = urgent.length ? urgent.shift() : later.shift();
+    } while (id !== undefined && (filled.has(id) || !cards.has(id)));
     if (id !== undefined) fill(id);
     if (!urgent.length && window.__galleryViewMs === undefined && ready) {
       window.__galleryViewMs = performance.now();
@@ -429,7 +434,7 @@
     if (!kinds.length) return;
     var audio = el("audio");
     audio.controls = true;
-    audio.preload = "metadata";
+    audio.preload = "none";
     kinds.forEach(function (kind) {
       var source = el("source");
       source.src = files[kind[0]];
@@ -480,8 +485,9 @@
       if (!state.cursor) state.cursor = cursorFor(id, audio);
       if (state.cursor && audio.paused) showAt(card, audio, state);
     });
-    // The card's length is the audio's, as its player shows it (the MIDI's ends before the
-    // synthesiser's last note has died away).
+    // The card's length is the audio's, as its player shows it (the page reads it from the OGG
+    // when it is built; this covers MP3 and WAV, once the player has loaded them). Metadata is
+    // not preloaded: a media element that has it holds a few MB of decoder state.
     audio.addEventListener("loadedmetadata", function () {
       var length = card.querySelector(".fact-length dd");
       if (length && isFinite(audio.duration)) {
@@ -634,7 +640,8 @@
     var events = all.filter(function (t) { return t.type === "event"; });
     if (!events.length) return null;
     var last = all[all.length - 1].milliseconds;
-    var reference = byId.get(id).seconds || audio.duration || 0;
+    var tune = byId.get(id);
+    var reference = tune.midi_seconds || tune.seconds || audio.duration || 0;
     var cursor = {
       events: events, last: last, reference: reference, lit: [], layout: visual.layout || { bars: [], sections: [] },
       // Both play the same notes, so the notation's clock maps onto the audio's by length.

@@ -9,6 +9,7 @@ import hashlib
 import json
 import re
 import threading
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from html.parser import HTMLParser
@@ -308,9 +309,24 @@ def test_serve_answers_on_loopback_only(
         with urllib.request.urlopen(f"{base}/index.html", timeout=10) as page:
             assert page.read() == (tmp_path / "index.html").read_bytes()
         ogg = f"{gallery_batch.batch_id}/t000000.ogg"
+        data = (tmp_path / ogg).read_bytes()
         with urllib.request.urlopen(f"{base}/{ogg}", timeout=10) as audio:
             assert audio.headers["Content-Type"] == "audio/ogg"
-            assert audio.read() == (tmp_path / ogg).read_bytes()
+            assert audio.read() == data
+        # Byte ranges, as a browser asks for them to seek in the audio.
+        for asked, first, last in (("100-199", 100, 199), ("-50", len(data) - 50, len(data) - 1),
+                                   ("1000-", 1000, len(data) - 1)):  # fmt: skip
+            request = urllib.request.Request(f"{base}/{ogg}", headers={"Range": f"bytes={asked}"})
+            with urllib.request.urlopen(request, timeout=10) as part:
+                assert part.status == 206
+                assert part.headers["Content-Range"] == f"bytes {first}-{last}/{len(data)}"
+                assert part.read() == data[first : last + 1]
+        beyond = urllib.request.Request(
+            f"{base}/{ogg}", headers={"Range": f"bytes={len(data) + 10}-"}
+        )
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(beyond, timeout=10)
+        assert refused.value.code == 416
     finally:
         server.shutdown()
         server.server_close()
@@ -327,3 +343,27 @@ def test_a_tune_type_is_shown_only_where_the_meter_agrees() -> None:
     own = tune_entry(bare, "X:1\nT:a\nR:jig\nM:6/8\nQ:3/8=90\nL:1/8\nK:D\nABc def|\n", "b")
     assert own["tempo"] == "3/8=90"  # the tune's own Q: wins
     assert tune_entry(bare, "X:1\nT:a\nM:6/8\nL:1/8\nK:D\nABc def|\n", "b")["type"] is None
+
+
+def pdf_pages(data: bytes) -> int:
+    return len(re.findall(rb"/Type\s*/Page(?!s)", data))
+
+
+def test_tunebook_of_the_whole_batch_as_abc_and_as_a_pdf(
+    embedded: Path, gallery_batch: GalleryBatch, practice_batch: str, tmp_path: Path
+) -> None:
+    tunes = len(gallery_batch.manifest.tunes)
+    code, out, err = run("tunebook", gallery_batch.batch_id, "--all")
+    assert code == 0, err
+    assert re.findall(r"^X:(\d+)$", out, re.M) == [str(n) for n in range(1, tunes + 1)]
+    book = tmp_path / "book.pdf"
+    code, _, err = run("tunebook", gallery_batch.batch_id, "--all", "--pdf", "--to", str(book))
+    assert code == 0, err
+    data = book.read_bytes()
+    # Every tune kept whole on its page (the tiny model's tunes run to half a page each).
+    assert data.startswith(b"%PDF-") and 10 <= pdf_pages(data) <= tunes, pdf_pages(data)
+    practice = tmp_path / "practice.pdf"
+    code, _, err = run("tunebook", practice_batch, "--all", "--pdf", "--to", str(practice))
+    assert code == 0 and pdf_pages(practice.read_bytes()) == 1  # three real tunes on one page
+    code, _, err = run("tunebook", gallery_batch.batch_id, "--all", "--pdf")
+    assert code != 0 and "--to" in err

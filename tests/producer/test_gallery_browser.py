@@ -151,6 +151,7 @@ def test_every_tune_shows_notation_and_audio_that_loads(
                                                     a.duration]);
                          if (a.readyState >= 1) report();
                          else {
+                           a.preload = 'metadata';  // the page preloads none
                            a.addEventListener('loadedmetadata', report);
                            a.addEventListener('error', report);
                            a.load();
