@@ -246,9 +246,13 @@ def url(
     ] = "1h",
     as_json: JsonOpt = False,
 ) -> None:
-    """Print download URLs: presigned S3 URLs for a bucket, file:// on local disk."""
+    """Print download URLs: presigned S3 URLs for a bucket, file:// on local disk.
+
+    With a batch only: the manifest's, then every file of every tune (``t000003.ogg``).
+    """
     from common.errors import NotFoundError
     from common.jobs.batches import manifest_key
+    from common.jobs.fetch import read_manifest
     from common.schemas import check_batch_id
 
     seconds = views.parse_duration(expires)
@@ -261,6 +265,11 @@ def url(
                 f"batch {batch} has no manifest yet (see `producer status {batch}`); "
                 "name a tune to get its files"
             )
+        keys += [
+            (f"{t.tune_id}.{f.format}", f.key)
+            for t in read_manifest(ctx.store, batch).tunes
+            for f in t.files
+        ]
     else:
         record = ctx.records.get_tune(batch, tune)
         keys = [(f.format, f.key) for f in record.files]

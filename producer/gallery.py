@@ -42,7 +42,6 @@ from common.abc.tunetype import type_of
 from common.jobs.fetch import fetch_batch, read_manifest
 from common.schemas import Manifest
 from common.store.base import ArtifactStore
-from common.store.local import LocalStore
 
 log = logging.getLogger(__name__)
 
@@ -394,12 +393,11 @@ def batch_links(
 ) -> dict[str, str]:
     """key -> a relative link from the gallery to the batch's own file, for the formats not
     copied, where the store is a local folder (a bucket's files need `producer fetch`)."""
-    if not isinstance(store, LocalStore):
-        return {}
     links = {}
     for tune in manifest.tunes:
         for item in tune.files:
-            if item.format not in copied:
-                path = os.path.relpath(store.root / item.key, start=to.resolve())
+            local = store.local_path(item.key) if item.format not in copied else None
+            if local is not None:
+                path = os.path.relpath(local.resolve(), start=to.resolve())
                 links[item.key] = quote(Path(path).as_posix())
     return links

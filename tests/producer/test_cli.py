@@ -96,6 +96,13 @@ def test_import_train_generate_fetch(env: Path, tmp_path: Path) -> None:
         program_changes((folder / f"{t['tune_id']}.mid").read_bytes()) == {40} for t in rendered
     )
 
+    code, out, err = run("url", batch_id, "--json")  # the manifest and every tune's files
+    assert code == 0, err
+    links = json.loads(out)
+    files = {f"{t['tune_id']}.{f['format']}" for t in manifest["tunes"] for f in t["files"]}
+    assert set(links) == {"manifest"} | files and "t000000.abc" in files
+    assert links["t000001.abc"] == (folder / "t000001.abc").absolute().as_uri()
+
     code, out, _ = run("status", batch_id, "--json")
     assert json.loads(out)["batch"]["id"] == batch_id
     code, out, _ = run("status", batch_id)
