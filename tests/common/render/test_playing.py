@@ -46,7 +46,7 @@ def test_abc2midi_plays_the_instrument_at_the_types_tempo(
     instrument: Instrument, tmp_path: Path
 ) -> None:
     settings = Settings(data_dir=tmp_path)
-    with rendered(REEL, ["abc", "mid"], settings, instrument) as result:
+    with rendered(REEL, ["abc", "mid"], settings, instrument=instrument) as result:
         midi = result.files["mid"].read_bytes()
         seconds = result.midi_seconds
     assert GM_PROGRAM[instrument] in programs(midi)
