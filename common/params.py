@@ -97,6 +97,35 @@ AUDIO_PROFILES: dict[AudioLevel, AudioProfile] = {
 DEFAULT_AUDIO = AudioLevel.STANDARD
 
 
+# --- the sound ------------------------------------------------------------------------------
+
+
+class Instrument(StrEnum):
+    """What the tunes are heard on: a General MIDI program that abc2midi writes into the MIDI
+    (``%%MIDI program``), so every synthesiser plays the same sound."""
+
+    PIANO = "piano"
+    FIDDLE = "fiddle"
+    FLUTE = "flute"
+    WHISTLE = "whistle"
+    ACCORDION = "accordion"
+
+
+#: General MIDI program numbers (0-based, as abc2midi's ``%%MIDI program`` takes them).
+GM_PROGRAM: dict[Instrument, int] = {
+    Instrument.PIANO: 0,  # Acoustic Grand Piano: abc2midi's default
+    Instrument.FIDDLE: 40,  # Violin
+    Instrument.FLUTE: 73,  # Flute
+    Instrument.WHISTLE: 78,  # Whistle
+    Instrument.ACCORDION: 21,  # Accordion
+}
+DEFAULT_INSTRUMENT = Instrument.PIANO
+InstrumentField = Annotated[
+    Instrument,
+    Field(description="The instrument the audio plays on (a General MIDI program)."),
+]
+
+
 # --- training recipe ------------------------------------------------------------------------
 
 

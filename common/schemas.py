@@ -21,9 +21,11 @@ from common.lstm.presets import DEFAULT_PRESET, PRESETS
 from common.params import (
     DEFAULT_AUDIO,
     DEFAULT_FORMATS,
+    DEFAULT_INSTRUMENT,
     DEFAULT_MAX_TRIES,
     MAX_TRIES_MAX,
     AudioLevel,
+    InstrumentField,
     Recipe,
     RecipeOverrides,
     SamplerPrecision,
@@ -297,6 +299,7 @@ class BatchSpec(Record, SamplingParams):
         description="Audio level (common.params.AudioLevel): channels, sample rate and encoder "
         "quality of every audio format.",
     )
+    instrument: InstrumentField = DEFAULT_INSTRUMENT
     chunk_size: int = Field(default=256, ge=1)
 
     def primer_for(self, index: int) -> str:

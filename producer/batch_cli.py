@@ -21,9 +21,11 @@ from producer import views
 from producer.backend import Followed, Queued, Ran, Submitted
 from producer.options import (
     DEFAULT_FORMATS_OPT,
+    DEFAULT_INSTRUMENT_OPT,
     AudioOpt,
     FormatsOpt,
     FormOpt,
+    InstrumentOpt,
     JsonOpt,
     MaxCharsOpt,
     MaxTriesOpt,
@@ -60,6 +62,7 @@ def submit_batch(
     max_tries: MaxTriesOpt = DEFAULT_MAX_TRIES,
     formats: FormatsOpt = DEFAULT_FORMATS_OPT,
     audio: AudioOpt = DEFAULT_AUDIO,
+    instrument: InstrumentOpt = DEFAULT_INSTRUMENT_OPT,
     precision: Annotated[
         Precision,
         typer.Option(
@@ -107,6 +110,7 @@ def submit_batch(
         max_tries=max_tries,
         formats=list(parse_formats(formats)),
         audio=audio,
+        instrument=instrument,
         chunk_size=s.chunk_size,
         precision=precision,
         bar_tracker=bar_tracker,
@@ -242,9 +246,13 @@ def url(
     ] = "1h",
     as_json: JsonOpt = False,
 ) -> None:
-    """Print download URLs: presigned S3 URLs for a bucket, file:// on local disk."""
+    """Print download URLs: presigned S3 URLs for a bucket, file:// on local disk.
+
+    With a batch only: the manifest's, then every file of every tune (``t000003.ogg``).
+    """
     from common.errors import NotFoundError
     from common.jobs.batches import manifest_key
+    from common.jobs.fetch import read_manifest
     from common.schemas import check_batch_id
 
     seconds = views.parse_duration(expires)
@@ -257,6 +265,11 @@ def url(
                 f"batch {batch} has no manifest yet (see `producer status {batch}`); "
                 "name a tune to get its files"
             )
+        keys += [
+            (f"{t.tune_id}.{f.format}", f.key)
+            for t in read_manifest(ctx.store, batch).tunes
+            for f in t.files
+        ]
     else:
         record = ctx.records.get_tune(batch, tune)
         keys = [(f.format, f.key) for f in record.files]

@@ -18,6 +18,10 @@ Rules the page keeps:
   on the SVG it draws; a style cannot run code.
 - With JavaScript off, the page still lists every tune with its facts, its downloads, its audio,
   and the abcm2ps SVG where the batch has one.
+- The gallery copies the one audio format the page plays (ogg, else mp3, else wav, else flac),
+  not every format of the batch: a WAV is ten times an OGG, and copying both made the demo's
+  20-tune gallery 117 MB. The other audio formats stay download links to the batch's own files
+  where the store is a local folder (`batch_links`); from a bucket, `producer fetch` gets them.
 """
 
 from __future__ import annotations
@@ -25,13 +29,16 @@ from __future__ import annotations
 import html
 import json
 import logging
+import os
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from common.abc.notation import header_fields
 from common.abc.rhythm import check_rhythm
+from common.abc.tunetype import type_of
 from common.files import output_dir, own_subdir, write_output_file
 from common.jobs.fetch import fetch_batch, read_manifest
 from common.schemas import Manifest
@@ -62,32 +69,86 @@ class Gallery:
     index: Path
     tunes: int
     downloaded: int
+    #: Bytes of the batch's files copied into the gallery (its assets not counted).
+    size: int = 0
 
 
 def count_bars(abc: str) -> int:
-    """Bars of the tune body, as the rhythm check counts them (`common.abc.rhythm`), for tunes
-    whose record predates the ``bars`` figure."""
-    return check_rhythm(abc).bars
+    """Bars as a musician counts them: a pickup and the closing bar that completes it are one
+    bar, so an AABB tune of two 8-bar parts is 16 bars with or without pickups (the rhythm
+    check's `parts`); a tune whose bars cannot be read that way counts its barlines."""
+    result = check_rhythm(abc)
+    return sum(result.parts) if result.parts else result.bars
 
 
-def tune_entry(tune: dict[str, Any], abc: str | None, folder: str) -> dict[str, Any]:
-    """What the page knows of one tune: the record's fields plus facts read from its ABC."""
+def ogg_seconds(data: bytes) -> float | None:
+    """Playing time of an Ogg Vorbis file: the last page's granule position (samples) over the
+    sample rate of the identification header; None for anything else.
+
+    The card shows the length of the audio it plays, as its player does (the MIDI's length is
+    shorter by the synthesiser's last note dying away: "0:32" on the card, "0:34" in the player),
+    without the page loading every file's metadata: a media element that has loaded its
+    metadata holds a few MB of decoder state.
+    """
+    header = data.find(b"\x01vorbis")
+    last = data.rfind(b"OggS")
+    if header < 0 or last < 0 or len(data) < max(header + 16, last + 14):
+        return None
+    rate = int.from_bytes(data[header + 12 : header + 16], "little")
+    granule = int.from_bytes(data[last + 6 : last + 14], "little", signed=True)
+    return granule / rate if rate > 0 and granule > 0 else None
+
+
+def audio_format(formats: set[str]) -> str | None:
+    """The audio format the page plays from these: the first of `AUDIO_TYPES` present."""
+    return next((fmt for fmt in AUDIO_TYPES if fmt in formats), None)
+
+
+def tune_entry(
+    tune: dict[str, Any],
+    abc: str | None,
+    folder: str,
+    copied: set[str] | None = None,
+    links: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """What the page knows of one tune: the record's fields plus facts read from its ABC.
+
+    ``copied``: the formats the gallery holds (None: all); ``links``: where each of the others
+    can be downloaded from, by format (the batch's own files)."""
     fields = header_fields(abc) if abc else {}
     render = tune.get("render") or {}
+    kind = type_of(abc) if abc else None
+    rhythm = check_rhythm(abc) if abc else None
     entry: dict[str, Any] = {
         "id": tune["tune_id"],
         "title": tune.get("title") or fields.get("T") or tune["tune_id"],
         "status": str(tune.get("status", "")),
         "meter": fields.get("M", ""),
         "key": fields.get("K", ""),
-        "bars": tune["bars"] if tune.get("bars") is not None else count_bars(abc) if abc else None,
+        "type": kind.name if kind and kind.checked else None,
+        "type_label": kind.label if kind else None,
+        "tempo": fields.get("Q") or (kind.tempo if kind else None),
+        "parts": rhythm.parts if rhythm and len(rhythm.parts) > 1 else [],
+        "bars": count_bars(abc) if abc else tune.get("bars"),
         "seconds": render.get("midi_seconds"),
+        # The notes' playing time, which the cursor and the loops map the audio onto; "seconds"
+        # becomes the audio's own length where the gallery can read it (`ogg_seconds`).
+        "midi_seconds": render.get("midi_seconds"),
         "primed_by": tune.get("primed_by"),
         "tries": tune.get("tries"),
         "truncated": tune.get("truncated"),
         "error": tune.get("error"),
         "abc": abc,
-        "files": {f["format"]: f"{folder}/{Path(f['key']).name}" for f in tune.get("files", [])},
+        "files": {
+            f["format"]: f"{folder}/{Path(f['key']).name}"
+            for f in tune.get("files", [])
+            if copied is None or f["format"] in copied
+        },
+        "batch_files": {
+            f["format"]: links[f["key"]]
+            for f in tune.get("files", [])
+            if copied is not None and f["format"] not in copied and links and f["key"] in links
+        },
     }
     # The figures may sit on the record itself or in a nested "quality" object.
     nested = tune.get("quality")
@@ -98,12 +159,22 @@ def tune_entry(tune: dict[str, Any], abc: str | None, folder: str) -> dict[str, 
     return entry
 
 
-def page_data(manifest: Manifest, abc_of: dict[str, str]) -> dict[str, Any]:
+def page_data(
+    manifest: Manifest,
+    abc_of: dict[str, str],
+    copied: set[str] | None = None,
+    links: dict[str, str] | None = None,
+    audio_seconds: dict[str, float] | None = None,
+) -> dict[str, Any]:
     tunes = [
-        tune_entry(t.model_dump(mode="json"), abc_of.get(t.tune_id), manifest.batch_id)
+        tune_entry(
+            t.model_dump(mode="json"), abc_of.get(t.tune_id), manifest.batch_id, copied, links
+        )
         for t in manifest.tunes
     ]
     for tune in tunes:
+        if audio_seconds and tune["id"] in audio_seconds:
+            tune["seconds"] = audio_seconds[tune["id"]]
         tune["facts"] = facts(tune)  # the script shows the same facts as the static page
     return {
         "batch_id": manifest.batch_id,
@@ -131,7 +202,7 @@ def _length(tune: dict[str, Any]) -> str:
     if tune["bars"] is not None:
         parts.append(f"{tune['bars']} bars")
     if tune["seconds"] is not None:
-        minutes, seconds = divmod(round(tune["seconds"]), 60)
+        minutes, seconds = divmod(int(tune["seconds"]), 60)  # as a player shows it: 0:40.9 is 0:40
         parts.append(f"{minutes}:{seconds:02d}")
     return " · ".join(parts) or "—"
 
@@ -142,15 +213,21 @@ def _yes_no(value: object) -> str:
 
 def facts(tune: dict[str, Any]) -> list[tuple[str, str, str]]:
     """(css name, label, text) of each fact shown under a tune's title; absent ones are left out."""
-    rows = [
+    rows = []
+    if tune.get("type_label"):
+        rows.append(("type", "Type", str(tune["type_label"])))
+    rows += [
         ("meter", "Meter", tune["meter"] or "—"),
         ("key", "Key", tune["key"] or "—"),
         ("length", "Length", _length(tune)),
     ]
+    if tune.get("tempo"):
+        rows.append(("tempo", "Tempo", f"Q:{tune['tempo']}"))
     if tune.get("primed_by"):
         rows.append(("primed_by", "Primed by", str(tune["primed_by"])))
     if "valid" in tune:
-        rows.append(("valid", "Valid (abc2midi)", _yes_no(tune["valid"])))
+        verdict = {True: "no errors", False: "errors"}.get(tune["valid"], str(tune["valid"]))
+        rows.append(("valid", "abc2midi", verdict))
     if "rhythm_ok" in tune:
         rows.append(("rhythm_ok", "Rhythm check", _yes_no(tune["rhythm_ok"])))
     if "similarity" in tune:
@@ -192,7 +269,11 @@ def tune_card(tune: dict[str, Any]) -> str:
         out.extend(f'<source src="{_e(files[fmt])}" type="{mime}">' for fmt, mime in sources)
         out.append("</audio>")
     links = " ".join(
-        f'<a href="{_e(path)}" download>{_e(fmt)}</a>' for fmt, path in sorted(files.items())
+        [f'<a href="{_e(path)}" download>{_e(fmt)}</a>' for fmt, path in sorted(files.items())]
+        + [
+            f'<a class="in-batch" href="{_e(path)}" download>{_e(fmt)}</a>'
+            for fmt, path in sorted(tune.get("batch_files", {}).items())
+        ]
     )
     out.append(f'<p class="downloads">Download: {links}</p></article>')
     return "".join(out)
@@ -224,8 +305,10 @@ def render_index(data: dict[str, Any]) -> str:
 <header>
 <h1>Batch {batch}</h1>
 <p class="summary">{summary}</p>
+<details id="tools" open><summary>Search, filters, export, print</summary>
 <form id="controls" class="controls" hidden>
 <input id="search" type="search" placeholder="Search titles" aria-label="Search titles">
+<select id="type" aria-label="Tune type"><option value="">Any type</option></select>
 <select id="meter" aria-label="Meter"><option value="">Any meter</option></select>
 <select id="key" aria-label="Key"><option value="">Any key</option></select>
 <select id="quality" aria-label="Quality"><option value="">Any quality</option></select>
@@ -238,13 +321,17 @@ def render_index(data: dict[str, Any]) -> str:
 </select>
 <label><input id="favourites-only" type="checkbox"> Favourites only</label>
 <button id="export-ids" type="button">Export favourite ids</button>
-<button id="export-abc" type="button">Export tunebook (.abc)</button>
+<button id="export-abc" type="button">Export shown tunes (.abc)</button>
+<button id="print" type="button">Print shown tunes</button>
 <output id="shown" aria-live="polite"></output>
 </form>
+</details>
 <noscript><p class="noscript">JavaScript is off: the sheet music below is abcm2ps's SVG where
 the batch has it; filters, favourites and the playback cursor need JavaScript.</p></noscript>
 </header>
 <main id="tunes">
+<p id="none" class="none" hidden>No tune matches the search and filters.
+<button id="reset" type="button">Show all tunes</button></p>
 <div id="list" class="list"></div>
 <p id="more" class="more" hidden>Loading more tunes…</p>
 <noscript><div class="list static">
@@ -274,7 +361,8 @@ def build_gallery(store: ArtifactStore, batch_id: str, to: Path, *, workers: int
     """Write the batch's gallery into ``to``: the files come from ``store`` (local or bucket)."""
     manifest = read_manifest(store, batch_id)
     output_dir(to, "--to")
-    fetched = fetch_batch(store, batch_id, to, workers=workers)
+    copied = gallery_formats(manifest)
+    fetched = fetch_batch(store, batch_id, to, workers=workers, formats=copied)
     abc_of: dict[str, str] = {}
     for tune in manifest.tunes:
         if any(f.format == "abc" for f in tune.files):
@@ -282,6 +370,38 @@ def build_gallery(store: ArtifactStore, batch_id: str, to: Path, *, workers: int
             abc_of[tune.tune_id] = path.read_text(encoding="utf-8", errors="replace")
     copy_assets(to / "assets")  # overwrites our files only: --to may name a folder in use
     index = to / "index.html"
-    write_output_file(index, render_index(page_data(manifest, abc_of)).encode("utf-8"))
+    seconds = {}
+    for tune in manifest.tunes:
+        ogg = fetched.directory / f"{tune.tune_id}.ogg"
+        if "ogg" in copied and ogg.is_file():
+            length = ogg_seconds(ogg.read_bytes())
+            if length is not None:
+                seconds[tune.tune_id] = length
+    data = page_data(manifest, abc_of, copied, batch_links(store, manifest, to, copied), seconds)
+    write_output_file(index, render_index(data).encode("utf-8"))
     log.info("gallery of %s: %s (%d tunes)", batch_id, index, len(manifest.tunes))
-    return Gallery(index=index, tunes=len(manifest.tunes), downloaded=fetched.downloaded)
+    return Gallery(
+        index=index, tunes=len(manifest.tunes), downloaded=fetched.downloaded, size=fetched.bytes
+    )
+
+
+def gallery_formats(manifest: Manifest) -> set[str]:
+    """The formats the gallery copies: every format of the batch but the audio it does not play."""
+    formats = {f.format for tune in manifest.tunes for f in tune.files}
+    played = audio_format(formats)
+    return {fmt for fmt in formats if fmt not in AUDIO_TYPES or fmt == played}
+
+
+def batch_links(
+    store: ArtifactStore, manifest: Manifest, to: Path, copied: set[str]
+) -> dict[str, str]:
+    """key -> a relative link from the gallery to the batch's own file, for the formats not
+    copied, where the store is a local folder (a bucket's files need `producer fetch`)."""
+    links = {}
+    for tune in manifest.tunes:
+        for item in tune.files:
+            local = store.local_path(item.key) if item.format not in copied else None
+            if local is not None:
+                path = os.path.relpath(local.resolve(), start=to.resolve())
+                links[item.key] = quote(Path(path).as_posix())
+    return links

@@ -11,8 +11,10 @@ folder on 127.0.0.1 only.
 from __future__ import annotations
 
 import functools
+import io
+import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -52,9 +54,52 @@ def make_server(folder: Path, port: int) -> ThreadingHTTPServer:
         def log_message(self, format: str, *args: object) -> None:
             return
 
+        def send_head(self) -> Any:
+            """The file, or the one byte range asked for (206): a browser seeks in audio by
+            asking for the bytes from that point, and without ranges it plays from the start
+            (seeking to 30 s landed at 1.4 s)."""
+            wanted = _byte_range(self.headers.get("Range"))
+            path = Path(self.translate_path(self.path))
+            if wanted is None or not path.is_file():
+                return super().send_head()
+            size = path.stat().st_size
+            first, last = wanted
+            if first is None:  # bytes=-N: the last N bytes
+                first, last = max(0, size - (last or 0)), size - 1
+            last = size - 1 if last is None or last >= size else last
+            if first >= size or first > last:
+                self.send_response(416)
+                self.send_header("Content-Range", f"bytes */{size}")
+                self.end_headers()
+                return None
+            with path.open("rb") as handle:
+                handle.seek(first)
+                body = handle.read(last - first + 1)
+            self.send_response(206)
+            self.send_header("Content-Type", self.guess_type(str(path)))
+            self.send_header("Content-Range", f"bytes {first}-{last}/{size}")
+            self.send_header("Content-Length", str(last - first + 1))
+            self.send_header("Accept-Ranges", "bytes")
+            self.end_headers()
+            return io.BytesIO(body)
+
     return http.server.ThreadingHTTPServer(
         ("127.0.0.1", port), functools.partial(Handler, directory=str(folder))
     )
+
+
+_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+
+
+def _byte_range(header: str | None) -> tuple[int | None, int | None] | None:
+    """(first, last) of a single ``Range: bytes=first-last`` header; None for none or another
+    form (several ranges are answered with the whole file, as HTTP allows)."""
+    match = _RANGE.match((header or "").strip())
+    if match is None or match.group(1) == match.group(2) == "":
+        return None
+    first = int(match.group(1)) if match.group(1) else None
+    last = int(match.group(2)) if match.group(2) else None
+    return first, last
 
 
 def serve(folder: Path, port: int, *, open_page: bool = False) -> None:
@@ -116,20 +161,43 @@ def tunebook(
         Path | None,
         typer.Option("--ids", help="File of tune ids (the gallery's 'Export favourite ids')."),
     ] = None,
-    to: Annotated[Path | None, typer.Option(help="Write the .abc here instead of stdout.")] = None,
+    every: Annotated[
+        bool, typer.Option("--all", help="Every tune of the batch that has its ABC, in order.")
+    ] = False,
+    pdf: Annotated[
+        bool,
+        typer.Option("--pdf", help="Engrave the tunes into an A4 PDF (abcm2ps) instead of .abc."),
+    ] = False,
+    to: Annotated[
+        Path | None,
+        typer.Option(help="Write the book here instead of stdout (required with --pdf)."),
+    ] = None,
 ) -> None:
-    """Join chosen tunes of a batch into one .abc tunebook, renumbered X:1, X:2, ..."""
+    """Join chosen tunes of a batch into one .abc tunebook, renumbered X:1, X:2, ... (or a PDF)."""
+    from common.errors import InvalidInputError
     from common.files import read_regular_file, write_output_file
 
-    from producer.tunebook import export_tunebook, parse_ids
+    from producer.tunebook import export_tunebook, parse_ids, tunes_with_abc
 
     chosen = parse_ids(" ".join(ids or []))
     if ids_file is not None:
         data = read_regular_file(ids_file, limit=MAX_IDS_FILE_BYTES, what="ids file")
         text = data.decode("utf-8", errors="replace")
         chosen = list(dict.fromkeys([*chosen, *parse_ids(text)]))
+    if every:
+        chosen = list(dict.fromkeys([*chosen, *tunes_with_abc(_store(), batch)]))
+    if pdf and to is None:
+        raise InvalidInputError("--pdf writes a binary file: name it with --to BOOK.pdf")
     book = export_tunebook(_store(), batch, chosen)
-    if to is None:
+    if pdf:
+        from common.abc.notation import split_tunes
+        from common.render.pipeline import tunebook_pdf
+
+        data = tunebook_pdf(list(split_tunes(book)), _settings())
+        assert to is not None
+        write_output_file(to, data, what="--to")
+        views.err_console.print(f"{len(chosen)} tunes engraved into {to}", highlight=False)
+    elif to is None:
         typer.echo(book, nl=False)
     else:
         write_output_file(to, book.encode("utf-8"), what="--to")

@@ -16,11 +16,14 @@ import typer
 from common.errors import TunebatchError
 from common.params import (
     DEFAULT_FORMATS,
+    DEFAULT_INSTRUMENT,
     FORMATS,
+    GM_PROGRAM,
     MAX_CHARS_MAX,
     MAX_CHARS_MIN,
     MAX_TRIES_MAX,
     AudioLevel,
+    Instrument,
 )
 from common.settings import Settings
 from pydantic import ValidationError
@@ -84,6 +87,16 @@ AudioOpt = Annotated[
         "quicker), hifi = stereo 44.1 kHz (about 3x the CPU and 4x the WAV bytes of standard).",
     ),
 ]
+InstrumentOpt = Annotated[
+    Instrument,
+    typer.Option(
+        help="The instrument the audio plays on, as a General MIDI program ("
+        + ", ".join(f"{i.value} {p}" for i, p in GM_PROGRAM.items())
+        + ").",
+    ),
+]
+DEFAULT_INSTRUMENT_OPT = DEFAULT_INSTRUMENT
+
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
 
 

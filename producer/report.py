@@ -180,7 +180,7 @@ def report_cli(
     check: Annotated[
         bool, typer.Option("--check/--no-check", help="With --file: run abc2midi on each tune.")
     ] = True,
-    tunes: Annotated[bool, typer.Option("--tunes", help="With --file: one row per tune.")] = False,
+    tunes: Annotated[bool, typer.Option("--tunes", help="One row per tune.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Quality of a batch or a file: valid, rhythm, bars, form, length, copies, diversity, and
@@ -198,16 +198,17 @@ def report_cli(
     else:
         assert batch is not None
         report, name = batch_report(batch), batch
+    rows = [_tune_row(*row) for row in zip(per_tune, titles, music, strict=True)]
+    if batch is not None and (tunes or as_json):
+        rows = batch_tune_rows(batch)
     if as_json:
         data: dict[str, Any] = {"source": name, **report.model_dump(mode="json")}
-        if per_tune:
-            data["per_tune"] = [
-                _tune_row(*row) for row in zip(per_tune, titles, music, strict=True)
-            ]
+        if rows:
+            data["per_tune"] = rows
         views.print_json(data)
         return
     views.table(f"Quality of {name}", ["figure", "value"], report_rows(report))
-    if tunes and per_tune:
+    if tunes and rows:
         columns = [
             "title",
             "key",
@@ -218,8 +219,36 @@ def report_cli(
             "two_part",
             "nearest",
         ]
-        rows = [_tune_row(*row) for row in zip(per_tune, titles, music, strict=True)]
         views.table("Tunes", columns, [[r[c] for c in columns] for r in rows])
+
+
+def batch_tune_rows(batch_id: str) -> list[dict[str, Any]]:
+    """One row per tune of a batch from its records (the manifest's once it is finished): the
+    figures the gate recorded, as `_tune_row` gives them for a file."""
+    from common.jobs.batches import manifest_key
+    from common.schemas import Manifest
+
+    from producer.options import job_context
+
+    ctx = job_context()
+    key = manifest_key(batch_id)
+    if ctx.store.exists(key):
+        records = Manifest.model_validate_json(ctx.store.get_bytes(key)).tunes
+    else:
+        records = ctx.records.tunes(batch_id)
+    return [
+        {
+            "title": t.title or t.tune_id,
+            "key": t.key,
+            "valid": t.valid,
+            "rhythm_ok": t.rhythm_ok,
+            "bars": t.bars,
+            "wrong_bars": t.wrong_bars,
+            "two_part": t.two_part,
+            "nearest": t.nearest_tune,
+        }
+        for t in records
+    ]
 
 
 def _rounded(value: float | None) -> float | None:

@@ -22,9 +22,11 @@ from common.params import (
 from producer import views
 from producer.options import (
     DEFAULT_FORMATS_OPT,
+    DEFAULT_INSTRUMENT_OPT,
     AudioOpt,
     FormatsOpt,
     FormOpt,
+    InstrumentOpt,
     JsonOpt,
     MaxCharsOpt,
     MaxTriesOpt,
@@ -87,6 +89,7 @@ def schedule_add(
     max_tries: MaxTriesOpt = DEFAULT_MAX_TRIES,
     formats: FormatsOpt = DEFAULT_FORMATS_OPT,
     audio: AudioOpt = DEFAULT_AUDIO,
+    instrument: InstrumentOpt = DEFAULT_INSTRUMENT_OPT,
     form: FormOpt = DEFAULT_FORM,
     replace: Annotated[
         bool, typer.Option("--replace", help="Overwrite a schedule of the same name.")
@@ -113,6 +116,7 @@ def schedule_add(
         max_tries=max_tries,
         formats=list(parse_formats(formats)),
         audio=audio,
+        instrument=instrument,
         form=form,
     )
     schedule_store.check_spec(spec)  # a bad cron is one line before any connection

@@ -64,6 +64,12 @@ def tunebook(batch_id: str, tunes: list[tuple[str, str]]) -> str:
     return f"{head}\n{body}\n"
 
 
+def tunes_with_abc(store: ArtifactStore, batch_id: str) -> list[str]:
+    """Ids of the batch's tunes that have their ABC, in batch order (``tunebook --all``)."""
+    manifest = read_manifest(store, batch_id)
+    return [t.tune_id for t in manifest.tunes if any(f.format == "abc" for f in t.files)]
+
+
 def export_tunebook(store: ArtifactStore, batch_id: str, ids: list[str]) -> str:
     """The tunebook of ``ids`` (in that order) from a finished batch in ``store``."""
     if not ids:

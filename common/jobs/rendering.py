@@ -59,7 +59,9 @@ def render_tune(ctx: Context, batch_id: str, tid: str) -> TuneRecord:
     files = [ArtifactFile(format="abc", key=abc_key, size=abc_info.size, sha256=abc_info.sha256)]
     written: list[str] = []
     try:
-        with render.rendered(text, batch.spec.formats, ctx.settings, batch.spec.audio) as result:
+        with render.rendered(
+            text, batch.spec.formats, ctx.settings, batch.spec.audio, batch.spec.instrument
+        ) as result:
             if ctx.records.is_cancelled(batch_id):  # cancelled while rendering: upload nothing
                 return _cancel_tune(ctx, batch_id, tid, batch.spec.formats)
             for fmt in batch.spec.formats:

@@ -24,9 +24,11 @@ from common.lstm.registry import LATEST
 from common.params import (
     DEFAULT_AUDIO,
     DEFAULT_FORMATS,
+    DEFAULT_INSTRUMENT,
     DEFAULT_MAX_TRIES,
     MAX_TRIES_MAX,
     AudioLevel,
+    InstrumentField,
     SamplingOptions,
     Seed,
     recipe_overrides,
@@ -54,6 +56,7 @@ class ScheduleSpec(Record, SamplingOptions):
     max_tries: int = Field(default=DEFAULT_MAX_TRIES, ge=1, le=MAX_TRIES_MAX)
     formats: list[str] = Field(default_factory=lambda: list(DEFAULT_FORMATS))
     audio: AudioLevel = DEFAULT_AUDIO
+    instrument: InstrumentField = DEFAULT_INSTRUMENT
 
 
 @dataclass(frozen=True)
@@ -132,5 +135,6 @@ def dataset_batch_spec(
         max_tries=spec.max_tries,
         formats=spec.formats,
         audio=spec.audio,
+        instrument=spec.instrument,
         chunk_size=chunk_size,
     )

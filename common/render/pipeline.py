@@ -42,10 +42,18 @@ from pathlib import Path
 
 from common.abc.notation import unsafe_reason
 from common.errors import RenderError, RenderLimitError
-from common.params import AUDIO_PROFILES, DEFAULT_AUDIO, AudioLevel, AudioProfile
+from common.params import (
+    AUDIO_PROFILES,
+    DEFAULT_AUDIO,
+    DEFAULT_INSTRUMENT,
+    AudioLevel,
+    AudioProfile,
+    Instrument,
+)
 from common.render import stages
 from common.render.formats import ABC2MIDI, canonical_formats, made_from
 from common.render.loudness import Normalisation
+from common.render.playing import as_played
 from common.render.tool_run import Completed, trim
 from common.render.verdict import CheckResult, absurd_note
 from common.render.workdir import make_workdir, remove_workdir, write_tune
@@ -149,6 +157,7 @@ def rendered(
     formats: Sequence[str],
     settings: Settings,
     audio: AudioLevel = DEFAULT_AUDIO,
+    instrument: Instrument = DEFAULT_INSTRUMENT,
 ) -> Iterator[RenderResult]:
     """Render one tune into `formats` in a fresh private directory; remove it when done.
 
@@ -173,7 +182,9 @@ def rendered(
         raise RenderError(reason)
     workdir = make_workdir()
     try:
-        yield _render_into(workdir, abc_text, wanted, settings, AUDIO_PROFILES[audio])
+        yield _render_into(
+            workdir, as_played(abc_text, instrument), wanted, settings, AUDIO_PROFILES[audio]
+        )
     finally:
         remove_workdir(workdir)
 
@@ -246,4 +257,29 @@ def _render_into(
     return result
 
 
-__all__ = ["RenderResult", "check_abc", "rendered"]
+#: Page size of a printed tunebook (abcm2ps's format parameters): A4.
+_BOOK_FORMAT = "%%pagewidth 21cm\n%%pageheight 29.7cm\n%%topmargin 1.2cm\n%%botmargin 1.2cm\n"
+
+
+def tunebook_pdf(tunes: Sequence[str], settings: Settings) -> bytes:
+    """A PDF of these tunes, A4, engraved by abcm2ps, for printing a batch or its favourites.
+
+    Each tune passes the same refusals as a render (`_refusal`) before any tool sees the book.
+    """
+    if not tunes:
+        raise RenderError("no tunes to print")
+    for number, tune in enumerate(tunes, start=1):
+        reason = _refusal(_normalise_newlines(tune))
+        if reason is not None:
+            raise RenderError(f"tune {number} of the book: {reason}")
+    book = _BOOK_FORMAT + "\n\n".join(_normalise_newlines(t).strip() for t in tunes) + "\n"
+    workdir = make_workdir()
+    try:
+        write_tune(workdir, book)
+        pdf, _ = stages.book_pdf(workdir, settings)
+        return pdf.read_bytes()
+    finally:
+        remove_workdir(workdir)
+
+
+__all__ = ["RenderResult", "check_abc", "rendered", "tunebook_pdf"]

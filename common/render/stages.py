@@ -298,6 +298,25 @@ def pdf(workdir: Path, svg: Path, settings: Settings) -> tuple[Path, Completed]:
     return _convert(RSVG, ["-f", "pdf", "-o", "tune.pdf", svg.name], "pdf", workdir, settings)
 
 
+def book_pdf(workdir: Path, settings: Settings) -> tuple[Path, list[Completed]]:
+    """Engrave the tunebook tune.abc → tune.pdf: abcm2ps ``-v`` lays it out in pages (one SVG
+    a page, tunes kept whole where they fit), each page is sanitised like a tune's SVG, and
+    rsvg-convert joins the pages into one PDF."""
+    exe = resolve(ABCM2PS, settings.abcm2ps)
+    limits = Limits.from_settings(settings)
+    args = ["-S", "-q", "-k", _ABCM2PS_BUFFER_KIB, "-v", "-O", "page.svg", TUNE_FILE]
+    engraved = run_tool(ABCM2PS, exe, args, workdir, limits, jail_for(settings, exe))
+    pages = sorted(workdir.glob("page*.svg"))
+    if not pages:
+        require_output(workdir / "page001.svg", "svg", engraved, workdir, limits)
+    for page in pages:
+        with storage_guard("sanitising the SVG"):
+            page.write_bytes(sanitise_svg(page.read_bytes()).data)
+    names = [page.name for page in pages]
+    pdf, joined = _convert(RSVG, ["-f", "pdf", "-o", "tune.pdf", *names], "pdf", workdir, settings)
+    return pdf, [engraved, joined]
+
+
 def encode(
     fmt: str, workdir: Path, settings: Settings, profile: AudioProfile
 ) -> tuple[Path, Completed]:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from common.jobs.batches import Context, manifest_key
+from common.jobs.batches import Context, manifest_key, tune_key
 from common.jobs.embedded import run_batch
 from common.schemas import ArtifactFile, BatchSpec, Manifest
 from common.state.local import LocalRecords
@@ -104,3 +104,72 @@ def fresh_data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[
     """The CLI in embedded mode on a new, empty data dir."""
     with embedded_data_dir(tmp_path / "data", monkeypatch) as data:
         yield data
+
+
+#: Tunes a musician would practise, written by hand so the page's loop and play-from-note times
+#: can be checked against the music: two 8-bar parts with pickups, each repeated, and a tempo
+#: from the type (R:reel is played at Q:1/2=100, so a bar lasts 1.2 s and a part 9.6 s).
+PRACTICE_TUNES = {
+    "t000000": "X:1\nT:Practice Reel\nR:reel\nM:4/4\nL:1/8\nK:D\n"
+    "|:AG|FAdA FAdA|GBdB GBdB|FAdA FAdA|GBAG FDD2|FAdA FAdA|GBdB GBdB|FAdf edcB|A2d2 d2:|\n"
+    "|:fg|afdf afdf|gecA gece|afdf afdf|gece d2fg|afdf afdf|gecA gece|fdec dBAF|E2D2 D2:|\n",
+    "t000001": "X:1\nT:Practice Jig\nR:double jig\nM:6/8\nL:1/8\nK:G\n"
+    "|:D|GBd gdB|GBd gdB|cBc ABc|BAG AFD|GBd gdB|GBd gdB|cBA BAG|AFD G2:|\n"
+    "|:d|gfg agf|gdB Bcd|efe edB|ded dBA|gfg agf|gdB Bcd|cBA BAG|AFD G2:|\n",
+    "t000002": "X:1\nT:Not a Reel\nR:reel\nM:6/8\nL:1/8\nK:D\n|:FAA dAA|FAA d2e|fdd ecA|ABc d3:|\n",
+}
+#: Seconds of one part of the practice reel at its type's tempo (8 bars of 1.2 s).
+REEL_PART_SECONDS = 9.6
+
+
+@pytest.fixture(scope="session")
+def practice_batch(gallery_batch: GalleryBatch, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A finished batch in the gallery batch's store whose tunes are `PRACTICE_TUNES`, rendered
+    by the real pipeline (abc2midi, timidity, oggenc, abcm2ps) on the fiddle."""
+    from common.params import Instrument
+    from common.render.pipeline import rendered
+    from common.schemas import RenderInfo, TuneStatus, new_batch_id
+
+    store = gallery_batch.store
+    source = gallery_batch.manifest
+    batch_id = new_batch_id()
+    formats = ["abc", "mid", "ogg", "svg"]
+    settings = tiny_settings(tmp_path_factory.mktemp("practice-render"))
+    tunes = []
+    for index, (tid, abc) in enumerate(PRACTICE_TUNES.items()):
+        files = []
+        with rendered(abc, formats, settings, instrument=Instrument.FIDDLE) as result:
+            for fmt in formats:
+                key = tune_key(batch_id, tid, fmt)
+                info = (
+                    store.put_bytes(key, abc.encode("utf-8"))
+                    if fmt == "abc"
+                    else store.put_file(key, result.files[fmt])
+                )
+                files.append(ArtifactFile(format=fmt, key=key, size=info.size, sha256=info.sha256))
+            seconds = result.midi_seconds
+        title = abc.split("T:", 1)[1].split("\n", 1)[0]
+        tunes.append(
+            source.tunes[0].model_copy(
+                update={
+                    "batch_id": batch_id,
+                    "tune_id": tid,
+                    "index": index,
+                    "title": title,
+                    "files": files,
+                    "status": TuneStatus.DONE,
+                    "primed_by": None,
+                    "bars": None,
+                    "render": RenderInfo(midi_seconds=seconds),
+                }
+            )
+        )
+    spec = source.spec.model_copy(
+        update={"count": len(tunes), "primers": None, "primed_by": None, "formats": formats,
+                "instrument": Instrument.FIDDLE}
+    )  # fmt: skip
+    manifest = source.model_copy(
+        update={"batch_id": batch_id, "spec": spec, "tunes": tunes, "counts": {"done": len(tunes)}}
+    )
+    store.put_bytes(manifest_key(batch_id), manifest.model_dump_json(indent=2).encode())
+    return batch_id

@@ -73,7 +73,8 @@ def test_import_train_generate_fetch(env: Path, tmp_path: Path) -> None:
 
     code, out, err = run(
         "submit-batch", "--count", "3", "--any", "--formats", "abc,mid,wav", "--seed", "4",
-        "--meter", "6/8", "--precision", "float32", "--audio", "preview", "--json",
+        "--meter", "6/8", "--precision", "float32", "--audio", "preview",
+        "--instrument", "fiddle", "--json",
     )  # fmt: skip
     assert code == 0, err
     batch_id = json.loads(out)["batch_id"]
@@ -88,6 +89,19 @@ def test_import_train_generate_fetch(env: Path, tmp_path: Path) -> None:
     done = [t["tune_id"] for t in manifest["tunes"] if t["status"] == "done"]
     with wave.open(str(folder / f"{done[0]}.wav")) as wav:
         assert (wav.getnchannels(), wav.getframerate()) == (1, 16000)
+    # The instrument is recorded with the batch and heard in its MIDI (GM program 40, violin).
+    assert manifest["spec"]["instrument"] == "fiddle"
+    rendered = [t for t in manifest["tunes"] if t["status"] == "done"]
+    assert rendered and all(
+        program_changes((folder / f"{t['tune_id']}.mid").read_bytes()) == {40} for t in rendered
+    )
+
+    code, out, err = run("url", batch_id, "--json")  # the manifest and every tune's files
+    assert code == 0, err
+    links = json.loads(out)
+    files = {f"{t['tune_id']}.{f['format']}" for t in manifest["tunes"] for f in t["files"]}
+    assert set(links) == {"manifest"} | files and "t000000.abc" in files
+    assert links["t000001.abc"] == (folder / "t000001.abc").absolute().as_uri()
 
     code, out, _ = run("status", batch_id, "--json")
     assert json.loads(out)["batch"]["id"] == batch_id
@@ -100,6 +114,15 @@ def test_import_train_generate_fetch(env: Path, tmp_path: Path) -> None:
     fetched = json.loads(out)
     assert fetched["downloaded"] >= 3
     assert (tmp_path / "got" / batch_id / "t000001.abc").is_file()
+
+
+def program_changes(midi: bytes) -> set[int]:
+    """The programs a MIDI file's program-change events select (status bytes 0xC0-0xCF)."""
+    return {
+        midi[i + 1]
+        for i in range(1, len(midi) - 1)
+        if 0xC0 <= midi[i] <= 0xCF and midi[i + 1] < 0x80 and midi[i - 1] < 0x80
+    }
 
 
 def test_unknown_corpus_empty_file_and_broken_abc(env: Path, tmp_path: Path) -> None:

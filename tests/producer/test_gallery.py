@@ -9,10 +9,11 @@ import hashlib
 import json
 import re
 import threading
+import urllib.error
 import urllib.request
 from html.parser import HTMLParser
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import pytest
 
@@ -34,11 +35,15 @@ class Links(HTMLParser):
     def __init__(self) -> None:
         super().__init__()
         self.urls: list[str] = []
+        self.batch_links: list[str] = []
         self.csp: str | None = None
         self.scripts: list[dict[str, str | None]] = []
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         found = dict(attrs)
+        if tag == "a" and "in-batch" in (found.get("class") or "").split():
+            self.batch_links.append(found["href"] or "")
+            return
         self.urls += [v for k, v in attrs if k in ("src", "href") and v is not None]
         if tag == "meta" and found.get("http-equiv") == "Content-Security-Policy":
             self.csp = found.get("content")
@@ -54,8 +59,10 @@ def page_data(index: Path) -> dict[str, object]:
     return data
 
 
-def assert_self_contained(index: Path) -> None:
-    """Every URL of the page is relative and names a file inside the site folder."""
+def assert_self_contained(index: Path, batch_dir: Path | None = None) -> None:
+    """Every URL of the page is relative and names a file inside the site folder, but the
+    download links to the batch's own files (formats the gallery does not copy), which name
+    files of `batch_dir`."""
     site = index.parent.resolve()
     parser = Links()
     parser.feed(index.read_text(encoding="utf-8"))
@@ -65,6 +72,14 @@ def assert_self_contained(index: Path) -> None:
         assert not parts.scheme and not parts.netloc, url
         target = (site / parts.path).resolve()
         assert target.is_relative_to(site) and target.is_file(), url
+    if batch_dir is None:
+        assert parser.batch_links == []
+    for url in parser.batch_links:
+        parts = urlsplit(url)
+        assert not parts.scheme and not parts.netloc, url
+        target = (site / unquote(parts.path)).resolve()
+        assert batch_dir is not None and target.parent == batch_dir.resolve(), url
+        assert target.is_file() and target.suffix == ".wav", url
     assert parser.csp == CSP
     assert "script-src 'self';" in CSP and "default-src 'none'" in CSP
     # Our two scripts by src, and one data block; nothing inline that runs.
@@ -82,7 +97,8 @@ def test_gallery_embedded_writes_a_self_contained_site(
     assert code == 0, err
     index = site / "index.html"
     assert out.strip().splitlines()[-1] == str(index.resolve())
-    assert_self_contained(index)
+    assert_self_contained(index, gallery_batch.data_dir / "batches" / gallery_batch.batch_id)
+    assert not list(site.rglob("*.wav"))  # the page plays the OGG: the WAV is not copied
     for name in ("gallery.js", "gallery.css", "abcjs-basic-min.js", "LICENSE.md"):
         assert (site / "assets" / name).is_file()
     data = page_data(index)
@@ -90,8 +106,11 @@ def test_gallery_embedded_writes_a_self_contained_site(
     assert isinstance(tunes, list) and len(tunes) == len(gallery_batch.manifest.tunes)
     for tune, record in zip(tunes, gallery_batch.manifest.tunes, strict=True):
         assert tune["id"] == record.tune_id and tune["title"] == record.title
-        assert set(tune["files"]) == {f.format for f in record.files}
+        assert set(tune["files"]) == {f.format for f in record.files} - {"wav"}
+        assert set(tune["batch_files"]) == {"wav"}
         for item in record.files:  # the copies are the manifest's files, byte for byte
+            if item.format == "wav":
+                continue
             copy = site / tune["files"][item.format]
             assert hashlib.sha256(copy.read_bytes()).hexdigest() == item.sha256
         assert tune["abc"] == (site / tune["files"]["abc"]).read_text(encoding="utf-8")
@@ -167,8 +186,9 @@ def test_gallery_from_the_bucket_fetches_files_and_holds_no_urls(
         options.settings.cache_clear()
     assert code == 0, err
     index = tmp_path / "site" / "index.html"
-    assert f"({len(keys) - 1} files fetched)" in " ".join(out.split())
-    assert_self_contained(index)
+    copied = [key for key in keys[:-1] if not key.endswith(".wav")]  # the page plays the OGG
+    assert f"({len(copied)} files fetched)" in " ".join(out.split())
+    assert_self_contained(index)  # no links to a bucket's files: they would expire
     text = index.read_text(encoding="utf-8")
     assert endpoint not in text and "X-Amz" not in text and bucket not in text
     assert len(page_data(index)["tunes"]) == len(gallery_batch.manifest.tunes)  # type: ignore[arg-type]
@@ -207,11 +227,12 @@ def test_facts_show_the_quality_figures_a_record_has() -> None:
         "render": {"midi_seconds": 75.4},
         "files": [{"format": "abc", "key": "batches/b/t000004.abc"}],
     }  # fmt: skip
-    abc = "X:1\nT:Jig\nM:6/8\nL:1/8\nK:Ador\n|:ABA cBA|ded cBA:|\n"
+    abc = "X:1\nT:Jig\nR:Double jig\nM:6/8\nL:1/8\nK:Ador\n|:ABA cBA|ded cBA:|\n"
     shown = {name: text for name, _, text in facts(tune_entry(record, abc, "b"))}
     assert shown == {
-        "meter": "6/8", "key": "Ador", "length": "2 bars · 1:15", "primed_by": "oneills:12",
-        "valid": "yes", "rhythm_ok": "no", "similarity": "0.81", "nearest_title": "The Kesh",
+        "type": "jig", "meter": "6/8", "key": "Ador", "length": "2 bars · 1:15",
+        "tempo": "Q:3/8=112", "primed_by": "oneills:12", "valid": "no errors",
+        "rhythm_ok": "no", "similarity": "0.81", "nearest_title": "The Kesh",
         "reasons": "bar 3 is 7/8 long", "tries": "2",
     }  # fmt: skip
     nested = {"tune_id": "t000006", "status": "done", "files": [],
@@ -230,6 +251,15 @@ def test_facts_show_the_quality_figures_a_record_has() -> None:
         ("X:1\nK:G\nab|cd|ef\n", 3),
         ("X:1\nK:G\n% only a comment\n", 0),
         ("X:1\nT:t\nK:G\nAB|\nW:words|here\ncd||\n", 2),
+        # Two 8-bar parts with pickups: 16 bars as a musician counts them (18 barred bars).
+        (
+            "X:1\nM:4/4\nL:1/8\nK:D\n|:AB|"
+            + "c2d2 e2f2|" * 7
+            + "g6:|\n|:fg|"
+            + "a8|" * 7
+            + "d6:|\n",
+            16,
+        ),
     ],
 )
 def test_count_bars(abc: str, bars: int) -> None:
@@ -268,9 +298,62 @@ def test_serve_answers_on_loopback_only(
         with urllib.request.urlopen(f"{base}/index.html", timeout=10) as page:
             assert page.read() == (tmp_path / "index.html").read_bytes()
         ogg = f"{gallery_batch.batch_id}/t000000.ogg"
+        data = (tmp_path / ogg).read_bytes()
         with urllib.request.urlopen(f"{base}/{ogg}", timeout=10) as audio:
             assert audio.headers["Content-Type"] == "audio/ogg"
-            assert audio.read() == (tmp_path / ogg).read_bytes()
+            assert audio.read() == data
+        # Byte ranges, as a browser asks for them to seek in the audio.
+        for asked, first, last in (("100-199", 100, 199), ("-50", len(data) - 50, len(data) - 1),
+                                   ("1000-", 1000, len(data) - 1)):  # fmt: skip
+            request = urllib.request.Request(f"{base}/{ogg}", headers={"Range": f"bytes={asked}"})
+            with urllib.request.urlopen(request, timeout=10) as part:
+                assert part.status == 206
+                assert part.headers["Content-Range"] == f"bytes {first}-{last}/{len(data)}"
+                assert part.read() == data[first : last + 1]
+        beyond = urllib.request.Request(
+            f"{base}/{ogg}", headers={"Range": f"bytes={len(data) + 10}-"}
+        )
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(beyond, timeout=10)
+        assert refused.value.code == 416
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_a_tune_type_is_shown_only_where_the_meter_agrees() -> None:
+    bare = {"tune_id": "t000001", "status": "done", "files": []}
+    reel = tune_entry(bare, "X:1\nT:a\nR:reel\nM:C|\nL:1/8\nK:D\nABcd efga|\n", "b")
+    assert (reel["type"], reel["tempo"]) == ("reel", "1/2=100")
+    wrong = tune_entry(bare, "X:1\nT:a\nR:Reel\nM:6/8\nL:1/8\nK:D\nABc def|\n", "b")
+    assert wrong["type"] is None and wrong["tempo"] is None  # not filterable as a reel
+    shown = {name: text for name, _, text in facts(wrong)}
+    assert shown["type"] == "reel? (R: against the meter)"
+    own = tune_entry(bare, "X:1\nT:a\nR:jig\nM:6/8\nQ:3/8=90\nL:1/8\nK:D\nABc def|\n", "b")
+    assert own["tempo"] == "3/8=90"  # the tune's own Q: wins
+    assert tune_entry(bare, "X:1\nT:a\nM:6/8\nL:1/8\nK:D\nABc def|\n", "b")["type"] is None
+
+
+def pdf_pages(data: bytes) -> int:
+    return len(re.findall(rb"/Type\s*/Page(?!s)", data))
+
+
+def test_tunebook_of_the_whole_batch_as_abc_and_as_a_pdf(
+    embedded: Path, gallery_batch: GalleryBatch, practice_batch: str, tmp_path: Path
+) -> None:
+    tunes = len(gallery_batch.manifest.tunes)
+    code, out, err = run("tunebook", gallery_batch.batch_id, "--all")
+    assert code == 0, err
+    assert re.findall(r"^X:(\d+)$", out, re.M) == [str(n) for n in range(1, tunes + 1)]
+    book = tmp_path / "book.pdf"
+    code, _, err = run("tunebook", gallery_batch.batch_id, "--all", "--pdf", "--to", str(book))
+    assert code == 0, err
+    data = book.read_bytes()
+    # The tiny model's tunes are long lines of empty bars, about a page each (one of them may
+    # run over a page); the practice tunes below are what a tunebook of real tunes looks like.
+    assert data.startswith(b"%PDF-") and 10 <= pdf_pages(data) <= 2 * tunes, pdf_pages(data)
+    practice = tmp_path / "practice.pdf"
+    code, _, err = run("tunebook", practice_batch, "--all", "--pdf", "--to", str(practice))
+    assert code == 0 and pdf_pages(practice.read_bytes()) == 1  # three real tunes on one page
+    code, _, err = run("tunebook", gallery_batch.batch_id, "--all", "--pdf")
+    assert code != 0 and "--to" in err

@@ -103,6 +103,9 @@ def test_report_on_a_batch_and_bad_requests(env: Path) -> None:
     data = json.loads(out)
     assert (data["tunes"], data["valid"], data["rhythm_ok"]) == (2, 1.0, 0.5)
     assert (data["near_copy"], data["tries"], data["raw_rhythm_ok"]) == (0.5, 4, 0.25)
+    assert [row["rhythm_ok"] for row in data["per_tune"]] == [True, False]
+    code, out, err = run("report", batch.id, "--tunes")  # was silently ignored without --file
+    assert code == 0 and "Tunes" in out and out.count("1: Other") == 2, out
     code, _, err = run("report")
     assert code != 0 and "give a batch id or --file" in err
     code, _, err = run("report", "b20260101-000000-abcdef")
