@@ -505,6 +505,8 @@ class BarTracker:
             pos, tupleft, target, brk = ecol[POS], ecol[TUPLEFT], ecol[TARGET], ecol[BRK]
             lastq, lastplain = ecol[LASTQ], ecol[LASTPLAIN] > 0
         epos = pos + carry  # the bar as abc2midi counts it
+        if least is not None:  # the next note starts where the pending one ends: on the grid?
+            least = np.where(epos % least == 0, least, np.maximum(q, 1))
         fits_next = self._fits(epos, lim, q, tupleft, tupr, target, brk, least)
         free_of_groups = (tupleft == 0) & (brk == 0)
         rem = barlen - epos
@@ -601,7 +603,10 @@ class BarTracker:
             self.repeats.mask(s, mode, mode != self.free, epos, allowed)
         empty = ~allowed.any(axis=1)
         if empty.any():
-            self.dead_ends += int(empty.sum())
+            # A slot past its tune's length limit is idle: the sampler feeds it its last char
+            # again until it gets a new tune, so a dead end there is no tune's.
+            counted = empty if left is None else empty & (np.asarray(left) >= 0)
+            self.dead_ends += int(counted.sum())
             s[empty, MODE] = self.free
             allowed[empty] = True
         return allowed  # type: ignore[no-any-return]
