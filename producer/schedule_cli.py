@@ -56,12 +56,13 @@ def schedule_row(info: ScheduleInfo) -> tuple[str | int, ...]:
 
 
 def _missed(info: ScheduleInfo) -> str:
-    """The slots beat skipped (a Redis outage spanning several fires only the latest), or ''."""
+    """The slots beat skipped, or '': when Redis or beat itself was away for several slots, only
+    the latest fires (late) once they are back."""
     if not info.missed_slots:
         return ""
     return (
-        f"missed: {info.missed_slots} slot(s) while beat could not reach Redis, the last "
-        f"{_when(info.last_missed_slot)} UTC (the slot after them fired once, late)"
+        f"missed: {info.missed_slots} slot(s) while beat was down or could not reach Redis, the "
+        f"last {_when(info.last_missed_slot)} UTC (the slot after them fired once, late)"
     )
 
 
