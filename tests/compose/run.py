@@ -51,7 +51,7 @@ from common.dispatch import schedule_store
 from common.settings import Settings
 from common.store.open import make_store
 from tests import servers as srv
-from tests.chaos.driver import Figures, _table, audit
+from tests.chaos.driver import COLUMNS, Figures, _table, audit
 from tests.model_fixtures import TINY_CORPUS
 from tests.worker.cluster import Cluster
 
@@ -273,17 +273,16 @@ def restart_count(container: str) -> int:
 
 
 def redis_pings(stack: Stack) -> bool:
-    import redis
+    from common.errors import TunebatchError
+    from common.state.redis import RedisRecords
 
     url = stack.settings().broker_url
     assert url is not None
-    client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
     try:
-        return bool(client.ping())
-    except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError):
+        RedisRecords.from_url(url, retries=1, timeout_s=2.0).ping()
+    except TunebatchError:  # BrokerError while it is down or loading its AOF
         return False
-    finally:
-        client.close()
+    return True
 
 
 def kill_redis(stack: Stack, figures: Figures, out: dict[str, Any]) -> None:
@@ -602,18 +601,14 @@ def stack_up(tmp: Path, cpu_workers: int, keep: bool) -> Iterator[Stack]:
             stack.dc("down", "-v", "--remove-orphans", timeout=300, check=False)
 
 
+_CHAOS_TITLES = dict(COLUMNS)
 BATCH_COLUMNS = (
-    ("tunes", "tunes submitted"),
-    ("redis", "Redis SIGKILL (docker kill)"),
+    ("tunes", "tunes submitted"), ("redis", "Redis SIGKILL (docker kill)"),
     ("worker", "cpu-worker SIGKILL"),
-    ("done", "done"),
-    ("failed", "failed (abc2midi)"),
-    ("lost", "lost"),
-    ("duplicates", "duplicates"),
-    ("orphans", "orphan objects"),
-    ("dead_lettered", "dead-lettered"),
+    *((key, _CHAOS_TITLES[key])
+      for key in ("done", "failed", "lost", "duplicates", "orphans", "dead_lettered")),
     ("drain_s", "drain after the worker kill (s)"),
-)
+)  # fmt: skip
 SCHEDULE_COLUMNS = (
     ("minutes", "minutes scheduled"),
     ("firings", "firings"),
