@@ -24,6 +24,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+#: The metrics of this process, by port: prometheus_client's registry takes each name once.
+_STARTED: dict[int, BeatMetrics] = {}
+
 
 @dataclass
 class BeatMetrics:
@@ -38,9 +41,16 @@ class BeatMetrics:
 
     @classmethod
     def start(cls, port: int | None) -> BeatMetrics:
-        """Create the metrics and serve them on `port`; without a port, record nothing."""
+        """Create the metrics and serve them on `port`, once per process (Celery builds the
+        scheduler twice: once for the banner); without a port, record nothing."""
         if port is None:
             return cls()
+        if port not in _STARTED:
+            _STARTED[port] = cls._serve(port)
+        return _STARTED[port]
+
+    @classmethod
+    def _serve(cls, port: int) -> BeatMetrics:
         from prometheus_client import Counter, Gauge, start_http_server
 
         metrics = cls(

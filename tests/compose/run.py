@@ -148,14 +148,8 @@ class Stack:
                 "services:\n  gpu-worker-cpu:\n    image: tunebatch/gpu-worker:dev\n"
             )
             files += ["-f", str(gpu_image)]
-        self.compose = [
-            *compose_command(),
-            "--env-file",
-            str(self.env_file),
-            "-p",
-            PROJECT,
-            *files,
-        ]
+        self.tool = compose_command()
+        self.compose = [*self.tool, "--env-file", str(self.env_file), "-p", PROJECT, *files]
         self.cpu_workers = cpu_workers
 
     @property
@@ -323,7 +317,7 @@ def kill_worker(stack: Stack, figures: Figures, at: int) -> None:
 
 def drive(stack: Stack, tmp: Path, count: int, figures: Figures, out: dict[str, Any]) -> list[str]:
     started = time.monotonic()
-    log(f"compose up ({' '.join(stack.compose[:2])})")
+    log(f"compose up ({' '.join(stack.tool)})")
     stack.dc("up", "-d", "--scale", f"cpu-worker={stack.cpu_workers}", timeout=900)
     wait_for("workers answering a ping", lambda: workers_ready(stack), 300)
     out["up_s"] = round(time.monotonic() - started, 1)

@@ -191,6 +191,20 @@ def _holder(r: Any) -> str:
     return raw.decode() if isinstance(raw, bytes) else str(raw or "")
 
 
+def _scrape(port: int) -> dict[str, float]:
+    """Beat's /metrics as {sample name with labels: value}."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    samples = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            samples[name] = float(value)
+    return samples
+
+
 def _health(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "worker.cli", "beat-health"], cwd=ROOT, env=env,
@@ -226,7 +240,8 @@ def test_beat_rides_out_a_redis_sigkill_and_each_slot_fires_or_is_said_missed(
     `producer schedule list` says so. Its health check passes while it runs and fails once it
     has stopped."""
     every_s, outage_s = 3, 8
-    env = _beat_env(redis_server.url, tmp_path, "a")
+    port = srv.free_port()
+    env = _beat_env(redis_server.url, tmp_path, "a", TUNEBATCH_METRICS_PORT=str(port))
     app = make_app(Settings(broker_url=redis_server.url))
     spec = ScheduleSpec(name="often", cron="* * * * *", corpus="mini")
     schedule_store.add_schedule(app, spec, every_s=every_s)
@@ -247,6 +262,8 @@ def test_beat_rides_out_a_redis_sigkill_and_each_slot_fires_or_is_said_missed(
         _wait("a firing after the outage", lambda: len(fired()) > before, 30, log_path)
         _wait("a firing on time again", lambda: len(fired()) > before + 1, 30, log_path)
         assert proc.poll() is None
+        metrics = _scrape(port)
+        at_scrape = schedule_store.firings(app, "often")
     log = log_path.read_text(errors="replace")
     assert "cannot reach Redis" in log and "retrying with backoff, not exiting" in log, log
     assert "Redis answers again after" in log, log
@@ -267,6 +284,13 @@ def test_beat_rides_out_a_redis_sigkill_and_each_slot_fires_or_is_said_missed(
     assert all(f.late_s < 1.5 for f in firings if f.slot < min(missed)), firings
     [info] = schedule_store.list_schedules(app)
     assert info.missed_slots == len(missed) and info.last_missed_slot == max(missed)
+    # Its /metrics said the same while it ran (a firing may land between the two reads).
+    fired_then, missed_then = len(at_scrape[0]), len(at_scrape[1])
+    assert metrics['tunebatch_beat_firings_total{schedule="often"}'] in (fired_then, fired_then + 1)
+    assert metrics['tunebatch_beat_missed_slots_total{schedule="often"}'] == missed_then
+    assert metrics["tunebatch_beat_redis_errors_total"] >= 1
+    assert metrics["tunebatch_beat_lock_held"] == 1
+    assert time.time() - metrics["tunebatch_beat_last_tick_timestamp_seconds"] < 10
     # Stopped (SIGTERM): the lock is released and the health check fails at once.
     r = redis_client.Redis.from_url(redis_server.url)
     assert not r.exists("redbeat::lock")
