@@ -397,9 +397,11 @@ def drive(stack: Stack, tmp: Path, count: int, figures: Figures, out: dict[str, 
         return sum(f.slot.timestamp() > out["redis_back_at"] for f in firings)
 
     wait_for("two firings after the outage", lambda: fired_after_outage() >= 2, 200, 2.0)
+    # What beat recorded, and what `schedule list` says, before the removal deletes them.
+    out["schedule_list"] = stack.producer("schedule", "list")
+    recorded = schedule_store.firings(app, SCHEDULE)
     stack.producer("schedule", "remove", SCHEDULE)
     schedule_removed = time.time()
-    out["schedule_list"] = stack.producer("schedule", "list")
     out["beat_restarts"] = restart_count(beat_id) - beat_restarts
 
     log("fetching the batch through the producer container")
@@ -424,7 +426,7 @@ def drive(stack: Stack, tmp: Path, count: int, figures: Figures, out: dict[str, 
     manifest = json.loads(store.get_bytes(f"batches/{batch_id}/manifest.json"))
     problems += check_fetched(fetched / batch_id, manifest)
     problems += audit_schedule(
-        stack, cluster, app, rec, batch_id, out, (first_slot.timestamp(), schedule_removed)
+        cluster, recorded, rec, batch_id, out, (first_slot.timestamp(), schedule_removed)
     )
 
     problems += beat_health_demo(stack, beat_id, out)
@@ -464,9 +466,8 @@ def schedule_app(stack: Stack) -> Any:
 
 
 def audit_schedule(
-    stack: Stack,
     cluster: Cluster,
-    app: Any,
+    recorded: tuple[list[schedule_store.Firing], list[datetime]],
     rec: Any,
     main_batch: str,
     out: dict[str, Any],
@@ -476,7 +477,7 @@ def audit_schedule(
     added to its removal has exactly one firing or a recorded miss; one batch per firing, each
     drained and clean (tests.chaos.driver.audit)."""
     problems: list[str] = []
-    fired, missed = schedule_store.firings(app, SCHEDULE)
+    fired, missed = recorded
     first, removed = window
     # Slots from the first (as `schedule add` reported it) to the last whole minute at least
     # 5 s before the removal (a slot right at the removal may or may not have fired).
