@@ -8,10 +8,12 @@
 2. The tiny corpus is put in the bucket; the tiny preset is trained for 3 epochs through the
    producer container (``producer train``) on the gpu-queue worker.
 3. A schedule firing every minute (``producer schedule add --cron "* * * * *"``, a 2-tune
-   corpus) is added, and ``producer submit-batch --count 200`` runs in the producer container.
-4. Mid-batch, once beat has fired twice, Redis is killed with SIGKILL (``docker kill``) at
-   second :50 of a minute and started again 20 s later, so the outage spans a slot of the
-   schedule; when about half the batch is final, one cpu-worker container is ``docker kill``ed.
+   corpus) is added; once it has fired twice, ``producer submit-batch --count 200`` runs in the
+   producer container.
+4. Once a tenth of the batch is final, Redis is killed with SIGKILL (``docker kill``) at the
+   next second :50 and started again 20 s later, so the outage spans a slot of the schedule;
+   when half the batch is final (before, during or after the outage), one cpu-worker container
+   is ``docker kill``ed.
 5. Once the batch is finalized it is fetched through the producer container (``producer
    fetch``) and audited by `tests.chaos.driver.audit`: every tune in exactly one final state,
    the bucket equal to the manifest, nothing orphaned; the fetched files match the manifest.
@@ -38,6 +40,7 @@ import secrets
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -346,6 +349,11 @@ def drive(stack: Stack, tmp: Path, count: int, figures: Figures, out: dict[str, 
     beat_id = stack.containers("beat")[0]
     beat_restarts = restart_count(beat_id)
 
+    def fired() -> int:
+        return len(schedule_store.firings(app, SCHEDULE)[0])
+
+    # Beat fires twice before the batch starts, so the table has minutes before the outage.
+    wait_for("two firings", lambda: fired() >= 2, 200, 1.0)
     log(f"submit-batch --count {count} through the producer container")
     t0 = time.monotonic()
     submit = [
@@ -360,28 +368,27 @@ def drive(stack: Stack, tmp: Path, count: int, figures: Figures, out: dict[str, 
         counts = rec.counts(batch_id)
         return sum(int(counts.get(s, 0)) for s in ("done", "failed", "cancelled"))
 
-    def fired() -> int:
-        return len(schedule_store.firings(app, SCHEDULE)[0])
+    # Redis goes at the first second :50 after a tenth of the batch is final (the outage spans
+    # the :00 slot); the worker at half the batch, whichever comes first: the two run apart.
+    def redis_outage() -> None:
+        wait_for("a tenth of the batch", lambda: final_count() >= count // 10, 900, 0.5)
+        time.sleep((REDIS_KILL_AT_S - time.time() % 60) % 60)
+        out["redis_killed_with_final"] = final_count()
+        kill_redis(stack, figures, out)
+        figures.events.append(
+            f"Redis SIGKILLed with {out['redis_killed_with_final']} of {count} "
+            f"tunes final, down {out['redis_down_s']} s"
+        )
 
-    # Redis: after two firings and a tenth of the batch, at second :50 (the outage spans :00).
-    wait_for(
-        "two firings and a tenth of the batch",
-        lambda: fired() >= 2 and final_count() >= count // 10,
-        900,
-        1.0,
-    )
-    time.sleep((REDIS_KILL_AT_S - time.time() % 60) % 60)
-    out["redis_killed_with_final"] = final_count()
-    kill_redis(stack, figures, out)
-    figures.events.append(
-        f"Redis SIGKILLed with {out['redis_killed_with_final']} of {count} "
-        f"tunes final, down {out['redis_down_s']} s"
-    )
-
+    outage = threading.Thread(target=redis_outage, name="redis-outage")
+    outage.start()
     wait_for("half the batch final", lambda: final_count() >= count // 2, 1200, 0.5)
     out["worker_killed_with_final"] = final_count()
     kill_worker(stack, figures, out["worker_killed_with_final"])
     t_kill = time.monotonic()
+    outage.join()
+    if "redis_back_at" not in out:
+        raise RuntimeError("the Redis outage did not happen (see the log above)")
     wait_for(
         f"batch {batch_id} finalized",
         lambda: rec.get_batch(batch_id).manifest_key is not None,
