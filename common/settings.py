@@ -65,7 +65,13 @@ class Settings(BaseSettings):
         ge=3,
         description="Lifetime of beat's Redis lock (redbeat_lock_timeout), renewed every tick; at "
         "least 3 loop intervals, so a beat slowed by load keeps it. A standby beat takes over "
-        "this long after the running one died without releasing it.",
+        "this long after the running one died without releasing it (a beat restarted on the "
+        "same host takes its own dead predecessor's lock at once).",
+    )
+    beat_heartbeat_file: Path | None = Field(
+        default=None,
+        description="Where beat writes the time of its last tick that reached Redis, for its "
+        "health check (`worker beat-health`); defaults to <temp dir>/tunebatch-beat.json.",
     )
     max_attempts: int = Field(
         default=3, ge=1, description="Deliveries before a job is dead-lettered."

@@ -13,11 +13,15 @@ ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
 # content (COPY --from compares file checksums), so editing pyproject.toml's tools, comments
 # or version does not reinstall TensorFlow.
 FROM ${PYTHON_IMAGE} AS requirements
+# Build stages are labelled so `make images-prune` removes them and nothing else (see Makefile).
+LABEL org.tunebatch.stage=build
 WORKDIR /src
 COPY pyproject.toml docker/requirements.py ./
 RUN python requirements.py pyproject.toml > requirements.txt
 
 FROM ${PYTHON_IMAGE} AS build
+# Build stages are labelled so `make images-prune` removes them and nothing else (see Makefile).
+LABEL org.tunebatch.stage=build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH

@@ -16,6 +16,8 @@ ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
 
 # --- build ------------------------------------------------------------------------------------
 FROM ${PYTHON_IMAGE} AS build
+# Build stages are labelled so `make images-prune` removes them and nothing else (see Makefile).
+LABEL org.tunebatch.stage=build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH

@@ -54,7 +54,18 @@ def schedule_row(info: ScheduleInfo) -> tuple[str | int, ...]:
     spec = info.spec
     return (spec.name, info.when, spec.corpus, spec.per_tune, spec.model[:12],
             "yes" if spec.retrain_if_changed else "no", _when(info.last_run_at, "never"),
-            _when(info.next_run_at, "no run ahead"))  # fmt: skip
+            _when(info.next_run_at, "no run ahead"), _missed(info))  # fmt: skip
+
+
+def _missed(info: ScheduleInfo) -> str:
+    """The slots beat skipped, or '': when Redis or beat itself was away for several slots, only
+    the latest fires (late) once they are back."""
+    if not info.missed_slots:
+        return ""
+    return (
+        f"missed: {info.missed_slots} slot(s) while beat was down or could not reach Redis, the "
+        f"last {_when(info.last_missed_slot)} UTC (the slot after them fired once, late)"
+    )
 
 
 @schedule_app.command("add")

@@ -77,12 +77,12 @@ def batch_list(batches: Sequence[tuple[BatchRecord, dict[str, int]]]) -> None:
 
 def schedule_list(rows: Sequence[Sequence[object]]) -> None:
     """`producer schedule list`: two lines per schedule, so the times (UTC, to the second) and
-    the names are never cut at 80 columns; `rows` as `producer.schedule_cli.schedule_row`
-    makes them."""
+    the names are never cut at 80 columns, and a third when beat missed slots; `rows` as
+    `producer.schedule_cli.schedule_row` makes them."""
     if not rows:
         console.print("no schedules; add one with `producer schedule add`")
         return
-    for name, when, corpus, per_tune, model, retrain, last, next_run in rows:
+    for name, when, corpus, per_tune, model, retrain, last, next_run, missed in rows:
         console.print(
             f"[bold]{name}[/]  {when} (UTC): {per_tune} per tune of {corpus}, model {model}",
             soft_wrap=True,
@@ -92,6 +92,8 @@ def schedule_list(rows: Sequence[Sequence[object]]) -> None:
             highlight=False,
             soft_wrap=True,
         )
+        if missed:
+            console.print(f"  [yellow]{missed}[/]", highlight=False, soft_wrap=True)
 
 
 def fmt_float(value: float | None, digits: int = 3) -> str:

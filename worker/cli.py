@@ -233,6 +233,24 @@ def beat(
     celery_app.start(argv)
 
 
+@app.command("beat-health")
+def beat_health() -> None:
+    """Exit 0 if beat ticked within its loop interval (its heartbeat file), else 1 with why.
+
+    The health check of beat in compose and k8s: a beat that is stuck, or has not reached Redis
+    for longer than a loop interval, is unhealthy; one waiting for another beat's lock ticks
+    (as a standby) and is healthy.
+    """
+    from worker.beat import check_health
+
+    try:
+        problem = check_health(Settings())
+    except ValueError as exc:  # pydantic's ValidationError is one
+        raise _fail(f"bad TUNEBATCH_ setting: {exc}", 2) from None
+    if problem:
+        raise _fail(problem, 1)
+
+
 def main() -> None:
     app()
 

@@ -6,13 +6,19 @@ JSON. Redbeat keeps it in Redis (``redbeat:tunebatch:<name>`` and the sorted set
 ``redbeat::schedule``), so the producer adds, lists and removes schedules without touching beat,
 they survive restarts of beat and Redis (AOF), and beat's Redis lock makes a schedule fire once
 even when two beat processes run. What a firing does is the worker's (`worker.schedules`).
+
+Beat (`worker.beat`) also writes down here which slot each firing was for and which slots it
+missed (a Redis outage longer than the gap between two slots: the latest fires once when Redis
+is back, the older ones are recorded as missed), so `producer schedule list` and the compose
+audit count firings against the timetable instead of trusting the log.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 import redis
 from celery import Celery
@@ -34,6 +40,22 @@ from common.state.redis import safe_url
 #: Entry names are ``tunebatch:<schedule name>``: other redbeat entries in the same Redis are
 #: not ours to list or remove.
 ENTRY_PREFIX = "tunebatch:"
+#: Per redbeat entry, newest first: its firings (JSON `Firing`) and the slots it missed (ISO
+#: times). Both lists keep the last `HISTORY` items.
+FIRED_KEY = "tunebatch:beat:fired:{entry}"
+MISSED_KEY = "tunebatch:beat:missed:{entry}"
+HISTORY = 1000
+
+
+class Firing(BaseModel):
+    """One firing of a schedule: the slot of its timetable it was for, and when beat sent it."""
+
+    slot: datetime
+    fired_at: datetime
+
+    @property
+    def late_s(self) -> float:
+        return (self.fired_at - self.slot).total_seconds()
 
 
 class ScheduleInfo(BaseModel):
@@ -51,6 +73,11 @@ class ScheduleInfo(BaseModel):
     last_run_at: datetime | None
     next_run_at: datetime | None
     total_run_count: int
+    #: The slot beat's last firing was for (`last_run_at` is when it was sent, later after an
+    #: outage) and the slots beat skipped (an outage spanning several: only the latest fires).
+    last_slot: datetime | None = None
+    missed_slots: int = 0
+    last_missed_slot: datetime | None = None
 
 
 def parse_cron(expr: str) -> crontab:
@@ -150,14 +177,19 @@ def add_schedule(
         )
         entry.save()
         score = get_redis(celery_app).zscore(celery_app.redbeat_conf.schedule_key, key)
-    return _info(entry, score)
+        return _info(entry, score, get_redis(celery_app))
 
 
-def _info(entry: RedBeatSchedulerEntry, score: float | None) -> ScheduleInfo:
+def _info(entry: RedBeatSchedulerEntry, score: float | None, client: Any) -> ScheduleInfo:
     spec = ScheduleSpec.model_validate_json(entry.args[0])
     when = entry.schedule
     text = spec.cron if isinstance(when, crontab) else f"every {when.run_every.total_seconds():g} s"
     runs = int(getattr(entry, "total_run_count", 0) or 0)
+    with client.pipeline() as pipe:
+        pipe.lindex(FIRED_KEY.format(entry=entry.name), 0)
+        pipe.llen(MISSED_KEY.format(entry=entry.name))
+        pipe.lindex(MISSED_KEY.format(entry=entry.name), 0)
+        last_fired, missed, last_missed = pipe.execute()
     return ScheduleInfo(
         spec=spec,
         when=text,
@@ -165,6 +197,43 @@ def _info(entry: RedBeatSchedulerEntry, score: float | None) -> ScheduleInfo:
         # A negative score is redbeat's "no run ahead".
         next_run_at=_next_run(entry) if score is not None and score >= 0 else None,
         total_run_count=runs,
+        last_slot=Firing.model_validate_json(last_fired).slot if last_fired else None,
+        missed_slots=int(missed),
+        last_missed_slot=_parse_time(last_missed) if last_missed else None,
+    )
+
+
+def _parse_time(raw: bytes | str) -> datetime:
+    text = raw.decode() if isinstance(raw, bytes) else raw
+    return _utc(datetime.fromisoformat(text)) or datetime.fromisoformat(text)
+
+
+def record_firing(
+    client: Any, entry_name: str, firing: Firing, missed: Sequence[datetime] = ()
+) -> None:
+    """Beat's note of one firing and of the older slots it stood for (`worker.beat`)."""
+    fired, skipped = FIRED_KEY.format(entry=entry_name), MISSED_KEY.format(entry=entry_name)
+    with client.pipeline() as pipe:
+        pipe.lpush(fired, firing.model_dump_json())
+        pipe.ltrim(fired, 0, HISTORY - 1)
+        if missed:
+            pipe.lpush(skipped, *(slot.isoformat() for slot in sorted(missed)))
+            pipe.ltrim(skipped, 0, HISTORY - 1)
+        pipe.execute()
+
+
+def firings(celery_app: Celery, name: str) -> tuple[list[Firing], list[datetime]]:
+    """Schedule `name`'s recorded firings and missed slots, oldest first (the last `HISTORY`)."""
+    entry = _entry_name(name)
+    with _redis_errors(celery_app):
+        client = get_redis(celery_app)
+        with client.pipeline() as pipe:
+            pipe.lrange(FIRED_KEY.format(entry=entry), 0, -1)
+            pipe.lrange(MISSED_KEY.format(entry=entry), 0, -1)
+            fired, missed = pipe.execute()
+    return (
+        [Firing.model_validate_json(raw) for raw in reversed(fired)],
+        [_parse_time(raw) for raw in reversed(missed)],
     )
 
 
@@ -212,7 +281,7 @@ def list_schedules(celery_app: Celery) -> list[ScheduleInfo]:
                 entry = RedBeatSchedulerEntry.from_key(name, app=celery_app)
             except KeyError:  # removed meanwhile
                 continue
-            infos.append(_info(entry, float(score)))
+            infos.append(_info(entry, float(score), get_redis(celery_app)))
     return sorted(infos, key=lambda info: info.spec.name)
 
 
@@ -224,6 +293,9 @@ def remove_schedule(celery_app: Celery, name: str) -> None:
     entry = _entry(celery_app, name)
     with _redis_errors(celery_app):
         entry.delete()
+        get_redis(celery_app).delete(
+            FIRED_KEY.format(entry=entry.name), MISSED_KEY.format(entry=entry.name)
+        )
 
 
 def run_now(celery_app: Celery, name: str) -> str:

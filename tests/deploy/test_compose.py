@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 from importlib.resources import files
+from pathlib import Path
 from typing import Any
 
 import jsonschema
@@ -170,3 +171,41 @@ def test_every_variable_is_documented_in_the_env_example() -> None:
     documented = set(re.findall(r"^#?\s*([A-Z_][A-Z0-9_]*)=", example, flags=re.MULTILINE))
     assert used <= documented, sorted(used - documented)
     assert "COMPOSE_PROFILES" in documented
+
+
+def _program(folder: Path, name: str, script: str) -> None:
+    folder.mkdir(exist_ok=True)
+    path = folder / name
+    path.write_text(f"#!/bin/sh\n{script}\n")
+    path.chmod(0o755)
+
+
+def test_the_compose_runner_takes_v2_where_the_plugin_runs_else_v1(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`make compose-test` on a host with Compose v2 only, v1 only (Debian bookworm: docker.io
+    without the plugin, which answers `docker compose` with an error), both, or neither. The
+    programs here answer `version` the way each kind does."""
+    from tests.compose.run import compose_command
+
+    docker_v2 = (
+        'if [ "$1" = compose ] && [ "$2" = version ]; then echo "v2.29.7"; exit 0; fi\nexit 1'
+    )
+    docker_without_plugin = "echo \"docker: 'compose' is not a docker command.\" >&2; exit 1"
+    compose_v1 = (
+        'if [ "$1" = version ]; then echo "docker-compose version 1.29.2"; exit 0; fi\nexit 1'
+    )
+    v2, v1, both, neither = (tmp_path / n for n in ("v2", "v1", "both", "neither"))
+    _program(v2, "docker", docker_v2)
+    _program(v1, "docker", docker_without_plugin)
+    _program(v1, "docker-compose", compose_v1)
+    _program(both, "docker", docker_v2)
+    _program(both, "docker-compose", compose_v1)
+    _program(neither, "docker", docker_without_plugin)
+    for folder, expected in ((v2, ["docker", "compose"]), (v1, ["docker-compose"]),
+                             (both, ["docker", "compose"])):  # fmt: skip
+        monkeypatch.setenv("PATH", str(folder))
+        assert compose_command() == expected, folder.name
+    monkeypatch.setenv("PATH", str(neither))
+    with pytest.raises(RuntimeError, match="apt-get install docker-compose"):
+        compose_command()

@@ -350,21 +350,63 @@ def test_keda_scales_each_worker_on_its_own_queue(docs: list[Doc]) -> None:
     assert scaled["gpu-worker"]["spec"]["minReplicaCount"] == 0, "gpu workers scale to zero"
 
 
+def _host_port(address: str) -> tuple[str, int]:
+    host, _, port = address.rpartition(":")
+    assert host and port.isdigit(), f"address {address!r} is not host:port"
+    return host, int(port)
+
+
 def test_keda_reads_the_redis_the_workers_use(overlay: str, docs: list[Doc]) -> None:
-    addresses = {
-        s["spec"]["triggers"][0]["metadata"]["address"] for s in kinds(docs, "ScaledObject")
-    }
-    if overlay == "dev":
-        # In-cluster Redis: the Service of that name, and the dev broker URL points at it.
-        assert addresses == {"redis:6379"}
-        find(docs, "Service", "redis")
+    """KEDA's operator resolves each trigger's address in its own namespace (`keda`), not ours:
+    an in-cluster Redis must be named by its fully qualified Service name, which must be a
+    Service of this overlay, in its namespace, on the port the address names, selecting the
+    Redis pods, and the Service the workers' broker URL (dev) names; an external Redis must be
+    a host name with dots (a bare name would be looked up in `keda`) and have no Service here."""
+    services = {(d["metadata"]["name"], d["metadata"].get("namespace")): d
+                for d in kinds(docs, "Service")}  # fmt: skip
+    scaled = kinds(docs, "ScaledObject")
+    assert scaled
+    for s in scaled:
+        address = s["spec"]["triggers"][0]["metadata"]["address"]
+        host, port = _host_port(address)
+        namespace = s["metadata"]["namespace"]
+        assert "." in host, (
+            f"{overlay}: {s['metadata']['name']} reads {address!r}: KEDA looks a bare name up in "
+            f"its own namespace; use <service>.{namespace}.svc.cluster.local"
+        )
+        in_cluster = re.fullmatch(r"([a-z0-9-]+)\.([a-z0-9-]+)\.svc\.cluster\.local", host)
+        if in_cluster is None:  # an external Redis: nothing of ours may be called redis
+            assert ("redis", namespace) not in services, (overlay, address)
+            assert s["spec"]["triggers"][0]["metadata"].get("enableTLS") == "true", address
+            continue
+        name, service_namespace = in_cluster.groups()
+        assert service_namespace == namespace, f"{address} names namespace {service_namespace}"
+        service = services.get((name, namespace))
+        assert service is not None, f"{address}: no Service {name} in namespace {namespace}"
+        assert port in {p["port"] for p in service["spec"]["ports"]}, (address, service)
+        redis = find(docs, "StatefulSet", "redis")
+        assert selects({"matchLabels": service["spec"]["selector"]},
+                       pod_template(redis)["metadata"]["labels"])  # fmt: skip
         secret = find(docs, "Secret", "tunebatch-redis")
         url = base64.b64decode(secret["data"]["broker-url"]).decode()
-        assert "@redis:6379/0" in url
-    else:
-        assert len(addresses) == 1 and "redis:6379" not in addresses
-        for s in kinds(docs, "ScaledObject"):
-            assert s["spec"]["triggers"][0]["metadata"]["enableTLS"] == "true"
+        assert f"@{name}:{port}/" in url or f"@{host}:{port}/" in url, url
+    if overlay == "prod":
+        assert {s["spec"]["triggers"][0]["metadata"]["address"] for s in scaled} == {
+            "redis.tunebatch.example.internal:6379"
+        }
+
+
+def test_the_keda_address_check_catches_a_bare_or_misplaced_name() -> None:
+    """The check above fails the manifests this issue shipped (`redis:6379` in dev) and a full
+    name in the wrong namespace."""
+    docs = kustomize("k8s/overlays/dev")
+    for bad in ("redis:6379", "redis.tunebatch.svc.cluster.local:6379",
+                "redis.tunebatch-dev.svc.cluster.local:6380"):  # fmt: skip
+        broken = [dict(d) for d in docs]
+        for s in kinds(broken, "ScaledObject"):
+            s["spec"]["triggers"][0]["metadata"]["address"] = bad
+        with pytest.raises(AssertionError):
+            test_keda_reads_the_redis_the_workers_use("dev", broken)
 
 
 def test_gpu_component_schedules_the_gpu_worker_on_gpus() -> None:

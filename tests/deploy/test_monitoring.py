@@ -65,7 +65,9 @@ def _selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
 
 def test_every_pod_monitor_scrapes_a_named_port_of_the_pods_it_selects(docs: list[Doc]) -> None:
     monitors = [d for d in docs if d["kind"] == "PodMonitor"]
-    assert {m["metadata"]["name"] for m in monitors} == {"tunebatch-workers", "tunebatch-flower"}
+    assert {m["metadata"]["name"] for m in monitors} == {
+        "tunebatch-workers", "tunebatch-flower", "tunebatch-beat",
+    }  # fmt: skip
     for monitor in monitors:
         assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
         selected = [
@@ -84,6 +86,9 @@ def test_every_pod_monitor_scrapes_a_named_port_of_the_pods_it_selects(docs: lis
         if m["metadata"]["name"] == "tunebatch-workers" and _selects(m["spec"]["selector"], labels)
     ]
     assert sorted(workers) == ["cpu-worker", "gpu-worker"]
+    (beat,) = [m for m in monitors if m["metadata"]["name"] == "tunebatch-beat"]
+    assert [labels["app.kubernetes.io/component"] for labels, _ in _pods(docs)
+            if _selects(beat["spec"]["selector"], labels)] == ["beat"]  # fmt: skip
 
 
 def test_workers_serve_metrics_on_the_port_they_declare(docs: list[Doc]) -> None:
@@ -94,7 +99,7 @@ def test_workers_serve_metrics_on_the_port_they_declare(docs: list[Doc]) -> None
     ]
     port = int(settings["data"]["TUNEBATCH_METRICS_PORT"])
     for labels, spec in _pods(docs):
-        if labels["app.kubernetes.io/component"] not in ("gpu-worker", "cpu-worker"):
+        if labels["app.kubernetes.io/component"] not in ("gpu-worker", "cpu-worker", "beat"):
             continue
         (container,) = spec["containers"]
         assert {"name": "metrics", "containerPort": port, "protocol": "TCP"} in container["ports"]
@@ -109,7 +114,7 @@ def test_prometheus_may_reach_the_scraped_ports(docs: list[Doc]) -> None:
     for labels, _ in _pods(docs):
         component = labels["app.kubernetes.io/component"]
         assert _selects(policy["spec"]["podSelector"], labels) == (
-            component in ("gpu-worker", "cpu-worker", "flower")
+            component in ("gpu-worker", "cpu-worker", "beat", "flower")
         )
 
 
@@ -137,6 +142,25 @@ def _family(name: str) -> str:
 
 
 def _metric_names() -> set[str]:
-    """The metric families worker/metrics.py defines (read from its source)."""
-    source = (Path(__file__).resolve().parents[2] / "worker" / "metrics.py").read_text()
+    """The metric families worker/metrics.py and worker/beat_metrics.py define (read from their
+    source)."""
+    worker = Path(__file__).resolve().parents[2] / "worker"
+    source = "".join((worker / name).read_text() for name in ("metrics.py", "beat_metrics.py"))
     return set(re.findall(r'^\s+"(tunebatch_[a-z_]+)",', source, flags=re.MULTILINE))
+
+
+def test_beat_alerts_read_metrics_beat_serves(docs: list[Doc]) -> None:
+    """Each alert rule is complete and asks only for metrics beat (or a worker) defines; the
+    one that says beat stopped ticking reads its last tick against the clock."""
+    (rules,) = [d for d in docs if d["kind"] == "PrometheusRule"]
+    assert rules["apiVersion"] == "monitoring.coreos.com/v1"
+    alerts = {r["alert"]: r for g in rules["spec"]["groups"] for r in g["rules"]}
+    assert {"TunebatchBeatNotTicking", "TunebatchScheduleSlotsMissed"} <= set(alerts)
+    ours = _metric_names()
+    for name, rule in alerts.items():
+        assert rule["labels"]["severity"] in ("warning", "critical"), name
+        assert rule["annotations"]["summary"] and rule["annotations"]["description"], name
+        used = {_family(m) for m in re.findall(r"\b(tunebatch_[a-z_]+)", rule["expr"])}
+        assert used and used <= ours, (name, used - ours)
+    ticking = alerts["TunebatchBeatNotTicking"]["expr"]
+    assert "time() - " in ticking and "tunebatch_beat_last_tick_timestamp_seconds" in ticking

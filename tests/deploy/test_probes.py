@@ -3,7 +3,7 @@
 A probe that never succeeds restarts a healthy pod forever; one that always succeeds hides a
 dead one. So the exact commands from the rendered manifests (and the compose healthchecks) are
 run here: the worker probe against a `worker cpu` started with the manifest's own arguments,
-the beat probe against Redis with and without redbeat's lock, the Redis probe with the right and
+the beat probe against a real beat ticking, frozen and stopped, the Redis probe with the right and
 a wrong password. Everything runs on 127.0.0.1 with the redis-server the other tests use.
 """
 
@@ -19,7 +19,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import redis as redis_client
 
 from tests import servers as srv
 from tests.deploy.manifests import COMPOSE_FILE, find, kustomize, load_yaml, pod_template
@@ -93,19 +92,46 @@ def test_worker_probe_answers_for_the_worker_the_manifest_starts(
         log.close()
 
 
-def test_beat_probe_follows_redbeats_lock(redis_with_password: srv.RedisServer) -> None:
+def test_beat_probe_follows_beats_ticks(
+    redis_with_password: srv.RedisServer, tmp_path: Path
+) -> None:
+    """The probe of the manifests and the compose file against a real beat: failing before beat
+    has ticked, passing while it ticks, failing when it is frozen (SIGSTOP) past its loop
+    interval, and again once it has stopped."""
     container = _container("Deployment", "beat")
-    probe = container["livenessProbe"]["exec"]["command"]  # type: ignore[index]
-    lock_key = next(e["value"] for e in container["env"] if e["name"] == "REDBEAT_LOCK_KEY")  # type: ignore[attr-defined]
-    assert lock_key == "redbeat::lock"  # redbeat's default `redbeat_lock_key`
-    env = _env(redis_with_password.url, REDBEAT_LOCK_KEY=lock_key)
-    assert _probe(probe, env) == 1, "no beat holds the lock: the probe must fail"
-    client = redis_client.Redis.from_url(redis_with_password.url)
-    client.set(lock_key, "some-beat", ex=60)
-    assert _probe(probe, env) == 0
+    probes = [container[k]["exec"]["command"] for k in ("livenessProbe", "readinessProbe")]  # type: ignore[index]
     compose = load_yaml(COMPOSE_FILE)["services"]["beat"]["healthcheck"]["test"]
-    assert compose[0] == "CMD" and _probe(compose[1:], env) == 0
-    client.close()
+    assert compose[0] == "CMD" and all(p == compose[1:] for p in probes), (probes, compose)
+    heartbeat = tmp_path / "beat.json"
+    env = _env(redis_with_password.url, TUNEBATCH_BEAT_HEARTBEAT_FILE=str(heartbeat),
+               TUNEBATCH_BEAT_MAX_LOOP_INTERVAL_S="1")  # fmt: skip
+    probe = compose[1:]
+    assert _probe(probe, env) == 1, "beat has not ticked: the probe must fail"
+    beat = subprocess.Popen(
+        [*probe[:1], "beat"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while not heartbeat.exists():
+            assert beat.poll() is None and time.monotonic() < deadline
+            time.sleep(0.5)
+        assert _probe(probe, env) == 0
+        os.killpg(beat.pid, signal.SIGSTOP)
+        from worker.beat import HEARTBEAT_SLACK_S
+
+        time.sleep(1 + HEARTBEAT_SLACK_S + 1)
+        assert _probe(probe, env) == 1, "beat frozen past its loop interval: unhealthy"
+        os.killpg(beat.pid, signal.SIGCONT)
+        deadline = time.monotonic() + 30
+        while _probe(probe, env) != 0:
+            assert time.monotonic() < deadline, "beat ticks again: healthy again"
+            time.sleep(0.5)
+    finally:
+        os.killpg(beat.pid, signal.SIGCONT)
+        os.killpg(beat.pid, signal.SIGTERM)
+        beat.wait(timeout=30)
+    assert _probe(probe, env) == 1, "beat stopped: the probe must fail"
 
 
 def test_redis_probe_authenticates_with_rediscli_auth(redis_with_password: srv.RedisServer) -> None:
