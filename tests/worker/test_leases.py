@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 import redis
+from kombu import Connection
+from kombu.transport.redis import Mutex
 
 from common.dispatch.config import make_app, transport_options
 from common.dispatch.enqueue import enqueue
@@ -43,6 +45,8 @@ def test_leases_are_renewed_well_inside_the_timeout_and_swept_often() -> None:
     options = transport_options(Settings(visibility_timeout_s=300))
     assert options["visibility_timeout"] == 300
     assert options["unacked_restore_interval"] * options["unacked_restore_throttle"] == 30
+    # A sweep lock nobody releases (its holder or Redis killed mid-sweep) costs one sweep.
+    assert options["unacked_mutex_expire"] == options["unacked_restore_interval"]
 
 
 @pytest.fixture()
@@ -95,4 +99,37 @@ def test_a_job_whose_worker_vanished_runs_again_within_a_timeout(lease_cluster: 
     c.wait_idle(timeout_s=10)
     assert _count(c, "hold:orphan") == 2
     # About one timeout plus a sweep (a tenth of it), not the hours of a job-length timeout.
+    assert back_after < VISIBILITY_S + 2 + 15, back_after
+
+
+@pytest.mark.slow
+def test_a_sweep_lock_left_by_a_dead_sweeper_does_not_hold_lapsed_leases_back(
+    lease_cluster: Cluster,
+) -> None:
+    """kombu sweeps lapsed leases under a Redis lock (``unacked_mutex``). A Redis SIGKILLed while
+    a worker holds it (or the holder killed) leaves it on disk, unreleased, for its whole expiry:
+    300 s by kombu's default, during which no lease lapses anywhere. Here a sweeper configured as
+    the cluster's workers are leaves it so; the orphaned job must still run again within about one
+    visibility timeout."""
+    c = lease_cluster
+    doomed = c.start_worker("cpu", extra=INCLUDE)
+    c.wait_ready(doomed)
+    enqueue(HOLD, "hold:locked", 2.0, celery_app=make_app(c.settings))
+    _wait("the job started", lambda: _count(c, "hold:locked") == 1, 30)
+    os.killpg(doomed.proc.pid, signal.SIGKILL)
+    doomed.proc.wait(timeout=10)
+    killed_at = time.monotonic()
+    # A sweeper configured as the cluster's workers are takes the lock and dies before releasing
+    # it: kombu's own Mutex, entered and never left.
+    with Connection(c.settings.broker_url, transport_options=transport_options(c.settings)) as conn:
+        channel = conn.default_channel
+        sweep = Mutex(channel.client, channel.unacked_mutex_key, channel.unacked_mutex_expire)
+        sweep.__enter__()
+        assert c.records.r.exists(channel.unacked_mutex_key)
+    survivor = c.start_worker("cpu", extra=INCLUDE)
+    c.wait_ready(survivor)
+    _wait("the job ran again", lambda: _count(c, "hold:locked:finished") == 1, 60)
+    back_after = time.monotonic() - killed_at
+    c.wait_idle(timeout_s=10)
+    assert _count(c, "hold:locked") == 2
     assert back_after < VISIBILITY_S + 2 + 15, back_after
