@@ -3,8 +3,9 @@
 `worker.cli` calls `init` in the worker's main process before the pool forks. It records the
 settings and role, makes the warm-shutdown flag (shared memory the pool's processes inherit) and
 connects every signal receiver the worker needs: its own (fresh clients per pool process, the
-shutdown flag, the lease renewer) and those of `worker.delivery` and `worker.metrics`. Importing
-a worker module therefore changes nothing; only a started worker listens to Celery.
+shutdown flag, the lease renewer, the reconciler) and those of `worker.delivery` and
+`worker.metrics`. Importing a worker module therefore changes nothing; only a started worker
+listens to Celery.
 
 The Redis and bucket clients, and the job `Context` with its cache of loaded models, are made on
 first use in each process and made again after a fork (`worker_process_init`): a socket shared
@@ -36,6 +37,7 @@ from common.state.redis import RedisRecords
 from common.store.open import make_store
 from worker import metrics
 from worker.leases import LeaseRenewer
+from worker.reconcile import Reconciler
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +60,7 @@ _runtime: Runtime | None = None
 #: memory made before the pool forks, so it needs no signal in the children and no Redis call.
 _stop_flag: Any = None
 _renewer: LeaseRenewer | None = None
+_reconciler: Reconciler | None = None
 
 
 def init(settings: Settings, role: str) -> Runtime:
@@ -81,12 +84,13 @@ def dispatch_uid(receiver: Callable[..., None]) -> str:
 
 
 def receivers() -> list[Receiver]:
-    """This module's receivers: clients per pool process, the shutdown flag, the leases."""
+    """This module's receivers: clients per pool process, the shutdown flag, the leases and the
+    reconciler."""
     return [
         (worker_process_init, _process_init),
         (worker_shutting_down, _on_shutting_down),
-        (worker_ready, _start_leases),
-        (worker_shutdown, _stop_leases),
+        (worker_ready, _start_threads),
+        (worker_shutdown, _stop_threads),
     ]
 
 
@@ -157,9 +161,10 @@ def _on_shutting_down(how: str = "", **_: Any) -> None:
         _stop_flag.value = True
 
 
-def _start_leases(**_: Any) -> None:
-    """In the main process, once the worker consumes: renew the leases of the jobs it holds."""
-    global _renewer
+def _start_threads(**_: Any) -> None:
+    """In the main process, once the worker consumes: renew the leases of the jobs it holds, and
+    send again the jobs of open batches the broker lost (`worker.reconcile`)."""
+    global _renewer, _reconciler
     if _runtime is None:
         return
     settings = _runtime.settings
@@ -167,8 +172,13 @@ def _start_leases(**_: Any) -> None:
         _renewer = LeaseRenewer(settings.broker_url, settings.visibility_timeout_s)
         _renewer.start()
         log.info("renewing job leases every %.0f s", _renewer.interval_s)
+    if settings.broker_url and _reconciler is None:
+        _reconciler = Reconciler(settings)
+        _reconciler.start()
+        log.info("reconciling open batches every %.0f s", _reconciler.interval_s)
 
 
-def _stop_leases(**_: Any) -> None:
-    if _renewer is not None:
-        _renewer.stop()
+def _stop_threads(**_: Any) -> None:
+    for thread in (_renewer, _reconciler):
+        if thread is not None:
+            thread.stop()

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import redis
-from kombu import Connection
+from kombu.connection import Connection
 from kombu.transport.redis import Mutex
 
 from common.dispatch.config import make_app, transport_options
@@ -121,7 +121,8 @@ def test_a_sweep_lock_left_by_a_dead_sweeper_does_not_hold_lapsed_leases_back(
     killed_at = time.monotonic()
     # A sweeper configured as the cluster's workers are takes the lock and dies before releasing
     # it: kombu's own Mutex, entered and never left.
-    with Connection(c.settings.broker_url, transport_options=transport_options(c.settings)) as conn:
+    options = transport_options(c.settings)
+    with Connection(c.settings.broker_url, transport_options=options) as conn:  # type: ignore[no-untyped-call]
         channel = conn.default_channel
         sweep = Mutex(channel.client, channel.unacked_mutex_key, channel.unacked_mutex_expire)
         sweep.__enter__()
