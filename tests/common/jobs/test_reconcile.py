@@ -23,9 +23,10 @@ from common.jobs.reconcile import (
 )
 from common.schemas import BatchRecord, BatchSpec, TuneRecord, TuneStatus, new_batch_id, tune_id
 from common.settings import Settings
+from common.state import keys
 from common.state.redis import RedisRecords
 from tests import servers as srv
-from worker.reconcile import broker_jobs
+from worker.reconcile import Reconciler, broker_jobs
 
 MODEL = "a" * 64
 
@@ -138,3 +139,21 @@ def test_a_finished_batch_whose_finalize_was_lost_gets_it_again(
     assert records.open_batches() == [batch_id]
     records.delete_batch(batch_id)
     assert records.open_batches() == []
+
+
+def test_one_worker_reconciles_per_period(
+    broker: tuple[RedisRecords, redis.Redis, Settings],
+) -> None:
+    """Every worker runs a `Reconciler`; a Redis lock lets one of them act per period, and what
+    it sends goes through the real enqueue path and is counted."""
+    records, client, settings = broker
+    batch_id = batch_with(records, [TuneStatus.GENERATED])
+    first, second = Reconciler(settings, interval_s=30.0), Reconciler(settings, interval_s=30.0)
+    assert first.run_once() == [render_job(batch_id, "t000000")]
+    assert broker_jobs(client) == {render_job(batch_id, "t000000")}
+    client.delete("cpu")  # lost again
+    assert second.run_once() == []  # within the first one's period
+    assert 0 < client.pttl(keys.RECONCILE_LOCK) <= 27_000
+    client.delete(keys.RECONCILE_LOCK)  # the period is over
+    assert second.run_once() == [render_job(batch_id, "t000000")]
+    assert client.hgetall(keys.RECONCILED) == {RENDER.encode(): b"2"}
