@@ -72,11 +72,37 @@ def init(settings: Settings, role: str) -> Runtime:
     global _runtime, _stop_flag
     from worker import delivery  # delivery's pieces read this module's state: imported late
 
+    limit_malloc_arenas()
     _stop_flag = multiprocessing.sharedctypes.RawValue(ctypes.c_bool, False)
     _runtime = Runtime(settings=settings, role=role)
     for signal, receiver in (*receivers(), *delivery.receivers(), *metrics.receivers()):
         signal.connect(receiver, weak=False, dispatch_uid=dispatch_uid(receiver))
     return _runtime
+
+
+#: glibc's malloc arenas per process (``mallopt(M_ARENA_MAX)``); see `limit_malloc_arenas`.
+MALLOC_ARENAS = 2
+_M_ARENA_MAX = -8  # from glibc's malloc.h
+
+
+def limit_malloc_arenas(arenas: int = MALLOC_ARENAS) -> bool:
+    """Cap glibc's malloc arenas in this process and the pool processes it forks; False where
+    the C library is not glibc (nothing changed).
+
+    glibc gives each new thread its own arena, up to eight per core, and an arena keeps the pages
+    its freed blocks leave scattered. A pool process is single-threaded but for short-lived
+    threads (finalize reads the batch's tunes with 8, boto3 uploads with its own), so every
+    finalize lands its garbage in more arenas, and the worker's resident memory steps up until
+    each arena has grown to its own high-water mark: a cpu worker rendering 2,000 tunes (10
+    finalizes) grew 334 → 346 MB, +3.6 %, with the default, 320 → 323 MB, +0.9 %, with 2 arenas
+    (`make chaos`'s memory test measures the same on 5,000). Called before the pool forks, so the
+    children inherit the cap; the threads still run, they share two arenas.
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        return bool(libc.mallopt(_M_ARENA_MAX, arenas))
+    except (OSError, AttributeError):  # not glibc (musl, macOS)
+        return False
 
 
 def dispatch_uid(receiver: Callable[..., None]) -> str:
