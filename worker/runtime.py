@@ -96,8 +96,12 @@ def limit_malloc_arenas(arenas: int = MALLOC_ARENAS) -> bool:
     each arena has grown to its own high-water mark: a cpu worker rendering 2,000 tunes (10
     finalizes) grew 334 → 346 MB, +3.6 %, with the default, 320 → 323 MB, +0.9 %, with 2 arenas
     (`make chaos`'s memory test measures the same on 5,000). Called before the pool forks, so the
-    children inherit the cap; the threads still run, they share two arenas.
+    children inherit the cap; the threads still run, they share two arenas. glibc's own
+    ``MALLOC_ARENA_MAX``, when set, wins (nothing changed; `bench/worker_memory.py` sets it to
+    compare).
     """
+    if "MALLOC_ARENA_MAX" in os.environ:
+        return False
     try:
         libc = ctypes.CDLL("libc.so.6")
         return bool(libc.mallopt(_M_ARENA_MAX, arenas))

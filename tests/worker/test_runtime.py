@@ -3,6 +3,7 @@ every receiver once, and the warm-shutdown flag is set by a warm shutdown only."
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -91,9 +92,10 @@ def test_a_worker_caps_malloc_arenas_for_its_pool() -> None:
     `limit_malloc_arenas` (called by `init` before the pool forks) they share two."""
 
     def arenas(mode: str) -> int:
+        env = {k: v for k, v in os.environ.items() if k != "MALLOC_ARENA_MAX"}
         proc = subprocess.run(
             [sys.executable, "-c", ARENAS, mode], cwd=ROOT, capture_output=True, text=True,
-            timeout=120,
+            timeout=120, env=env,
         )  # fmt: skip
         assert proc.returncode == 0, proc.stderr
         return int(proc.stdout.strip().splitlines()[-1])
