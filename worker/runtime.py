@@ -93,9 +93,10 @@ def limit_malloc_arenas(arenas: int = MALLOC_ARENAS) -> bool:
     its freed blocks leave scattered. A pool process is single-threaded but for short-lived
     threads (finalize reads the batch's tunes with 8, boto3 uploads with its own), so every
     finalize lands its garbage in more arenas, and the worker's resident memory steps up until
-    each arena has grown to its own high-water mark: a cpu worker rendering 2,000 tunes (10
-    finalizes) grew 334 → 346 MB, +3.6 %, with the default, 320 → 323 MB, +0.9 %, with 2 arenas
-    (`make chaos`'s memory test measures the same on 5,000). Called before the pool forks, so the
+    each arena has grown to its own high-water mark: a cpu worker rendering and finalizing
+    200-tune batches grew 334 → 346 MB (+3.6 %) from its first batch to its seventh with the
+    default, 320 → 327 MB (+2.2 %) with 2 arenas; both level off after about 1,000 renders
+    (`make chaos`'s memory test measures the same over 5,000). Called before the pool forks, so the
     children inherit the cap; the threads still run, they share two arenas. glibc's own
     ``MALLOC_ARENA_MAX``, when set, wins (nothing changed; `bench/worker_memory.py` sets it to
     compare).
