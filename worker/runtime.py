@@ -3,8 +3,9 @@
 `worker.cli` calls `init` in the worker's main process before the pool forks. It records the
 settings and role, makes the warm-shutdown flag (shared memory the pool's processes inherit) and
 connects every signal receiver the worker needs: its own (fresh clients per pool process, the
-shutdown flag, the lease renewer) and those of `worker.delivery` and `worker.metrics`. Importing
-a worker module therefore changes nothing; only a started worker listens to Celery.
+shutdown flag, the lease renewer, the reconciler) and those of `worker.delivery` and
+`worker.metrics`. Importing a worker module therefore changes nothing; only a started worker
+listens to Celery.
 
 The Redis and bucket clients, and the job `Context` with its cache of loaded models, are made on
 first use in each process and made again after a fork (`worker_process_init`): a socket shared
@@ -36,6 +37,7 @@ from common.state.redis import RedisRecords
 from common.store.open import make_store
 from worker import metrics
 from worker.leases import LeaseRenewer
+from worker.reconcile import Reconciler
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +60,7 @@ _runtime: Runtime | None = None
 #: memory made before the pool forks, so it needs no signal in the children and no Redis call.
 _stop_flag: Any = None
 _renewer: LeaseRenewer | None = None
+_reconciler: Reconciler | None = None
 
 
 def init(settings: Settings, role: str) -> Runtime:
@@ -69,6 +72,7 @@ def init(settings: Settings, role: str) -> Runtime:
     global _runtime, _stop_flag
     from worker import delivery  # delivery's pieces read this module's state: imported late
 
+    limit_malloc_arenas()
     _stop_flag = multiprocessing.sharedctypes.RawValue(ctypes.c_bool, False)
     _runtime = Runtime(settings=settings, role=role)
     for signal, receiver in (*receivers(), *delivery.receivers(), *metrics.receivers()):
@@ -76,17 +80,48 @@ def init(settings: Settings, role: str) -> Runtime:
     return _runtime
 
 
+#: glibc's malloc arenas per process (``mallopt(M_ARENA_MAX)``); see `limit_malloc_arenas`.
+MALLOC_ARENAS = 2
+_M_ARENA_MAX = -8  # from glibc's malloc.h
+
+
+def limit_malloc_arenas(arenas: int = MALLOC_ARENAS) -> bool:
+    """Cap glibc's malloc arenas in this process and the pool processes it forks; False where
+    the C library is not glibc (nothing changed).
+
+    glibc gives each new thread its own arena, up to eight per core, and an arena keeps the pages
+    its freed blocks leave scattered. A pool process is single-threaded but for short-lived
+    threads (finalize reads the batch's tunes with 8, boto3 uploads with its own), so every
+    finalize lands its garbage in more arenas, and the worker's resident memory steps up until
+    each arena has grown to its own high-water mark: a cpu worker rendering and finalizing
+    200-tune batches grew 334 → 346 MB (+3.6 %) from its first batch to its seventh with the
+    default, 320 → 327 MB (+2.2 %) with 2 arenas; both level off after about 1,000 renders
+    (`make chaos`'s memory test measures the same over 5,000). Called before the pool forks, so the
+    children inherit the cap; the threads still run, they share two arenas. glibc's own
+    ``MALLOC_ARENA_MAX``, when set, wins (nothing changed; `bench/worker_memory.py` sets it to
+    compare).
+    """
+    if "MALLOC_ARENA_MAX" in os.environ:
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        return bool(libc.mallopt(_M_ARENA_MAX, arenas))
+    except (OSError, AttributeError):  # not glibc (musl, macOS)
+        return False
+
+
 def dispatch_uid(receiver: Callable[..., None]) -> str:
     return f"tunebatch:{receiver.__module__}.{receiver.__qualname__}"
 
 
 def receivers() -> list[Receiver]:
-    """This module's receivers: clients per pool process, the shutdown flag, the leases."""
+    """This module's receivers: clients per pool process, the shutdown flag, the leases and the
+    reconciler."""
     return [
         (worker_process_init, _process_init),
         (worker_shutting_down, _on_shutting_down),
-        (worker_ready, _start_leases),
-        (worker_shutdown, _stop_leases),
+        (worker_ready, _start_threads),
+        (worker_shutdown, _stop_threads),
     ]
 
 
@@ -157,9 +192,10 @@ def _on_shutting_down(how: str = "", **_: Any) -> None:
         _stop_flag.value = True
 
 
-def _start_leases(**_: Any) -> None:
-    """In the main process, once the worker consumes: renew the leases of the jobs it holds."""
-    global _renewer
+def _start_threads(**_: Any) -> None:
+    """In the main process, once the worker consumes: renew the leases of the jobs it holds, and
+    send again the jobs of open batches the broker lost (`worker.reconcile`)."""
+    global _renewer, _reconciler
     if _runtime is None:
         return
     settings = _runtime.settings
@@ -167,8 +203,13 @@ def _start_leases(**_: Any) -> None:
         _renewer = LeaseRenewer(settings.broker_url, settings.visibility_timeout_s)
         _renewer.start()
         log.info("renewing job leases every %.0f s", _renewer.interval_s)
+    if settings.broker_url and _reconciler is None:
+        _reconciler = Reconciler(settings)
+        _reconciler.start()
+        log.info("reconciling open batches every %.0f s", _reconciler.interval_s)
 
 
-def _stop_leases(**_: Any) -> None:
-    if _renewer is not None:
-        _renewer.stop()
+def _stop_threads(**_: Any) -> None:
+    for thread in (_renewer, _reconciler):
+        if thread is not None:
+            thread.stop()

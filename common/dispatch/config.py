@@ -76,11 +76,22 @@ def time_limits(settings: Settings) -> dict[str, Limits]:
 
 def transport_options(settings: Settings) -> dict[str, Any]:
     """kombu's Redis options: the lease length, and a sweep for lapsed leases every tenth of it
-    (``throttle`` 1: kombu's default sweeps only every tenth call of a 10 s timer)."""
+    (``throttle`` 1: kombu's default sweeps only every tenth call of a 10 s timer).
+
+    The sweep runs under kombu's ``unacked_mutex``, a Redis lock that by default lives 300 s. A
+    sweeper that never releases it (Redis SIGKILLed mid-sweep, the lock already on disk; or the
+    sweeping worker killed) stops every worker's sweep until it expires, and with it every
+    lapsed lease: the chaos suite saw two renders sit unacked, unrun, for minutes after a Redis
+    restart. The lock only keeps sweepers from doing the same work twice (each restore is a
+    WATCHed transaction, so two at once still restore a message once), so it lives one sweep
+    interval: an orphaned lock delays the next sweep by one interval, not five minutes.
+    """
+    interval = max(1, settings.visibility_timeout_s // 10)
     return {
         "visibility_timeout": settings.visibility_timeout_s,
-        "unacked_restore_interval": max(1, settings.visibility_timeout_s // 10),
+        "unacked_restore_interval": interval,
         "unacked_restore_throttle": 1,
+        "unacked_mutex_expire": interval,
     }
 
 

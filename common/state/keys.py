@@ -3,6 +3,9 @@
 ::
 
     tunebatch:batches                     sorted set: batch id → created time (for `list`)
+    tunebatch:open-batches                set: batches without a manifest (for the reconciler)
+    tunebatch:reconcile                   SET NX PX: one worker reconciles per period
+    tunebatch:reconciled                  hash: task name → jobs the reconciler sent again
     tunebatch:batch:<id>                  BatchRecord JSON (written last when a batch is created)
     tunebatch:batch:<id>:tunes            hash: tune id → TuneRecord JSON
     tunebatch:batch:<id>:counts           hash: status → number of tunes
@@ -26,6 +29,9 @@ PREFIX = "tunebatch"
 BATCHES = f"{PREFIX}:batches"
 RUNS = f"{PREFIX}:runs"
 DEAD_LETTER = f"{PREFIX}:dead-letter"
+OPEN_BATCHES = f"{PREFIX}:open-batches"
+RECONCILE_LOCK = f"{PREFIX}:reconcile"
+RECONCILED = f"{PREFIX}:reconciled"
 
 
 def batch_key(batch_id: str) -> str:

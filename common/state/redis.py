@@ -183,6 +183,7 @@ class RedisRecords(JobRecords):
             # The batch record last: readers treat a batch as existing once it is there.
             pipe.set(key, batch.model_dump_json())
             pipe.zadd(keys.BATCHES, {batch.id: batch.created_at.timestamp()})
+            pipe.sadd(keys.OPEN_BATCHES, batch.id)
             pipe.execute()
 
     def delete_batch(self, batch_id: str) -> None:
@@ -190,6 +191,7 @@ class RedisRecords(JobRecords):
         with self._errors(f"deleting batch {batch_id}"):
             pipe = self.r.pipeline(transaction=True)
             pipe.zrem(keys.BATCHES, batch_id)
+            pipe.srem(keys.OPEN_BATCHES, batch_id)
             pipe.delete(*keys.batch_keys(batch_id))
             pipe.execute()
 
@@ -206,14 +208,27 @@ class RedisRecords(JobRecords):
         return batch
 
     def save_batch(self, batch: BatchRecord) -> None:
+        """Write the record; a batch with a manifest leaves the open set, one without (a retry
+        withdrew it) joins it again, in the same transaction."""
         with self._errors(f"saving batch {batch.id}"):
             pipe = self.r.pipeline(transaction=True)
             if batch.cancelled:
                 pipe.set(keys.batch_cancelled_key(batch.id), "1")
+            if batch.manifest_key:
+                pipe.srem(keys.OPEN_BATCHES, batch.id)
+            else:
+                pipe.sadd(keys.OPEN_BATCHES, batch.id)
             pipe.set(keys.batch_key(batch.id), batch.model_dump_json(), xx=True)
             written = pipe.execute()[-1]
         if not written:
+            with self._errors(f"saving batch {batch.id}"):
+                self.r.srem(keys.OPEN_BATCHES, batch.id)
             raise NotFoundError(f"no batch {batch.id}; see `producer list`")
+
+    def open_batches(self) -> list[str]:
+        """Ids of the batches without a manifest yet (created, not finalized), sorted."""
+        with self._errors("listing open batches"):
+            return sorted(str(b) for b in self.r.smembers(keys.OPEN_BATCHES))
 
     def is_cancelled(self, batch_id: str) -> bool:
         """One EXISTS: generation asks this between compiled steps."""
@@ -316,6 +331,11 @@ class RedisRecords(JobRecords):
                 args=[batch.spec.count, *(s.value for s in FINAL_STATUSES)],
             )
         return bool(claimed)
+
+    def finalize_claimed(self, batch_id: str) -> bool:
+        """Whether a finalize was claimed (and so enqueued) and not released since."""
+        with self._errors(f"finalizing batch {batch_id}"):
+            return bool(self.r.exists(keys.batch_finalize_key(batch_id)))
 
     def release_finalize(self, batch_id: str) -> None:
         """Allow a new finalize (after `retry --failed`, or when a finalize job gave up)."""

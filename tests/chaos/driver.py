@@ -83,6 +83,8 @@ class Figures:
     duplicates: int = 0
     orphans: int = 0
     dead_lettered: int = 0
+    #: Jobs the reconciler (`worker.reconcile`) sent again because the broker had lost them.
+    resent: int = 0
     drain_s: float = 0.0
     events: list[str] = field(default_factory=list)
     failure_reasons: dict[str, int] = field(default_factory=dict)
@@ -147,6 +149,11 @@ def kill_a_whole_worker(
     return f"SIGKILL worker {worker.name} (main + pool), started {replacement.name}"
 
 
+def resent_so_far(c: Cluster) -> int:
+    """Jobs the cluster's reconciler has sent again so far (all batches)."""
+    return sum(int(n) for n in c.records.r.hvals(keys.RECONCILED))
+
+
 def _progress(client: Client, batch_id: str) -> tuple[bool, int]:
     try:
         p = client.progress(batch_id)
@@ -172,6 +179,7 @@ def run_batch_under_faults(
     if size.bucket_outage_s > 0:  # mid-batch, while renders are uploading
         faults.insert(len(faults) // 2, "bucket")
     started = time.monotonic()
+    resent_before = resent_so_far(c)
     batch = client.submit_batch(batch_spec(model_id, size.tunes))
     # Spread the faults over the batch: one whenever another 1/(n+1) of the tunes is final.
     step = size.tunes / (len(faults) + 1)
@@ -219,6 +227,7 @@ def run_batch_under_faults(
             progressed_at = time.monotonic()  # the stall clock starts after the last fault
         time.sleep(0.2)
     figures.drain_s = round(time.monotonic() - started, 1)
+    figures.resent = resent_so_far(c) - resent_before
     if faults:
         figures.events.append(f"batch finished before {len(faults)} faults: {faults}")
     return batch.id, figures
@@ -439,6 +448,7 @@ COLUMNS = (
     ("duplicates", "duplicates"),
     ("orphans", "orphan objects"),
     ("dead_lettered", "dead-lettered"),
+    ("resent", "re-sent by the reconciler"),
     ("drain_s", "time to drain (s)"),
 )
 

@@ -221,6 +221,15 @@ def worker_rss_kib(worker: WorkerProcess) -> tuple[int, tuple[int, ...]]:
     return total, pool
 
 
+def rss_by_process_mb(worker: WorkerProcess) -> dict[str, float]:
+    """RSS of the main process and of each pool process (MB), to say where growth went."""
+    out: dict[str, float] = {}
+    for role, pid in (("main", worker.proc.pid), *(("pool", p) for p in children(worker.proc.pid))):
+        with contextlib.suppress(OSError, ValueError):
+            out[f"{role} {pid}"] = round(rss_kib(pid) / 1024, 1)
+    return out
+
+
 def idle_rss_kib(worker: WorkerProcess, samples: int = 5) -> int:
     """The median of a few samples once the worker is idle: what it keeps between jobs."""
     time.sleep(1.0)  # the last job's ack and the finalize job's tail
@@ -291,6 +300,7 @@ def test_cpu_worker_memory_stays_flat_over_many_renders(
         wait_finished(c, submit(warmup, seed=1000), load.drain_timeout_s)
         baseline = idle_rss_kib(worker)
         _, pool_at_baseline = worker_rss_kib(worker)
+        baseline_by_process = rss_by_process_mb(worker)
 
         peak = baseline
         trend: list[tuple[int, int]] = []  # (final tunes, RSS KiB) during the run
@@ -305,6 +315,7 @@ def test_cpu_worker_memory_stays_flat_over_many_renders(
         wait_finished(c, main_ids, load.drain_timeout_s, on_poll=sample)
         final = idle_rss_kib(worker)
         _, pool_at_end = worker_rss_kib(worker)
+        final_by_process = rss_by_process_mb(worker)
         elapsed = time.monotonic() - t0
         rendered_after, pool_conf = renders_by(app, worker)
     finally:
@@ -327,6 +338,8 @@ def test_cpu_worker_memory_stays_flat_over_many_renders(
         "peak_mb": round(peak / 1024, 1),
         "busy_last_10pct_median_mb": round(statistics.median(late) / 1024, 1) if late else None,
         "growth_pct": round(100 * growth, 1),
+        "baseline_by_process_mb": baseline_by_process,
+        "final_by_process_mb": final_by_process,
         "pool_processes": len(pool_at_end),
         "pool_replaced": pool_at_end != pool_at_baseline,
         "pool_recycling": {k: pool_conf.get(k) for k in RECYCLING},

@@ -3,6 +3,7 @@ every receiver once, and the warm-shutdown flag is set by a warm shutdown only."
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -53,3 +54,51 @@ def test_import_connects_nothing_and_init_connects_each_receiver_once() -> None:
     assert "worker gpu" in out["before_init"]
     assert out["stopping"] is False
     assert out["after_cold"] is False and out["after_warm"] is True
+
+
+ARENAS = """
+import ctypes, os, sys, tempfile, threading
+from worker import runtime
+
+if sys.argv[1] == "limited":
+    assert runtime.limit_malloc_arenas()
+libc = ctypes.CDLL("libc.so.6")
+libc.fopen.restype = ctypes.c_void_p
+start, done = threading.Barrier(9), threading.Barrier(9)
+
+def work():
+    start.wait()  # all alive at once: each takes an arena of its own unless capped
+    keep = [bytearray(256) for _ in range(2000)]
+    done.wait()
+    del keep
+
+threads = [threading.Thread(target=work) for _ in range(8)]
+for t in threads:
+    t.start()
+start.wait()
+done.wait()
+with tempfile.NamedTemporaryFile(suffix=".xml") as out:
+    fp = libc.fopen(out.name.encode(), b"w")
+    libc.malloc_info(0, ctypes.c_void_p(fp))
+    libc.fclose(ctypes.c_void_p(fp))
+    print(open(out.name).read().count("<heap nr="))
+for t in threads:
+    t.join()
+"""
+
+
+def test_a_worker_caps_malloc_arenas_for_its_pool() -> None:
+    """Eight threads alive at once take eight arenas by glibc's default; after
+    `limit_malloc_arenas` (called by `init` before the pool forks) they share two."""
+
+    def arenas(mode: str) -> int:
+        env = {k: v for k, v in os.environ.items() if k != "MALLOC_ARENA_MAX"}
+        proc = subprocess.run(
+            [sys.executable, "-c", ARENAS, mode], cwd=ROOT, capture_output=True, text=True,
+            timeout=120, env=env,
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        return int(proc.stdout.strip().splitlines()[-1])
+
+    assert arenas("default") > 2
+    assert arenas("limited") <= 2

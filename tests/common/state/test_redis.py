@@ -215,6 +215,7 @@ def test_every_key_written_is_built_by_the_keys_module(records: RedisRecords) ->
     built = {
         *keys.batch_keys(batch.id),
         keys.BATCHES,
+        keys.OPEN_BATCHES,
         keys.RUNS,
         keys.DEAD_LETTER,
         keys.run_progress_key(run.id),
