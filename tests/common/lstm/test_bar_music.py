@@ -6,14 +6,14 @@ from __future__ import annotations
 
 from fractions import Fraction
 
-import numpy as np
 import pytest
 
 from common.abc.music import Note, read_music, split_header
 from common.lstm.bar_tracker import BarTracker
 from common.lstm.music_rules import DEFAULT_RULES, MusicRules, learn_music_rules
 from tests.common.lstm.test_bar_form import first_refused
-from tests.common.lstm.test_bar_tracker import CHARS, adversarial_pick, bars_right
+from tests.common.lstm.test_bar_tracker import CHARS, bars_right
+from tests.common.lstm.walks import walk
 
 BAR = "ABcd efga|"
 
@@ -86,41 +86,11 @@ def test_random_walks_keep_the_rules_and_never_dead_end(music: BarTracker, seed:
     way, and every tune that ends has whole bars (the form's own tests judge its parts) and no
     note shorter than its meter's shortest nor outside the register, by the independent reader
     (the walks change key too often to judge cadences: the hand-written cases above do)."""
-    rng = np.random.default_rng(seed)
-    rows = 24
     headers = ["X:1\nM:C|\nL:1/8\nK:D\n", "X:1\nM:6/8\nK:G\n", "X:1\nM:2/4\nL:1/16\nK:Ador\n"]
-    texts = [headers[r % 3] for r in range(rows)]
-    state = music.initial_state(rows)
-    fresh = np.ones(rows, bool)
-    mask = np.ones((rows, len(CHARS)), bool)
-    pos = np.zeros(rows, int)
     favour = [set("0123456789/"), set("ABCDEFGabcdefg',"), set("|:[]"), set('(<>{}"!-'), set("|\n")]
     assert music.music is not None and music.form is not None
     music.dead_ends = music.music.yielded = music.form.yielded = 0
-    current = ["" for _ in range(rows)]
-    done: list[str] = []
-    untracked = np.zeros(rows, bool)
-    for step in range(2500):
-        choice = np.empty(rows, int)
-        for r in range(rows):
-            if pos[r] < len(texts[r]):
-                choice[r] = CHARS.index(texts[r][pos[r]])
-            else:
-                choice[r] = adversarial_pick(mask[r], rng, favour, step, r)
-        state, mask = music.step(state, choice, fresh)
-        fresh[:] = False
-        for r in range(rows):
-            current[r] += CHARS[choice[r]]
-            pos[r] += 1
-            ended = current[r].endswith("\n\n") or (pos[r] > 2 and current[r].endswith("\nX"))
-            untracked[r] |= not ended and music.mode_name(state[r]) == "FREE"
-            if ended or len(current[r]) > 1200:
-                if ended and not untracked[r]:
-                    done.append(current[r].rstrip("X").rstrip("\n"))
-                current[r], pos[r], untracked[r] = "", 0, False
-                texts[r] = headers[rng.integers(3)]
-                fresh[r] = True
-        assert mask.any(axis=1).all()
+    done = walk(music, seed, headers, favour, rows=24, steps=2500)
     # The rules give way (to the tracker's own mask) only in corners no model reaches, such as
     # a tuplet begun off the grid of the bar: a handful in 60,000 adversarial steps at most.
     assert music.dead_ends == 0 and music.form.yielded == 0 and music.music.yielded <= 10

@@ -9,7 +9,8 @@ import pytest
 from common.abc.music import read_music
 from common.lstm.bar_tracker import BarTracker
 from common.lstm.music_rules import DEFAULT_RULES, HALF, SECOND, MusicRules, repeat_plan
-from tests.common.lstm.test_bar_tracker import CHARS, adversarial_pick, bars_right
+from tests.common.lstm.test_bar_tracker import CHARS, bars_right
+from tests.common.lstm.walks import walk
 
 HEAD = "X:1\nM:C|\nL:1/8\nK:D\n"
 #: Bar 4 repeats bar 0, bar 5 the first half of bar 1, bar 6 the second half of bar 2, bar 15
@@ -101,38 +102,9 @@ def test_plans_are_read_as_the_form_counts_bars() -> None:
 def test_random_walks_with_plans_never_dead_end(tracker: BarTracker, seed: int) -> None:
     """Adversarial picks with every row following the plan: the mask is never empty, every bar
     is whole by the independent count, and copies are made."""
-    rng = np.random.default_rng(seed)
-    rows = 16
-    state = tracker.initial_state(rows)
-    fresh = np.ones(rows, bool)
-    mask = np.ones((rows, len(CHARS)), bool)
-    pos = np.zeros(rows, int)
     favour = [set("ABCDEFGabcdefg"), set("0123456789/"), set("|:"), set(" \n")]
-    current = ["" for _ in range(rows)]
-    done: list[str] = []
-    untracked = np.zeros(rows, bool)
     assert tracker.repeats is not None
-    for step in range(2000):
-        choice = np.empty(rows, int)
-        for r in range(rows):
-            if pos[r] < len(HEAD):
-                choice[r] = CHARS.index(HEAD[pos[r]])
-            else:
-                choice[r] = adversarial_pick(mask[r], rng, favour, step, r)
-        seeds = np.arange(rows) + step
-        state, mask = tracker.step(state, choice, fresh, seeds=seeds)
-        fresh[:] = False
-        for r in range(rows):
-            current[r] += CHARS[choice[r]]
-            pos[r] += 1
-            ended = current[r].endswith("\n\n") or (pos[r] > 2 and current[r].endswith("\nX"))
-            untracked[r] |= not ended and tracker.mode_name(state[r]) == "FREE"
-            if ended or len(current[r]) > 1200:
-                if ended and not untracked[r]:
-                    done.append(current[r].rstrip("X").rstrip("\n"))
-                current[r], pos[r], untracked[r] = "", 0, False
-                fresh[r] = True
-        assert mask.any(axis=1).all()
+    done = walk(tracker, seed, [HEAD], favour, rows=16, steps=2000, seeds=True)
     assert tracker.dead_ends == 0
     assert len(done) >= 3 and tracker.repeats.copied > 0
     for tune in done:
