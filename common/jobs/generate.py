@@ -56,6 +56,11 @@ def _accepted(quality: TuneQuality, spec: BatchSpec) -> bool:
     )
 
 
+GATE_REFUSAL = "the gate (--valid-only) refused all"
+"""How a tune's error starts when the gate refused every try: such a tune has no ABC, so it is
+never rendered (operators and the chaos suite count renders by it)."""
+
+
 def _gate_refusal(quality: TuneQuality, spec: BatchSpec) -> str:
     """Why the gate refused a tune's last try, in one line."""
     why = []
@@ -66,7 +71,7 @@ def _gate_refusal(quality: TuneQuality, spec: BatchSpec) -> str:
     if quality.near_copy(spec.near_copy_threshold):
         why.append(f"a near-copy of {quality.nearest_tune} (similarity {quality.similarity:.2f})")
     return (
-        f"the gate (--valid-only) refused all {spec.max_tries} tries; the last was "
+        f"{GATE_REFUSAL} {spec.max_tries} tries; the last was "
         + ", ".join(why)
         + " (retry --failed samples it again; --any keeps the first try)"
     )
