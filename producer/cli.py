@@ -16,10 +16,12 @@ they share are in `producer.options`.
 from __future__ import annotations
 
 import logging
-import os
 import sys
+from typing import Annotated
 
 import typer
+from common import cli_help
+from common.lstm.tf_logs import quiet_startup
 
 from producer import batch_cli, corpus_cli, gallery_cli, model_cli, report, schedule_cli
 from producer.options import handles_errors
@@ -31,6 +33,23 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
     add_completion=False,
 )
+
+
+@app.callback()
+def _everywhere(
+    verbose: Annotated[
+        bool,
+        typer.Option(
+            "--verbose", "-v", help="Log what the command does, TensorFlow's start-up lines too."
+        ),
+    ] = False,
+) -> None:
+    """Runs before every command: how much it says on stderr."""
+    logging.getLogger().setLevel(logging.INFO if verbose else logging.WARNING)
+    quiet_startup(show=verbose)
+
+
+cli_help.install()
 corpus_cli.register(app)
 model_cli.register(app)
 schedule_cli.register(app)
@@ -40,7 +59,6 @@ app.command("report")(handles_errors(report.report_cli))
 
 
 def main() -> None:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     logging.basicConfig(
         level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )

@@ -183,8 +183,9 @@ def report_cli(
     tunes: Annotated[bool, typer.Option("--tunes", help="One row per tune.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Quality of a batch or a file: valid, rhythm, bars, form, length, copies, diversity, and
-    musicality against held-out human tunes (TUNEBATCH_MUSICALITY_REFERENCE)."""
+    """Quality of a batch or a file: validity, rhythm, form, copies, diversity, musicality.
+
+    Musicality is measured against held-out human tunes (TUNEBATCH_MUSICALITY_REFERENCE)."""
     from common.errors import InvalidInputError
 
     if (batch is None) == (file is None):

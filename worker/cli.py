@@ -17,7 +17,9 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from common import cli_help
 from common.errors import TransientError, TunebatchError
+from common.lstm.tf_logs import quiet_startup
 from common.settings import Settings
 
 if TYPE_CHECKING:
@@ -35,6 +37,7 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
     add_completion=False,
 )
+cli_help.install()
 
 LogLevel = Annotated[
     str | None,
@@ -68,7 +71,10 @@ def _start(loglevel: str | None, *, bucket: bool) -> tuple[Settings, Celery]:
         settings = Settings()
         from worker import logs
 
-        logs.configure(loglevel or settings.log_level, settings.log_format)
+        level = (loglevel or settings.log_level).upper()
+        logs.configure(level, settings.log_format)
+        # TensorFlow's start-up lines only at DEBUG: at INFO they bury the worker's own banner.
+        quiet_startup(show=level == "DEBUG")
         from worker import banner
         from worker.celery_app import app as celery_app
         from worker.celery_app import configure
@@ -181,7 +187,6 @@ def gpu(
     include: Include = None,
 ) -> None:
     """Train and generate (queue `gpu`); uses a GPU when TensorFlow sees one, else the CPU."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     run_worker("gpu", concurrency, loglevel, name, include)
 
 

@@ -183,3 +183,35 @@ def test_producer_never_imports_tensorflow() -> None:
     )
     env = {**os.environ, "TUNEBATCH_DATA_DIR": "/tmp/unused"}
     subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=60)
+
+
+def test_commands_that_load_tensorflow_print_no_start_up_lines(
+    tiny_env: TinyEnv, tmp_path: Path
+) -> None:
+    """`producer` as a user runs it (a process of its own, TensorFlow's variables unset): a
+    command that loads a model prints its result and nothing of TensorFlow's start-up, unless
+    --verbose asks for it."""
+    from common.lstm.tf_logs import is_startup_noise
+
+    data = tmp_path / "data"
+    for key in tiny_env.store.list("models/"):
+        (data / key).parent.mkdir(parents=True, exist_ok=True)
+        (data / key).write_bytes(tiny_env.store.get_bytes(key))
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("TUNEBATCH_", "TF_CPP"))},
+        "TUNEBATCH_DATA_DIR": str(data),
+        "COLUMNS": "200",
+    }
+
+    def producer(*args: str) -> subprocess.CompletedProcess[str]:
+        argv = [sys.executable, "-m", "producer.cli", *args]
+        return subprocess.run(argv, capture_output=True, text=True, env=env, timeout=300)
+
+    evaluate = ("model", "evaluate", "latest", "--file", str(TINY_CORPUS))
+    quiet = producer(*evaluate)
+    assert quiet.returncode == 0, quiet.stderr
+    assert "bits/char" in quiet.stdout
+    assert quiet.stderr == "", quiet.stderr
+    loud = producer("--verbose", *evaluate)
+    assert loud.returncode == 0, loud.stderr
+    assert any(is_startup_noise(line) for line in loud.stderr.splitlines()), loud.stderr
