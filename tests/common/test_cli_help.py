@@ -26,7 +26,9 @@ def command_paths(app: typer.Typer) -> Iterator[list[str]]:
 
 
 @pytest.mark.parametrize(
-    ("name", "app"), [("producer", producer_app), ("worker", worker_app)], ids=["producer", "worker"]
+    ("name", "app"),
+    [("producer", producer_app), ("worker", worker_app)],
+    ids=["producer", "worker"],
 )
 def test_help_spells_flags_and_arguments_one_way(name: str, app: typer.Typer) -> None:
     paths = list(command_paths(app))
