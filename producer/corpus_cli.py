@@ -32,10 +32,11 @@ def corpus_list(as_json: JsonOpt = False) -> None:
                 [(k, v[1]) for k, v in BUNDLED.items()])  # fmt: skip
     views.table(
         "Imported corpora",
-        ["name", "train tunes", "valid tunes", "train chars", "vocab", "valid-only", "source"],
+        ["name", "train tunes", "held out", "train chars", "vocab", "abc2midi-clean",
+         "source"],
         [
-            (r.name, r.train_tunes, r.valid_tunes, r.train_chars, r.vocab_size, r.valid_only,
-             r.source)
+            (r.name, r.train_tunes, r.valid_tunes, r.train_chars, r.vocab_size,
+             "yes" if r.valid_only else "no", r.source)
             for r in imported
         ],
     )  # fmt: skip
@@ -87,7 +88,7 @@ def corpus_import(
         f"corpus [bold]{record.name}[/]: {record.tunes_found} tunes found in {record.files} "
         f"files; dropped {record.dropped_duplicates} duplicates, {record.dropped_unsafe} unsafe, "
         f"{record.dropped_missing_headers} without M:/K:, {record.dropped_invalid} rejected by "
-        f"abc2midi; kept {record.train_tunes} train + {record.valid_tunes} validation tunes "
+        f"abc2midi; kept {record.train_tunes} train + {record.valid_tunes} held-out tunes "
         f"({record.train_chars + record.valid_chars:,} chars, {record.vocab_size} symbols)"
     )
     if record.stripped_directives:

@@ -144,7 +144,7 @@ def show_trained(result: TrainResult, as_json: bool) -> None:
             return
         views.console.print(
             f"model [bold]{record.id}[/] ({record.preset} on {record.corpus}, {record.epochs} "
-            f"epochs, {record.train_seconds:.0f} s): validation "
+            f"epochs, {record.train_seconds:.0f} s): held-out "
             f"{views.fmt_float(record.valid_bits_per_char)} bits/char over whole tunes"
         )
     elif isinstance(result, RunQueued):
@@ -166,7 +166,7 @@ def show_run_end(run: RunProgress, as_json: bool) -> None:
         views.print_json(run)
     elif run.status == "done":
         views.console.print(
-            f"run {run.id}: model [bold]{run.model_id}[/] ({run.epochs_done} epochs, validation "
+            f"run {run.id}: model [bold]{run.model_id}[/] ({run.epochs_done} epochs, held-out "
             f"{views.fmt_float(run.val_bits_per_char)} bits/char)"
         )
     if run.status != "done":
@@ -207,11 +207,11 @@ def model_list(as_json: JsonOpt = False) -> None:
         views.print_json(models)
         return
     views.table(
-        "Models",
-        ["id", "preset", "corpus", "epochs", "valid bits/char", "created"],
+        "Models (times UTC)",
+        ["id", "preset", "corpus", "epochs", "held-out bits/char", "created"],
         [
             (m.short_id, m.preset, m.corpus, m.epochs, views.fmt_float(m.valid_bits_per_char),
-             f"{m.created_at:%Y-%m-%d %H:%M}")
+             views.when(m.created_at))
             for m in models
         ],
     )  # fmt: skip

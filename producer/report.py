@@ -22,8 +22,13 @@ if TYPE_CHECKING:
     from common.schemas import MusicalityReport, QualityReport
 
 
-def report_rows(report: QualityReport) -> list[tuple[str, str]]:
-    """(figure, value) rows of a QualityReport, in the order people read them."""
+#: One row of the quality table: figure, this batch's (or file's) value, held-out human tunes',
+#: the whole corpus' ("" where no comparison applies).
+Row = tuple[str, str, str, str]
+
+
+def report_rows(report: QualityReport) -> list[Row]:
+    """The quality table's rows, in the order people read them."""
     from common.quality.figures import key_spread
 
     pct = views.fmt_float
@@ -31,7 +36,7 @@ def report_rows(report: QualityReport) -> list[tuple[str, str]]:
     def share(value: float | None) -> str:
         return "-" if value is None else f"{100 * value:.1f} %"
 
-    rows = [
+    plain = [
         ("tunes", str(report.tunes)),
         ("abc2midi valid", share(report.valid)),
         ("rhythm ok (every bar fits the meter)", share(report.rhythm_ok)),
@@ -44,22 +49,23 @@ def report_rows(report: QualityReport) -> list[tuple[str, str]]:
         ("keys (most common first)", key_spread(report.keys)),
     ]
     if report.tries is not None:
-        rows += [
+        plain += [
             ("tries (gate included)", str(report.tries)),
             ("raw valid (share of tries)", share(report.raw_valid)),
             ("raw rhythm ok (share of tries)", share(report.raw_rhythm_ok)),
         ]
+    rows: list[Row] = [(figure, value, "", "") for figure, value in plain]
     if report.musicality is not None:
         rows += musicality_rows(report.musicality)
     return rows
 
 
-def musicality_rows(report: MusicalityReport) -> list[tuple[str, str]]:
+def musicality_rows(report: MusicalityReport) -> list[Row]:
     """The musicality figures, each beside held-out human tunes' and the whole corpus's."""
     from common.quality.musicality import FAMILIES, SHARES, SUMMARY_LABELS
 
     if report.unavailable is not None or report.overall is None:
-        return [("musicality", report.unavailable or "no tunes to score")]
+        return [("musicality", report.unavailable or "no tunes to score", "", "")]
     human = report.baselines.get("human", {})
     corpus = report.baselines.get("corpus", {})
 
@@ -71,27 +77,23 @@ def musicality_rows(report: MusicalityReport) -> list[tuple[str, str]]:
             return f"{100 * number:.1f} %"
         return f"{number:.2f}" if abs(number) < 10 else f"{number:.1f}"
 
-    def overlaps(figures: dict[str, float | None]) -> str:
-        return " / ".join(
-            "-" if figures.get(k) is None else f"{figures[k]:.2f}" for k in ("overall", *FAMILIES)
-        )
-
-    scored = {"overall": report.overall, **report.families}
-    rows = [
+    scored: dict[str, float | None] = {"overall": report.overall, **report.families}
+    rows: list[Row] = [
         (
             f"musicality: overlap with {report.reference_tunes} held-out {report.reference} "
-            "tunes, overall / pitch / rhythm / structure (1 = like them)",
-            f"{overlaps(scored)}  (human {overlaps(human)})",
+            "tunes (1 = like them), overall",
+            value("overall", scored),
+            value("overall", human),
+            "",
         )
     ]
-    for key, label in SUMMARY_LABELS.items():
-        rows.append(
-            (
-                f"  {label}",
-                f"{value(key, report.figures)}  (human {value(key, human)}, "
-                f"corpus {value(key, corpus)})",
-            )
-        )
+    rows += [
+        (f"  {family}", value(family, scored), value(family, human), "") for family in FAMILIES
+    ]
+    rows += [
+        (f"  {label}", value(key, report.figures), value(key, human), value(key, corpus))
+        for key, label in SUMMARY_LABELS.items()
+    ]
     return rows
 
 
@@ -208,7 +210,7 @@ def report_cli(
             data["per_tune"] = rows
         views.print_json(data)
         return
-    views.table(f"Quality of {name}", ["figure", "value"], report_rows(report))
+    views.table(f"Quality of {name}", ["figure", "value", "human", "corpus"], report_rows(report))
     if tunes and rows:
         columns = [
             "title",
@@ -323,6 +325,6 @@ def import_all_cli(
     )
     views.console.print(
         f"corpus [bold]{record.name}[/]: {record.train_tunes} train + {record.valid_tunes} "
-        f"validation tunes ({record.train_chars + record.valid_chars:,} chars, "
+        f"held-out tunes ({record.train_chars + record.valid_chars:,} chars, "
         f"{record.vocab_size} symbols)"
     )

@@ -5,6 +5,7 @@ Kept apart from the commands so each command reads as "do the thing, then show i
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import math
 from collections.abc import Iterator, Sequence
@@ -47,32 +48,50 @@ def print_json(data: object) -> None:
     print(text)
 
 
+#: A cell this short, or without a space (ids, numbers, dates), never wraps: a table that is too
+#: wide for the terminal wraps its text columns instead, so "85.4 %" never becomes "85.4" / "%".
+SHORT_CELL = 16
+
+
 def table(title: str, columns: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
-    t = Table(title=title, title_justify="left")
-    for col in columns:
-        t.add_column(col)
-    for row in rows:
-        t.add_row(*("" if v is None else str(v) for v in row))
+    """A table that fits 80 columns as well as it can: no box (it costs a column per border),
+    whole short cells, and no column that is empty in every row."""
+    cells = [["" if v is None else str(v) for v in row] for row in rows]
+    shown = [i for i in range(len(columns)) if not cells or any(row[i] for row in cells)]
+    t = Table(
+        title=title, title_justify="left", box=None, padding=(0, 2, 0, 0), pad_edge=False,
+        header_style="bold underline", min_width=len(title),
+    )  # fmt: skip
+    natural = [max(len(columns[i]), *(len(row[i]) for row in cells)) for i in shown]
+    # Whole cells only where the table fits: rich crops what cannot wrap in a table too wide.
+    fits = sum(natural) + 2 * (len(shown) - 1) <= console.width
+    for i in shown:
+        whole = fits and all(len(row[i]) <= SHORT_CELL or " " not in row[i] for row in cells)
+        t.add_column(columns[i], no_wrap=whole, overflow="fold")
+    for row in cells:
+        t.add_row(*(row[i] for i in shown))
     console.print(t)
+
+
+def when(moment: dt.datetime) -> str:
+    """A record's time as ``ls -l`` writes it: "Dec 06 16:16" this year, else the date."""
+    if moment.year == dt.datetime.now(dt.UTC).year:
+        return f"{moment:%b %d %H:%M}"
+    return f"{moment:%Y-%m-%d}"
 
 
 def batch_list(batches: Sequence[tuple[BatchRecord, dict[str, int]]]) -> None:
     """`producer list`: one row per batch that fits 80 columns with every id whole (ids are
     what people copy; the model and the rest are in `status` and `--json`)."""
-    t = Table(
-        title="Batches (times UTC)", title_justify="left", box=None, padding=(0, 2, 0, 0),
-        pad_edge=False, header_style="bold underline",
+    table(
+        "Batches (times UTC)",
+        ["id", "tunes", "done", "failed", "cancelled", "state", "created"],
+        [
+            (batch.id, batch.spec.count, counts.get("done", 0), counts.get("failed", 0),
+             counts.get("cancelled", 0), batch_state(batch), when(batch.created_at))
+            for batch, counts in batches
+        ],
     )  # fmt: skip
-    for name in ("id", "tunes", "done", "failed", "cancelled", "state", "created"):
-        # Nothing is cut with "…": the id never wraps, other cells wrap whole characters.
-        t.add_column(name, no_wrap=name == "id", overflow="fold")
-    for batch, counts in batches:
-        t.add_row(
-            batch.id, str(batch.spec.count), str(counts.get("done", 0)),
-            str(counts.get("failed", 0)), str(counts.get("cancelled", 0)), batch_state(batch),
-            f"{batch.created_at:%Y-%m-%d %H:%M}",
-        )  # fmt: skip
-    console.print(t)
 
 
 def schedule_list(rows: Sequence[Sequence[object]]) -> None:
@@ -165,7 +184,7 @@ class TrainingBar:
             self.progress.update(self.task, completed=self.steps)
             self.task = None
         err_console.print(
-            f"epoch {epoch}: train {metrics['loss'] / math.log(2):.3f} bits/char, validation "
+            f"epoch {epoch}: train {metrics['loss'] / math.log(2):.3f} bits/char, held-out "
             f"{metrics['val_bits_per_char']:.3f} bits/char, {metrics.get('seconds', 0):.0f} s "
             "(checkpoint saved)"
         )
@@ -258,7 +277,7 @@ class RunBar:
                 self.task = None
             if self.epochs_done >= 0 and run.epochs_done > 0:
                 err_console.print(
-                    f"epoch {run.epochs_done}: validation {fmt_float(run.val_bits_per_char)} "
+                    f"epoch {run.epochs_done}: held-out {fmt_float(run.val_bits_per_char)} "
                     "bits/char (checkpoint saved)"
                 )
             self.epochs_done = run.epochs_done
@@ -277,7 +296,7 @@ def show_run(run: RunProgress) -> None:
     console.print(
         f"run [bold]{run.id}[/] ({run.status}): {run.spec.preset} on {run.spec.corpus}, "
         f"epoch {run.epochs_done}/{run.epochs or '?'}, step {step}/{run.steps or '?'}, "
-        f"loss {fmt_float(run.loss)}, validation {fmt_float(run.val_bits_per_char)} bits/char"
+        f"loss {fmt_float(run.loss)}, held-out {fmt_float(run.val_bits_per_char)} bits/char"
     )
     if run.model_id:
         console.print(f"model: {run.model_id}")
@@ -323,8 +342,6 @@ def retrying_line(started: Retried) -> str:
 
 def status_line(batch: BatchRecord, counts: dict[str, int]) -> str:
     """One line per watched state: ``<time> batch <id> (<state>) 12/200 final: done 10, ...``."""
-    import datetime as dt
-
     total = batch.spec.count
     final = counts.get("done", 0) + counts.get("failed", 0) + counts.get("cancelled", 0)
     parts = ", ".join(f"{name} {n}" for name, n in counts.items() if n)

@@ -45,6 +45,15 @@ def test_import_train_generate_fetch(env: Path, tmp_path: Path) -> None:
     code, out, _ = run("corpus", "list", "--json")
     assert [c["name"] for c in json.loads(out)["imported"]] == ["tiny"]
     assert "oneills" in json.loads(out)["bundled"]
+    # The table at a terminal's 80 columns: "held out" is the split, abc2midi's verdict has
+    # its own name, and no header or cell is cut.
+    code, out, _ = run("corpus", "list")
+    assert code == 0 and max(len(line) for line in out.splitlines()) <= 80, out
+    header = next(line for line in out.splitlines() if line.startswith("name ") and "held" in line)
+    assert header.split() == [
+        "name", "train", "tunes", "held", "out", "train", "chars", "vocab", "abc2midi-clean",
+        "source",
+    ], out  # fmt: skip
 
     code, out, err = run(
         "train", "--corpus", "tiny", "--preset", "tiny", "--epochs", "1", "--stateful",
@@ -57,6 +66,9 @@ def test_import_train_generate_fetch(env: Path, tmp_path: Path) -> None:
     # bf16 where the CPU has it, else float32 with a log line (common.lstm.precision).
     assert trained["precision"] == ("mixed_bfloat16" if cpu_has_bf16() else "float32")
     assert "epoch 1" in err  # progress is shown on stderr
+    code, out, _ = run("model", "list")
+    assert code == 0 and max(len(line) for line in out.splitlines()) <= 80, out
+    assert "held-out bits/char" in out and model_id[:12] in out, out
     code, out, _ = run("model", "list", "--json")
     assert [m["id"] for m in json.loads(out)] == [model_id]
     code, out, err = run("model", "evaluate", model_id[:10], "--file", str(TINY_CORPUS), "--json")

@@ -73,7 +73,12 @@ def test_report_musicality_against_held_out_tunes(
     code, out, err = run("report", "--file", str(path), "--no-check")
     assert code == 0, err
     assert "musicality: overlap with" in out and "last note on the tonic" in out
-    assert "33.3 %  (human" in out
+    # The batch's figure, then held-out human tunes' and the corpus's in columns of their own.
+    row = next(line for line in out.splitlines() if "last note on the tonic" in line)
+    assert row.split()[5:7] == ["33.3", "%"], row
+    assert row.count("%") == 3, row
+    # A number and its unit stay on one line (the table wraps the text column instead).
+    assert not any(line.lstrip().startswith("%") for line in out.splitlines()), out
 
 
 def test_key_spread_row() -> None:
