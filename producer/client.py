@@ -29,7 +29,8 @@ from common.jobs import batches
 from common.jobs.cancel import CancelOutcome
 from common.schemas import BatchRecord, BatchSpec, RunProgress, RunStatus, TrainSpec, new_run_id
 from common.settings import Settings
-from common.state.redis import DeadLetter, RedisRecords
+from common.state.base import DeadLetter
+from common.state.open import shared_records
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -69,7 +70,7 @@ class Client:
             raise ConfigError("TUNEBATCH_BROKER_URL is not set; distributed mode needs Redis")
         self.settings = settings
         # Few retries: a person waits for the answer; the error names the URL.
-        self.records = RedisRecords.from_url(settings.broker_url, retries=1, timeout_s=2.0)
+        self.records = shared_records(settings.broker_url, retries=1, timeout_s=2.0)
 
     @cached_property
     def store(self) -> ArtifactStore:

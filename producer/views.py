@@ -62,7 +62,7 @@ def table(title: str, columns: Sequence[str], rows: Sequence[Sequence[object]]) 
         title=title, title_justify="left", box=None, padding=(0, 2, 0, 0), pad_edge=False,
         header_style="bold underline", min_width=len(title),
     )  # fmt: skip
-    natural = [max(len(columns[i]), *(len(row[i]) for row in cells)) for i in shown]
+    natural = [max([len(columns[i]), *(len(row[i]) for row in cells)]) for i in shown]
     # Whole cells only where the table fits: rich crops what cannot wrap in a table too wide.
     fits = sum(natural) + 2 * (len(shown) - 1) <= console.width
     for i in shown:

@@ -125,11 +125,11 @@ def _check_services(settings: Settings, *, bucket: bool) -> None:
 
 
 def _probe_services(settings: Settings, *, bucket: bool) -> ArtifactStore | None:
-    from common.state.redis import RedisRecords
+    from common.state.open import shared_records
     from common.store.open import make_store
 
     assert settings.broker_url is not None
-    RedisRecords.from_url(settings.broker_url, retries=1, timeout_s=3.0).ping()
+    shared_records(settings.broker_url, retries=1, timeout_s=3.0).ping()
     if not bucket:
         return None
     store = make_store(settings)

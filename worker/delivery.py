@@ -39,7 +39,7 @@ from celery.utils.dispatch import Signal
 
 from common.errors import TransientError
 from common.jobs.batches import Context
-from common.state.redis import DeadLetter
+from common.state.base import AttemptStore, DeadLetter, DeadLetterStore
 from worker import metrics, runtime
 from worker.celery_app import RETRY_BACKOFF_MAX_S, RETRY_BACKOFF_S, TRANSIENT_BUDGET_S, app
 
@@ -61,17 +61,8 @@ class ShuttingDown(Exception):  # noqa: N818  # a signal to the policy, not an e
     """
 
 
-class AttemptStore(Protocol):
-    """The attempt counters (`common.state.redis.RedisRecords` keeps them)."""
-
-    def count_attempt(self, task_id: str, ttl_s: int) -> int: ...
-    def attempts(self, task_id: str) -> int: ...
-    def uncount_attempt(self, task_id: str) -> None: ...
-    def forget_attempts(self, task_id: str) -> None: ...
-
-
-class DeadLetterStore(AttemptStore, Protocol):
-    def push_dead_letter(self, entry: DeadLetter) -> None: ...
+class PolicyStore(AttemptStore, DeadLetterStore, Protocol):
+    """What the delivery policy writes: attempts, and dead letters when it gives a job up."""
 
 
 @dataclass(frozen=True)
@@ -167,7 +158,7 @@ class TransientRetry:
 class DeadLetters:
     """Gives a job up: its work marked failed, an entry on the dead-letter list, its count gone."""
 
-    store: DeadLetterStore
+    store: PolicyStore
     on_dead_letter: Callable[[str], None] = metrics.dead_lettered
 
     def abandon(
@@ -227,7 +218,7 @@ class Policy:
     @classmethod
     def for_store(
         cls,
-        store: DeadLetterStore,
+        store: PolicyStore,
         max_attempts: int,
         stopping: Callable[[], bool],
         retry: TransientRetry | None = None,

@@ -28,7 +28,7 @@ from common.jobs import reconcile
 from common.jobs.reconcile import Job
 from common.settings import Settings
 from common.state import keys
-from common.state.redis import RedisRecords
+from common.state.open import shared_records
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ class Reconciler:
     def __init__(self, settings: Settings, interval_s: float | None = None) -> None:
         assert settings.broker_url is not None
         self.interval_s = float(interval_s or settings.visibility_timeout_s)
-        self.records = RedisRecords.from_url(settings.broker_url)
+        self.records = shared_records(settings.broker_url)
         self.client = redis.Redis.from_url(
             settings.broker_url, socket_connect_timeout=3, socket_timeout=10
         )

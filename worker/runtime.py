@@ -33,7 +33,8 @@ from celery.utils.dispatch import Signal
 from common.errors import ConfigError
 from common.jobs.batches import Context
 from common.settings import Settings
-from common.state.redis import RedisRecords
+from common.state.base import SharedRecords
+from common.state.open import shared_records
 from common.store.open import make_store
 from worker import metrics
 from worker.leases import LeaseRenewer
@@ -51,7 +52,7 @@ class Runtime:
 
     settings: Settings
     role: str
-    records: RedisRecords | None = None
+    records: SharedRecords | None = None
     context: Context | None = None
 
 
@@ -136,7 +137,7 @@ def current() -> Runtime:
         s = _runtime.settings
         if s.broker_url is None:
             raise ConfigError("TUNEBATCH_BROKER_URL is not set: a worker needs Redis")
-        _runtime.records = RedisRecords.from_url(s.broker_url)
+        _runtime.records = shared_records(s.broker_url)
         _runtime.context = Context(
             settings=s,
             store=make_store(s),
@@ -152,7 +153,7 @@ def context() -> Context:
     return ctx
 
 
-def records() -> RedisRecords:
+def records() -> SharedRecords:
     rec = current().records
     assert rec is not None  # made by current()
     return rec

@@ -27,12 +27,12 @@ from common.jobs.batches import Context
 from common.jobs.schedules import ScheduleSpec, dataset_batch_spec, needs_retrain, retrain_spec
 from common.lstm.registry import LATEST, resolve_model
 from common.schemas import ModelRecord, RunProgress, new_run_id
-from common.state.redis import RedisRecords
+from common.state.base import SharedRecords
 from worker.celery_app import app
 
 log = logging.getLogger(__name__)
 
-#: How long what a firing did is remembered (`RedisRecords.remember_fired`), so a redelivered
+#: How long what a firing did is remembered (`SharedRecords.remember_fired`), so a redelivered
 #: message (worker killed before the acknowledgement) does not submit twice.
 FIRED_TTL_S = 7 * 24 * 3600
 
@@ -46,7 +46,7 @@ def resolve_spec(celery_app: Celery, name_or_spec_json: str) -> ScheduleSpec:
 
 
 @contextlib.contextmanager
-def _once(records: RedisRecords, task_id: str | None) -> Iterator[list[str]]:
+def _once(records: SharedRecords, task_id: str | None) -> Iterator[list[str]]:
     """Remember what the task with `task_id` did; a redelivery finds it in ``done[0]``."""
     done: list[str] = []
     prior = records.fired(task_id) if task_id else None
@@ -59,7 +59,7 @@ def _once(records: RedisRecords, task_id: str | None) -> Iterator[list[str]]:
 
 def fire(
     ctx: Context,
-    records: RedisRecords,
+    records: SharedRecords,
     name_or_spec_json: str,
     *,
     celery_app: Celery = app,
@@ -76,7 +76,7 @@ def fire(
     return done[0]
 
 
-def _fire(ctx: Context, records: RedisRecords, name_or_spec_json: str, celery_app: Celery) -> str:
+def _fire(ctx: Context, records: SharedRecords, name_or_spec_json: str, celery_app: Celery) -> str:
     spec = resolve_spec(celery_app, name_or_spec_json)
     corpus = load_corpus(ctx.store, spec.corpus)
     by_corpus = spec.corpus if spec.model.strip().lower() == LATEST else None
@@ -100,7 +100,7 @@ def _fire(ctx: Context, records: RedisRecords, name_or_spec_json: str, celery_ap
 
 def submit_after_training(
     ctx: Context,
-    records: RedisRecords,
+    records: SharedRecords,
     model_id: str | None,
     spec_json: str,
     *,
@@ -115,7 +115,7 @@ def submit_after_training(
 
 
 def _submit_after_training(
-    ctx: Context, records: RedisRecords, model_id: str | None, spec_json: str, celery_app: Celery
+    ctx: Context, records: SharedRecords, model_id: str | None, spec_json: str, celery_app: Celery
 ) -> str:
     spec = ScheduleSpec.model_validate_json(spec_json)
     if not model_id:  # the training job was given up on (see worker.tasks.JobTask)
@@ -129,7 +129,7 @@ def _submit_after_training(
 
 def _submit(
     ctx: Context,
-    records: RedisRecords,
+    records: SharedRecords,
     spec: ScheduleSpec,
     corpus: Corpus,
     model: ModelRecord,

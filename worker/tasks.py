@@ -27,7 +27,7 @@ from common.errors import CancelledError, InvalidInputError, InvalidTransitionEr
 from common.jobs import batches, finalize, generate, rendering
 from common.jobs.batches import Context
 from common.schemas import RunStatus, TrainSpec, TuneStatus, tune_id
-from common.state.redis import RedisRecords
+from common.state.base import SharedRecords
 from worker import metrics as worker_metrics
 from worker.celery_app import enqueue
 from worker.delivery import JobTask, ShuttingDown, job_task
@@ -36,7 +36,7 @@ from worker.runtime import context, records, stopping
 log = logging.getLogger(__name__)
 
 
-def finalize_when_done(rec: RedisRecords, batch_id: str) -> bool:
+def finalize_when_done(rec: SharedRecords, batch_id: str) -> bool:
     """Enqueue finalize_batch if every tune is final and nobody enqueued it yet."""
     if rec.claim_finalize(batch_id):
         enqueue(FINALIZE, batch_id)
@@ -132,7 +132,7 @@ def finalize_batch(self: JobTask, batch_id: str) -> bool:
 class _RunObserver:
     """`common.lstm.training.TrainingObserver` that writes progress to the run's Redis record."""
 
-    def __init__(self, rec: RedisRecords, run_id: str, every_s: float = 1.0) -> None:
+    def __init__(self, rec: SharedRecords, run_id: str, every_s: float = 1.0) -> None:
         self.rec, self.run_id, self.every_s = rec, run_id, every_s
         self._last = 0.0
         self._epochs = self._steps = 0

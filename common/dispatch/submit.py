@@ -18,13 +18,13 @@ from common.dispatch.names import GENERATE
 from common.errors import BrokerError, TunebatchError
 from common.jobs import batches
 from common.schemas import BatchRecord, BatchSpec
-from common.state.redis import RedisRecords
+from common.state.base import SharedRecords
 
 log = logging.getLogger(__name__)
 
 
 def submit_batch(
-    ctx: batches.Context, records: RedisRecords, spec: BatchSpec, *, celery_app: Celery
+    ctx: batches.Context, records: SharedRecords, spec: BatchSpec, *, celery_app: Celery
 ) -> BatchRecord:
     """Record the batch with every tune queued, then enqueue its chunks; return the batch.
 

@@ -24,12 +24,10 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Iterator
-from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
 import redis
-from pydantic import BaseModel, Field
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
@@ -44,7 +42,7 @@ from common.schemas import (
     tune_index,
 )
 from common.state import keys
-from common.state.base import JobRecords, apply_update, check_reset
+from common.state.base import DeadLetter, SharedRecords, apply_update, check_reset
 
 log = logging.getLogger(__name__)
 
@@ -92,19 +90,6 @@ def safe_url(url: str) -> str:
     return f"{parts.scheme}://{user}{host}{port}{parts.path}"
 
 
-class DeadLetter(BaseModel):
-    """A task given up on: delivered too often, out of retries, or failed permanently."""
-
-    task: str
-    task_id: str
-    args: list[Any]
-    kwargs: dict[str, Any] = Field(default_factory=dict)
-    attempts: int
-    reason: str
-    error: str
-    at: datetime = Field(default_factory=now)
-
-
 def connect(url: str, *, retries: int = 3, timeout_s: float = 5.0) -> redis.Redis:
     """A client for `url` that fails within about ``timeout_s * (retries + 1)`` when Redis is down.
 
@@ -125,8 +110,8 @@ def connect(url: str, *, retries: int = 3, timeout_s: float = 5.0) -> redis.Redi
         raise ConfigError(f"TUNEBATCH_BROKER_URL is not a redis:// URL: {exc}") from exc
 
 
-class RedisRecords(JobRecords):
-    """`JobRecords` in Redis, plus training-run progress, task attempts and the dead-letter list."""
+class RedisRecords(SharedRecords):
+    """`SharedRecords` in Redis (the contract of each method is in `common.state.base`)."""
 
     def __init__(self, client: redis.Redis, url: str = "") -> None:
         self.r = client

@@ -136,6 +136,7 @@ def test_submit_returns_fast_and_queues_one_message_per_chunk(
     elapsed = time.perf_counter() - started
     assert elapsed < 2.0, elapsed
     rec = client.records
+    assert isinstance(rec, RedisRecords)
     assert rec.counts(batch.id)["queued"] == 1000
     assert rec.r.llen("gpu") == 4  # ceil(1000 / 256) chunk messages, nothing per tune
 

@@ -5,6 +5,7 @@ decides that once)."""
 from __future__ import annotations
 
 import ast
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -71,3 +72,21 @@ def test_commands_never_branch_on_the_mode() -> None:
             if name == "distributed":
                 branching.append(f"{path.name}:{getattr(node, 'lineno', 0)}")
     assert not branching, branching
+
+
+def test_embedded_commands_load_no_broker_client(tmp_path: Path) -> None:
+    """Without TUNEBATCH_BROKER_URL nothing talks to Redis or Celery, so nothing imports them
+    (they cost every command ~0.3 s); the bucket's boto3 likewise stays out without a bucket."""
+    code = (
+        "import sys, producer.cli\n"
+        "for argv in (['list'], ['corpus', 'list'], ['model', 'list'], ['--help']):\n"
+        "    producer.cli.app(argv, standalone_mode=False)\n"
+        "loaded = sorted({m.split('.')[0] for m in sys.modules} & "
+        "{'celery', 'kombu', 'redis', 'boto3', 'botocore', 'tensorflow', 'keras'})\n"
+        "assert not loaded, loaded\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TUNEBATCH_")}
+    env["TUNEBATCH_DATA_DIR"] = str(tmp_path)
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, timeout=120,
+                          capture_output=True, text=True)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]

@@ -8,6 +8,8 @@ from __future__ import annotations
 import os
 import signal
 
+import redis
+
 from worker.delivery import job_task
 from worker.tasks import give_up_tune
 
@@ -24,6 +26,16 @@ def render_then_die(self: object, batch_id: str, tune_id: str) -> None:
 HOLD = "tunebatch.test.hold"
 
 
+def _redis() -> redis.Redis:
+    """The workers' own Redis client: the counters live beside the records they test."""
+    from common.state.redis import RedisRecords
+    from worker.runtime import records
+
+    shared = records()
+    assert isinstance(shared, RedisRecords), type(shared)
+    return shared.r
+
+
 @job_task(HOLD, None)
 def hold(self: object, key: str, seconds: float) -> None:
     """A long job: counts its runs in Redis under `key`, then works for `seconds`.
@@ -33,11 +45,9 @@ def hold(self: object, key: str, seconds: float) -> None:
     del self
     import time
 
-    from worker.runtime import records
-
-    records().r.incr(key)
+    _redis().incr(key)
     time.sleep(seconds)
-    records().r.incr(f"{key}:finished")
+    _redis().incr(f"{key}:finished")
 
 
 FLAKY = "tunebatch.test.flaky"
@@ -49,9 +59,8 @@ def flaky(self: object, key: str, failures: int) -> int:
     succeeds: stands in for a job that meets Redis or the bucket restarting."""
     del self
     from common.errors import TransientError
-    from worker.runtime import records
 
-    runs = int(records().r.incr(key))
+    runs = int(_redis().incr(key))
     if runs <= failures:
         raise TransientError(f"run {runs} of {key}: the bucket is away")
     return runs
@@ -65,7 +74,6 @@ def broken(self: object, key: str) -> None:
     """Fails with a permanent error (bad input), counting its runs under `key`."""
     del self
     from common.errors import InvalidInputError
-    from worker.runtime import records
 
-    records().r.incr(key)
+    _redis().incr(key)
     raise InvalidInputError(f"{key}: this input can never work")

@@ -28,7 +28,8 @@ from common.schemas import (
     tune_id,
 )
 from common.state import keys
-from common.state.redis import DeadLetter, RedisRecords, safe_url
+from common.state.base import DeadLetter
+from common.state.redis import RedisRecords, safe_url
 from tests import servers as srv
 
 MODEL = "a" * 64
