@@ -110,7 +110,7 @@ def run_embedded(
     tmp: Path, c: Cluster, model_id: str, count: int, chunk_size: int
 ) -> dict[str, float]:
     """The same batch through `common.jobs.embedded`, reading the model from the same bucket."""
-    from common.jobs.batches import Context
+    from common.jobs.context import Context
     from common.jobs.embedded import run_batch
     from common.state.local import LocalRecords
 

@@ -163,7 +163,7 @@ def measure(
 
 def model_rows(args: argparse.Namespace, index: MelodyIndex | None) -> list[dict[str, Any]]:
     """Generate raw (--any) and gated batches with the model and measure them."""
-    from common.jobs.batches import Context
+    from common.jobs.context import Context
     from common.jobs.embedded import run_batch
     from common.lstm.registry import resolve_model
     from common.schemas import BatchSpec

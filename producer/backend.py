@@ -19,8 +19,9 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Protocol
 
 from common.errors import ConfigError
-from common.jobs.batches import Context, manifest_key
+from common.jobs.batches import manifest_key
 from common.jobs.cancel import CancelOutcome
+from common.jobs.context import Context
 from common.schemas import (
     BatchRecord,
     BatchSpec,

@@ -27,14 +27,22 @@ from common.dispatch.submit import submit_batch
 from common.errors import BrokerError, ConfigError, NotFoundError, TunebatchError
 from common.jobs import batches
 from common.jobs.cancel import CancelOutcome
-from common.schemas import BatchRecord, BatchSpec, RunProgress, RunStatus, TrainSpec, new_run_id
+from common.schemas import (
+    FINAL_STATUSES,
+    BatchRecord,
+    BatchSpec,
+    RunProgress,
+    RunStatus,
+    TrainSpec,
+    new_run_id,
+)
 from common.settings import Settings
 from common.state.base import DeadLetter
 from common.state.open import shared_records
 
 if TYPE_CHECKING:
     from celery import Celery
-    from common.jobs.batches import Context
+    from common.jobs.context import Context
     from common.store.base import ArtifactStore
 
 log = logging.getLogger(__name__)
@@ -50,7 +58,7 @@ class BatchProgress:
 
     @property
     def final(self) -> int:
-        return sum(self.counts.get(s, 0) for s in ("done", "failed", "cancelled"))
+        return sum(self.counts.get(s.value, 0) for s in FINAL_STATUSES)
 
     @property
     def generated(self) -> int:
@@ -80,7 +88,7 @@ class Client:
 
     @cached_property
     def context(self) -> Context:
-        return batches.Context(settings=self.settings, store=self.store, records=self.records)
+        return Context(settings=self.settings, store=self.store, records=self.records)
 
     @cached_property
     def celery(self) -> Celery:

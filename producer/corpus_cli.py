@@ -61,7 +61,7 @@ def corpus_import(
     ] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Split, clean, de-duplicate and store a corpus with a train/validation split.
+    """Split, clean, de-duplicate and store a corpus with a train / held-out split.
 
     `all` imports every bundled collection into one corpus (see common.abc.combined).
     """
@@ -70,9 +70,7 @@ def corpus_import(
 
     s = settings()
     if source == "all" or rhythm_only or source_header:
-        from producer.report import import_all_cli
-
-        return import_all_cli(source, name, valid_only, rhythm_only, source_header, as_json)
+        return _import_combined(source, name, valid_only, rhythm_only, source_header, as_json)
     record = import_corpus(
         store(),
         source,
@@ -94,6 +92,52 @@ def corpus_import(
     if record.stripped_directives:
         dropped = ", ".join(f"{k} ({n})" for k, n in record.stripped_directives.items())
         views.console.print(f"stripped directives not on the allow-list: {dropped}")
+
+
+def _import_combined(
+    source: str,
+    name: str | None,
+    valid_only: bool,
+    rhythm_only: bool,
+    source_header: bool,
+    as_json: bool,
+) -> None:
+    """``corpus import all`` (or one bundled collection with --rhythm-only/--source-header)."""
+    from common.abc.combined import import_all
+    from common.abc.corpus import BUNDLED
+    from common.errors import InvalidInputError
+    from common.render import pipeline as render
+
+    if source != "all" and source not in BUNDLED:
+        raise InvalidInputError(
+            f"--rhythm-only and --source-header work on bundled collections and 'all', not "
+            f"{source!r}; import your own files without them"
+        )
+    s = settings()
+    record = import_all(
+        store(),
+        name=name or source,
+        collections=None if source == "all" else [source],
+        valid_only=valid_only,
+        is_valid=lambda tune: render.check_abc(tune, s).ok,
+        rhythm_only=rhythm_only,
+        source_header=source_header,
+        workers=(os.cpu_count() or 1) * 2,
+    )
+    if as_json:
+        views.print_json(record)
+        return
+    columns = ["found", "kept", "unsafe", "missing_headers", "duplicates", "invalid", "rhythm"]
+    views.table(
+        f"corpus {record.name}: kept per collection, dropped per reason",
+        ["collection", *columns],
+        [(c, *(n.get(k, 0) for k in columns)) for c, n in record.collections.items()],
+    )
+    views.console.print(
+        f"corpus [bold]{record.name}[/]: {record.train_tunes} train + {record.valid_tunes} "
+        f"held-out tunes ({record.train_chars + record.valid_chars:,} chars, "
+        f"{record.vocab_size} symbols)"
+    )
 
 
 def register(app: typer.Typer) -> None:

@@ -31,7 +31,7 @@ from pydantic import ValidationError
 from producer import views
 
 if TYPE_CHECKING:
-    from common.jobs.batches import Context
+    from common.jobs.context import Context
     from common.store.base import ArtifactStore
 
     from producer.backend import Backend

@@ -17,7 +17,7 @@ tested on its own, the way Dramatiq splits its middleware; `Policy` runs them in
   in ``rendering`` until then; and a retry would use up an attempt meant for worker loss.
 * `DeadLetters`: a job given up (attempts spent, a permanent error, transient retries spent, its
   hard time limit) has its work marked failed by the task's `GiveUp` handler, so its batch can
-  still finish, and goes on the dead-letter list for `producer dead-letters`.
+  still finish, and goes on the dead-letter list for `producer dead-letter`.
 * `ShutdownRequeue`: on a warm shutdown a running job stops at its next step boundary and raises
   `ShuttingDown`; its message is requeued (``Reject(requeue=True)``) and the delivery does not
   count as an attempt.
@@ -38,7 +38,7 @@ from celery.signals import task_failure
 from celery.utils.dispatch import Signal
 
 from common.errors import TransientError
-from common.jobs.batches import Context
+from common.jobs.context import Context
 from common.state.base import AttemptStore, DeadLetter, DeadLetterStore
 from worker import metrics, runtime
 from worker.celery_app import RETRY_BACKOFF_MAX_S, RETRY_BACKOFF_S, TRANSIENT_BUDGET_S, app
@@ -80,7 +80,7 @@ class Delivery:
         return f"{self.task}{list(self.args)}"
 
 
-def one_line(exc: BaseException) -> str:
+def error_summary(exc: BaseException) -> str:
     """An error as one bounded line (its type and the first line of its message)."""
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0] if text else ''}"[:500]
@@ -142,7 +142,7 @@ class TransientRetry:
                 wait = self.jitter(delay / 2, delay)
                 if self.clock() + wait > deadline:
                     raise
-                log.warning("%s: %s; trying again in %.1f s", what, one_line(exc), wait)
+                log.warning("%s: %s; trying again in %.1f s", what, error_summary(exc), wait)
             self._wait(what, wait)
             delay = min(delay * 2, self.cap_s)
 
@@ -261,7 +261,7 @@ class Policy:
                     else "permanent"
                 )
                 self.dead_letters.abandon(
-                    delivery, attempts, reason=f"failed ({kind})", error=one_line(exc),
+                    delivery, attempts, reason=f"failed ({kind})", error=error_summary(exc),
                     give_up=give_up,
                 )  # fmt: skip
                 raise
@@ -324,7 +324,7 @@ def on_task_failure(
         Delivery(str(sender.name), task_id, args, kwargs or {}),
         Attempts(store, runtime.current().settings.max_attempts).seen(task_id),
         reason="killed at its hard time limit",
-        error=one_line(exception),
+        error=error_summary(exception),
         give_up=sender.give_up_with(args),
     )
 

@@ -31,7 +31,7 @@ from celery.signals import (
 from celery.utils.dispatch import Signal
 
 from common.errors import ConfigError
-from common.jobs.batches import Context
+from common.jobs.context import Context
 from common.settings import Settings
 from common.state.base import SharedRecords
 from common.state.open import shared_records

@@ -23,7 +23,7 @@ from common.dispatch.names import CPU_QUEUE, SUBMIT_SCHEDULED, TRAIN
 from common.dispatch.schedule_store import get_schedule
 from common.dispatch.submit import submit_batch
 from common.errors import PermanentError
-from common.jobs.batches import Context
+from common.jobs.context import Context
 from common.jobs.schedules import ScheduleSpec, dataset_batch_spec, needs_retrain, retrain_spec
 from common.lstm.registry import LATEST, resolve_model
 from common.schemas import ModelRecord, RunProgress, new_run_id

@@ -25,7 +25,7 @@ from typing import Any
 from common.dispatch.names import FINALIZE, GENERATE, RENDER, RUN_SCHEDULE, SUBMIT_SCHEDULED, TRAIN
 from common.errors import CancelledError, InvalidInputError, InvalidTransitionError
 from common.jobs import batches, finalize, generate, rendering
-from common.jobs.batches import Context
+from common.jobs.context import Context
 from common.schemas import RunStatus, TrainSpec, TuneStatus, tune_id
 from common.state.base import SharedRecords
 from worker import metrics as worker_metrics

@@ -32,7 +32,6 @@ from common.errors import InvalidInputError
 from common.schemas import CorpusRecord, check_name
 from common.store.base import ArtifactStore
 
-_FIELD = re.compile(r"^[A-Za-z]:")
 #: An I: line that is an instruction ("I:linebreak $"), not a transcriber's note ("I: :: ||").
 _INSTRUCTION = re.compile(r"^I:\s*[A-Za-z][\w-]*(\s|$)")
 _LINEBREAK = re.compile(r"^I:\s*linebreak\b", re.IGNORECASE)
@@ -93,7 +92,7 @@ def normalise_dialect(text: str) -> str:
             name = mode.group(2).lower()
             short = _MODES.get(name, name[:3].capitalize())
             line = f"K:{mode.group(1)}{short}" + (f" {mode.group(3)}" if mode.group(3) else "")
-        elif not _FIELD.match(line) and not line.lstrip().startswith("%"):
+        elif not abc_notation.FIELD_LINE.match(line) and not line.lstrip().startswith("%"):
             line = line.replace("`", "")
             line = _QUOTED.sub(_quoted, line)
             line = _DECORATION_BEFORE_GROUP.sub(lambda m: m.group(2) + m.group(1), line)

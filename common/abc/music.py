@@ -27,8 +27,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
 
+from common.abc.notation import FIELD_LINE
+
 #: A line that is a field (``M:6/8``), inside the header or the body.
-_FIELD_LINE = re.compile(r"^([A-Za-z]):(.*)$")
 #: A barline: ``|``, ``||``, ``|]``, ``[|``, ``|:``, ``:|``, ``::``, ``:|:``, ``:||:`` ...
 _BARLINE = re.compile(r":*\[?\|+\]?:*|:{2,}")
 _ENDING = re.compile(r"[0-9]+(?:[,-][0-9]+)*")
@@ -167,7 +168,7 @@ def split_header(tune: str) -> tuple[dict[str, str], list[tuple[int, str]]]:
     lines = tune.replace("\r\n", "\n").split("\n")
     fields: dict[str, str] = {}
     for i, line in enumerate(lines):
-        match = _FIELD_LINE.match(line.strip())
+        match = FIELD_LINE.match(line.strip())
         if match:
             fields.setdefault(match.group(1), match.group(2).strip())
             if match.group(1) == "K":
@@ -377,7 +378,7 @@ def read_music(tune: str) -> Music:
         stripped = line.strip()
         if not stripped or stripped.startswith("%"):
             continue
-        match = _FIELD_LINE.match(stripped)
+        match = FIELD_LINE.match(stripped)
         if match and not stripped.startswith(("|", ":")):
             if match.group(1) not in "wW":
                 reader.set_field(match.group(1), match.group(2))

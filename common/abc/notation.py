@@ -25,7 +25,9 @@ DEFAULT_PRIMER = "X:"
 #: Fields a playable tune needs; X and T are added when missing, M and K cannot be guessed.
 REQUIRED_FIELDS = ("X", "T", "M", "K")
 
-_FIELD_LINE = re.compile(r"^([A-Za-z]):\s*(.*)$")
+#: An information field on a line of its own: ``K:D`` (name, value as written). The one
+#: definition every ABC module matches header lines with.
+FIELD_LINE = re.compile(r"^([A-Za-z]):(.*)$")
 _TUNE_START = re.compile(r"^X:", re.MULTILINE)
 
 #: Directives that make abc2midi or abcm2ps read other files (measured: abc2midi honours
@@ -114,7 +116,7 @@ def normalise_tune(tune: str) -> str:
         stripped = line.lstrip()
         if stripped.startswith("%"):
             continue  # comments and %% directives
-        match = _FIELD_LINE.match(line)
+        match = FIELD_LINE.match(line)
         if match and (in_header or match.group(1) in "TMLKPQRWw"):
             field, value = match.group(1), match.group(2).strip()
             if field in DROPPED_FIELDS:
@@ -133,7 +135,7 @@ def header_fields(tune: str) -> dict[str, str]:
     """First value of each header field up to and including ``K:``."""
     fields: dict[str, str] = {}
     for line in tune.split("\n"):
-        match = _FIELD_LINE.match(line)
+        match = FIELD_LINE.match(line)
         if not match:
             if fields:
                 break

@@ -34,8 +34,8 @@ from common.abc.music import (
     key_signature,
     mode_key,
 )
+from common.abc.notation import FIELD_LINE
 
-_FIELD_LINE = re.compile(r"^(\s*)([A-Za-z]):(.*)$")
 _INLINE_FIELD = re.compile(r"\[([A-Za-z]):([^\]\n]*)\]")
 _KEY = re.compile(r"\s*([A-G])([#b]?)(\s*)([A-Za-z]*)(.*)$", re.DOTALL)
 _GUITAR_CHORD = re.compile(r"([A-G])([#b]?)([^/\"]*)(?:/([A-G])([#b]?))?$")
@@ -228,10 +228,11 @@ def transpose_tune(tune: str, semitones: int) -> str | None:
     out: list[str] = []
     try:
         for line in tune.split("\n"):
-            field = _FIELD_LINE.match(line)
-            if field and not (in_body and field.group(2) in _LETTERS + _LETTERS.lower()):
-                if field.group(2) == "K":
-                    line = f"{field.group(1)}K:{mover.set_key(field.group(3))}"
+            indent = line[: len(line) - len(line.lstrip())]
+            field = FIELD_LINE.match(line.lstrip())
+            if field and not (in_body and field.group(1) in _LETTERS + _LETTERS.lower()):
+                if field.group(1) == "K":
+                    line = f"{indent}K:{mover.set_key(field.group(2))}"
                     in_body = True
                 out.append(line)
             elif in_body:

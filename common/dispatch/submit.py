@@ -17,6 +17,7 @@ from common.dispatch import enqueue as sender
 from common.dispatch.names import GENERATE
 from common.errors import BrokerError, TunebatchError
 from common.jobs import batches
+from common.jobs.context import Context
 from common.schemas import BatchRecord, BatchSpec
 from common.state.base import SharedRecords
 
@@ -24,7 +25,7 @@ log = logging.getLogger(__name__)
 
 
 def submit_batch(
-    ctx: batches.Context, records: SharedRecords, spec: BatchSpec, *, celery_app: Celery
+    ctx: Context, records: SharedRecords, spec: BatchSpec, *, celery_app: Celery
 ) -> BatchRecord:
     """Record the batch with every tune queued, then enqueue its chunks; return the batch.
 

@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 
 from common.errors import TransientError
 from common.jobs import batches, finalize, generate, rendering
-from common.jobs.batches import Context
+from common.jobs.context import Context
 from common.schemas import BatchRecord, BatchSpec, Manifest, TuneRecord
 
 log = logging.getLogger(__name__)

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from common.jobs import batches
 from common.jobs import cancel as cancelling
-from common.jobs.batches import Context
+from common.jobs.context import Context
 from common.lstm.registry import resolve_model
 from common.render.versions import tool_versions
 from common.schemas import Manifest, QualityReport, TuneRecord, TuneStatus, now

@@ -16,7 +16,7 @@ from common.abc import notation as abc_notation
 from common.errors import CancelledError, InvalidTransitionError
 from common.jobs import batches
 from common.jobs import cancel as cancelling
-from common.jobs.batches import Context
+from common.jobs.context import Context
 from common.render import pipeline as render
 from common.schemas import BatchSpec, TuneStatus, tune_id
 from common.settings import Settings

@@ -20,7 +20,7 @@ from common.errors import (
 )
 from common.jobs import batches
 from common.jobs import cancel as cancelling
-from common.jobs.batches import Context
+from common.jobs.context import Context
 from common.render import pipeline as render
 from common.schemas import ArtifactFile, TuneRecord, TuneStatus
 

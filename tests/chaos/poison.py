@@ -14,7 +14,7 @@ import signal
 from typing import Any
 
 from common.jobs import rendering
-from common.jobs.batches import Context
+from common.jobs.context import Context
 
 POISON_SEED = 666
 POISON_TUNE = "t000003"

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from common.jobs.batches import Context, manifest_key, tune_key
+from common.jobs.batches import manifest_key, tune_key
+from common.jobs.context import Context
 from common.jobs.embedded import run_batch
 from common.schemas import ArtifactFile, BatchSpec, Manifest
 from common.state.local import LocalRecords

@@ -28,8 +28,8 @@ from worker.delivery import (
     Policy,
     ShuttingDown,
     TransientRetry,
+    error_summary,
     on_task_failure,
-    one_line,
 )
 
 DELIVERY = Delivery("tunebatch.render_tune", "task-1", ["b1", "t0001"])
@@ -171,8 +171,8 @@ def test_dead_letter_entry_survives_a_failing_give_up(records: RedisRecords) -> 
 
 
 def test_one_line_keeps_the_type_and_the_first_line() -> None:
-    assert one_line(StorageError("bucket away\ntraceback...")) == "StorageError: bucket away"
-    assert len(one_line(ValueError("x" * 2000))) == 500
+    assert error_summary(StorageError("bucket away\ntraceback...")) == "StorageError: bucket away"
+    assert len(error_summary(ValueError("x" * 2000))) == 500
 
 
 # --- the Policy: the pieces together --------------------------------------------------------------

@@ -265,7 +265,7 @@ def test_cli_add_list_run_now_retrains_after_a_corpus_change_then_remove(
 
 
 def test_a_redelivered_firing_submits_no_second_batch(running: Cluster, model_id: str) -> None:
-    from common.jobs.batches import Context
+    from common.jobs.context import Context
 
     del model_id
     c = running

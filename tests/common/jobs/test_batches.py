@@ -16,7 +16,8 @@ from common.errors import (
     TransientError,
 )
 from common.jobs import batches, finalize, generate, rendering
-from common.jobs.batches import Context, manifest_key, tune_key
+from common.jobs.batches import manifest_key, tune_key
+from common.jobs.context import Context
 from common.jobs.embedded import resume_batch, run_batch
 from common.jobs.fetch import fetch_batch
 from common.quality.similarity import READING

@@ -10,7 +10,8 @@ import pytest
 
 from common.abc.notation import split_tunes
 from common.jobs import batches, finalize, generate
-from common.jobs.batches import Context, tune_key
+from common.jobs.batches import tune_key
+from common.jobs.context import Context
 from common.quality import similarity
 from common.quality.figures import assess_tune, summarise
 from common.schemas import (
