@@ -63,10 +63,10 @@ from common.abc.vocab import Vocab
 from common.errors import CancelledError
 from common.lstm.music_rules import DEFAULT_RULES, MusicRules, learn_music_rules
 from common.lstm.network import HEAD_LAYER, build_model
-from common.lstm.presets import PRESETS
 from common.lstm.sampler import Sampler
 from common.lstm.sampling import SamplingRun, TuneRequest
 from common.params import SamplerPrecision, SamplingParams
+from common.presets import PRESETS
 
 TARGET_RATIO = 2_000.0
 TARGET_MATMUL_SHARE = 0.85

@@ -58,10 +58,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from common.abc.corpus import import_corpus, load_corpus
 from common.lstm.network import build_model
-from common.lstm.presets import get_preset
 from common.lstm.training import train
 from common.lstm.windows import stream_dataset, window_dataset
 from common.params import TrainOn
+from common.presets import get_preset
 from common.schemas import TrainSpec, new_run_id
 from common.store.local import LocalStore
 

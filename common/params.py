@@ -1,6 +1,6 @@
 """Every user-facing parameter of training and generation, each defined once.
 
-A training hyperparameter is a field of `Recipe`: presets (`common.lstm.presets`) are recipes
+A training hyperparameter is a field of `Recipe`: presets (`common.presets`) are recipes
 with a name, a model record keeps the recipe it was trained with, and a training spec overrides
 the fields of `RecipeOverrides`. A sampling option is a field of `SamplingOptions`: the sampler's
 `SamplingParams`, batch specs and schedules all carry it. Precision values, output formats, the

@@ -17,7 +17,6 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from common.errors import InvalidInputError, InvalidTransitionError
-from common.lstm.presets import DEFAULT_PRESET, PRESETS
 from common.params import (
     DEFAULT_AUDIO,
     DEFAULT_FORMATS,
@@ -32,6 +31,7 @@ from common.params import (
     SamplingParams,
     TrainOn,
 )
+from common.presets import DEFAULT_PRESET, PRESETS
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 _BATCH_ID = re.compile(r"^b[0-9]{8}-[0-9]{6}-[0-9a-f]{6}$")

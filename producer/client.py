@@ -27,6 +27,7 @@ from common.dispatch.submit import submit_batch
 from common.errors import BrokerError, ConfigError, NotFoundError, TunebatchError
 from common.jobs import batches
 from common.jobs.cancel import CancelOutcome
+from common.jobs.context import Context
 from common.schemas import (
     FINAL_STATUSES,
     BatchRecord,
@@ -42,7 +43,6 @@ from common.state.open import shared_records
 
 if TYPE_CHECKING:
     from celery import Celery
-    from common.jobs.context import Context
     from common.store.base import ArtifactStore
 
 log = logging.getLogger(__name__)

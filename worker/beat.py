@@ -54,9 +54,8 @@ from redbeat.schedulers import (
 )
 from redis.exceptions import LockNotOwnedError
 
-from common.dispatch.beat_timing import check_beat_timing
 from common.dispatch.schedule_store import ENTRY_PREFIX, Firing, record_firing
-from common.settings import Settings
+from common.settings import Settings, check_beat_timing
 from worker.beat_metrics import BeatMetrics
 
 log = logging.getLogger(__name__)

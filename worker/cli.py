@@ -53,6 +53,15 @@ Include = Annotated[
 ]
 
 
+def init_runtime(settings: Settings, role: str) -> None:
+    """The worker's runtime with every receiver: the runtime's own, the delivery policy's and
+    the metrics' (wired here so that none of the three modules imports another in a circle)."""
+    from worker import delivery, metrics, runtime
+
+    others = [*delivery.receivers(), *metrics.receivers()]
+    runtime.init(settings, role, others, on_sampled=metrics.sampled)
+
+
 def _fail(message: str, code: int) -> typer.Exit:
     print(f"error: {message}", file=sys.stderr)
     return typer.Exit(code)
@@ -153,9 +162,8 @@ def run_worker(
     if metrics.prepare(settings) is not None:
         metrics.serve(settings, (role,))
     import worker.tasks  # noqa: F401  # registers the tasks with the Celery app
-    from worker import runtime
 
-    runtime.init(settings, role)  # before the pool forks: its processes inherit the receivers
+    init_runtime(settings, role)  # before the pool forks: its processes inherit the receivers
     hostname = name or f"{role}-{os.getpid()}@{socket.gethostname()}"
     argv = [
         "worker",
@@ -222,7 +230,7 @@ def beat(
     Redis lock, so a schedule fires once either way.
     """
     settings, celery_app = _start(loglevel, bucket=False)
-    from common.dispatch.beat_timing import check_beat_timing
+    from common.settings import check_beat_timing
     from worker.beat import SCHEDULER
 
     try:

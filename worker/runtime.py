@@ -3,9 +3,9 @@
 `worker.cli` calls `init` in the worker's main process before the pool forks. It records the
 settings and role, makes the warm-shutdown flag (shared memory the pool's processes inherit) and
 connects every signal receiver the worker needs: its own (fresh clients per pool process, the
-shutdown flag, the lease renewer, the reconciler) and those of `worker.delivery` and
-`worker.metrics`. Importing a worker module therefore changes nothing; only a started worker
-listens to Celery.
+shutdown flag, the lease renewer, the reconciler) and those `worker.cli` hands in from
+`worker.delivery` and `worker.metrics`. Importing a worker module therefore changes nothing;
+only a started worker listens to Celery.
 
 The Redis and bucket clients, and the job `Context` with its cache of loaded models, are made on
 first use in each process and made again after a fork (`worker_process_init`): a socket shared
@@ -18,7 +18,7 @@ import ctypes
 import logging
 import multiprocessing.sharedctypes
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,7 +36,6 @@ from common.settings import Settings
 from common.state.base import SharedRecords
 from common.state.open import shared_records
 from common.store.open import make_store
-from worker import metrics
 from worker.leases import LeaseRenewer
 from worker.reconcile import Reconciler
 
@@ -54,6 +53,8 @@ class Runtime:
     role: str
     records: SharedRecords | None = None
     context: Context | None = None
+    #: Told (chars, seconds) after each chunk's sampling (the metrics' `sampled`).
+    on_sampled: Callable[[int, float], None] | None = None
 
 
 _runtime: Runtime | None = None
@@ -64,19 +65,24 @@ _renewer: LeaseRenewer | None = None
 _reconciler: Reconciler | None = None
 
 
-def init(settings: Settings, role: str) -> Runtime:
-    """Set up this worker (main process, before the pool starts) and connect its receivers.
+def init(
+    settings: Settings,
+    role: str,
+    others: Sequence[Receiver] = (),
+    on_sampled: Callable[[int, float], None] | None = None,
+) -> Runtime:
+    """Set up this worker (main process, before the pool starts) and connect its receivers and
+    `others` (the delivery policy's and the metrics', which read this module's state: they are
+    handed in by `worker.cli`, so this module imports neither).
 
     Connecting again replaces a receiver rather than adding a second (each has a
     ``dispatch_uid``), so calling `init` twice is harmless.
     """
     global _runtime, _stop_flag
-    from worker import delivery  # delivery's pieces read this module's state: imported late
-
     limit_malloc_arenas()
     _stop_flag = multiprocessing.sharedctypes.RawValue(ctypes.c_bool, False)
-    _runtime = Runtime(settings=settings, role=role)
-    for signal, receiver in (*receivers(), *delivery.receivers(), *metrics.receivers()):
+    _runtime = Runtime(settings=settings, role=role, on_sampled=on_sampled)
+    for signal, receiver in (*receivers(), *others):
         signal.connect(receiver, weak=False, dispatch_uid=dispatch_uid(receiver))
     return _runtime
 
@@ -142,7 +148,7 @@ def current() -> Runtime:
             settings=s,
             store=make_store(s),
             records=_runtime.records,
-            on_sampled=metrics.sampled,
+            on_sampled=_runtime.on_sampled,
         )
     return _runtime
 

@@ -32,7 +32,6 @@ from common.files import file_sha256
 from common.lstm.augment import augment_text
 from common.lstm.network import LSTM_LAYER, build_model, load_verified, save_inference_model
 from common.lstm.precision import training_policy
-from common.lstm.presets import get_preset
 from common.lstm.registry import register_model
 from common.lstm.wholetune import (
     StreamResetter,
@@ -51,6 +50,7 @@ from common.lstm.windows import (
     window_starts,
 )
 from common.params import Recipe, TrainOn
+from common.presets import get_preset
 from common.schemas import ModelRecord, RunRecord, RunStatus, TrainSpec, check_run_id, now
 from common.store.base import ArtifactStore
 

@@ -9,7 +9,6 @@ import pytest
 from pydantic import ValidationError
 
 from common.errors import InvalidInputError
-from common.lstm.presets import PRESETS
 from common.params import (
     ARCHITECTURE_FIELDS,
     DEFAULT_FORMATS,
@@ -26,6 +25,7 @@ from common.params import (
     TrainOn,
     recipe_overrides,
 )
+from common.presets import PRESETS
 
 
 def test_every_recipe_field_but_the_architecture_can_be_overridden_with_the_same_rules() -> None:

@@ -9,8 +9,8 @@ from pydantic import ValidationError
 
 from common.errors import InvalidInputError
 from common.jobs.schedules import ScheduleSpec
-from common.lstm.presets import DEFAULT_PRESET, PRESETS
 from common.params import DEFAULT_FORMATS, Precision, RecipeOverrides, SamplingOptions
+from common.presets import DEFAULT_PRESET, PRESETS
 from common.schemas import BatchSpec, ModelRecord, TrainSpec
 
 MODEL_ID = hashlib.sha256(b"model").hexdigest()

@@ -101,7 +101,7 @@ def test_a_train_request_with_an_unknown_preset_writes_nothing(
 
 
 def test_the_preset_names_are_the_recipes() -> None:
-    from common.lstm.presets import PRESETS
+    from common.presets import PRESETS
     from common.schemas import TrainSpec
 
     assert all(TrainSpec(corpus="c", preset=name).preset == name for name in PRESETS)

@@ -30,8 +30,9 @@ try:
 except ConfigError as exc:
     out["before_init"] = str(exc)
 settings = Settings(broker_url="redis://127.0.0.1:9/0")
-runtime.init(settings, "cpu")
-runtime.init(settings, "cpu")
+from worker.cli import init_runtime
+init_runtime(settings, "cpu")
+init_runtime(settings, "cpu")
 out["init_twice"] = count()
 signals.worker_shutting_down.send(sender="w", sig="SIGQUIT", how="Cold", exitcode=1)
 out["after_cold"] = runtime.stopping()

@@ -16,9 +16,9 @@ from common.lstm.network import (
     load_verified,
     save_inference_model,
 )
-from common.lstm.presets import PRESETS, Preset, get_preset
 from common.lstm.registry import list_models, model_file, model_key, resolve_model
 from common.params import TrainOn
+from common.presets import PRESETS, Preset, get_preset
 from common.store.local import LocalStore
 from tests.model_fixtures import TinyEnv
 
