@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from common.abc import notation as abc_notation
@@ -84,6 +85,96 @@ def _finish_text(sample: SampledTune) -> tuple[str, str]:
     return text, title
 
 
+@dataclass
+class _RawCounts:
+    """One tune's tries so far: how many abc2midi accepted, fit the meter, were near-copies."""
+
+    valid: int = 0
+    rhythm_ok: int = 0
+    near_copy: int = 0
+
+    def add(self, quality: TuneQuality, threshold: float) -> None:
+        self.valid += bool(quality.valid)
+        self.rhythm_ok += quality.rhythm_ok
+        self.near_copy += quality.near_copy(threshold)
+
+
+def _figures(
+    sample: SampledTune, title: str, quality: TuneQuality, raw: _RawCounts, precision: str
+) -> dict[str, object]:
+    """What a tune's record keeps of its last try, whether the gate took it or not."""
+    return {
+        "title": title,
+        "valid": quality.valid,
+        "rhythm_ok": quality.rhythm_ok,
+        "tries": sample.attempt + 1,
+        "tries_valid": raw.valid,
+        "tries_rhythm_ok": raw.rhythm_ok,
+        "tries_near_copy": raw.near_copy,
+        "bars": quality.bars,
+        "wrong_bars": quality.wrong_bars,
+        "chars": quality.chars,
+        "rhythm_checked": quality.rhythm_checked,
+        "two_part": quality.two_part,
+        "melody_grams": len(quality.fingerprint) if quality.fingerprint is not None else 0,
+        "nearest_tune": quality.nearest_tune,
+        "similarity": quality.similarity,
+        "key": quality.key,
+        "truncated": sample.truncated,
+        "check_errors": quality.brief_reasons(),
+        "precision": precision,
+    }
+
+
+def _chunk_state(ctx: Context, batch_id: str, indices: range) -> tuple[list[str], list[int]]:
+    """(ids already generated, indices still to sample) among a chunk's tunes: a redelivered
+    chunk redoes only what its first delivery did not finish."""
+    ready: list[str] = []
+    todo: list[int] = []
+    for index in indices:
+        tune = ctx.records.get_tune(batch_id, tune_id(index))
+        if tune.status == TuneStatus.GENERATED:
+            ready.append(tune.tune_id)
+        elif tune.status in (TuneStatus.QUEUED, TuneStatus.GENERATING):
+            todo.append(index)
+    return ready, todo
+
+
+def _record(ctx: Context, batch_id: str, tid: str, status: TuneStatus, **fields: object) -> None:
+    """A tune's new status; a `cancel` that came in between ends the chunk as cancelled."""
+    try:
+        ctx.records.update_tune(batch_id, tid, status, **fields)
+    except InvalidTransitionError:
+        if ctx.records.is_cancelled(batch_id):
+            raise CancelledError(f"batch {batch_id} cancelled") from None
+        raise
+
+
+def _keep(ctx: Context, batch_id: str, tid: str, text: str, figures: dict[str, object]) -> None:
+    """Store an accepted tune's ABC, then mark it generated (the file first: a render job must
+    find it); a cancel in between takes the file back."""
+    abc_key = batches.tune_key(batch_id, tid, "abc")
+    ctx.store.put_bytes(abc_key, text.encode())
+    try:
+        _record(ctx, batch_id, tid, TuneStatus.GENERATED, **figures)
+    except (CancelledError, InvalidTransitionError):
+        cancelling.remove(ctx.store, [abc_key])
+        raise
+
+
+def _put_back(ctx: Context, batch_id: str, todo: list[int]) -> None:
+    """A worker shutting down: unfinished tunes back to queued, so the chunk's redelivery
+    does them (a tune cancelled meanwhile stays cancelled)."""
+    for index in todo:
+        tune = ctx.records.get_tune(batch_id, tune_id(index))
+        if tune.status == TuneStatus.GENERATING:
+            with contextlib.suppress(InvalidTransitionError):
+                ctx.records.reset_tune(
+                    tune.model_copy(update={"status": TuneStatus.QUEUED}),
+                    was=TuneStatus.GENERATING,
+                )
+
+
 def generate_chunk(
     ctx: Context, batch_id: str, chunk_no: int, *, should_stop: Callable[[], bool] | None = None
 ) -> list[str]:
@@ -91,9 +182,9 @@ def generate_chunk(
 
     With ``valid_only`` each tune is resampled (a new try, a new random stream) until it passes
     the gate (`_accepted`); a tune whose ``max_tries`` tries all fail it ends ``failed`` with the
-    reason (its last try is not stored, so it is never delivered as done). Without it the first
-    try is kept, whatever it is. Either way the tune's raw figures and how many tries were valid,
-    in rhythm or near-copies are recorded.
+    reason, and no ABC is stored (so nothing renders it, and `retry --failed` samples it again).
+    Without it the first try is kept, whatever it is. Either way the tune's raw figures and how
+    many tries were valid, in rhythm or near-copies are recorded.
     Cancellation is checked between compiled steps.
     """
     from common.lstm.sampling import TuneRequest
@@ -103,14 +194,7 @@ def generate_chunk(
     if batch.cancelled:
         batches.cancel_pending(ctx, batch_id, spec.chunk_indices(chunk_no))
         return []
-    todo: list[int] = []
-    ready: list[str] = []
-    for index in spec.chunk_indices(chunk_no):
-        tune = ctx.records.get_tune(batch_id, tune_id(index))
-        if tune.status == TuneStatus.GENERATED:
-            ready.append(tune.tune_id)
-        elif tune.status in (TuneStatus.QUEUED, TuneStatus.GENERATING):
-            todo.append(index)
+    ready, todo = _chunk_state(ctx, batch_id, spec.chunk_indices(chunk_no))
     if not todo:
         return ready
     record, sampler = ctx.sampler(spec.model_id, spec.precision)
@@ -121,7 +205,7 @@ def generate_chunk(
         return (should_stop is not None and should_stop()) or ctx.records.is_cancelled(batch_id)
 
     melodies = ctx.melody_index(record)
-    raw: dict[int, list[int]] = {index: [0, 0, 0] for index in todo}  # valid, rhythm, copies
+    raw = {index: _RawCounts() for index in todo}
     run = sampler.start(spec, should_stop=stop)  # a batch spec holds its sampling params
     for index in todo:
         run.submit(TuneRequest(index, 0, spec.primer_for(index)))
@@ -129,76 +213,27 @@ def generate_chunk(
         for sample in run:
             text, title = _finish_text(sample)
             quality = check_tune(text, ctx.settings, melodies)
-            counts = raw[sample.index]
-            counts[0] += bool(quality.valid)
-            counts[1] += quality.rhythm_ok
-            counts[2] += quality.near_copy(spec.near_copy_threshold)
+            raw[sample.index].add(quality, spec.near_copy_threshold)
             accepted = _accepted(quality, spec)
             if not accepted and spec.valid_only and sample.attempt + 1 < spec.max_tries:
-                run.submit(
-                    TuneRequest(sample.index, sample.attempt + 1, spec.primer_for(sample.index))
-                )
+                retry = sample.attempt + 1
+                run.submit(TuneRequest(sample.index, retry, spec.primer_for(sample.index)))
                 continue
             tid = tune_id(sample.index)
             if ctx.records.is_cancelled(batch_id):  # cancelled: upload nothing more
                 raise CancelledError(f"batch {batch_id} cancelled")
-            figures = {
-                "title": title,
-                "valid": quality.valid,
-                "rhythm_ok": quality.rhythm_ok,
-                "tries": sample.attempt + 1,
-                "tries_valid": counts[0],
-                "tries_rhythm_ok": counts[1],
-                "tries_near_copy": counts[2],
-                "bars": quality.bars,
-                "wrong_bars": quality.wrong_bars,
-                "chars": quality.chars,
-                "rhythm_checked": quality.rhythm_checked,
-                "two_part": quality.two_part,
-                "melody_grams": len(quality.fingerprint) if quality.fingerprint is not None else 0,
-                "nearest_tune": quality.nearest_tune,
-                "similarity": quality.similarity,
-                "key": quality.key,
-                "truncated": sample.truncated,
-                "check_errors": quality.brief_reasons(),
-                "precision": sampler.precision,
-            }
-            if not accepted and spec.valid_only:
-                # Every try failed the gate: the tune fails with the reason, and no ABC is stored
-                # (so nothing renders it, and `retry --failed` samples it again).
+            figures = _figures(sample, title, quality, raw[sample.index], sampler.precision)
+            if accepted or not spec.valid_only:
+                _keep(ctx, batch_id, tid, text, figures)
+                ready.append(tid)
+            else:
                 error = _gate_refusal(quality, spec)
-                try:
-                    ctx.records.update_tune(
-                        batch_id, tid, TuneStatus.FAILED, error=error, **figures
-                    )
-                except InvalidTransitionError:  # `cancel` came in between
-                    if ctx.records.is_cancelled(batch_id):
-                        raise CancelledError(f"batch {batch_id} cancelled") from None
-                    raise
-                continue
-            abc_key = batches.tune_key(batch_id, tid, "abc")
-            ctx.store.put_bytes(abc_key, text.encode())
-            try:
-                ctx.records.update_tune(batch_id, tid, TuneStatus.GENERATED, **figures)
-            except InvalidTransitionError:  # `cancel` came in between: take the file back
-                cancelling.remove(ctx.store, [abc_key])
-                if ctx.records.is_cancelled(batch_id):
-                    raise CancelledError(f"batch {batch_id} cancelled") from None
-                raise
-            ready.append(tid)
+                _record(ctx, batch_id, tid, TuneStatus.FAILED, error=error, **figures)
     except CancelledError:
         if ctx.records.is_cancelled(batch_id):
             batches.cancel_pending(ctx, batch_id, spec.chunk_indices(chunk_no))
             return []
-        # A worker shutting down: put unfinished tunes back so the chunk's redelivery does them.
-        for index in todo:
-            tune = ctx.records.get_tune(batch_id, tune_id(index))
-            if tune.status == TuneStatus.GENERATING:
-                with contextlib.suppress(InvalidTransitionError):  # cancelled meanwhile
-                    ctx.records.reset_tune(
-                        tune.model_copy(update={"status": TuneStatus.QUEUED}),
-                        was=TuneStatus.GENERATING,
-                    )
+        _put_back(ctx, batch_id, todo)
         raise
     log.info(
         "batch %s chunk %d: %d tunes generated with model %s",
