@@ -14,6 +14,7 @@ import pytest
 
 from common.lstm.precision import cpu_has_bf16
 from producer import options
+from tests.common.render.test_playing import programs
 from tests.model_fixtures import TINY_CORPUS, TinyEnv
 from tests.producer_cli import run
 
@@ -105,7 +106,7 @@ def test_import_train_generate_fetch(env: Path, tmp_path: Path) -> None:
     assert manifest["spec"]["instrument"] == "fiddle"
     rendered = [t for t in manifest["tunes"] if t["status"] == "done"]
     assert rendered and all(
-        program_changes((folder / f"{t['tune_id']}.mid").read_bytes()) == {40} for t in rendered
+        programs((folder / f"{t['tune_id']}.mid").read_bytes()) == {40} for t in rendered
     )
 
     code, out, err = run("url", batch_id, "--json")  # the manifest and every tune's files
@@ -126,15 +127,6 @@ def test_import_train_generate_fetch(env: Path, tmp_path: Path) -> None:
     fetched = json.loads(out)
     assert fetched["downloaded"] >= 3
     assert (tmp_path / "got" / batch_id / "t000001.abc").is_file()
-
-
-def program_changes(midi: bytes) -> set[int]:
-    """The programs a MIDI file's program-change events select (status bytes 0xC0-0xCF)."""
-    return {
-        midi[i + 1]
-        for i in range(1, len(midi) - 1)
-        if 0xC0 <= midi[i] <= 0xCF and midi[i + 1] < 0x80 and midi[i - 1] < 0x80
-    }
 
 
 def test_unknown_corpus_empty_file_and_broken_abc(env: Path, tmp_path: Path) -> None:

@@ -37,6 +37,7 @@ from common.schemas import BatchRecord, Manifest
 from common.store.open import make_store
 from producer import options
 from tests import servers as srv
+from tests.common.render.test_playing import programs
 from tests.model_fixtures import TINY_CORPUS
 from tests.producer_cli import producer_settings, run
 from tests.worker.cluster import ROOT, Cluster, cluster, train_through_workers
@@ -214,7 +215,7 @@ def test_cli_add_list_run_now_retrains_after_a_corpus_change_then_remove(
     code, _, err = run(
         "schedule", "add", "nightly", "--cron", "0 3 * * *", "--corpus", "mini", "--per-tune",
         "1", "--retrain-if-changed", "--any", "--formats", "abc,mid", "--max-chars", "300",
-        "--audio", "preview", "--replace", "--json",
+        "--audio", "preview", "--instrument", "fiddle", "--replace", "--json",
     )  # fmt: skip
     assert code == 0, err
     code, out, err = run("schedule", "list", "--json")
@@ -222,7 +223,7 @@ def test_cli_add_list_run_now_retrains_after_a_corpus_change_then_remove(
     [listed] = json.loads(out)
     assert listed["spec"]["name"] == "nightly" and listed["when"] == "0 3 * * *"
     assert listed["spec"]["retrain_if_changed"] is True and listed["spec"]["per_tune"] == 1
-    assert listed["spec"]["audio"] == "preview"
+    assert listed["spec"]["audio"] == "preview" and listed["spec"]["instrument"] == "fiddle"
     # Never run: no last run (redbeat's field holds the time it was added). The next run is the
     # time redbeat holds for it, 03:00:00 UTC to the second, the same at every listing.
     assert listed["last_run_at"] is None and listed["total_run_count"] == 0
@@ -255,6 +256,10 @@ def test_cli_add_list_run_now_retrains_after_a_corpus_change_then_remove(
     assert model.preset == "tiny" and model.epochs == 1  # the old model's recipe
     check_covers_dataset(c, batch, per_tune=1)
     assert batch.spec.count == 5 and batch.spec.audio == "preview"  # the schedule's level
+    # The schedule's instrument, heard in every MIDI it rendered (GM program 40, violin).
+    assert batch.spec.instrument == "fiddle"
+    midis = [k for k in store.list(f"batches/{batch.id}/") if k.endswith(".mid")]
+    assert midis and all(programs(store.get_bytes(k)) == {40} for k in midis), midis
 
     code, _, err = run("schedule", "remove", "nightly")
     assert code == 0, err
