@@ -24,7 +24,6 @@ from common import cli_help
 from common.lstm.tf_logs import quiet_startup
 
 from producer import batch_cli, corpus_cli, gallery_cli, model_cli, report, schedule_cli
-from producer.options import handles_errors
 
 app = typer.Typer(
     name="producer",
@@ -55,7 +54,7 @@ model_cli.register(app)
 schedule_cli.register(app)
 batch_cli.register(app)
 gallery_cli.register(app)
-app.command("report")(handles_errors(report.report_cli))
+report.register(app)
 
 
 def main() -> None:

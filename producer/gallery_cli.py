@@ -117,6 +117,7 @@ def serve(folder: Path, port: int, *, open_page: bool = False) -> None:
             views.console.print("stopped")
 
 
+@handles_errors
 def gallery(
     batch: Annotated[
         str, typer.Argument(help="Batch id (it must be finished: it needs a manifest).")
@@ -152,6 +153,7 @@ def gallery(
         webbrowser.open(result.index.as_uri())
 
 
+@handles_errors
 def tunebook(
     batch: Annotated[str, typer.Argument(help="Batch id.")],
     ids: Annotated[
@@ -205,6 +207,5 @@ def tunebook(
 
 
 def register(app: typer.Typer) -> None:
-    """Add the commands to the producer app, with its error handling."""
-    app.command("gallery")(handles_errors(gallery))
-    app.command("tunebook")(handles_errors(tunebook))
+    app.command()(gallery)
+    app.command()(tunebook)

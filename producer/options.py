@@ -121,6 +121,7 @@ def handles_errors(fn: Callable[P, R]) -> Callable[P, R]:
         except KeyboardInterrupt:
             raise fail("interrupted", 130) from None
 
+    wrapper.handles_errors = True  # type: ignore[attr-defined]  # checked by the CLI's tests
     return wrapper
 
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from producer import views
-from producer.options import JsonOpt
+from producer.options import JsonOpt, handles_errors
 
 if TYPE_CHECKING:
     from common.quality.figures import TuneQuality
@@ -169,6 +169,7 @@ def file_report(
     return report, assessed, titles, music
 
 
+@handles_errors
 def report_cli(
     batch: Annotated[str | None, typer.Argument(help="Batch id (or give --file).")] = None,
     file: Annotated[
@@ -278,3 +279,7 @@ def _tune_row(tune: TuneQuality, title: str, music: TuneFeatures) -> dict[str, A
         "repeated_bars": _rounded(music.scalar("repeated_bars")),
         "motif_reuse": _rounded(music.scalar("motif_reuse")),
     }
+
+
+def register(app: typer.Typer) -> None:
+    app.command("report")(report_cli)

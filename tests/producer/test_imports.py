@@ -90,3 +90,26 @@ def test_embedded_commands_load_no_broker_client(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, timeout=120,
                           capture_output=True, text=True)  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_every_command_turns_errors_into_one_line() -> None:
+    """Commands are registered one way (each `*_cli` module's ``register``) and every one is
+    wrapped by `options.handles_errors`, so a user's mistake is never a traceback."""
+    import typer
+
+    from producer.cli import app
+
+    def callbacks(group: typer.Typer, path: str) -> list[tuple[str, object]]:
+        found: list[tuple[str, object]] = []
+        for command in group.registered_commands:
+            name = command.name or getattr(command.callback, "__name__", "?")
+            found.append((f"{path} {name}", command.callback))
+        for sub in group.registered_groups:
+            assert sub.typer_instance is not None
+            found += callbacks(sub.typer_instance, f"{path} {sub.name}")
+        return found
+
+    found = callbacks(app, "producer")
+    assert len(found) > 20
+    bare = [name for name, fn in found if not getattr(fn, "handles_errors", False)]
+    assert not bare, bare
