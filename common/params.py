@@ -23,6 +23,9 @@ from typing import Annotated, Any, Literal, TypeVar
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from common.errors import InvalidInputError
+from common.render.formats import DEFAULT_FORMATS as DEFAULT_FORMATS
+from common.render.formats import FORMATS as FORMATS
+from common.render.formats import Formats as Formats
 
 # --- precision ------------------------------------------------------------------------------
 
@@ -51,10 +54,9 @@ TrainPrecision = Precision | TrainingPolicy
 
 # --- output formats -------------------------------------------------------------------------
 
-#: Every output format, in the order a tune's files are listed.
-FORMATS: tuple[str, ...] = ("abc", "mid", "wav", "svg", "pdf", "ogg", "mp3", "flac")
-#: What a batch renders when nobody says otherwise.
-DEFAULT_FORMATS: tuple[str, ...] = ("abc", "mid", "wav")
+# The formats are a table of their own (`common.render.formats`: names, sources, tools, content
+# types); the names and the validated `Formats` type of a spec are re-exported here, at the top,
+# with the other parameters.
 
 
 # --- audio level ----------------------------------------------------------------------------
