@@ -27,6 +27,7 @@ from common.params import (
     Instrument,
     SamplingOptions,
 )
+from common.render.formats import made_from
 from common.settings import Settings
 from pydantic import BaseModel, ValidationError
 
@@ -106,8 +107,9 @@ FormatsOpt = Annotated[
 AudioOpt = Annotated[
     AudioLevel,
     typer.Option(
-        help="Audio of wav/ogg/mp3/flac: standard = mono 24 kHz, preview = mono 16 kHz (smaller, "
-        "quicker), hifi = stereo 44.1 kHz (about 3x the CPU and 4x the WAV bytes of standard).",
+        help=f"Audio of {'/'.join(f for f in FORMATS if f in made_from('wav'))}: standard = mono "
+        "24 kHz, preview = mono 16 kHz (smaller, quicker), hifi = stereo 44.1 kHz (about 3x the "
+        "CPU and 4x the WAV bytes of standard).",
     ),
 ]
 InstrumentOpt = Annotated[
