@@ -12,7 +12,7 @@ from common.params import TuneOptions
 from producer.cli import app
 
 #: Each shared option and the commands that take it.
-SHARED = {
+SHARED: dict[str, list[tuple[str, ...]]] = {
     "temperature": [("submit-batch",), ("schedule", "add")],
     "top_k": [("submit-batch",), ("schedule", "add")],
     "seed": [("submit-batch",), ("schedule", "add")],
