@@ -62,7 +62,7 @@ def batch_spec(
         valid_only=True,
         max_tries=3,
         chunk_size=chunk_size,
-        formats=["abc", "mid", "wav"],
+        formats=("abc", "mid", "wav"),
         audio=audio,
     )
 

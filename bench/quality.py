@@ -49,12 +49,13 @@ from typing import Any
 
 from common.abc import notation as abc_notation
 from common.abc.corpus import BUNDLED, NUMBERED, bundled_files, clean_tunes, read_abc_file
+from common.params import NEAR_COPY_THRESHOLD
 from common.quality.figures import TuneQuality, assess_texts, key_spread, summarise
 from common.quality.musicality import tune_features
 from common.quality.overlap import Reference
 from common.quality.reference import reference_and_human, score
 from common.quality.similarity import MelodyIndex, fingerprint
-from common.schemas import NEAR_COPY_THRESHOLD, QualityReport
+from common.schemas import QualityReport
 
 COLUMNS = ["set", "tunes", "valid", "clean", "a2m clean", "bars ok", "2-part", "near-copy",
            "diversity", "bars", "raw valid", "raw clean", "music", "tonic end", "rep bars",
@@ -179,7 +180,7 @@ def model_rows(args: argparse.Namespace, index: MelodyIndex | None) -> list[dict
             for gated in (False, True):
                 spec = BatchSpec(
                     count=args.count, model_id=record.id, temperature=temperature,
-                    seed=args.seed, valid_only=gated, formats=["abc"],
+                    seed=args.seed, valid_only=gated, formats=("abc",),
                     chunk_size=s.chunk_size,
                 )  # fmt: skip
                 manifest = run_batch(ctx, spec)

@@ -72,8 +72,8 @@ def run_variant(c: Cluster, model_id: str, batches: int, size: int, env: dict[st
     done = 0
     try:
         for _ in range(batches):
-            spec = BatchSpec(count=size, model_id=model_id, formats=["abc", "mid", "wav"],
-                             chunk_size=size)  # fmt: skip
+            spec = BatchSpec(count=size, model_id=model_id, formats=("abc", "mid", "wav"),
+                             chunk_size=size, valid_only=False)  # fmt: skip
             batch = BatchRecord(id=new_batch_id(), spec=spec)
             for i in range(size):
                 text = texts[(done + i) % len(texts)].replace("T:", f"T:Bench {done + i} ", 1)

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import IO
 
 from common.errors import IntegrityError, InvalidInputError, NotFoundError
+from common.render import formats
 
 __all__ = [
     "CHUNK",
@@ -57,17 +58,12 @@ __all__ = [
 
 CHUNK = 1 << 20  # bytes per read/write when streaming
 
-#: The content type of each artifact suffix; anything else is guessed from the name.
+#: The content type of each artifact suffix; anything else is guessed from the name. The output
+#: formats' types are the formats table's (`common.render.formats`); these are the other files
+#: we store: models, records, corpus text, training arrays.
 CONTENT_TYPES = {
-    ".abc": "text/vnd.abc; charset=utf-8",
+    **{fmt.suffix: fmt.content_type for fmt in formats.TABLE},
     ".keras": "application/zip",
-    ".mid": "audio/midi",
-    ".wav": "audio/wav",
-    ".svg": "image/svg+xml",
-    ".ogg": "audio/ogg",
-    ".mp3": "audio/mpeg",
-    ".flac": "audio/flac",
-    ".pdf": "application/pdf",
     ".json": "application/json",
     ".txt": "text/plain; charset=utf-8",
     ".npz": "application/octet-stream",

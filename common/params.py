@@ -3,14 +3,17 @@
 A training hyperparameter is a field of `Recipe`: presets (`common.presets`) are recipes
 with a name, a model record keeps the recipe it was trained with, and a training spec overrides
 the fields of `RecipeOverrides`. A sampling option is a field of `SamplingOptions`: the sampler's
-`SamplingParams`, batch specs and schedules all carry it. Precision values, output formats, the
-audio levels and the ``train_on`` choices are enums or tuples here, which the CLI turns into its
-option choices.
+`SamplingParams`, batch specs and schedules all carry it. What is done with each sampled tune
+(the gate it must pass, the files it is rendered into) is `TuneOptions`, which batch specs and
+schedules share with one default each. Precision values, output formats, the audio levels and
+the ``train_on`` choices are enums or validated tuples here, which the CLI turns into its option
+choices.
 Adding a parameter is one field here (plus its CLI option); a test checks that the overridable
 recipe fields and the overrides stay the same set.
 
-This module imports neither TensorFlow nor any other part of tunebatch but `common.errors`, so
-the producer and the schemas can use it freely.
+This module imports neither TensorFlow nor any other part of tunebatch but `common.errors` and
+the formats table (`common.render.formats`, a leaf module), so the producer and the schemas can
+use it freely.
 """
 
 from __future__ import annotations
@@ -23,6 +26,9 @@ from typing import Annotated, Any, Literal, TypeVar
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from common.errors import InvalidInputError
+from common.render.formats import DEFAULT_FORMATS as DEFAULT_FORMATS
+from common.render.formats import FORMATS as FORMATS
+from common.render.formats import Formats as Formats
 
 # --- precision ------------------------------------------------------------------------------
 
@@ -51,10 +57,9 @@ TrainPrecision = Precision | TrainingPolicy
 
 # --- output formats -------------------------------------------------------------------------
 
-#: Every output format, in the order a tune's files are listed.
-FORMATS: tuple[str, ...] = ("abc", "mid", "wav", "svg", "pdf", "ogg", "mp3", "flac")
-#: What a batch renders when nobody says otherwise.
-DEFAULT_FORMATS: tuple[str, ...] = ("abc", "mid", "wav")
+# The formats are a table of their own (`common.render.formats`: names, sources, tools, content
+# types); the names and the validated `Formats` type of a spec are re-exported here, at the top,
+# with the other parameters.
 
 
 # --- audio level ----------------------------------------------------------------------------
@@ -281,7 +286,11 @@ class SamplingOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    temperature: Temperature = DEFAULT_TEMPERATURE
+    temperature: Temperature = Field(
+        default=DEFAULT_TEMPERATURE,
+        description="Sampling temperature: 0 = always the likeliest char, 1 = the model's own "
+        "odds, higher = more surprising.",
+    )
     top_k: TopK = Field(default=0, description="Sample among the k likeliest chars (0 = all).")
     max_chars: MaxChars = DEFAULT_MAX_CHARS
     #: Mask every step with the per-slot bar tracker (`common.lstm.bar_tracker`): bars never
@@ -305,3 +314,53 @@ class SamplingParams(SamplingOptions):
     """The sampling options with the seed a run's random streams come from."""
 
     seed: Seed = 0
+
+
+# --- what is done with each tune: the gate and the files --------------------------------------
+
+#: Melody similarity (common.quality.similarity) from which a tune is a near-copy of a training
+#: tune.
+#: Measured on O'Neill's (`bench/quality.py --calibrate`): the 171 tunes music21 holds in two
+#: transcriptions score a median 1.0 and 98 % score >= 0.5; a tune and its nearest tune of another
+#: number score a median 0.18 (90th percentile 0.28), and the 2.9 % at >= 0.5 are mostly one tune
+#: printed under two numbers, or a close variant.
+NEAR_COPY_THRESHOLD = 0.5
+#: The gate is on unless asked off: ``submit-batch`` and schedules both default to it, and a
+#: spec built in code gets what a command line gets.
+DEFAULT_VALID_ONLY = True
+
+
+class TuneOptions(BaseModel):
+    """What a batch does with each tune it samples: the gate the tune must pass and the files
+    it is rendered into. Batch specs and schedules both are these, so each field has one
+    default and one description."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    valid_only: bool = Field(
+        default=DEFAULT_VALID_ONLY,
+        description="The gate: resample until abc2midi accepts a tune, its bars fit the meter "
+        "and it is no near-copy of a training tune (up to max_tries).",
+    )
+    max_tries: int = Field(
+        default=DEFAULT_MAX_TRIES,
+        ge=1,
+        le=MAX_TRIES_MAX,
+        description="Samples per tune the gate may take before the tune fails.",
+    )
+    near_copy_threshold: float = Field(
+        default=NEAR_COPY_THRESHOLD,
+        ge=0.0,
+        description="Melody similarity to a training tune from which a tune is a near-copy "
+        "(common.quality.similarity); above 1 turns the copy check's resampling off.",
+    )
+    formats: Formats = Field(
+        default=DEFAULT_FORMATS,
+        description="Output formats (common.render.formats), abc always included.",
+    )
+    audio: AudioLevel = Field(
+        default=DEFAULT_AUDIO,
+        description="Audio level (common.params.AudioLevel): channels, sample rate and encoder "
+        "quality of every audio format.",
+    )
+    instrument: InstrumentField = DEFAULT_INSTRUMENT

@@ -18,18 +18,12 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validat
 
 from common.errors import InvalidInputError, InvalidTransitionError
 from common.params import (
-    DEFAULT_AUDIO,
-    DEFAULT_FORMATS,
-    DEFAULT_INSTRUMENT,
-    DEFAULT_MAX_TRIES,
-    MAX_TRIES_MAX,
-    AudioLevel,
-    InstrumentField,
     Recipe,
     RecipeOverrides,
     SamplerPrecision,
     SamplingParams,
     TrainOn,
+    TuneOptions,
 )
 from common.presets import DEFAULT_PRESET, PRESETS
 
@@ -37,14 +31,6 @@ _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 _BATCH_ID = re.compile(r"^b[0-9]{8}-[0-9]{6}-[0-9a-f]{6}$")
 _RUN_ID = re.compile(r"^r[0-9]{8}-[0-9]{6}-[0-9a-f]{6}$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
-
-#: Melody similarity (common.quality.similarity) from which a tune is a near-copy of a training
-#: tune.
-#: Measured on O'Neill's (`bench/quality.py --calibrate`): the 171 tunes music21 holds in two
-#: transcriptions score a median 1.0 and 98 % score >= 0.5; a tune and its nearest tune of another
-#: number score a median 0.18 (90th percentile 0.28), and the 2.9 % at >= 0.5 are mostly one tune
-#: printed under two numbers, or a close variant.
-NEAR_COPY_THRESHOLD = 0.5
 
 
 def now() -> datetime:
@@ -269,8 +255,10 @@ def check_transition(current: TuneStatus, new: TuneStatus) -> None:
         raise InvalidTransitionError(f"a tune cannot go from {current} to {new}")
 
 
-class BatchSpec(Record, SamplingParams):
-    """What the user asked for; everything needed to reproduce the batch."""
+class BatchSpec(Record, SamplingParams, TuneOptions):
+    """What the user asked for; everything needed to reproduce the batch.
+
+    The gate's and the output's fields are `TuneOptions`, shared with schedules."""
 
     count: int = Field(ge=1, le=1_000_000)
     model_id: ModelId
@@ -281,25 +269,6 @@ class BatchSpec(Record, SamplingParams):
     primed_by: list[str] | None = Field(
         default=None, description="Per tune: the dataset tune whose header primed it."
     )
-    valid_only: bool = Field(
-        default=False,
-        description="The gate: resample until abc2midi accepts a tune, its bars fit the meter "
-        "and it is no near-copy of a training tune (up to max_tries).",
-    )
-    max_tries: int = Field(default=DEFAULT_MAX_TRIES, ge=1, le=MAX_TRIES_MAX)
-    near_copy_threshold: float = Field(
-        default=NEAR_COPY_THRESHOLD,
-        ge=0.0,
-        description="Melody similarity to a training tune from which a tune is a near-copy "
-        "(common.quality.similarity); above 1 turns the copy check's resampling off.",
-    )
-    formats: list[str] = Field(default_factory=lambda: list(DEFAULT_FORMATS))
-    audio: AudioLevel = Field(
-        default=DEFAULT_AUDIO,
-        description="Audio level (common.params.AudioLevel): channels, sample rate and encoder "
-        "quality of every audio format.",
-    )
-    instrument: InstrumentField = DEFAULT_INSTRUMENT
     chunk_size: int = Field(default=256, ge=1)
 
     def primer_for(self, index: int) -> str:

@@ -13,9 +13,10 @@ from common.params import (
     DEFAULT_MAX_CHARS,
     DEFAULT_MAX_TRIES,
     DEFAULT_TEMPERATURE,
-    TEMPERATURE_MAX,
+    DEFAULT_VALID_ONLY,
     Precision,
 )
+from common.render.formats import parse_formats
 
 from producer import views
 from producer.backend import Followed, Queued, Ran, Submitted
@@ -29,7 +30,11 @@ from producer.options import (
     JsonOpt,
     MaxCharsOpt,
     MaxTriesOpt,
+    SeedOpt,
+    TemperatureOpt,
+    TopKOpt,
     ValidOnlyOpt,
+    WaitOpt,
     backend,
     fail,
     handles_errors,
@@ -45,11 +50,9 @@ def submit_batch(
         int, typer.Option(min=1, max=1_000_000, help="Number of tunes (1 to 1,000,000).")
     ] = 20,
     model: Annotated[str, typer.Option(help="Model id, unique prefix or 'latest'.")] = "latest",
-    temperature: Annotated[
-        float, typer.Option(min=0.0, max=TEMPERATURE_MAX, help="0 = always the likeliest char.")
-    ] = DEFAULT_TEMPERATURE,
-    top_k: Annotated[int, typer.Option(min=0, help="Sample among the k likeliest (0 = all).")] = 0,
-    seed: Annotated[int, typer.Option(min=0, help="Same seed + model + params = same tunes.")] = 0,
+    temperature: TemperatureOpt = DEFAULT_TEMPERATURE,
+    top_k: TopKOpt = 0,
+    seed: SeedOpt = 0,
     primer: Annotated[str | None, typer.Option(help="Text every tune starts with.")] = None,
     meter: Annotated[
         str | None, typer.Option(help="Prime tunes with this meter, e.g. 6/8.")
@@ -58,7 +61,7 @@ def submit_batch(
         str | None, typer.Option(help="Prime tunes with this key, e.g. D or Ador.")
     ] = None,
     max_chars: MaxCharsOpt = DEFAULT_MAX_CHARS,
-    valid_only: ValidOnlyOpt = True,
+    valid_only: ValidOnlyOpt = DEFAULT_VALID_ONLY,
     max_tries: MaxTriesOpt = DEFAULT_MAX_TRIES,
     formats: FormatsOpt = DEFAULT_FORMATS_OPT,
     audio: AudioOpt = DEFAULT_AUDIO,
@@ -78,13 +81,7 @@ def submit_batch(
         ),
     ] = True,
     form: FormOpt = DEFAULT_FORM,
-    wait: Annotated[
-        bool,
-        typer.Option(
-            "--wait/--no-wait",
-            help="Distributed mode: follow the batch to its end (embedded mode always does).",
-        ),
-    ] = False,
+    wait: WaitOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Generate and render a batch of tunes; prints the batch id and where the files are.
@@ -93,7 +90,6 @@ def submit_batch(
     """
     from common.abc.notation import build_primer
     from common.lstm.registry import resolve_model
-    from common.render.formats import parse_formats
     from common.schemas import BatchSpec
 
     s = settings()
@@ -108,7 +104,7 @@ def submit_batch(
         primer=build_primer(primer, meter, key),
         valid_only=valid_only,
         max_tries=max_tries,
-        formats=list(parse_formats(formats)),
+        formats=parse_formats(formats),
         audio=audio,
         instrument=instrument,
         chunk_size=s.chunk_size,
@@ -221,7 +217,6 @@ def fetch(
 ) -> None:
     """Download a finished batch's files, verifying every SHA-256; re-running resumes."""
     from common.jobs.fetch import fetch_batch
-    from common.render.formats import parse_formats
 
     wanted = set(parse_formats(formats)) if formats else None
     result = fetch_batch(store(), batch, to, formats=wanted)

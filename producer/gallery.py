@@ -18,7 +18,8 @@ Rules the page keeps:
   on the SVG it draws; a style cannot run code.
 - With JavaScript off, the page still lists every tune with its facts, its downloads, its audio,
   and the abcm2ps SVG where the batch has one.
-- The gallery copies the one audio format the page plays (ogg, else mp3, else wav, else flac),
+- The gallery copies the one audio format the page plays (ogg, else mp3, else wav, else flac:
+  the formats table's order for a page, `common.render.formats.PAGE_AUDIO`),
   not every format of the batch: a WAV is ten times an OGG, and copying both made the demo's
   20-tune gallery 117 MB. The other audio formats stay download links to the batch's own files
   where the store is a local folder (`batch_links`); from a bucket, `producer fetch` gets them.
@@ -41,6 +42,7 @@ from common.abc.rhythm import check_rhythm
 from common.abc.tunetype import type_of
 from common.files import output_dir, own_subdir, write_output_file
 from common.jobs.fetch import fetch_batch, read_manifest
+from common.render.formats import PAGE_AUDIO, TABLE
 from common.schemas import Manifest
 from common.store.base import ArtifactStore
 
@@ -53,8 +55,9 @@ CSP = (
     "object-src 'none'; base-uri 'none'; form-action 'none'"
 )
 
-#: Audio formats in the order the page offers them; the browser plays the first it can.
-AUDIO_TYPES = {"ogg": "audio/ogg", "mp3": "audio/mpeg", "wav": "audio/wav", "flac": "audio/flac"}
+#: Audio formats in the order the page offers them, with their ``<source type>``: the browser
+#: plays the first it can (the formats table's `PAGE_AUDIO`).
+AUDIO_TYPES = {fmt.name: fmt.content_type for fmt in PAGE_AUDIO}
 
 #: Quality figures a tune record may carry (the quality checks add some of them). The page shows
 #: whichever exist, so a manifest written before a figure existed still builds.
@@ -183,6 +186,9 @@ def page_data(
         "seed": manifest.spec.seed,
         "created_at": manifest.created_at.isoformat(),
         "counts": manifest.counts,
+        # The script's players and exports take these from here, not from a table of their own.
+        "audio": list(AUDIO_TYPES),
+        "content_types": {fmt.name: fmt.content_type for fmt in TABLE},
         "tunes": tunes,
     }
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from common.render.formats import TABLE
 
 from producer import views
 from producer.options import handles_errors
@@ -46,8 +47,10 @@ def make_server(folder: Path, port: int) -> ThreadingHTTPServer:
     class Handler(http.server.SimpleHTTPRequestHandler):
         extensions_map = {  # noqa: RUF012 - the base class declares it a plain class attribute
             **http.server.SimpleHTTPRequestHandler.extensions_map,
+            # The formats' types as the bucket serves them (the formats table's); an .abc link
+            # opens as text in the browser rather than downloading.
+            **{fmt.suffix: fmt.content_type for fmt in TABLE},
             ".abc": "text/plain; charset=utf-8",
-            ".ogg": "audio/ogg",
             ".js": "text/javascript",
         }
 

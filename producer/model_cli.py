@@ -14,6 +14,7 @@ from producer import views
 from producer.backend import RunQueued, Trained, TrainResult
 from producer.options import (
     JsonOpt,
+    WaitOpt,
     backend,
     fail,
     handles_errors,
@@ -95,13 +96,7 @@ def train(
     resume: Annotated[
         str | None, typer.Option(help="Continue a killed or cancelled run from its checkpoint.")
     ] = None,
-    wait: Annotated[
-        bool,
-        typer.Option(
-            "--wait/--no-wait",
-            help="Distributed mode: follow the run to its end (embedded mode always does).",
-        ),
-    ] = False,
+    wait: WaitOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Train a model (checkpoint every epoch) and register it.

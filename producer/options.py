@@ -22,11 +22,14 @@ from common.params import (
     MAX_CHARS_MAX,
     MAX_CHARS_MIN,
     MAX_TRIES_MAX,
+    TEMPERATURE_MAX,
     AudioLevel,
     Instrument,
+    SamplingOptions,
 )
+from common.render.formats import made_from
 from common.settings import Settings
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from producer import views
 
@@ -40,7 +43,31 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
-# Options that submit-batch and schedule add share.
+def _help(model: type[BaseModel], name: str) -> str:
+    """An option's help text: the description of the params field it sets, so the CLI and the
+    record say the same thing."""
+    return model.model_fields[name].description or ""
+
+
+# Options that submit-batch, schedule add and train share: declared once, one help text each.
+TemperatureOpt = Annotated[
+    float, typer.Option(min=0.0, max=TEMPERATURE_MAX, help=_help(SamplingOptions, "temperature"))
+]
+TopKOpt = Annotated[int, typer.Option(min=0, help=_help(SamplingOptions, "top_k"))]
+_SEED_HELP = (
+    "Same seed + model + params = same tunes; a schedule without one draws a new seed each firing."
+)
+SeedOpt = Annotated[int, typer.Option(min=0, help=_SEED_HELP)]
+#: A schedule's seed: None draws a new one each firing.
+OptionalSeedOpt = Annotated[int | None, typer.Option(min=0, help=_SEED_HELP)]
+WaitOpt = Annotated[
+    bool,
+    typer.Option(
+        "--wait/--no-wait",
+        help="Distributed mode: follow the batch or training run to its end (embedded mode "
+        "always does).",
+    ),
+]
 MaxCharsOpt = Annotated[
     int, typer.Option(min=MAX_CHARS_MIN, max=MAX_CHARS_MAX, help="Longest tune in chars.")
 ]
@@ -55,12 +82,7 @@ ValidOnlyOpt = Annotated[
 MaxTriesOpt = Annotated[
     int, typer.Option(min=1, max=MAX_TRIES_MAX, help="Samples per tune with --valid-only.")
 ]
-FormOpt = Annotated[
-    bool,
-    typer.Option(
-        "--form/--no-form", help="With the bar tracker: two 8-bar parts (AABB), then the end."
-    ),
-]
+FormOpt = Annotated[bool, typer.Option("--form/--no-form", help=_help(SamplingOptions, "form"))]
 #: --formats' default, as the option text.
 DEFAULT_FORMATS_OPT = ",".join(DEFAULT_FORMATS)
 
@@ -75,6 +97,8 @@ def _formats_given(text: str) -> str:
     return text
 
 
+#: The formats as typed; a command turns them into the spec's validated `Formats` with
+#: `common.render.formats.parse_formats`, which names the known formats when one is not.
 FormatsOpt = Annotated[
     str,
     typer.Option(help=f"Comma list of {','.join(FORMATS)}.", callback=_formats_given),
@@ -83,8 +107,9 @@ FormatsOpt = Annotated[
 AudioOpt = Annotated[
     AudioLevel,
     typer.Option(
-        help="Audio of wav/ogg/mp3/flac: standard = mono 24 kHz, preview = mono 16 kHz (smaller, "
-        "quicker), hifi = stereo 44.1 kHz (about 3x the CPU and 4x the WAV bytes of standard).",
+        help=f"Audio of {'/'.join(f for f in FORMATS if f in made_from('wav'))}: standard = mono "
+        "24 kHz, preview = mono 16 kHz (smaller, quicker), hifi = stereo 44.1 kHz (about 3x the "
+        "CPU and 4x the WAV bytes of standard).",
     ),
 ]
 InstrumentOpt = Annotated[

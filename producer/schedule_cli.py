@@ -16,8 +16,9 @@ from common.params import (
     DEFAULT_MAX_CHARS,
     DEFAULT_MAX_TRIES,
     DEFAULT_TEMPERATURE,
-    TEMPERATURE_MAX,
+    DEFAULT_VALID_ONLY,
 )
+from common.render.formats import parse_formats
 
 from producer import views
 from producer.options import (
@@ -30,6 +31,9 @@ from producer.options import (
     JsonOpt,
     MaxCharsOpt,
     MaxTriesOpt,
+    OptionalSeedOpt,
+    TemperatureOpt,
+    TopKOpt,
     ValidOnlyOpt,
     backend,
     handles_errors,
@@ -88,15 +92,11 @@ def schedule_add(
             "latest model was trained on it.",
         ),
     ] = False,
-    temperature: Annotated[
-        float, typer.Option(min=0.0, max=TEMPERATURE_MAX, help="Sampling temperature.")
-    ] = DEFAULT_TEMPERATURE,
-    top_k: Annotated[int, typer.Option(min=0, help="Sample among the k likeliest.")] = 0,
-    seed: Annotated[
-        int | None, typer.Option(min=0, help="Fixed seed (default: a new seed each time).")
-    ] = None,
+    temperature: TemperatureOpt = DEFAULT_TEMPERATURE,
+    top_k: TopKOpt = 0,
+    seed: OptionalSeedOpt = None,
     max_chars: MaxCharsOpt = DEFAULT_MAX_CHARS,
-    valid_only: ValidOnlyOpt = True,
+    valid_only: ValidOnlyOpt = DEFAULT_VALID_ONLY,
     max_tries: MaxTriesOpt = DEFAULT_MAX_TRIES,
     formats: FormatsOpt = DEFAULT_FORMATS_OPT,
     audio: AudioOpt = DEFAULT_AUDIO,
@@ -110,7 +110,6 @@ def schedule_add(
     """Add a schedule: each time it fires, one batch with PER_TUNE tunes per dataset tune."""
     from common.dispatch import schedule_store
     from common.jobs.schedules import ScheduleSpec
-    from common.render.formats import parse_formats
 
     spec = ScheduleSpec(
         name=name,
@@ -125,7 +124,7 @@ def schedule_add(
         max_chars=max_chars,
         valid_only=valid_only,
         max_tries=max_tries,
-        formats=list(parse_formats(formats)),
+        formats=parse_formats(formats),
         audio=audio,
         instrument=instrument,
         form=form,

@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 from celery.signals import task_postrun, task_prerun, worker_process_shutdown
 from celery.utils.dispatch import Signal
 
+from common.render.formats import TOOLS
 from common.settings import Settings
 
 if TYPE_CHECKING:
@@ -51,8 +52,8 @@ MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 #: Render stage histogram buckets, in seconds: abc2midi takes milliseconds, a long WAV seconds.
 STAGE_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 #: Known tools, as they start a render error message (common.render.pipeline), for the failure
-#: reason.
-_TOOLS = ("abc2midi", "timidity", "fluidsynth", "abcm2ps", "rsvg-convert", "oggenc", "lame", "flac")
+#: reason: every tool of the formats table.
+_TOOLS = tuple(tool.name for tool in TOOLS)
 
 
 def prepare(settings: Settings) -> Path | None:

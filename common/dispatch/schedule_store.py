@@ -102,11 +102,9 @@ def parse_cron(expr: str) -> crontab:
 
 
 def check_spec(spec: ScheduleSpec) -> None:
-    """What a schedule needs beyond its field types: a valid cron, a usable model reference."""
-    from common.render.formats import parse_formats
-
+    """What a schedule needs beyond its field types (its formats are one: `Formats`): a valid
+    cron, a usable model reference."""
     parse_cron(spec.cron)
-    parse_formats(",".join(spec.formats))
     if spec.retrain_if_changed and spec.model.strip().lower() != LATEST:
         raise InvalidInputError(
             "--retrain-if-changed follows the corpus's latest model (a retrained model replaces "

@@ -8,6 +8,7 @@ transient, so the job is retried and the tune stays ``rendering`` until a delive
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 from common.errors import (
     InvalidInputError,
@@ -102,11 +103,11 @@ def _dropped(ctx: Context, batch_id: str, tid: str, written: list[str]) -> TuneR
     return tune
 
 
-def _cancel_tune(ctx: Context, batch_id: str, tid: str, formats: list[str]) -> TuneRecord:
+def _cancel_tune(ctx: Context, batch_id: str, tid: str, formats: Sequence[str]) -> TuneRecord:
     """End a tune of a cancelled batch: cancelled, without the files it had (its ABC too)."""
     _remove_files(ctx, batch_id, tid, formats)
     return ctx.records.update_tune(batch_id, tid, TuneStatus.CANCELLED)
 
 
-def _remove_files(ctx: Context, batch_id: str, tid: str, formats: list[str]) -> None:
+def _remove_files(ctx: Context, batch_id: str, tid: str, formats: Sequence[str]) -> None:
     cancelling.remove(ctx.store, [batches.tune_key(batch_id, tid, f) for f in formats])

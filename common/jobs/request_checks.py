@@ -5,7 +5,8 @@ halfway leaves a batch ``running`` with tunes stuck in ``generating``. So `check
 runs at the top of `common.jobs.batches.create_batch` — the one door of `submit-batch` (embedded and
 distributed) and of scheduled batches — and raises before the first record exists:
 
-* **formats**: every name is a known format (`common.render.formats.parse_formats`);
+* **formats** need no check here: a spec's formats are the validated `Formats` type
+  (`common.render.formats`), refused with the known names when the spec is built;
 * **primers**: one per tune when per-tune primers are given; each one shorter than
   ``max_chars`` (the sampler must have room to write), written only in characters the model
   knows, holding at most one ``X:`` line (a primer starts one tune), and passing the same rule
@@ -61,9 +62,6 @@ def check_batch_spec(spec: BatchSpec, chars: Collection[str] | None = None) -> N
 
     `chars` is the model's vocabulary (None skips that one check).
     """
-    from common.render.formats import parse_formats
-
-    parse_formats(",".join(spec.formats))
     if spec.primers is not None and len(spec.primers) != spec.count:
         raise InvalidInputError(f"{len(spec.primers)} primers given for {spec.count} tunes")
     vocab = set(chars) if chars is not None else None

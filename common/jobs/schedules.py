@@ -21,25 +21,15 @@ from common.abc import notation as abc_notation
 from common.abc.corpus import Corpus
 from common.errors import InvalidInputError
 from common.lstm.registry import LATEST
-from common.params import (
-    DEFAULT_AUDIO,
-    DEFAULT_FORMATS,
-    DEFAULT_INSTRUMENT,
-    DEFAULT_MAX_TRIES,
-    MAX_TRIES_MAX,
-    AudioLevel,
-    InstrumentField,
-    SamplingOptions,
-    Seed,
-    recipe_overrides,
-)
+from common.params import SamplingOptions, Seed, TuneOptions, recipe_overrides
 from common.schemas import BatchSpec, ModelRecord, Name, Record, TrainSpec
 
 log = logging.getLogger(__name__)
 
 
-class ScheduleSpec(Record, SamplingOptions):
-    """One schedule as stored (the argument of every firing)."""
+class ScheduleSpec(Record, SamplingOptions, TuneOptions):
+    """One schedule as stored (the argument of every firing): what a batch of it samples and
+    does with each tune (`TuneOptions`, as a batch spec has them), and when and from what."""
 
     name: Name
     cron: str = Field(description="Five cron fields: minute hour day-of-month month day-of-week.")
@@ -52,11 +42,10 @@ class ScheduleSpec(Record, SamplingOptions):
         "model was trained.",
     )
     seed: Seed | None = Field(default=None, description="Fixed seed; None = a new seed per firing.")
-    valid_only: bool = True
-    max_tries: int = Field(default=DEFAULT_MAX_TRIES, ge=1, le=MAX_TRIES_MAX)
-    formats: list[str] = Field(default_factory=lambda: list(DEFAULT_FORMATS))
-    audio: AudioLevel = DEFAULT_AUDIO
-    instrument: InstrumentField = DEFAULT_INSTRUMENT
+
+
+#: What a firing's batch takes from its schedule as it is.
+_SHARED = set(SamplingOptions.model_fields) | set(TuneOptions.model_fields)
 
 
 @dataclass(frozen=True)
@@ -124,17 +113,12 @@ def dataset_batch_spec(
             f"{model.short_id} can be primed with"
         )
     return BatchSpec(
-        **spec.model_dump(include=set(SamplingOptions.model_fields)),
+        **spec.model_dump(include=_SHARED),
         count=len(primers),
         model_id=model.id,
         seed=seed,
         primer=primers[0],
         primers=primers,
         primed_by=primed_by,
-        valid_only=spec.valid_only,
-        max_tries=spec.max_tries,
-        formats=spec.formats,
-        audio=spec.audio,
-        instrument=spec.instrument,
         chunk_size=chunk_size,
     )

@@ -23,8 +23,9 @@ from dataclasses import dataclass, field
 
 from common.abc.music import read_music
 from common.abc.rhythm import check_music
+from common.params import NEAR_COPY_THRESHOLD
 from common.quality.similarity import Grams, MelodyIndex, distinct_share, fingerprint_of_pitches
-from common.schemas import NEAR_COPY_THRESHOLD, QualityReport
+from common.schemas import QualityReport
 
 #: abc2midi's verdict on one tune: (ok, error lines).
 Checker = Callable[[str], tuple[bool, list[str]]]

@@ -1,8 +1,8 @@
 """From one ABC tune to files, with every external tool run in a sandbox.
 
 * `pipeline` — the entry points (`check_abc`, `rendered`): the gate, the stages in order, the result
-* `formats` — the output formats, what each is made from and by which tool, `parse_formats`
-* `stages` — one function per tool: abc2midi, timidity/fluidsynth, loudness, abcm2ps, encoders
+* `formats` — the one table of output formats: source, tools, magic, content type; `Formats`
+* `stages` — one function per tool, and `STAGES`: the stage that makes each converted format
 * `versions` — the tool versions every manifest records
 * `workdir` — the private directory a render works in
 * `tool_run` — running one tool with limits; `sandbox` — the bubblewrap jail around it

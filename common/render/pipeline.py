@@ -51,7 +51,14 @@ from common.params import (
     Instrument,
 )
 from common.render import stages
-from common.render.formats import ABC2MIDI, canonical_formats, made_from
+from common.render.formats import (
+    ABC2MIDI,
+    TABLE,
+    OutputFormat,
+    canonical_formats,
+    made_from,
+    needed_for,
+)
 from common.render.loudness import Normalisation
 from common.render.playing import as_played
 from common.render.tool_run import Completed, trim
@@ -62,9 +69,8 @@ from common.settings import Settings
 
 _X_LINE = re.compile(r"^X:", re.MULTILINE)
 
-_NEEDS_MIDI = made_from("mid")
+#: The formats made from the synthesiser's WAV: their stages run after it (and its loudness).
 _NEEDS_WAV = made_from("wav")
-_NEEDS_SVG = made_from("svg")
 
 
 @dataclass
@@ -199,8 +205,9 @@ def _render_into(
     files: dict[str, Path] = {"abc": write_tune(workdir, abc_text)}
     result = RenderResult(files={}, warnings=[], midi_seconds=None)
     warnings, seconds = result.warnings, result.seconds
+    needed = needed_for(wanted)
 
-    if _NEEDS_MIDI.intersection(wanted):
+    if "mid" in needed:
         check, run, mid = stages.abc2midi(workdir, settings)
         seconds["abc2midi"] = run.seconds
         result.midi_seconds = check.midi_seconds
@@ -221,16 +228,13 @@ def _render_into(
         warnings += _tool_warnings(run, check.warnings)
         files["mid"] = mid
 
-    if _NEEDS_SVG.intersection(wanted):
-        files["svg"], run = stages.abcm2ps(workdir, settings)
-        seconds["abcm2ps"] = run.seconds
-        warnings += _tool_warnings(run)
-        if "pdf" in wanted:
-            files["pdf"], run = stages.pdf(workdir, files["svg"], settings)
-            seconds["rsvg-convert"] = run.seconds
-            warnings += _tool_warnings(run)
+    # Every conversion that needs no synthesiser first: synthesis is the dear stage, so a tune
+    # the engraver refuses fails before it. Each runs in table order, after its source.
+    for row in TABLE:
+        if row.name in needed and row.name in stages.STAGES and row.name not in _NEEDS_WAV:
+            _convert(row, files, workdir, settings, profile, result)
 
-    if _NEEDS_WAV.intersection(wanted):
+    if "wav" in needed:
         wav, run = stages.synthesise(workdir, files["mid"], settings, profile)
         seconds[run.tool] = run.seconds
         result.synth = run.tool
@@ -244,17 +248,30 @@ def _render_into(
             seconds["loudness"] = time.monotonic() - started
         elif profile.channels == 1 and settings.synth == "fluidsynth":
             stages.mix_down(wav)  # fluidsynth writes stereo only
-        for fmt in stages.ENCODERS:
-            if fmt in wanted:
-                files[fmt], run = stages.encode(fmt, workdir, settings, profile)
-                seconds[run.tool] = run.seconds
-                warnings += _tool_warnings(run)
+        for row in TABLE:  # the encoders get the normalised WAV
+            if row.name in needed and row.name in stages.STAGES and row.name in _NEEDS_WAV:
+                _convert(row, files, workdir, settings, profile, result)
 
     result.files = {fmt: files[fmt] for fmt in wanted}
     for fmt, path in files.items():
         if fmt not in result.files:
             path.unlink(missing_ok=True)  # free the disk now, e.g. a WAV made only for lame
     return result
+
+
+def _convert(
+    fmt: OutputFormat,
+    files: dict[str, Path],
+    workdir: Path,
+    settings: Settings,
+    profile: AudioProfile,
+    result: RenderResult,
+) -> None:
+    """Run `fmt`'s stage (`stages.STAGES`) on the file of its source; keep its time and words."""
+    source = files[fmt.source or "abc"]  # only abc has no source, and abc has no stage
+    files[fmt.name], run = stages.STAGES[fmt.name](workdir, source, settings, profile)
+    result.seconds[run.tool] = run.seconds
+    result.warnings += _tool_warnings(run)
 
 
 #: Page size of a printed tunebook (abcm2ps's format parameters): A4.

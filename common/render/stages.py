@@ -18,7 +18,7 @@ import contextlib
 import logging
 import re
 import wave
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from common.errors import RenderError, RenderLimitError, ToolMissingError
@@ -32,6 +32,7 @@ from common.render.formats import (
     OGGENC,
     RSVG,
     TIMIDITY,
+    Tool,
     has_magic,
 )
 from common.render.loudness import Normalisation, normalise_wav, write_wav_scaled
@@ -41,7 +42,6 @@ from common.render.tool_run import (
     NO_SPACE,
     Completed,
     Limits,
-    Tool,
     one_line,
     raise_if_disk_full,
     resolve,
@@ -65,21 +65,6 @@ _OUT_OF_MEMORY = re.compile(
     r"cannot allocate memory|out of memory|failed to map segment|memory exhausted|bad_alloc",
     re.IGNORECASE,
 )
-
-#: The encoders that turn the normalised tune.wav into each compressed format. They take the
-#: WAV's channels and rate as they are (lame picks its MPEG-2 layer III for 16 and 24 kHz).
-ENCODERS: dict[str, Tool] = {"ogg": OGGENC, "mp3": LAME, "flac": FLAC}
-
-
-def encoder_args(fmt: str, profile: AudioProfile) -> list[str]:
-    """The argument list of `fmt`'s encoder for an audio level."""
-    if fmt == "ogg":
-        return ["-Q", "-q", str(profile.ogg_quality), "-o", "tune.ogg", "tune.wav"]
-    if fmt == "mp3":
-        return ["--quiet", "tune.wav", "tune.mp3"]
-    if fmt == "flac":
-        return ["--silent", "--force", "-o", "tune.flac", "tune.wav"]
-    raise ValueError(f"{fmt!r} is not an encoded audio format; choose from {', '.join(ENCODERS)}")
 
 
 def require_output(
@@ -317,8 +302,54 @@ def book_pdf(workdir: Path, settings: Settings) -> tuple[Path, list[Completed]]:
     return pdf, [engraved, joined]
 
 
-def encode(
-    fmt: str, workdir: Path, settings: Settings, profile: AudioProfile
+def engrave(
+    workdir: Path, abc: Path, settings: Settings, profile: AudioProfile
 ) -> tuple[Path, Completed]:
-    """Encode the (normalised) tune.wav → ``tune.<fmt>`` for ogg, mp3 or flac (`ENCODERS`)."""
-    return _convert(ENCODERS[fmt], encoder_args(fmt, profile), fmt, workdir, settings)
+    """The score, as `STAGES` calls it: `abcm2ps` on tune.abc."""
+    return abcm2ps(workdir, settings)
+
+
+def score_pdf(
+    workdir: Path, svg: Path, settings: Settings, profile: AudioProfile
+) -> tuple[Path, Completed]:
+    """The score's PDF, as `STAGES` calls it: `pdf` on tune.svg."""
+    return pdf(workdir, svg, settings)
+
+
+# The encoders take the normalised WAV's channels and rate as they are (lame picks its MPEG-2
+# layer III for 16 and 24 kHz); only oggenc has a quality per audio level.
+
+
+def ogg(
+    workdir: Path, wav: Path, settings: Settings, profile: AudioProfile
+) -> tuple[Path, Completed]:
+    """tune.wav → tune.ogg (Ogg Vorbis) at the level's quality."""
+    args = ["-Q", "-q", str(profile.ogg_quality), "-o", "tune.ogg", wav.name]
+    return _convert(OGGENC, args, "ogg", workdir, settings)
+
+
+def mp3(
+    workdir: Path, wav: Path, settings: Settings, profile: AudioProfile
+) -> tuple[Path, Completed]:
+    """tune.wav → tune.mp3 with lame's defaults."""
+    return _convert(LAME, ["--quiet", wav.name, "tune.mp3"], "mp3", workdir, settings)
+
+
+def flac(
+    workdir: Path, wav: Path, settings: Settings, profile: AudioProfile
+) -> tuple[Path, Completed]:
+    """tune.wav → tune.flac, lossless."""
+    args = ["--silent", "--force", "-o", "tune.flac", wav.name]
+    return _convert(FLAC, args, "flac", workdir, settings)
+
+
+#: A stage that makes one format from the file of the format it is made from (the table's
+#: ``source``), in the tune's directory: (directory, source file, settings, audio level) →
+#: (the file it wrote, the tool's run).
+Stage = Callable[[Path, Path, Settings, AudioProfile], tuple[Path, Completed]]
+
+#: The stage of every format made by converting another format's file. ``mid`` and ``wav`` are
+#: not here: they are the pipeline's gates (abc2midi's verdict; synthesis and loudness), run by
+#: `common.render.pipeline` itself; ``abc`` is the tune text. A test checks the table and this
+#: mapping cover the same formats.
+STAGES: dict[str, Stage] = {"svg": engrave, "pdf": score_pdf, "ogg": ogg, "mp3": mp3, "flac": flac}

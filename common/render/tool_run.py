@@ -43,6 +43,7 @@ from common.errors import (
     TransientError,
 )
 from common.files import is_disk_full
+from common.render.formats import Tool
 from common.render.sandbox import Jail
 from common.settings import Settings
 
@@ -65,15 +66,6 @@ NO_SPACE = re.compile(r"no space left on device|disk quota exceeded", re.IGNOREC
 CRASH_SIGNALS = frozenset(
     {signal.SIGSEGV, signal.SIGBUS, signal.SIGILL, signal.SIGFPE, signal.SIGABRT, signal.SIGSYS}
 )
-
-
-@dataclass(frozen=True)
-class Tool:
-    """An external program: the name people know, its Debian package, its Settings field."""
-
-    name: str
-    package: str
-    setting: str | None
 
 
 def resolve(tool: Tool, configured: str) -> str:

@@ -30,13 +30,15 @@
 
   var PAGE = 24; // cards added to the list at a time
   var BAR_PX = 100; // width a bar needs to be read comfortably: 6 bars a line on a desktop card
-  var AUDIO_TYPES = [["ogg", "audio/ogg"], ["mp3", "audio/mpeg"], ["wav", "audio/wav"], ["flac", "audio/flac"]];
   var SPEEDS = { min: 50, max: 125, step: 5 };
   // Notation for transposing instruments: written that many semitones above concert pitch, so
   // the player reads their part while the audio plays at concert pitch, as in a session.
   var NOTATIONS = [["0", "Concert pitch"], ["2", "B♭ instrument"], ["9", "E♭ instrument"], ["7", "F instrument"]];
 
   var data = JSON.parse(document.getElementById("tune-data").textContent);
+  // [format, content type] of the audio the players offer, best first: the formats table's,
+  // written into the page by the gallery (producer/gallery.py), never a list of our own.
+  var AUDIO_TYPES = data.audio.map(function (format) { return [format, data.content_types[format]]; });
   var tunes = data.tunes;
   var byId = new Map();
   var cards = new Map(); // tune id -> card element, once built
@@ -980,7 +982,7 @@
   });
   controls.exportAbc.addEventListener("click", function () {
     var name = controls.favouritesOnly.checked ? "favourites" : matching.length === tunes.length ? "all" : "shown";
-    download(data.batch_id + "-" + name + ".abc", exportTunebook(matching.slice()), "text/vnd.abc");
+    download(data.batch_id + "-" + name + ".abc", exportTunebook(matching.slice()), data.content_types.abc);
   });
 
   // Phones: the filters fold away under the title, and the header scrolls with the page.

@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import hashlib
+import json
 
 import pytest
 from pydantic import ValidationError
 
 from common.errors import InvalidInputError
 from common.jobs.schedules import ScheduleSpec
-from common.params import DEFAULT_FORMATS, Precision, RecipeOverrides, SamplingOptions
+from common.params import (
+    DEFAULT_FORMATS,
+    Precision,
+    RecipeOverrides,
+    SamplingOptions,
+    TuneOptions,
+)
 from common.presets import DEFAULT_PRESET, PRESETS
-from common.schemas import BatchSpec, ModelRecord, TrainSpec
+from common.schemas import BatchRecord, BatchSpec, ModelRecord, TrainSpec
 
 MODEL_ID = hashlib.sha256(b"model").hexdigest()
 
@@ -36,7 +43,7 @@ def test_batch_and_schedule_specs_carry_every_sampling_option() -> None:
         assert set(SamplingOptions.model_fields) <= set(spec_type.model_fields)
     batch = BatchSpec(count=1, model_id=MODEL_ID)
     schedule = ScheduleSpec(name="s", cron="* * * * *", corpus="c")
-    assert batch.formats == schedule.formats == list(DEFAULT_FORMATS)
+    assert batch.formats == schedule.formats == DEFAULT_FORMATS
     assert batch.precision == schedule.precision == Precision.AUTO
     assert batch.seed == 0 and schedule.seed is None  # a schedule draws a seed per firing
     # The batch spec is the sampler's parameters: the same checks, the same error.
@@ -44,6 +51,59 @@ def test_batch_and_schedule_specs_carry_every_sampling_option() -> None:
         BatchSpec(count=1, model_id=MODEL_ID, temperature=11)
     with pytest.raises(InvalidInputError, match="max-chars"):
         ScheduleSpec(name="s", cron="* * * * *", corpus="c", max_chars=1)
+
+
+def test_batch_and_schedule_specs_share_the_gate_and_output_fields_with_one_default() -> None:
+    for spec_type in (BatchSpec, ScheduleSpec):
+        assert set(TuneOptions.model_fields) <= set(spec_type.model_fields)
+        for name, field in TuneOptions.model_fields.items():
+            assert spec_type.model_fields[name].default == field.default, name
+    batch = BatchSpec(count=1, model_id=MODEL_ID)
+    schedule = ScheduleSpec(name="s", cron="* * * * *", corpus="c")
+    assert batch.valid_only is schedule.valid_only is True  # as submit-batch and schedule add
+
+
+def test_formats_are_validated_and_canonical_in_every_spec() -> None:
+    batch = BatchSpec.model_validate(
+        {"count": 1, "model_id": MODEL_ID, "formats": ["OGG", "mid", "ogg"]}
+    )
+    schedule = ScheduleSpec(name="s", cron="* * * * *", corpus="c", formats=("svg",))
+    assert batch.formats == ("abc", "mid", "ogg") and schedule.formats == ("abc", "svg")
+    with pytest.raises(InvalidInputError, match=r"unknown output format.*'aiff'.*choose from"):
+        BatchSpec(count=1, model_id=MODEL_ID, formats=("mid", "aiff"))
+    with pytest.raises(InvalidInputError, match="'aiff'"):
+        ScheduleSpec(name="s", cron="* * * * *", corpus="c", formats=("aiff",))
+    with pytest.raises(ValidationError):
+        BatchSpec.model_validate({"count": 1, "model_id": MODEL_ID, "formats": 3})
+
+
+#: A batch record as written before the formats were a validated type and the gate's fields a
+#: shared model (JSON as Redis and local records hold it, manifests embed it): it must still load.
+OLD_BATCH = {
+    "count": 20, "model_id": MODEL_ID, "temperature": 0.9, "top_k": 0, "max_chars": 1500,
+    "bar_tracker": True, "form": True, "precision": "auto", "seed": 7, "primer": "X:",
+    "primers": None, "primed_by": None, "valid_only": False, "max_tries": 5,
+    "near_copy_threshold": 0.5, "formats": ["abc", "mid", "wav", "ogg"], "audio": "standard",
+    "instrument": "piano", "chunk_size": 256,
+}  # fmt: skip
+OLD_SCHEDULE = {
+    "name": "nightly", "cron": "0 3 * * *", "corpus": "oneills", "per_tune": 1,
+    "model": "latest", "retrain_if_changed": False, "seed": None, "valid_only": True,
+    "max_tries": 5, "formats": ["abc", "mid"], "audio": "standard", "instrument": "piano",
+    "temperature": 1.0, "top_k": 0, "max_chars": 1500, "bar_tracker": True, "form": True,
+    "precision": "auto",
+}  # fmt: skip
+
+
+def test_old_records_load_and_write_the_same_json_shape() -> None:
+    batch = BatchRecord.model_validate_json(
+        json.dumps({"id": "b20260101-000000-abcdef", "spec": OLD_BATCH})
+    )
+    assert batch.spec.formats == ("abc", "mid", "wav", "ogg") and batch.spec.valid_only is False
+    assert json.loads(batch.spec.model_dump_json()) == OLD_BATCH  # a list again on the wire
+    schedule = ScheduleSpec.model_validate_json(json.dumps(OLD_SCHEDULE))
+    assert schedule.formats == ("abc", "mid") and schedule.near_copy_threshold == 0.5
+    assert json.loads(schedule.model_dump_json())["formats"] == ["abc", "mid"]
 
 
 def test_model_record_keeps_the_recipe_and_reads_records_with_the_unmeasured_validity() -> None:

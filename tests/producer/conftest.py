@@ -18,6 +18,7 @@ import pytest
 from common.jobs.batches import manifest_key, tune_key
 from common.jobs.context import Context
 from common.jobs.embedded import run_batch
+from common.render.formats import canonical_formats
 from common.schemas import ArtifactFile, BatchSpec, Manifest
 from common.state.local import LocalRecords
 from common.store.local import LocalStore
@@ -82,7 +83,7 @@ def gallery_batch(tiny_env: TinyEnv, tmp_path_factory: pytest.TempPathFactory) -
         count=GALLERY_TUNES, model_id=tiny_env.model.id, seed=3, temperature=0.4, top_k=4,
         valid_only=True, max_tries=40, max_chars=300, chunk_size=25, primers=primers,
         primed_by=[f"tiny:{i % 7}" if i % 5 == 0 else "" for i in range(GALLERY_TUNES)],
-        formats=["abc", "mid", "wav", "svg", "ogg"],
+        formats=("abc", "mid", "wav", "svg", "ogg"),
     )  # fmt: skip
     manifest = run_batch(ctx, spec)
     manifest = _retitle(store, manifest, HOSTILE_TITLES)
@@ -166,8 +167,8 @@ def practice_batch(gallery_batch: GalleryBatch, tmp_path_factory: pytest.TempPat
             )
         )
     spec = source.spec.model_copy(
-        update={"count": len(tunes), "primers": None, "primed_by": None, "formats": formats,
-                "instrument": Instrument.FIDDLE}
+        update={"count": len(tunes), "primers": None, "primed_by": None,
+                "formats": canonical_formats(formats), "instrument": Instrument.FIDDLE}
     )  # fmt: skip
     manifest = source.model_copy(
         update={"batch_id": batch_id, "spec": spec, "tunes": tunes, "counts": {"done": len(tunes)}}

@@ -47,7 +47,7 @@ def _nonzero(counts: dict[str, int]) -> dict[str, int]:
 def _queued_batch(backend: Backend, count: int = 10) -> str:
     """A batch recorded with every tune queued, as submit-batch leaves it before any work."""
     model_id = fake_model(backend.settings.data_dir)
-    spec = BatchSpec(count=count, model_id=model_id, primer="X:", chunk_size=4)
+    spec = BatchSpec(count=count, model_id=model_id, primer="X:", chunk_size=4, valid_only=False)
     return batches.create_batch(backend.context, spec).id
 
 
@@ -95,7 +95,9 @@ def test_distributed_submit_queues_one_job_per_chunk(
     redis_server: srv.RedisServer, tmp_path: Path
 ) -> None:
     backend = make_backend(Settings(broker_url=redis_server.url, data_dir=tmp_path, chunk_size=4))
-    spec = BatchSpec(count=10, model_id=fake_model(tmp_path), primer="X:", chunk_size=4)
+    spec = BatchSpec(
+        count=10, model_id=fake_model(tmp_path), primer="X:", chunk_size=4, valid_only=False
+    )
     told: list[str] = []
     result = backend.submit_batch(
         spec, wait=False, progress=None, on_created=lambda b: told.append(b.id)

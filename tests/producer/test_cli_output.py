@@ -46,7 +46,7 @@ def records(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalRe
 
 
 def new_batch(records: LocalRecords, count: int, batch_id: str) -> BatchRecord:
-    batch = BatchRecord(id=batch_id, spec=BatchSpec(count=count, model_id=MODEL, formats=["abc"]))
+    batch = BatchRecord(id=batch_id, spec=BatchSpec(count=count, model_id=MODEL, formats=("abc",)))
     # At most 12 tune records: a million-tune batch needs its count, not a million files.
     tunes = [
         TuneRecord(batch_id=batch.id, tune_id=tune_id(i), index=i) for i in range(min(count, 12))

@@ -119,7 +119,9 @@ def test_failed_enqueue_withdraws_the_batch(
     monkeypatch.setattr(sender, "enqueue", flaky_enqueue)
     client = Client(settings)
     with pytest.raises(BrokerError, match="withdrawn"):
-        client.submit_batch(BatchSpec(count=30, model_id=model_id, primer="X:", chunk_size=10))
+        client.submit_batch(
+            BatchSpec(count=30, model_id=model_id, primer="X:", chunk_size=10, valid_only=False)
+        )
     rec = RedisRecords.from_url(redis_server.url)
     assert rec.list_batches() == []
     assert rec.r.keys("tunebatch:batch:*") == []
@@ -132,7 +134,9 @@ def test_submit_returns_fast_and_queues_one_message_per_chunk(
     model_id = fake_model(settings.data_dir)
     client = Client(settings)
     started = time.perf_counter()
-    batch = client.submit_batch(BatchSpec(count=1000, model_id=model_id, chunk_size=256))
+    batch = client.submit_batch(
+        BatchSpec(count=1000, model_id=model_id, chunk_size=256, valid_only=False)
+    )
     elapsed = time.perf_counter() - started
     assert elapsed < 2.0, elapsed
     rec = client.records

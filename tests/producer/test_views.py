@@ -35,7 +35,7 @@ def records(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalRe
 
 def _ended_batch(recs: LocalRecords, *, cancelled: bool) -> BatchRecord:
     """A batch of 4 tunes whose manifest is written: 2 done, 2 cancelled when `cancelled`."""
-    batch = BatchRecord(id=BATCH, spec=BatchSpec(count=4, model_id=MODEL, formats=["abc"]))
+    batch = BatchRecord(id=BATCH, spec=BatchSpec(count=4, model_id=MODEL, formats=("abc",)))
     status = [TuneStatus.DONE if i < 2 or not cancelled else TuneStatus.CANCELLED
               for i in range(4)]  # fmt: skip
     recs.create_batch(batch, [TuneRecord(batch_id=BATCH, tune_id=tune_id(i), index=i,
@@ -73,7 +73,7 @@ def test_every_view_shows_the_same_state(
 
 
 def test_the_rule_cancelled_before_finished_before_running(tmp_path: Path) -> None:
-    spec = BatchSpec(count=1, model_id=MODEL, formats=["abc"])
+    spec = BatchSpec(count=1, model_id=MODEL, formats=("abc",))
     assert views.batch_state(BatchRecord(id=BATCH, spec=spec)) == "running"
     key = f"batches/{BATCH}/manifest.json"
     assert views.batch_state(BatchRecord(id=BATCH, spec=spec, manifest_key=key)) == "finished"

@@ -103,7 +103,8 @@ def test_counters_move_during_a_real_batch(
         max_chars=400,
         primer="X:1\nM:6/8\nL:1/8\nK:D\nDFA dFA|",
         chunk_size=10,
-        formats=["abc", "mid", "wav"],
+        formats=("abc", "mid", "wav"),
+        valid_only=False,
     )
     batch = client.submit_batch(spec)
     seen: list[float] = []

@@ -38,7 +38,9 @@ def test_a_generated_tune_whose_render_message_was_lost_is_rendered(
     for key in tiny_env.store.list("models/"):
         store.put_bytes(key, tiny_env.store.get_bytes(key))
     texts = list(split_tunes(TINY_CORPUS.read_text()))[:2]
-    spec = BatchSpec(count=2, model_id=tiny_env.model.id, formats=["abc", "mid"], chunk_size=2)
+    spec = BatchSpec(
+        count=2, model_id=tiny_env.model.id, formats=("abc", "mid"), chunk_size=2, valid_only=False
+    )
     batch = BatchRecord(id=new_batch_id(), spec=spec)
     # Both tunes generated and stored; their chunk ended (acked) and sent its renders, which a
     # Redis SIGKILL then dropped: the records say `generated` and no queue holds a job.

@@ -143,7 +143,7 @@ def test_beat_fires_once_per_interval_with_two_beats_and_each_batch_covers_the_d
     app = make_app(running.settings)
     spec = ScheduleSpec(
         name="every2", cron="* * * * *", corpus="mini", per_tune=2, temperature=0.8,
-        max_chars=300, valid_only=False, formats=["abc", "mid"],
+        max_chars=300, valid_only=False, formats=("abc", "mid"),
     )  # fmt: skip
     schedule_store.add_schedule(app, spec, every_s=2)
     rec = running.records
@@ -277,7 +277,7 @@ def test_a_redelivered_firing_submits_no_second_batch(running: Cluster, model_id
     ctx = Context(settings=c.settings, store=make_store(c.settings), records=c.records)
     spec = ScheduleSpec(
         name="once", cron="0 3 * * *", corpus="mini", max_chars=200, valid_only=False,
-        formats=["abc"],
+        formats=("abc",),
     ).model_dump_json()  # fmt: skip
     app = make_app(c.settings)
     first = schedules.fire(ctx, c.records, spec, celery_app=app, task_id="redelivered-1")

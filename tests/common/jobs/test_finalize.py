@@ -88,7 +88,7 @@ def generated(ctx: Context, batch_id: str, index: int, text: str, **figures: Any
 
 def test_generation_records_the_figures_of_the_stored_text(ctx: Context, tiny_env: TinyEnv) -> None:
     spec = BatchSpec(count=4, model_id=tiny_env.model.id, seed=3, max_chars=400, chunk_size=4,
-                     formats=["abc"])  # fmt: skip
+                     formats=("abc",), valid_only=False)  # fmt: skip
     batch = batches.create_batch(ctx, spec)
     generate.generate_chunk(ctx, batch.id, 0)
     for tune in ctx.records.tunes(batch.id):

@@ -22,9 +22,10 @@ import pytest
 
 from common.errors import RenderError, ToolMissingError
 from common.render import sandbox
+from common.render.formats import Tool
 from common.render.pipeline import check_abc, rendered
 from common.render.sandbox import UNJAILED, jail_for, require
-from common.render.tool_run import Completed, Limits, Tool, run_tool
+from common.render.tool_run import Completed, Limits, run_tool
 from common.settings import Settings
 
 SH = Tool("sh", "dash", None)
