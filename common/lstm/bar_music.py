@@ -24,8 +24,8 @@ Why it never dead-ends: bar lengths and pickups are multiples of the shortest no
 are not, for a meter the corpus does not use, the rule falls back to the tracker's own quarter
 unit), so a bar that is not full still takes a note of that length; in a part's last bar the
 tonic letter, always in the vocabulary the tracker needs, fits wherever a note may start. A row
-the rules would leave without a char keeps the tracker's mask for that step and is counted in
-`yielded`.
+the rules would leave without a char keeps the tracker's mask for that step (the tracker's
+`gave_way` counts it; `yielded` counts the notes whose end the rules could not foresee).
 
 Its state is two int32 columns (`TONIC`: the letter index of the key's tonic, -1 before ``K:``;
 `SLUR`: slurs open).
@@ -33,11 +33,10 @@ Its state is two int32 columns (`TONIC`: the letter index of the key's tonic, -1
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
 import numpy.typing as npt
 
+from common.lstm.bar_part import MDEN, MNUM, NACC, NLET, NOCT, Build, TrackerPart, View
 from common.lstm.bar_rules import (
     A_CLOSE,
     A_CLOSE_COLON,
@@ -48,11 +47,6 @@ from common.lstm.bar_rules import (
     A_TUP2,
     A_TUP3,
     A_TUP4,
-    C_BROKEN,
-    C_NOTE,
-    C_TUP2,
-    C_TUP3,
-    C_TUP4,
     EV_ACC,
     EV_ACC2,
     EV_LET,
@@ -60,9 +54,7 @@ from common.lstm.bar_rules import (
     EV_TIE,
     NOTE_LETTERS,
     TICKS_PER_WHOLE,
-    bit,
 )
-from common.lstm.bar_tables import Tables
 from common.lstm.music_rules import MusicRules
 
 #: Columns this module adds to the tracker's state: TONIC, SLUR.
@@ -75,23 +67,29 @@ _PITCH = {"C": 60, "D": 62, "E": 64, "F": 65, "G": 67, "A": 69, "B": 71}
 _MAX_METER = 17
 
 
-class BarMusic:
-    """The rules over all slots; `base` is its state column, `cols` the tracker's columns it
-    reads (NACC, NLET, NOCT, MNUM, MDEN)."""
+class BarMusic(TrackerPart):
+    """The rules over all slots: its state columns (TONIC, SLUR), and the tracker's it reads
+    (NACC, NLET, NOCT, MNUM, MDEN). The tracker asks it for each row's shortest note and
+    whether the pending note is the tonic, and passes the cadence rows to its mask."""
 
-    def __init__(
-        self,
-        t: Tables,
-        modes: Sequence[str],
-        chars: Sequence[str],
-        base: int,
-        cols: dict[str, int],
-        rules: MusicRules,
-    ) -> None:
+    FIELDS = MUSIC_FIELDS
+    GIVES_WAY = True
+
+    @classmethod
+    def wanted(cls, form: bool, music: MusicRules | None) -> bool:
+        return music is not None
+
+    @classmethod
+    def initial(cls, row: npt.NDArray[np.int32], base: int) -> None:
+        row[base] = -1  # no tonic before K:
+
+    def __init__(self, b: Build) -> None:
+        assert b.music is not None
+        t, modes, chars, rules = b.t, b.modes, b.chars, b.music
         self.rules = rules
-        self.tonic_col, self.slur_col = base, base + 1
-        self.nacc, self.nlet, self.noct = cols["NACC"], cols["NLET"], cols["NOCT"]
-        self.mnum, self.mden = cols["MNUM"], cols["MDEN"]
+        self.tonic_col, self.slur_col = b.base, b.base + 1
+        self.nacc, self.nlet, self.noct = NACC, NLET, NOCT
+        self.mnum, self.mden = MNUM, MDEN
         letters = "ABCDEFG"
         self._key_mode = np.asarray([m in _KEY_MODES for m in modes])
         self._key_letter = np.asarray([letters.index(ch) if ch in letters else -1 for ch in chars])
@@ -101,8 +99,7 @@ class BarMusic:
         )
         note = (t.event == EV_LET) | (t.event == EV_LETA)
         self._note_letter = np.where(note & (t.next >= 0), char_letter[None, :], -1)
-        timed = bit(C_NOTE) | bit(C_TUP2) | bit(C_TUP3) | bit(C_TUP4) | bit(C_BROKEN)
-        self._timed = ((t.req & timed) != 0) & (t.next >= 0)
+        self._timed = t.timed
         # a chord or an inline field: `[` leads to either
         lbrack = [i for i, m in enumerate(modes) if m == "LBRACK"]
         self._accidental = (t.event == EV_ACC) | (t.event == EV_ACC2) | np.isin(t.next, lbrack)
@@ -183,18 +180,12 @@ class BarMusic:
         return tonic
 
     # -- the mask ---------------------------------------------------------------------------
-    def mask(
-        self,
-        s: npt.NDArray[np.int32],
-        mode: npt.NDArray[np.int64],
-        live: npt.NDArray[np.bool_],
-        cadence: npt.NDArray[np.bool_],
-        window: npt.NDArray[np.bool_],
-        allowed: npt.NDArray[np.bool_],
-    ) -> None:
-        """AND the register and cadence rules into `allowed` (in place). `cadence`: rows in a
-        part's last bar; `window`: those where only the tonic may start (no room left before
-        the final unit for another note)."""
+    def mask(self, view: View, allowed: npt.NDArray[np.bool_]) -> None:
+        """AND the register and cadence rules into `allowed` (in place). `view.cadence`: rows
+        in a part's last bar; `view.window`: those where only the tonic may start (no room
+        left before the final unit for another note)."""
+        s, mode, live, cadence, window = view.s, view.mode, view.live, view.cadence, view.window
+        assert cadence is not None and window is not None
         rows = np.flatnonzero(live)
         if rows.size == 0:
             return
@@ -228,8 +219,4 @@ class BarMusic:
             is_tonic = self._note_letter[mc] == tonic[:, None]
             ban |= win[:, None] & self._start[mc] & ~is_tonic
             sub[cad] &= ~ban
-        empty = ~sub.any(axis=1)
-        if empty.any():
-            self.yielded += int(empty.sum())
-            sub[empty] = allowed[rows[empty]]
         allowed[rows] = sub
