@@ -1,4 +1,4 @@
-"""Music rules on top of the bar tracker: the corpus's shortest notes, its register, cadences.
+"""Music rules on top of the bar tracker: the corpus's shortest notes, slurs, brackets, cadences.
 
 The tracker keeps bars the meter's length; these rules keep what is written inside them within
 what the training corpus does (`common.lstm.music_rules` reads the limits from it):
@@ -6,8 +6,7 @@ what the training corpus does (`common.lstm.music_rules` reads the limits from i
 * **shortest note**: a note (a tuplet's note, the short half of a broken pair) is never shorter
   than the shortest note the corpus uses in the tune's meter, and a group ends on a multiple of
   it, so a bar is always filled by notes of at least that length;
-* **register**: no octave mark takes a note above the corpus's highest pitch or below its
-  lowest (notes without marks, C4–B5, are always in reach);
+* **register**: its own part, `common.lstm.bar_register`;
 * **slurs**: where the corpus's slurs close in their bar (`MusicRules.long_slurs` off), no slur
   opens inside an open one and no barline comes while one is open;
 * **brackets**: no chord and no inline field (``[``) in the body where the corpus has almost
@@ -61,8 +60,6 @@ from common.lstm.music_rules import MusicRules
 MUSIC_FIELDS = 2
 #: The key field's first char of value, in the header, a body line and an inline field.
 _KEY_MODES = ("HK0", "BFK0", "IFK0")
-#: Natural MIDI pitch of each of `NOTE_LETTERS` without octave marks.
-_PITCH = {"C": 60, "D": 62, "E": 64, "F": 65, "G": 67, "A": 69, "B": 71}
 #: Largest meter numerator and denominator the tracker accepts.
 _MAX_METER = 17
 
@@ -114,22 +111,9 @@ class BarMusic(TrackerPart):
         self._bracket = np.isin(t.next, opens) & (t.next >= 0)
         self._broken = (t.act == A_GT) | (t.act == A_LT)
         self._tie = t.event == EV_TIE
-        # Octave marks: in a body note they move the note the tracker spells (NLET, NOCT); in a
-        # chord or grace group, which it does not spell, they are not written at all.
-        up = np.asarray([ch == "'" for ch in chars])
-        down = np.asarray([ch == "," for ch in chars])
-        body_note = np.asarray([m.startswith("PN") for m in modes])
-        group = np.asarray([m.startswith(("CHORD", "GRACE")) for m in modes])
-        self._up = body_note[:, None] & up[None, :] & (t.next >= 0)
-        self._down = body_note[:, None] & down[None, :] & (t.next >= 0)
-        self._group_marks = group[:, None] & (up | down)[None, :]
-        self._marks = self._up.any(axis=1) | self._down.any(axis=1)  # modes taking a mark
-        self._banned = self._group_marks | (self._bracket & (not rules.brackets))
+        self._banned = self._bracket & (not rules.brackets)
         self._slur_ban = self._paren | self._barline
         self._start = self._timed | self._accidental
-        self._natural = np.asarray(
-            [_PITCH[ch.upper()] + (12 if ch.islower() else 0) for ch in NOTE_LETTERS]
-        )
         shortest = np.full((_MAX_METER, _MAX_METER), self._ticks(rules.default_shortest))
         for (num, den), value in rules.shortest.items():
             if num < _MAX_METER and den < _MAX_METER:
@@ -181,7 +165,7 @@ class BarMusic(TrackerPart):
 
     # -- the mask ---------------------------------------------------------------------------
     def mask(self, view: View, allowed: npt.NDArray[np.bool_]) -> None:
-        """AND the register and cadence rules into `allowed` (in place). `view.cadence`: rows
+        """AND the bracket, slur and cadence rules into `allowed` (in place). `view.cadence`: rows
         in a part's last bar; `view.window`: those where only the tonic may start (no room
         left before the final unit for another note)."""
         s, mode, live, cadence, window = view.s, view.mode, view.live, view.cadence, view.window
@@ -190,19 +174,10 @@ class BarMusic(TrackerPart):
         if rows.size == 0:
             return
         m = mode[rows]
-        # What no row may write (chords, inline fields, octave marks in groups): one lookup.
+        # What no row may write (chords, inline fields where the corpus has none): one lookup.
         sub = allowed[rows] & ~self._banned[m]
-        # The rest concerns few rows at a time (a note taking octave marks, an open slur, a
-        # part's last bar): each is worked out on those rows only.
-        marking = np.flatnonzero(self._marks[m])
-        if marking.size:
-            r = rows[marking]
-            nlet, marks = s[r, self.nlet].astype(np.int64), s[r, self.noct].astype(np.int64)
-            natural = self._natural[np.maximum(nlet, 0)]
-            high = (natural + 12 * (marks + 1) > self.rules.highest) | (nlet < 0)
-            low = (natural - 12 * (marks + 1) < self.rules.lowest) | (nlet < 0)
-            mm = m[marking]
-            sub[marking] &= ~((self._up[mm] & high[:, None]) | (self._down[mm] & low[:, None]))
+        # The rest concerns few rows at a time (an open slur, a part's last bar): each is
+        # worked out on those rows only.
         if not self.rules.long_slurs:
             slurred = np.flatnonzero(s[rows, self.slur_col] > 0)
             sub[slurred] &= ~self._slur_ban[m[slurred]]

@@ -84,6 +84,7 @@ from common.lstm.bar_part import (
     layout,
     overrides,
 )
+from common.lstm.bar_register import BarRegister
 from common.lstm.bar_repeats import BarRepeats
 from common.lstm.bar_rules import A_BODY_START, LENGTHS, N_ACTIONS, TUPLETS, VALUES, Cond
 from common.lstm.bar_tables import check_coverage, compile_tables
@@ -95,6 +96,7 @@ from common.lstm.music_rules import MusicRules
 #: the `BULK` ones last; the tracker finds form and music by type for the bar limits below.
 PARTS: tuple[type[TrackerPart], ...] = (
     BarForm,
+    BarRegister,
     BarMusic,
     BarTies,
     BarClosing,
