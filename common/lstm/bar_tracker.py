@@ -26,7 +26,9 @@ continuations) plus a few integers per slot (bar position in ticks, meter, unit,
 broken-rhythm, repeat and tie state, the spelling of the note being written). Anything outside
 that subset is masked, so what the model writes is always something the tracker can count. The
 tables (`common.lstm.bar_tables`) are built once per vocabulary; a step is a handful of NumPy
-operations over all B slots at once.
+operations over all B slots at once. The counting is `common.lstm.bar_counts`'; the rules on top
+(ties, closing, form, music, register, repeats) are `PARTS`, each a `common.lstm.bar_part.
+TrackerPart` with its own columns, so that a new rule touches one new module and this list.
 
 Why it never dead-ends: every duration it allows is a multiple of a quarter of the unit length
 ``L`` (lengths down to ``/4``; a tuplet's notes share one length, so ``(3`` three of length m last
