@@ -89,7 +89,7 @@ from common.lstm.bar_part import (
 from common.lstm.bar_register import BarRegister
 from common.lstm.bar_repeats import BarRepeats
 from common.lstm.bar_rules import A_BODY_START, LENGTHS, N_ACTIONS, TUPLETS, VALUES, Cond
-from common.lstm.bar_tables import check_coverage, compile_tables
+from common.lstm.bar_tables import BARLINE_ACTIONS, check_coverage, compile_tables
 from common.lstm.bar_ties import BarTies
 from common.lstm.music_rules import MusicRules
 
@@ -178,6 +178,8 @@ class BarTracker:
         self._bar1 = self.mode_id["BAR1"]
         self._paren = self.mode_id["PAREN"]
         self._colon = np.asarray([ch == ":" for ch in self.chars])
+        self._barline_act = np.zeros(N_ACTIONS, bool)
+        self._barline_act[list(BARLINE_ACTIONS)] = True
 
     def _part(self, kind: type[_P]) -> _P | None:
         return next((p for p in self.parts if isinstance(p, kind)), None)
@@ -234,7 +236,7 @@ class BarTracker:
             if code == A_BODY_START:
                 for part in self._hooks["body_start"]:
                     part.body_start(s, rows)
-        barline = np.flatnonzero(t.barline[mode, c])
+        barline = np.flatnonzero(self._barline_act[act])  # by action: one small lookup
         if barline.size:
             b = s[barline]
             inside = (b[:, OPENREP] > 0) | (b[:, ENDST] == 1)
@@ -440,7 +442,7 @@ class BarTracker:
         assert ok.keys() == self._named, f"conditions answered {sorted(ok)}: see ANSWERS"
         bits = np.zeros(len(mode), np.int64)
         for cond, holds in ok.items():
-            bits |= holds.astype(np.int64) << cond
+            bits |= holds.astype(np.int64) << int(cond)  # an IntEnum shift is 3x slower
         # Length chars: the child node must still reach a length that fits.
         child = t.child[np.where(pending, node, len(t.term) - 1)]  # [B, 11]
         len_ok = (t.comp[child] & fits_now[:, None]) != 0
