@@ -105,8 +105,8 @@ PARTS: tuple[type[TrackerPart], ...] = (
     BarRepeats,
 )
 _BASES, _CORE, FIELDS = layout(PARTS)
-#: Conditions the tracker answers itself; its parts answer the rest (`TrackerPart.ANSWERS`).
 _TUPLET = {2: Cond.TUP2, 3: Cond.TUP3, 4: Cond.TUP4}
+#: Conditions the tracker answers itself; its parts answer the rest (`TrackerPart.ANSWERS`).
 ANSWERS: tuple[Cond, ...] = (
     Cond.TERM, Cond.NOTE, Cond.BAR, Cond.COLON, Cond.NOTNEED, Cond.END, Cond.BARSTART,
     Cond.TUP2, Cond.TUP3, Cond.TUP4, Cond.BROKEN, Cond.METER, Cond.TIE, Cond.REPOPEN,
