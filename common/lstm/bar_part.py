@@ -7,9 +7,10 @@ and one line in `common.lstm.bar_tracker.PARTS`: the tracker lays out the column
 feeds and masks every part in that list, and checks that every condition a grammar rule can
 require (`common.lstm.bar_rules.Cond`) is answered by exactly one checker.
 
-The state stays one int32 array [B, FIELDS] (the sampler carries it with the LSTM state), so
-the layout is fixed for the vocabulary-free `PARTS` list, whether or not a part is on for a
-tracker: the columns of every listed part exist, only enabled parts are built and called.
+The state stays one int32 array [B, FIELDS] (the sampler carries it with the LSTM state, and
+its compiled signature fixes the width), so the layout follows from the `PARTS` list alone,
+whatever a tracker's options: the columns of every listed part exist, only the parts its
+options want are built and called.
 """
 
 from __future__ import annotations
