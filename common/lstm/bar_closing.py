@@ -22,11 +22,10 @@ the end of tune): the phases never make a dead end.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
-
 import numpy as np
 import numpy.typing as npt
+
+from common.lstm.bar_part import Build, Phases, TrackerPart, View
 
 #: Chars left at which no new repeat or ending may open (1500-char tunes: the last 300).
 CLOSE_MARGIN = 300
@@ -36,12 +35,6 @@ END_MARGIN = 50
 #: Chars that start text taking no time, banned in the ending phase: a line continuation, a
 #: ``!decoration!`` and a "guitar chord" or annotation (a run of them could fill the last chars).
 FILLERS = '\\!"'
-
-
-@dataclass(frozen=True)
-class Phases:
-    closing: npt.NDArray[np.bool_]
-    ending: npt.NDArray[np.bool_]
 
 
 def closing_phases(
@@ -65,10 +58,12 @@ def _narrow(
     allowed[rows[keep]] = sub[keep]
 
 
-class Closing:
-    """The ending phase's restrictions over one vocabulary."""
+class BarClosing(TrackerPart):
+    """The ending phase's restrictions over one vocabulary (no state of its own: it reads the
+    chars left, which the sampler passes each step)."""
 
-    def __init__(self, chars: Sequence[str]) -> None:
+    def __init__(self, b: Build) -> None:
+        chars = b.chars
         self.finishers = np.asarray([ch in "\n]" for ch in chars])
         self.space = chars.index(" ") if " " in chars else -1
         self.newline = chars.index("\n") if "\n" in chars else -1
@@ -76,6 +71,21 @@ class Closing:
         self.bracket = np.asarray([ch == "[" for ch in chars])
         self.stall = np.asarray([ch in ")\\" for ch in chars])
         self.idle = np.asarray([ch in " )\\\n]" for ch in chars])
+        # (mode, char) pairs that start an inline field or a field line: no time, no end
+        starts = [n.startswith(("IFF", "BFF")) for n in b.modes] + [False]
+        self.field_start = np.asarray(starts)[b.t.next]
+        if ":" in chars:  # T: in the body (a T alone is a trill)
+            self.field_start[b.mode_id["LST"], chars.index(":")] = True
+
+    def mask(self, view: View, allowed: npt.NDArray[np.bool_]) -> None:
+        """No runs of spaces; at a full bar no stalling; in the ending phase only what ends."""
+        live, last = view.live, view.last
+        assert view.can_end is not None
+        self.no_space_runs(allowed, live, last)
+        self.full_bar(allowed, (view.fits_next == 0) & ~view.pending & live, last)
+        ending = view.phase.ending & live
+        fields = self.field_start[view.mode[ending]]  # only the ending rows: this is every step
+        self.finish(allowed, view.phase.ending & view.can_end, ending, last, fields)
 
     def no_space_runs(
         self,

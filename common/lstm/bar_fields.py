@@ -20,16 +20,11 @@ from common.lstm.bar_rules import (
     A_M_END_BODY,
     A_NUM,
     BODY_FIELDS,
-    C_BARSTART,
-    C_END,
-    C_METER,
-    C_NOMETER,
-    C_NOTE,
-    C_NOUNIT,
     DIGITS,
     EV_DECO,
     HEADER_FIELDS,
     KEY_SUFFIXES,
+    Cond,
     Grammar,
     Rule,
     bit,
@@ -111,9 +106,9 @@ def build_fields(g: Grammar) -> None:
 
     def header_line(ch: str) -> Rule | None:
         if ch == "K":
-            return Rule("HFK", bit(C_METER))
+            return Rule("HFK", bit(Cond.METER))
         if ch in "ML":
-            return Rule("HF" + ch, bit(C_NOMETER if ch == "M" else C_NOUNIT))
+            return Rule("HF" + ch, bit(Cond.NOMETER if ch == "M" else Cond.NOUNIT))
         if ch in HEADER_FIELDS:
             return Rule("HFO")
         return Rule("HC") if ch == "%" else None
@@ -126,14 +121,14 @@ def build_fields(g: Grammar) -> None:
 
     def line_start(ch: str) -> Rule | None:
         if ch in ("\n", "X"):
-            return Rule("FREE", bit(C_END))  # the tune ends here
+            return Rule("FREE", bit(Cond.END))  # the tune ends here
         if ch == "T":  # a field T: or a trill on the first note
-            return Rule("LST", bit(C_NOTE), event=EV_DECO)
+            return Rule("LST", bit(Cond.NOTE), event=EV_DECO)
         if ch in BODY_FIELDS:
             letter = "BFF" + (ch if ch in "MLK" else "O")
-            return Rule(letter, bit(C_BARSTART))
+            return Rule(letter, bit(Cond.BARSTART))
         return g.sep(ch)
 
     g.add("B_LS", line_start)
-    g.add("LST", lambda ch: Rule("BFO0", bit(C_BARSTART)) if ch == ":" else
+    g.add("LST", lambda ch: Rule("BFO0", bit(Cond.BARSTART)) if ch == ":" else
           g.rules["PRED"](ch))  # fmt: skip

@@ -35,11 +35,21 @@ its own.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
 import numpy.typing as npt
 
+from common.lstm.bar_part import (
+    BARLEN,
+    CARRY,
+    FREE_MODE,
+    OPENREP,
+    PICKOK,
+    POS,
+    TIE,
+    Build,
+    TrackerPart,
+    View,
+)
 from common.lstm.bar_rules import (
     A_CLOSE,
     A_CLOSE_COLON,
@@ -47,10 +57,10 @@ from common.lstm.bar_rules import (
     A_END2,
     A_REPOPEN,
     A_SECTION,
-    C_END,
     EV_TIE,
+    Cond,
 )
-from common.lstm.bar_tables import Tables
+from common.lstm.music_rules import MusicRules
 
 #: Bars in each of the two parts.
 PART_BARS = 8
@@ -65,24 +75,24 @@ PER_BAR = 2**9 * 3**3 * 5 * 7
 AFTER_CHARS = "|]\n"
 
 
-class BarForm:
-    """Section counter and mask over all slots; `base` is the first of its two state columns,
-    `cols` the tracker's columns it reads (POS, BARLEN, PICKOK, OPENREP, TIE, CARRY)."""
+class BarForm(TrackerPart):
+    """Section counter and mask over all slots: its two state columns (ACC, SEC), and the
+    tracker's it reads (POS, BARLEN, PICKOK, OPENREP, TIE, CARRY)."""
 
-    def __init__(
-        self,
-        t: Tables,
-        mode_id: dict[str, int],
-        chars: Sequence[str],
-        base: int,
-        cols: dict[str, int],
-    ) -> None:
-        self.acc_col, self.sec_col = base, base + 1
-        self.pos, self.barlen = cols["POS"], cols["BARLEN"]
-        self.pickok, self.openrep, self.tie = cols["PICKOK"], cols["OPENREP"], cols["TIE"]
-        self.carry = cols["CARRY"]
-        self.free = mode_id["FREE"]
-        self.bar1 = mode_id["BAR1"]
+    FIELDS = FORM_FIELDS
+
+    @classmethod
+    def wanted(cls, form: bool, music: MusicRules | None) -> bool:
+        return form
+
+    def __init__(self, b: Build) -> None:
+        self.acc_col, self.sec_col = b.base, b.base + 1
+        self.pos, self.barlen = POS, BARLEN
+        self.pickok, self.openrep, self.tie = PICKOK, OPENREP, TIE
+        self.carry = CARRY
+        self.free = b.mode_id[FREE_MODE]
+        self.bar1 = b.mode_id["BAR1"]
+        t, chars = b.t, b.chars
         act = t.act
         self.close_bar = act == A_CLOSE  # [modes, V]: '|' closes a bar (a boundary may follow)
         self.close_colon = act == A_CLOSE_COLON  # ':' closes a bar and its section
@@ -90,7 +100,7 @@ class BarForm:
         self.repopen = act == A_REPOPEN
         self.ending = (act == A_END1) | (act == A_END2)
         self.ties = t.event == EV_TIE
-        self.ends = (t.req & (1 << C_END)) != 0
+        self.ends = (t.req & (1 << Cond.END)) != 0
         self.after = np.asarray([ch in AFTER_CHARS for ch in chars])
         self.newline = np.asarray([ch == "\n" for ch in chars])
         self.yielded = 0  # rows where the rule gave way to the tracker's mask (see `mask`)
@@ -141,15 +151,10 @@ class BarForm:
         s[:, self.sec_col] += counted
         s[:, self.acc_col] = np.where(bnd, 0, acc)
 
-    def mask(
-        self,
-        s: npt.NDArray[np.int32],
-        mode: npt.NDArray[np.int64],
-        pos: npt.NDArray[np.int64],
-        allowed: npt.NDArray[np.bool_],
-    ) -> None:
-        """AND the form rule into `allowed` (in place); `pos` is each bar's position once the
-        pending note ends (the tracker's projection)."""
+    def mask(self, view: View, allowed: npt.NDArray[np.bool_]) -> None:
+        """AND the form rule into `allowed` (in place); `view.pos` is each bar's position once
+        the pending note ends (the tracker's projection)."""
+        s, mode, pos = view.s, view.mode, view.pos
         rows = np.flatnonzero(mode != self.free)
         if rows.size == 0:
             return

@@ -1,4 +1,4 @@
-"""Music rules on top of the bar tracker: the corpus's shortest notes, its register, cadences.
+"""Music rules on top of the bar tracker: the corpus's shortest notes, slurs, brackets, cadences.
 
 The tracker keeps bars the meter's length; these rules keep what is written inside them within
 what the training corpus does (`common.lstm.music_rules` reads the limits from it):
@@ -6,8 +6,7 @@ what the training corpus does (`common.lstm.music_rules` reads the limits from i
 * **shortest note**: a note (a tuplet's note, the short half of a broken pair) is never shorter
   than the shortest note the corpus uses in the tune's meter, and a group ends on a multiple of
   it, so a bar is always filled by notes of at least that length;
-* **register**: no octave mark takes a note above the corpus's highest pitch or below its
-  lowest (notes without marks, C4–B5, are always in reach);
+* **register**: its own part, `common.lstm.bar_register`;
 * **slurs**: where the corpus's slurs close in their bar (`MusicRules.long_slurs` off), no slur
   opens inside an open one and no barline comes while one is open;
 * **brackets**: no chord and no inline field (``[``) in the body where the corpus has almost
@@ -24,8 +23,8 @@ Why it never dead-ends: bar lengths and pickups are multiples of the shortest no
 are not, for a meter the corpus does not use, the rule falls back to the tracker's own quarter
 unit), so a bar that is not full still takes a note of that length; in a part's last bar the
 tonic letter, always in the vocabulary the tracker needs, fits wherever a note may start. A row
-the rules would leave without a char keeps the tracker's mask for that step and is counted in
-`yielded`.
+the rules would leave without a char keeps the tracker's mask for that step (the tracker's
+`gave_way` counts it; `yielded` counts the notes whose end the rules could not foresee).
 
 Its state is two int32 columns (`TONIC`: the letter index of the key's tonic, -1 before ``K:``;
 `SLUR`: slurs open).
@@ -33,11 +32,10 @@ Its state is two int32 columns (`TONIC`: the letter index of the key's tonic, -1
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
 import numpy.typing as npt
 
+from common.lstm.bar_part import MDEN, MNUM, NACC, NLET, NOCT, Build, TrackerPart, View
 from common.lstm.bar_rules import (
     A_CLOSE,
     A_CLOSE_COLON,
@@ -48,11 +46,6 @@ from common.lstm.bar_rules import (
     A_TUP2,
     A_TUP3,
     A_TUP4,
-    C_BROKEN,
-    C_NOTE,
-    C_TUP2,
-    C_TUP3,
-    C_TUP4,
     EV_ACC,
     EV_ACC2,
     EV_LET,
@@ -60,38 +53,40 @@ from common.lstm.bar_rules import (
     EV_TIE,
     NOTE_LETTERS,
     TICKS_PER_WHOLE,
-    bit,
 )
-from common.lstm.bar_tables import Tables
 from common.lstm.music_rules import MusicRules
 
 #: Columns this module adds to the tracker's state: TONIC, SLUR.
 MUSIC_FIELDS = 2
 #: The key field's first char of value, in the header, a body line and an inline field.
 _KEY_MODES = ("HK0", "BFK0", "IFK0")
-#: Natural MIDI pitch of each of `NOTE_LETTERS` without octave marks.
-_PITCH = {"C": 60, "D": 62, "E": 64, "F": 65, "G": 67, "A": 69, "B": 71}
 #: Largest meter numerator and denominator the tracker accepts.
 _MAX_METER = 17
 
 
-class BarMusic:
-    """The rules over all slots; `base` is its state column, `cols` the tracker's columns it
-    reads (NACC, NLET, NOCT, MNUM, MDEN)."""
+class BarMusic(TrackerPart):
+    """The rules over all slots: its state columns (TONIC, SLUR), and the tracker's it reads
+    (NACC, NLET, NOCT, MNUM, MDEN). The tracker asks it for each row's shortest note and
+    whether the pending note is the tonic, and passes the cadence rows to its mask."""
 
-    def __init__(
-        self,
-        t: Tables,
-        modes: Sequence[str],
-        chars: Sequence[str],
-        base: int,
-        cols: dict[str, int],
-        rules: MusicRules,
-    ) -> None:
+    FIELDS = MUSIC_FIELDS
+    GIVES_WAY = True
+
+    @classmethod
+    def wanted(cls, form: bool, music: MusicRules | None) -> bool:
+        return music is not None
+
+    @classmethod
+    def initial(cls, row: npt.NDArray[np.int32], base: int) -> None:
+        row[base] = -1  # no tonic before K:
+
+    def __init__(self, b: Build) -> None:
+        assert b.music is not None
+        t, modes, chars, rules = b.t, b.modes, b.chars, b.music
         self.rules = rules
-        self.tonic_col, self.slur_col = base, base + 1
-        self.nacc, self.nlet, self.noct = cols["NACC"], cols["NLET"], cols["NOCT"]
-        self.mnum, self.mden = cols["MNUM"], cols["MDEN"]
+        self.tonic_col, self.slur_col = b.base, b.base + 1
+        self.nacc, self.nlet, self.noct = NACC, NLET, NOCT
+        self.mnum, self.mden = MNUM, MDEN
         letters = "ABCDEFG"
         self._key_mode = np.asarray([m in _KEY_MODES for m in modes])
         self._key_letter = np.asarray([letters.index(ch) if ch in letters else -1 for ch in chars])
@@ -101,8 +96,7 @@ class BarMusic:
         )
         note = (t.event == EV_LET) | (t.event == EV_LETA)
         self._note_letter = np.where(note & (t.next >= 0), char_letter[None, :], -1)
-        timed = bit(C_NOTE) | bit(C_TUP2) | bit(C_TUP3) | bit(C_TUP4) | bit(C_BROKEN)
-        self._timed = ((t.req & timed) != 0) & (t.next >= 0)
+        self._timed = t.timed
         # a chord or an inline field: `[` leads to either
         lbrack = [i for i, m in enumerate(modes) if m == "LBRACK"]
         self._accidental = (t.event == EV_ACC) | (t.event == EV_ACC2) | np.isin(t.next, lbrack)
@@ -117,22 +111,9 @@ class BarMusic:
         self._bracket = np.isin(t.next, opens) & (t.next >= 0)
         self._broken = (t.act == A_GT) | (t.act == A_LT)
         self._tie = t.event == EV_TIE
-        # Octave marks: in a body note they move the note the tracker spells (NLET, NOCT); in a
-        # chord or grace group, which it does not spell, they are not written at all.
-        up = np.asarray([ch == "'" for ch in chars])
-        down = np.asarray([ch == "," for ch in chars])
-        body_note = np.asarray([m.startswith("PN") for m in modes])
-        group = np.asarray([m.startswith(("CHORD", "GRACE")) for m in modes])
-        self._up = body_note[:, None] & up[None, :] & (t.next >= 0)
-        self._down = body_note[:, None] & down[None, :] & (t.next >= 0)
-        self._group_marks = group[:, None] & (up | down)[None, :]
-        self._marks = self._up.any(axis=1) | self._down.any(axis=1)  # modes taking a mark
-        self._banned = self._group_marks | (self._bracket & (not rules.brackets))
+        self._banned = self._bracket & (not rules.brackets)
         self._slur_ban = self._paren | self._barline
         self._start = self._timed | self._accidental
-        self._natural = np.asarray(
-            [_PITCH[ch.upper()] + (12 if ch.islower() else 0) for ch in NOTE_LETTERS]
-        )
         shortest = np.full((_MAX_METER, _MAX_METER), self._ticks(rules.default_shortest))
         for (num, den), value in rules.shortest.items():
             if num < _MAX_METER and den < _MAX_METER:
@@ -183,35 +164,20 @@ class BarMusic:
         return tonic
 
     # -- the mask ---------------------------------------------------------------------------
-    def mask(
-        self,
-        s: npt.NDArray[np.int32],
-        mode: npt.NDArray[np.int64],
-        live: npt.NDArray[np.bool_],
-        cadence: npt.NDArray[np.bool_],
-        window: npt.NDArray[np.bool_],
-        allowed: npt.NDArray[np.bool_],
-    ) -> None:
-        """AND the register and cadence rules into `allowed` (in place). `cadence`: rows in a
-        part's last bar; `window`: those where only the tonic may start (no room left before
-        the final unit for another note)."""
+    def mask(self, view: View, allowed: npt.NDArray[np.bool_]) -> None:
+        """AND the bracket, slur and cadence rules into `allowed` (in place). `view.cadence`: rows
+        in a part's last bar; `view.window`: those where only the tonic may start (no room
+        left before the final unit for another note)."""
+        s, mode, live, cadence, window = view.s, view.mode, view.live, view.cadence, view.window
+        assert cadence is not None and window is not None
         rows = np.flatnonzero(live)
         if rows.size == 0:
             return
         m = mode[rows]
-        # What no row may write (chords, inline fields, octave marks in groups): one lookup.
+        # What no row may write (chords, inline fields where the corpus has none): one lookup.
         sub = allowed[rows] & ~self._banned[m]
-        # The rest concerns few rows at a time (a note taking octave marks, an open slur, a
-        # part's last bar): each is worked out on those rows only.
-        marking = np.flatnonzero(self._marks[m])
-        if marking.size:
-            r = rows[marking]
-            nlet, marks = s[r, self.nlet].astype(np.int64), s[r, self.noct].astype(np.int64)
-            natural = self._natural[np.maximum(nlet, 0)]
-            high = (natural + 12 * (marks + 1) > self.rules.highest) | (nlet < 0)
-            low = (natural - 12 * (marks + 1) < self.rules.lowest) | (nlet < 0)
-            mm = m[marking]
-            sub[marking] &= ~((self._up[mm] & high[:, None]) | (self._down[mm] & low[:, None]))
+        # The rest concerns few rows at a time (an open slur, a part's last bar): each is
+        # worked out on those rows only.
         if not self.rules.long_slurs:
             slurred = np.flatnonzero(s[rows, self.slur_col] > 0)
             sub[slurred] &= ~self._slur_ban[m[slurred]]
@@ -228,8 +194,4 @@ class BarMusic:
             is_tonic = self._note_letter[mc] == tonic[:, None]
             ban |= win[:, None] & self._start[mc] & ~is_tonic
             sub[cad] &= ~ban
-        empty = ~sub.any(axis=1)
-        if empty.any():
-            self.yielded += int(empty.sum())
-            sub[empty] = allowed[rows[empty]]
         allowed[rows] = sub

@@ -32,28 +32,12 @@ reaches its middle on a note boundary (7 % of O'Neill's bars end as an earlier b
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
 import numpy.typing as npt
 
-from common.lstm.bar_form import PART_BARS, PARTS, PER_BAR
-from common.lstm.bar_rules import (
-    A_CLOSE,
-    A_CLOSE_COLON,
-    A_END1,
-    A_END2,
-    A_REPOPEN,
-    A_SECTION,
-    C_BROKEN,
-    C_NOTE,
-    C_TUP2,
-    C_TUP3,
-    C_TUP4,
-    bit,
-)
-from common.lstm.bar_tables import Tables
-from common.lstm.music_rules import HALF, SECOND
+from common.lstm.bar_form import PART_BARS, PARTS, PER_BAR, BarForm
+from common.lstm.bar_part import BARLEN, CARRY, POS, Build, TrackerPart, View
+from common.lstm.music_rules import HALF, SECOND, MusicRules
 
 BARS = PART_BARS * PARTS
 #: Chars recorded per bar; a longer bar is not copied.
@@ -69,28 +53,35 @@ def plan_row(seeds: npt.NDArray[np.integer], plans: int) -> npt.NDArray[np.int32
     return (mixed % np.uint64(max(plans, 1))).astype(np.int32)
 
 
-class BarRepeats:
-    """Recording and copying over all slots; `base` is its first state column, `form_cols` the
-    form's section columns (ACC, SEC) it counts bars from, `bar_cols` the tracker's (POS,
-    CARRY, BARLEN) it finds a bar's middle with."""
+class BarRepeats(TrackerPart):
+    """Recording and copying over all slots: its columns (after every other part's: the text
+    is not copied each step), the form's section columns (ACC, SEC) it counts bars from, the
+    tracker's (POS, CARRY, BARLEN) it finds a bar's middle with."""
 
-    def __init__(
-        self,
-        t: Tables,
-        chars: Sequence[str],
-        base: int,
-        form_cols: tuple[int, int],
-        bar_cols: tuple[int, int, int],
-        plans: Sequence[Sequence[int]],
-    ) -> None:
+    FIELDS = REPEAT_FIELDS
+    BULK = True
+
+    @classmethod
+    def wanted(cls, form: bool, music: MusicRules | None) -> bool:
+        # Bars repeated as the corpus repeats them: with the form (it counts the bars) and plans.
+        return form and music is not None and bool(music.plans)
+
+    @classmethod
+    def initial(cls, row: npt.NDArray[np.int32], base: int) -> None:
+        row[base : base + 4] = -1  # no plan, no bar, no copy
+
+    def __init__(self, b: Build) -> None:
+        assert b.music is not None
+        t, chars, base, plans = b.t, b.chars, b.base, b.music.plans
         if len(chars) > 127:
             raise ValueError("bar repeats keep a char in a byte: at most 127 chars")
         self.plan, self.cur, self.rec, self.ck = base, base + 1, base + 2, base + 3
         self.len0 = base + 4
         self.mid0 = base + 4 + BARS
         self.buf0 = base + _SMALL
-        self.acc_col, self.sec_col = form_cols
-        self.pos, self.carry, self.barlen = bar_cols
+        form = b.bases[BarForm]
+        self.acc_col, self.sec_col = form, form + 1
+        self.pos, self.carry, self.barlen = POS, CARRY, BARLEN
         table = np.asarray(plans, np.int32).reshape(-1, BARS)
         #: Source bar per (plan, bar), -1: none; and which part of it is repeated.
         self.plans = np.where(
@@ -98,17 +89,20 @@ class BarRepeats:
         )
         self.half = (table >= HALF) & (table < SECOND)
         self.second = table >= SECOND
-        timed = bit(C_NOTE) | bit(C_TUP2) | bit(C_TUP3) | bit(C_TUP4) | bit(C_BROKEN)
-        self._timed = ((t.req & timed) != 0) & (t.next >= 0)
-        barline = (A_CLOSE, A_CLOSE_COLON, A_SECTION, A_REPOPEN, A_END1, A_END2)
-        self._barline = np.isin(t.act, barline)
+        self._timed = t.timed
+        self._barline = t.barline
         self.copied = 0  # chars written as copies (for tests and benchmarks)
 
     def _text(self, s: npt.NDArray[np.int32]) -> npt.NDArray[np.int8]:
         """The recorded bars as a writable [B, BARS * WIDTH] byte view of the state."""
         return s[:, self.buf0 : self.buf0 + BARS * WIDTH // 4].view(np.int8)
 
-    def start(self, s: npt.NDArray[np.int32], rows: npt.NDArray[np.bool_], seeds: object) -> None:
+    def start(
+        self,
+        s: npt.NDArray[np.int32],
+        rows: npt.NDArray[np.bool_],
+        seeds: npt.NDArray[np.integer] | None,
+    ) -> None:
         """Fresh rows: a plan drawn from each one's seed (none without seeds or plans)."""
         s[rows, self.plan] = -1
         s[rows, self.cur] = -1
@@ -210,17 +204,11 @@ class BarRepeats:
         s[rows, self.ck] = -1
         s[rows, self.len0 : self.len0 + 2 * BARS] = 0
 
-    def mask(
-        self,
-        s: npt.NDArray[np.int32],
-        mode: npt.NDArray[np.int64],
-        live: npt.NDArray[np.bool_],
-        epos: npt.NDArray[np.int64],
-        allowed: npt.NDArray[np.bool_],
-    ) -> None:
+    def mask(self, view: View, allowed: npt.NDArray[np.bool_]) -> None:
         """Narrow copying rows to the source bar's next char, where every other rule allows
         it (in place; the last rule the tracker applies); `epos` is each bar's position once
         the pending note ends (a row waiting for its middle starts there)."""
+        s, mode, live, epos = view.s, view.mode, view.live, view.epos
         ck_all = s[:, self.ck]
         middle = (ck_all == -2) & (epos * 2 == s[:, self.barlen])
         rows = np.flatnonzero(((ck_all >= 0) | middle) & live)

@@ -2,7 +2,7 @@
 
 Each *mode* (header field, note with its length suffix, chord, grace notes, decoration, barline,
 ...) maps a char to a `Rule`: the next mode, the conditions on the slot's counters it needs
-(`C_*` bits, checked per row by `common.lstm.bar_tracker`), the counter update it triggers
+(`Cond` bits, checked per row by `common.lstm.bar_tracker`), the counter update it triggers
 (`A_*`) and what it says about the note being written (`EV_*`: its spelling, decorations, ties).
 A char without a rule is never written. The subset is what abc2midi reads without an ``Error``:
 
@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from enum import IntEnum
 
 #: Ticks per whole note: divisible by every duration the tracker allows (unit down to 1/32,
 #: lengths down to 1/4 of it, tuplet factors 2/3 and 3/4, broken halves).
@@ -74,11 +75,51 @@ VALUES = sorted(set(SUFFIXES.values()))  # distinct lengths, indexed by bit
 #: Tuplet (r: r notes) factors: (2 → 3/2, (3 → 2/3, (4 → 3/4 of their written length.
 TUPLETS = {2: (3, 2), 3: (2, 3), 4: (3, 4)}
 
-# Conditions a (mode, char) may require, one bit each; C_LEN + i is "length char i fits".
-(C_TERM, C_NOTE, C_BAR, C_COLON, C_NOTNEED, C_END, C_BARSTART, C_TUP2, C_TUP3, C_TUP4,
- C_BROKEN, C_METER, C_TIE, C_REPOPEN, C_END1, C_END2, C_SECTION, C_REOPEN, C_NOMETER,
- C_NOUNIT) = range(20)  # fmt: skip
-C_LEN = 20  # C_LEN + 10 = 30: the bits fit an int32
+
+class Cond(IntEnum):
+    """Conditions on a slot's counters that a (mode, char) may require, one bit each in
+    `common.lstm.bar_tables.Tables.req`. Named, so that the tracker answers each by name (and
+    `common.lstm.bar_tables.check_coverage` can tell a condition nobody answers); the table's
+    integer width follows from how many there are."""
+
+    TERM = 0  # the pending note may end here
+    NOTE = 1  # a note (rest, chord) fits in the bar
+    BAR = 2  # a barline may close the bar
+    COLON = 3  # ':' may start ':|'
+    NOTNEED = 4  # no short bar is waiting to end its section
+    END = 5  # the tune may end
+    BARSTART = 6  # at a bar's start (fields, endings)
+    TUP2 = 7  # a tuplet (2 fits
+    TUP3 = 8
+    TUP4 = 9
+    BROKEN = 10  # broken rhythm after the last note fits
+    METER = 11  # M: came (K: may end the header)
+    TIE = 12  # the last note is plain, so it may be tied
+    REPOPEN = 13  # '|:' may open a repeat
+    END1 = 14  # a first ending may start
+    END2 = 15  # a second ending may start
+    SECTION = 16  # '||' or '|]' may end a section
+    REOPEN = 17  # '::' or ':|:' may reopen
+    NOMETER = 18  # no M: yet
+    NOUNIT = 19  # no L: yet
+    # Length char i of LENGTH_CHARS ("0123456789/") may extend the pending note's suffix.
+    LEN_0 = 20
+    LEN_1 = 21
+    LEN_2 = 22
+    LEN_3 = 23
+    LEN_4 = 24
+    LEN_5 = 25
+    LEN_6 = 26
+    LEN_7 = 27
+    LEN_8 = 28
+    LEN_9 = 29
+    LEN_SLASH = 30
+
+
+#: The length-char conditions, in `LENGTH_CHARS` order (the tracker answers them as one block).
+LENGTHS = tuple(Cond(Cond.LEN_0 + i) for i in range(len(LENGTH_CHARS)))
+if len(Cond) > 63:  # int64 is the widest table; a 64th condition needs another layout
+    raise RuntimeError(f"{len(Cond)} bar tracker conditions do not fit an int64 table")
 
 # Actions of a (mode, char); COMMIT (the pending note ends first) is a separate table.
 (A_NONE, A_CLOSE, A_CLOSE_COLON, A_SECTION, A_REPOPEN, A_TUP2, A_TUP3, A_TUP4, A_GT, A_LT,
@@ -103,7 +144,7 @@ def _chord_mode(k: int, letter: str) -> str:
 @dataclass(frozen=True)
 class Rule:
     next: str
-    cond: int = 0  # bitmask of C_* bits
+    cond: int = 0  # bitmask of `Cond` bits
     action: int = A_NONE
     event: int = EV_NONE
 
@@ -121,7 +162,8 @@ def _trie() -> tuple[list[str], dict[str, int]]:
 
 
 class Grammar:
-    """The automaton as readable rules; `BarTracker` compiles it to tables over a vocabulary."""
+    """The automaton as readable rules; `common.lstm.bar_tables.build_grammar` puts the header's
+    (`common.lstm.bar_fields`) and the body's together, `BarTracker` compiles them to tables."""
 
     def __init__(self) -> None:
         self.nodes, self.node_id = _trie()
@@ -144,33 +186,33 @@ class Grammar:
             ")": Rule("B_SEP"),
             "\\": Rule("CONT"),
             "[": Rule("LBRACK"),
-            "|": Rule("BAR1", bit(C_BAR), A_CLOSE),
-            ":": Rule("COLON1", bit(C_COLON), A_CLOSE_COLON),
+            "|": Rule("BAR1", bit(Cond.BAR), A_CLOSE),
+            ":": Rule("COLON1", bit(Cond.COLON), A_CLOSE_COLON),
         }.get(ch)
 
     def note_start(self, ch: str) -> Rule | None:
         """The first char of a note or rest: a pitch letter, a rest or an accidental."""
         if ch in NOTE_LETTERS:
-            return Rule(_note_mode(ch), bit(C_NOTE), event=EV_LET)
+            return Rule(_note_mode(ch), bit(Cond.NOTE), event=EV_LET)
         if ch in RESTS:
-            return Rule("P:", bit(C_NOTE), event=EV_NOPITCH)
+            return Rule("P:", bit(Cond.NOTE), event=EV_NOPITCH)
         if ch in ACCIDENTALS:
-            return Rule("ACC" + ch, bit(C_NOTE), event=EV_ACC)
+            return Rule("ACC" + ch, bit(Cond.NOTE), event=EV_ACC)
         return None
 
     def decoration(self, ch: str) -> Rule | None:
         if ch in DECORATIONS:
-            return Rule("PRED", bit(C_NOTE), event=EV_DECO)
+            return Rule("PRED", bit(Cond.NOTE), event=EV_DECO)
         if ch == "!":
-            return Rule("DECO0", bit(C_NOTE), event=EV_DECO)
+            return Rule("DECO0", bit(Cond.NOTE), event=EV_DECO)
         return None
 
     def pre_note(self, ch: str) -> Rule | None:
         """Things that lead to a note and take no time: the note must fit."""
         return self.decoration(ch) or {
-            "{": Rule("GRACE0", bit(C_NOTE)),
-            "(": Rule("PAREN", bit(C_NOTE)),
-            '"': Rule("Q0", bit(C_NOTE)),
+            "{": Rule("GRACE0", bit(Cond.NOTE)),
+            "(": Rule("PAREN", bit(Cond.NOTE)),
+            '"': Rule("Q0", bit(Cond.NOTE)),
         }.get(ch)
 
     def pre(self, ch: str) -> Rule | None:
@@ -179,15 +221,15 @@ class Grammar:
         if start is not None:
             return start
         if ch == "[":
-            return Rule("CHORD0", bit(C_NOTE), event=EV_NOPITCH)
+            return Rule("CHORD0", bit(Cond.NOTE), event=EV_NOPITCH)
         return self.pre_note(ch)
 
     def after_note(self, ch: str) -> Rule | None:
         """After a note's length is complete (the note is committed first)."""
         extra = {
-            "-": Rule("B_SEP", bit(C_TIE), event=EV_TIE),
-            ">": Rule("PREB", bit(C_BROKEN), A_GT),
-            "<": Rule("PREB", bit(C_BROKEN), A_LT),
+            "-": Rule("B_SEP", bit(Cond.TIE), event=EV_TIE),
+            ">": Rule("PREB", bit(Cond.BROKEN), A_GT),
+            "<": Rule("PREB", bit(Cond.BROKEN), A_LT),
         }
         return extra.get(ch) or self.sep(ch)
 
@@ -205,7 +247,7 @@ class Grammar:
             if ch in LENGTH_CHARS:
                 child = node + ch
                 if child in trie:
-                    return Rule(f"P:{child}", bit(C_LEN + LENGTH_CHARS.index(ch)))
+                    return Rule(f"P:{child}", bit(LENGTHS[LENGTH_CHARS.index(ch)]))
                 return None
             return self.after_note(ch)
 
@@ -256,7 +298,7 @@ class Grammar:
 
         def continued(ch: str) -> Rule | None:
             if ch in ("\n", "X"):
-                return Rule("FREE", bit(C_END))
+                return Rule("FREE", bit(Cond.END))
             return self.sep(ch)  # no field line inside a continued line
 
         self.add("B_LSC", continued)
@@ -266,14 +308,16 @@ class Grammar:
         # After > or <: an undecorated note, maybe with grace notes, guitar chord or slur.
         self.add("PREB", lambda ch: None if ch in DECORATIONS or ch == "!" else self.pre(ch))
         # After grace notes: a note or chord (a slur could lead to another group).
-        chord = Rule("CHORD0", bit(C_NOTE), event=EV_NOPITCH)
+        chord = Rule("CHORD0", bit(Cond.NOTE), event=EV_NOPITCH)
         self.add("PREG", lambda ch: self.note_start(ch) or (chord if ch == "[" else None))
 
         def paren(ch: str) -> Rule | None:
             if ch in "234":
                 r = int(ch)
                 return Rule(
-                    "PRE", bit((C_TUP2, C_TUP3, C_TUP4)[r - 2]), (A_TUP2, A_TUP3, A_TUP4)[r - 2]
+                    "PRE",
+                    bit((Cond.TUP2, Cond.TUP3, Cond.TUP4)[r - 2]),
+                    (A_TUP2, A_TUP3, A_TUP4)[r - 2],
                 )
             return self.pre(ch)
 
@@ -295,17 +339,17 @@ class Grammar:
 
         def lbrack(ch: str) -> Rule | None:
             if ch in NOTE_LETTERS:
-                return Rule(_chord_mode(1, ch), bit(C_NOTE), event=EV_NOPITCH)
+                return Rule(_chord_mode(1, ch), bit(Cond.NOTE), event=EV_NOPITCH)
             if ch in ACCIDENTALS:
-                return Rule("CACC1" + ch, bit(C_NOTE), event=EV_NOPITCH)
+                return Rule("CACC1" + ch, bit(Cond.NOTE), event=EV_NOPITCH)
             if ch in "ML":
-                return Rule("IFF" + ch, bit(C_BARSTART))
+                return Rule("IFF" + ch, bit(Cond.BARSTART))
             if ch == "K":
                 return Rule("IFFK")
             if ch == "1":
-                return Rule("B_SEP", bit(C_BARSTART, C_END1), A_END1)  # an ending [1
+                return Rule("B_SEP", bit(Cond.BARSTART, Cond.END1), A_END1)  # an ending [1
             if ch == "2":
-                return Rule("B_SEP", bit(C_BARSTART, C_END2), A_END2)
+                return Rule("B_SEP", bit(Cond.BARSTART, Cond.END2), A_END2)
             return None
 
         self.add("LBRACK", lbrack)
@@ -388,38 +432,30 @@ class Grammar:
         def bar1(ch: str) -> Rule | None:
             """After '|': it may become '||', '|]', '|:', an ending '|1', or stay a bar."""
             if ch in "|]":
-                return Rule("B_SEP", bit(C_SECTION), A_SECTION)
+                return Rule("B_SEP", bit(Cond.SECTION), A_SECTION)
             if ch == ":":
-                return Rule("B_SEP", bit(C_REPOPEN), A_REPOPEN)
+                return Rule("B_SEP", bit(Cond.REPOPEN), A_REPOPEN)
             if ch == "1":
-                return Rule("B_SEP", bit(C_NOTNEED, C_END1), A_END1)
+                return Rule("B_SEP", bit(Cond.NOTNEED, Cond.END1), A_END1)
             if ch == "2":
-                return Rule("B_SEP", bit(C_NOTNEED, C_END2), A_END2)
+                return Rule("B_SEP", bit(Cond.NOTNEED, Cond.END2), A_END2)
             rule = self.sep(ch)
             if rule is None or ch in "|:":
                 return None
-            return Rule(rule.next, rule.cond | bit(C_NOTNEED), rule.action, rule.event)
+            return Rule(rule.next, rule.cond | bit(Cond.NOTNEED), rule.action, rule.event)
 
         self.add("BAR1", bar1)
         self.add("COLON1", lambda ch: Rule("COLONBAR") if ch == "|" else
-                 (Rule("B_SEP", bit(C_REOPEN), A_REPOPEN) if ch == ":" else None))  # fmt: skip
+                 (Rule("B_SEP", bit(Cond.REOPEN), A_REPOPEN) if ch == ":" else None))  # fmt: skip
 
         def colon_bar(ch: str) -> Rule | None:
             """After ':|': ':|:', ':||', ':|]', ':|2' or the next bar."""
             if ch == ":":
-                return Rule("B_SEP", bit(C_REOPEN), A_REPOPEN)
+                return Rule("B_SEP", bit(Cond.REOPEN), A_REPOPEN)
             if ch in "|]":
                 return Rule("B_SEP", 0, A_SECTION)
             if ch == "2":
-                return Rule("B_SEP", bit(C_END2), A_END2)
+                return Rule("B_SEP", bit(Cond.END2), A_END2)
             return None if ch in "|:1" else self.sep(ch)
 
         self.add("COLONBAR", colon_bar)
-
-    def build(self) -> Grammar:
-        from common.lstm.bar_fields import build_fields
-
-        self.add("FREE", lambda ch: Rule("FREE"))
-        build_fields(self)
-        self.build_body()
-        return self

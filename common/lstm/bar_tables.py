@@ -9,24 +9,40 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
+from common.lstm.bar_fields import build_fields
 from common.lstm.bar_rules import (
+    A_CLOSE,
+    A_CLOSE_COLON,
+    A_END1,
+    A_END2,
+    A_REPOPEN,
+    A_SECTION,
     ACC_CODE,
     ACC_SPELLING,
-    C_END,
-    C_TERM,
     DIGITS,
     LENGTH_CHARS,
     NOTE_LETTERS,
     RESTS,
     SUFFIXES,
     VALUES,
+    Cond,
     Grammar,
+    Rule,
     bit,
-)  # fmt: skip
+)
+
+#: The narrowest integer that holds a bit per condition: int32 while they fit (the mask's
+#: AND then moves half the bytes), int64 beyond; `common.lstm.bar_rules` refuses a 64th.
+REQ_DTYPE: type[np.signedinteger[Any]] = np.int32 if len(Cond) <= 31 else np.int64
+#: Actions that write a barline (close a bar, a section, open a repeat or an ending).
+BARLINE_ACTIONS = (A_CLOSE, A_CLOSE_COLON, A_SECTION, A_REPOPEN, A_END1, A_END2)
+#: Conditions of what takes time: a note, rest, chord or group (NOTE), a tuplet, a broken pair.
+TIMED = bit(Cond.NOTE, Cond.TUP2, Cond.TUP3, Cond.TUP4, Cond.BROKEN)
 
 #: A spelling code: accidental * 42 + letter * 3 + octave marks.
 N_SPELLINGS = len(ACC_SPELLING) * len(NOTE_LETTERS) * 3
@@ -36,7 +52,7 @@ SPELL_END = -2
 @dataclass
 class Tables:
     next: npt.NDArray[np.int16]  # [modes, V]: next mode, -1 = not allowed
-    req: npt.NDArray[np.int32]  # [modes, V]: C_* bits required
+    req: npt.NDArray[np.signedinteger[Any]]  # [modes, V]: `Cond` bits required (`REQ_DTYPE`)
     act: npt.NDArray[np.int8]  # [modes, V]
     event: npt.NDArray[np.int8]  # [modes, V]: EV_* the char reports about the note
     commit: npt.NDArray[np.bool_]  # [modes, V]: the pending note ends first
@@ -49,6 +65,8 @@ class Tables:
     letter: npt.NDArray[np.int32]  # [V]: index in NOTE_LETTERS (0 otherwise)
     acc: npt.NDArray[np.int32]  # [V]: accidental code of ^ _ = (0 otherwise)
     spell: npt.NDArray[np.int64]  # [N_SPELLINGS, 6]: chars of a spelling, then SPELL_END
+    timed: npt.NDArray[np.bool_]  # [modes, V]: starts something that takes time (see below)
+    barline: npt.NDArray[np.bool_]  # [modes, V]: a barline's action (bar, section, ending)
 
 
 #: Where a tied note's continuation must not go before it is written: another note or rest,
@@ -64,7 +82,7 @@ def _tie_banned(mode: str, ch: str, nxt: str, cond: int) -> bool:
         or nxt.startswith(("ACC", "CACC", "BFF", "IFF"))
         or (ch in RESTS and nxt == "P:")
         or (ch in ",'" and mode.startswith("PN"))
-        or bool(cond & bit(C_END))
+        or bool(cond & bit(Cond.END))
     )
 
 
@@ -80,13 +98,35 @@ def _spellings(chars: Sequence[str]) -> npt.NDArray[np.int64]:
     return out
 
 
+def build_grammar() -> Grammar:
+    """The whole automaton: FREE, the header and field lines, then the body (this order fixes
+    the modes' ids)."""
+    g = Grammar()
+    g.add("FREE", lambda ch: Rule("FREE"))
+    build_fields(g)
+    g.build_body()
+    return g
+
+
+def check_coverage(answered: Sequence[Cond]) -> None:
+    """Every condition a rule can require is answered by exactly one checker: a rule whose
+    condition nobody answered would be allowed or refused by accident of the bits' defaults."""
+    missing = sorted(set(Cond) - set(answered))
+    twice = sorted({c for c in answered if list(answered).count(c) > 1})
+    if missing or twice:
+        raise RuntimeError(
+            f"bar tracker conditions not answered: {[c.name for c in missing]}, answered more "
+            f"than once: {[c.name for c in twice]}; answer each in one part's `conditions`"
+        )
+
+
 def compile_tables(chars: Sequence[str]) -> tuple[Tables, list[str]]:
-    g = Grammar().build()
+    g = build_grammar()
     modes = g.modes
     mid = {m: i for i, m in enumerate(modes)}
     n, v = len(modes), len(chars)
     nxt = np.full((n, v), -1, np.int16)
-    req = np.zeros((n, v), np.int32)
+    req = np.zeros((n, v), REQ_DTYPE)
     act = np.zeros((n, v), np.int8)
     event = np.zeros((n, v), np.int8)
     commit = np.zeros((n, v), np.bool_)
@@ -108,7 +148,7 @@ def compile_tables(chars: Sequence[str]) -> tuple[Tables, list[str]]:
             tieban[m, c] = _tie_banned(name, ch, rule.next, rule.cond)
             if pending and ch not in LENGTH_CHARS and ch not in "',":
                 commit[m, c] = True
-                req[m, c] |= bit(C_TERM)
+                req[m, c] |= bit(Cond.TERM)
     nodes = g.nodes
     value_bit = {val: i for i, val in enumerate(VALUES)}
     term = np.full(len(nodes) + 1, -1, np.int16)
@@ -126,8 +166,16 @@ def compile_tables(chars: Sequence[str]) -> tuple[Tables, list[str]]:
     digit = np.asarray([int(ch) if ch in DIGITS else 0 for ch in chars], np.int64)
     letter = np.asarray([max(NOTE_LETTERS.find(ch), 0) for ch in chars], np.int32)
     acc = np.asarray([ACC_CODE.get(ch, 0) for ch in chars], np.int32)
+    unknown = int(np.bitwise_or.reduce(req.astype(np.int64), axis=None)) >> len(Cond)
+    if unknown:
+        raise RuntimeError(
+            f"a bar rule requires a condition bit past `Cond`: {unknown << len(Cond):#x}"
+        )
+    # What takes time in the bar (a bar's text starts there, the final unit bans its start).
+    timed = ((req & TIMED) != 0) & (nxt >= 0)
+    barline = np.isin(act, BARLINE_ACTIONS)
     tables = Tables(
         nxt, req, act, event, commit, tieban, node, term, child, comp, digit, letter, acc,
-        _spellings(chars),
+        _spellings(chars), timed, barline,
     )  # fmt: skip
     return tables, modes

@@ -10,23 +10,23 @@ else), then the spelling char by char, and no octave mark after it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
 import numpy.typing as npt
 
-from common.lstm.bar_tables import SPELL_END, Tables
+from common.lstm.bar_part import FREE_MODE, TIE, TIEK, Build, TrackerPart, View
+from common.lstm.bar_tables import SPELL_END
 
 
-class Ties:
-    """The tie rule over all slots; `tie`, `tiek` are the tracker's state columns holding the
-    spelling a tie waits for (-1: none) and how many of its chars are written."""
+class BarTies(TrackerPart):
+    """The tie rule over all slots. Its state is the tracker's columns TIE and TIEK (the
+    spelling a tie waits for, -1: none, and how many of its chars are written): the tracker's
+    note events set them, as they keep the spelling of the note being written."""
 
-    def __init__(self, t: Tables, chars: Sequence[str], tie: int, tiek: int, free: int) -> None:
-        self.t, self.tie, self.tiek, self.free = t, tie, tiek, free
-        self.octave_marks = np.asarray([ch in ",'" for ch in chars])
+    def __init__(self, b: Build) -> None:
+        self.t, self.tie, self.tiek, self.free = b.t, TIE, TIEK, b.mode_id[FREE_MODE]
+        self.octave_marks = np.asarray([ch in ",'" for ch in b.chars])
 
-    def progress(
+    def feed(
         self, s: npt.NDArray[np.int32], mode: npt.NDArray[np.int64], c: npt.NDArray[np.int64]
     ) -> None:
         """A tie waits for its spelling: count the chars of it written; once all are, end it."""
@@ -40,11 +40,10 @@ class Ties:
         s[rows, self.tiek] = k + hit
         s[rows, self.tie] = np.where(want == SPELL_END, -1, tie)
 
-    def mask(
-        self, s: npt.NDArray[np.int32], mode: npt.NDArray[np.int64], allowed: npt.NDArray[np.bool_]
-    ) -> None:
+    def mask(self, view: View, allowed: npt.NDArray[np.bool_]) -> None:
         """While a tie waits, the next note is its spelling: before it starts, no other note,
         group, field or end; once started, its next char; once written, no more octave marks."""
+        s, mode = view.s, view.mode
         rows = np.flatnonzero((s[:, self.tie] >= 0) & (mode != self.free))
         if rows.size == 0:
             return

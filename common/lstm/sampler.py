@@ -15,7 +15,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING, get_args
+from typing import get_args
 
 import keras
 import numpy as np
@@ -29,10 +29,8 @@ from common.lstm.bar_tracker import BarTracker
 from common.lstm.music_rules import DEFAULT_RULES, MusicRules
 from common.lstm.network import EMBEDDING_LAYER, HEAD_LAYER, LSTM_LAYER, architecture
 from common.lstm.randomness import choose
+from common.lstm.sampling import SamplingRun
 from common.params import SamplerPrecision, SamplingParams
-
-if TYPE_CHECKING:
-    from common.lstm.sampling import SamplingRun
 
 log = logging.getLogger(__name__)
 
@@ -335,6 +333,4 @@ class Sampler:
         *,
         should_stop: Callable[[], bool] | None = None,
     ) -> SamplingRun:
-        from common.lstm.sampling import SamplingRun
-
         return SamplingRun(self, params, should_stop=should_stop)

@@ -12,20 +12,32 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
 import tensorflow as tf
 
 from common.abc.notation import DEFAULT_PRIMER
+from common.abc.vocab import Vocab
 from common.errors import CancelledError, InvalidInputError
 from common.lstm.bar_tracker import FIELDS as TRACKER_FIELDS
 from common.lstm.randomness import tune_seed
 from common.params import SamplingParams
 
-if TYPE_CHECKING:
-    from common.lstm.sampler import Sampler
+
+class BlockSampler(Protocol):
+    """What a run needs of `common.lstm.sampler.Sampler`: its sizes and one compiled call. A
+    protocol, so that this module does not import the sampler that starts its runs."""
+
+    vocab: Vocab
+    units: int
+    batch_size: int
+    steps_per_call: int
+
+    def compiled_block(
+        self, *args: tf.Tensor, tracked: bool, form: bool = False
+    ) -> tuple[tf.Tensor, ...]: ...
 
 
 @dataclass(frozen=True)
@@ -53,7 +65,7 @@ class SamplingRun:
 
     def __init__(
         self,
-        sampler: Sampler,
+        sampler: BlockSampler,
         params: SamplingParams,
         *,
         should_stop: Callable[[], bool] | None = None,
@@ -205,12 +217,12 @@ class SamplingRun:
 
 
 def generate(
-    sampler: Sampler,
+    sampler: BlockSampler,
     params: SamplingParams,
     requests: list[TuneRequest],
 ) -> list[SampledTune]:
     """All requested tunes, in index order (no validity retries; see the batches module)."""
-    run = sampler.start(params)
+    run = SamplingRun(sampler, params)
     for request in requests:
         run.submit(request)
     return sorted(run, key=lambda t: (t.index, t.attempt))

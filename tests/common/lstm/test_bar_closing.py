@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from common.lstm.bar_closing import CLOSE_MARGIN, END_MARGIN, closing_phases
-from common.lstm.bar_tracker import ENDST, MODE, OPENREP, BarTracker
+from common.lstm.bar_part import ENDST, MODE, OPENREP
+from common.lstm.bar_tracker import BarTracker
 from common.lstm.network import load_registered
 from common.lstm.sampler import Sampler
 from common.lstm.sampling import TuneRequest, generate

@@ -89,11 +89,12 @@ def test_random_walks_keep_the_rules_and_never_dead_end(music: BarTracker, seed:
     headers = ["X:1\nM:C|\nL:1/8\nK:D\n", "X:1\nM:6/8\nK:G\n", "X:1\nM:2/4\nL:1/16\nK:Ador\n"]
     favour = [set("0123456789/"), set("ABCDEFGabcdefg',"), set("|:[]"), set('(<>{}"!-'), set("|\n")]
     assert music.music is not None and music.form is not None
-    music.dead_ends = music.music.yielded = music.form.yielded = 0
+    music.dead_ends = music.music.yielded = music.form.yielded = music.gave_way = 0
     done = walk(music, seed, headers, favour, rows=24, steps=2500)
     # The rules give way (to the tracker's own mask) only in corners no model reaches, such as
     # a tuplet begun off the grid of the bar: a handful in 60,000 adversarial steps at most.
-    assert music.dead_ends == 0 and music.form.yielded == 0 and music.music.yielded <= 10
+    assert music.dead_ends == 0 and music.form.yielded == 0
+    assert music.music.yielded + music.gave_way <= 10
     assert len(done) >= 3
     for tune in done:
         right, total = bars_right(tune)
