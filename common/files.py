@@ -35,8 +35,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO
 
+from common import formats
 from common.errors import IntegrityError, InvalidInputError, NotFoundError
-from common.render import formats
 
 __all__ = [
     "CHUNK",
@@ -59,7 +59,7 @@ __all__ = [
 CHUNK = 1 << 20  # bytes per read/write when streaming
 
 #: The content type of each artifact suffix; anything else is guessed from the name. The output
-#: formats' types are the formats table's (`common.render.formats`); these are the other files
+#: formats' types are the formats table's (`common.formats`); these are the other files
 #: we store: models, records, corpus text, training arrays.
 CONTENT_TYPES = {
     **{fmt.suffix: fmt.content_type for fmt in formats.TABLE},

@@ -12,7 +12,7 @@ Adding a parameter is one field here (plus its CLI option); a test checks that t
 recipe fields and the overrides stay the same set.
 
 This module imports neither TensorFlow nor any other part of tunebatch but `common.errors` and
-the formats table (`common.render.formats`, a leaf module), so the producer and the schemas can
+the formats table (`common.formats`, a leaf module), so the producer and the schemas can
 use it freely.
 """
 
@@ -26,9 +26,9 @@ from typing import Annotated, Any, Literal, TypeVar
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from common.errors import InvalidInputError
-from common.render.formats import DEFAULT_FORMATS as DEFAULT_FORMATS
-from common.render.formats import FORMATS as FORMATS
-from common.render.formats import Formats as Formats
+from common.formats import DEFAULT_FORMATS as DEFAULT_FORMATS
+from common.formats import FORMATS as FORMATS
+from common.formats import Formats as Formats
 
 # --- precision ------------------------------------------------------------------------------
 
@@ -57,7 +57,7 @@ TrainPrecision = Precision | TrainingPolicy
 
 # --- output formats -------------------------------------------------------------------------
 
-# The formats are a table of their own (`common.render.formats`: names, sources, tools, content
+# The formats are a table of their own (`common.formats`: names, sources, tools, content
 # types); the names and the validated `Formats` type of a spec are re-exported here, at the top,
 # with the other parameters.
 
@@ -356,7 +356,7 @@ class TuneOptions(BaseModel):
     )
     formats: Formats = Field(
         default=DEFAULT_FORMATS,
-        description="Output formats (common.render.formats), abc always included.",
+        description="Output formats (common.formats), abc always included.",
     )
     audio: AudioLevel = Field(
         default=DEFAULT_AUDIO,

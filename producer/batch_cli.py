@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from common.formats import parse_formats
 from common.params import (
     DEFAULT_AUDIO,
     DEFAULT_FORM,
@@ -16,7 +17,6 @@ from common.params import (
     DEFAULT_VALID_ONLY,
     Precision,
 )
-from common.render.formats import parse_formats
 
 from producer import views
 from producer.backend import Followed, Queued, Ran, Submitted

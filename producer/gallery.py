@@ -19,7 +19,7 @@ Rules the page keeps:
 - With JavaScript off, the page still lists every tune with its facts, its downloads, its audio,
   and the abcm2ps SVG where the batch has one.
 - The gallery copies the one audio format the page plays (ogg, else mp3, else wav, else flac:
-  the formats table's order for a page, `common.render.formats.PAGE_AUDIO`),
+  the formats table's order for a page, `common.formats.PAGE_AUDIO`),
   not every format of the batch: a WAV is ten times an OGG, and copying both made the demo's
   20-tune gallery 117 MB. The other audio formats stay download links to the batch's own files
   where the store is a local folder (`batch_links`); from a bucket, `producer fetch` gets them.
@@ -41,8 +41,8 @@ from common.abc.notation import header_fields
 from common.abc.rhythm import check_rhythm
 from common.abc.tunetype import type_of
 from common.files import output_dir, own_subdir, write_output_file
+from common.formats import PAGE_AUDIO, TABLE
 from common.jobs.fetch import fetch_batch, read_manifest
-from common.render.formats import PAGE_AUDIO, TABLE
 from common.schemas import Manifest
 from common.store.base import ArtifactStore
 

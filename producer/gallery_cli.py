@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from common.render.formats import TABLE
+from common.formats import TABLE
 
 from producer import views
 from producer.options import handles_errors

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated, ParamSpec, TypeVar
 
 import typer
 from common.errors import TunebatchError
+from common.formats import made_from
 from common.params import (
     DEFAULT_FORMATS,
     DEFAULT_INSTRUMENT,
@@ -27,7 +28,6 @@ from common.params import (
     Instrument,
     SamplingOptions,
 )
-from common.render.formats import made_from
 from common.settings import Settings
 from pydantic import BaseModel, ValidationError
 
@@ -98,7 +98,7 @@ def _formats_given(text: str) -> str:
 
 
 #: The formats as typed; a command turns them into the spec's validated `Formats` with
-#: `common.render.formats.parse_formats`, which names the known formats when one is not.
+#: `common.formats.parse_formats`, which names the known formats when one is not.
 FormatsOpt = Annotated[
     str,
     typer.Option(help=f"Comma list of {','.join(FORMATS)}.", callback=_formats_given),

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from common.formats import parse_formats
 from common.params import (
     DEFAULT_AUDIO,
     DEFAULT_FORM,
@@ -18,7 +19,6 @@ from common.params import (
     DEFAULT_TEMPERATURE,
     DEFAULT_VALID_ONLY,
 )
-from common.render.formats import parse_formats
 
 from producer import views
 from producer.options import (

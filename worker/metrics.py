@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 from celery.signals import task_postrun, task_prerun, worker_process_shutdown
 from celery.utils.dispatch import Signal
 
-from common.render.formats import TOOLS
+from common.formats import TOOLS
 from common.settings import Settings
 
 if TYPE_CHECKING:

@@ -6,7 +6,7 @@ runs at the top of `common.jobs.batches.create_batch` — the one door of `submi
 distributed) and of scheduled batches — and raises before the first record exists:
 
 * **formats** need no check here: a spec's formats are the validated `Formats` type
-  (`common.render.formats`), refused with the known names when the spec is built;
+  (`common.formats`), refused with the known names when the spec is built;
 * **primers**: one per tune when per-tune primers are given; each one shorter than
   ``max_chars`` (the sampler must have room to write), written only in characters the model
   knows, holding at most one ``X:`` line (a primer starts one tune), and passing the same rule

@@ -1,7 +1,9 @@
 """From one ABC tune to files, with every external tool run in a sandbox.
 
+Which files there are, and what each is made from, is `common.formats` (the one table the
+specs, the bucket and the gallery read too); this package makes them.
+
 * `pipeline` — the entry points (`check_abc`, `rendered`): the gate, the stages in order, the result
-* `formats` — the one table of output formats: source, tools, magic, content type; `Formats`
 * `stages` — one function per tool, and `STAGES`: the stage that makes each converted format
 * `versions` — the tool versions every manifest records
 * `workdir` — the private directory a render works in

@@ -4,7 +4,7 @@ A render is abc2midi (ABC → MIDI), then a synthesiser (MIDI → WAV: timidity 
 default, or fluidsynth with a General MIDI soundfont, ``TUNEBATCH_SYNTH``), the WAV's loudness
 normalised in-process (`common.render.loudness`), and optionally abcm2ps (ABC → SVG score),
 rsvg-convert (SVG → PDF), oggenc (WAV → Ogg Vorbis), lame (WAV → MP3) and flac (WAV → FLAC): the
-formats and the tool behind each are `common.render.formats`, one function per stage is
+formats and the tool behind each are `common.formats`, one function per stage is
 `common.render.stages`. The tune text comes from a model or from a user, so every tool is treated
 as something that may misbehave on it:
 
@@ -42,6 +42,14 @@ from pathlib import Path
 
 from common.abc.notation import unsafe_reason
 from common.errors import RenderError, RenderLimitError
+from common.formats import (
+    ABC2MIDI,
+    TABLE,
+    OutputFormat,
+    canonical_formats,
+    made_from,
+    needed_for,
+)
 from common.params import (
     AUDIO_PROFILES,
     DEFAULT_AUDIO,
@@ -51,14 +59,6 @@ from common.params import (
     Instrument,
 )
 from common.render import stages
-from common.render.formats import (
-    ABC2MIDI,
-    TABLE,
-    OutputFormat,
-    canonical_formats,
-    made_from,
-    needed_for,
-)
 from common.render.loudness import Normalisation
 from common.render.playing import as_played
 from common.render.tool_run import Completed, trim

@@ -8,7 +8,7 @@ which stages run, and in what order, is `common.render.pipeline`'s decision.
 
 **Success is judged by the output file**, not by the exit code: abc2midi exits 0 after printing
 ``Error in line-char ...`` and abcm2ps exits 1 after writing a perfectly good SVG. A file must
-exist, be non-empty, start with its format's magic bytes (`common.render.formats`) and stay within
+exist, be non-empty, start with its format's magic bytes (`common.formats`) and stay within
 the output-size limit.
 """
 
@@ -22,8 +22,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from common.errors import RenderError, RenderLimitError, ToolMissingError
-from common.params import AudioProfile
-from common.render.formats import (
+from common.formats import (
     ABC2MIDI,
     ABCM2PS,
     FLAC,
@@ -35,6 +34,7 @@ from common.render.formats import (
     Tool,
     has_magic,
 )
+from common.params import AudioProfile
 from common.render.loudness import Normalisation, normalise_wav, write_wav_scaled
 from common.render.sandbox import jail_for
 from common.render.svg import sanitise_svg

@@ -43,7 +43,7 @@ from common.errors import (
     TransientError,
 )
 from common.files import is_disk_full
-from common.render.formats import Tool
+from common.formats import Tool
 from common.render.sandbox import Jail
 from common.settings import Settings
 

@@ -1,6 +1,6 @@
 """Which render tools are installed, at which versions: the provenance every manifest records.
 
-The tools are those of the formats table (`common.render.formats.TOOLS`), each asked the way its
+The tools are those of the formats table (`common.formats.TOOLS`), each asked the way its
 `Tool` says, once per process (a process start per tool), outside the jail and under
 `PROBE_LIMITS`, since the arguments are fixed and no tune is involved.
 """
@@ -10,8 +10,8 @@ from __future__ import annotations
 import functools
 import logging
 
+from common import formats
 from common.errors import RenderError, ToolMissingError, TransientError
-from common.render import formats
 from common.render.sandbox import UNJAILED
 from common.render.tool_run import PROBE_LIMITS, resolve, run_tool
 from common.render.workdir import make_workdir, remove_workdir

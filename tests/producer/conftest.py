@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
+from common.formats import canonical_formats
 from common.jobs.batches import manifest_key, tune_key
 from common.jobs.context import Context
 from common.jobs.embedded import run_batch
-from common.render.formats import canonical_formats
 from common.schemas import ArtifactFile, BatchSpec, Manifest
 from common.state.local import LocalRecords
 from common.store.local import LocalStore

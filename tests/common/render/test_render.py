@@ -34,9 +34,9 @@ from common.errors import (
     ToolMissingError,
     TransientError,
 )
+from common.formats import parse_formats
 from common.params import AUDIO_PROFILES, DEFAULT_FORMATS, FORMATS, AudioLevel
 from common.render import stages, tool_run
-from common.render.formats import parse_formats
 from common.render.loudness import measure_wav
 from common.render.midi import midi_duration_seconds
 from common.render.pipeline import check_abc, rendered

@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 
 from common.errors import RenderError, ToolMissingError
+from common.formats import Tool
 from common.render import sandbox
-from common.render.formats import Tool
 from common.render.pipeline import check_abc, rendered
 from common.render.sandbox import UNJAILED, jail_for, require
 from common.render.tool_run import Completed, Limits, run_tool

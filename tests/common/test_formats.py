@@ -1,4 +1,4 @@
-"""The format table (common/render/formats.py): what each format is made from, by which tool, and
+"""The format table (common/formats.py): what each format is made from, by which tool, and
 that the stages, the content types and the version probes cover exactly what it names, with no
 second copy of it anywhere."""
 
@@ -12,9 +12,7 @@ from pathlib import Path
 import pytest
 
 from common import files
-from common.params import DEFAULT_FORMATS, FORMATS
-from common.render import stages
-from common.render.formats import (
+from common.formats import (
     PAGE_AUDIO,
     TABLE,
     TOOLS,
@@ -25,6 +23,8 @@ from common.render.formats import (
     needed_for,
     parse_formats,
 )
+from common.params import DEFAULT_FORMATS, FORMATS
+from common.render import stages
 from common.render.versions import tool_versions
 from common.settings import Settings
 
@@ -101,7 +101,7 @@ def test_every_tool_is_named_once_and_says_how_to_ask_its_version() -> None:
 def test_every_tool_is_installed_by_make_and_the_cpu_worker_image() -> None:
     """A format's new tool is one package line in the Makefile and the Dockerfile: both are
     checked against the table, so neither can be forgotten."""
-    root = Path(__file__).resolve().parents[3]
+    root = Path(__file__).resolve().parents[2]
     makefile = (root / "Makefile").read_text(encoding="utf-8")
     packages = re.search(r"^RENDER_PACKAGES := (.*)$", makefile, re.MULTILINE)
     assert packages is not None
@@ -129,14 +129,14 @@ def test_no_other_module_keeps_its_own_formats_table() -> None:
     """The content types and the lists of audio formats live in the table only; a module that
     spells them again would go stale when a format is added (the page's script included: it
     reads them from the JSON the gallery writes)."""
-    root = Path(__file__).resolve().parents[3]
+    root = Path(__file__).resolve().parents[2]
     sources = [
         *(root / "common").rglob("*.py"),
         *(root / "producer").rglob("*.py"),
         *(root / "worker").rglob("*.py"),
         root / "producer" / "gallery_assets" / "gallery.js",
     ]
-    table = root / "common" / "render" / "formats.py"
+    table = root / "common" / "formats.py"
     copies = [
         f"{path.relative_to(root)}:{number}: {line.strip()}"
         for path in sources
