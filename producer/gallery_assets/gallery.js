@@ -369,7 +369,7 @@
     if (urgent.length || later.length) setTimeout(pump, 0);
     else {
       pumping = false;
-      settled();
+      if (aiming) checkLater(0);
     }
   }
   var near = new IntersectionObserver(function (entries) {
@@ -849,9 +849,14 @@
     document.documentElement.style.setProperty("--header-h", headerOffset() + "px");
   }
 
-  // Scroll to a tune, building the list up to it; scroll again once the cards drawn above it
-  // have settled, unless the reader has moved meanwhile.
+  // Scroll to a tune, building the list up to it; scroll again while the cards drawn above it
+  // still move it, unless the reader has moved meanwhile. Arrived (html[data-arrived]) once a
+  // check finds the card where the last scroll put it with nothing left to draw: the drawing
+  // starts when the observers see the new view, which a loaded machine may do late.
   var aiming = null;
+  var aimedTop = null; // the card's top right after the last scroll to it
+  var settleChecks = 0;
+  var settleTimer = null;
   function goTo(id) {
     var index = matching.indexOf(id);
     if (index === -1) return false;
@@ -859,20 +864,37 @@
     restoreCard(id);
     fill(id);
     aiming = id;
+    settleChecks = 0;
     delete document.documentElement.dataset.arrived;
-    cards.get(id).scrollIntoView({ block: "start" });
-    setTimeout(settled, 250);
+    aimAgain(cards.get(id));
+    checkLater(250);
     return true;
+  }
+
+  function aimAgain(card) {
+    card.scrollIntoView({ block: "start" });
+    aimedTop = card.getBoundingClientRect().top;
+  }
+
+  function checkLater(ms) {
+    clearTimeout(settleTimer);
+    settleTimer = setTimeout(settled, ms);
   }
 
   function settled() {
     if (!aiming) return;
     var card = cards.get(aiming);
-    if (card && card.isConnected) card.scrollIntoView({ block: "start" });
-    if (!pumping) {
-      aiming = null;
-      document.documentElement.dataset.arrived = "1";
+    if (card && card.isConnected) {
+      var moved = Math.abs(card.getBoundingClientRect().top - aimedTop) > 1;
+      aimAgain(card);
+      settleChecks += 1;
+      if ((moved || pumping) && settleChecks < 40) {
+        checkLater(150); // at most ~6 s: a card that never stops moving is left where it is
+        return;
+      }
     }
+    aiming = null;
+    document.documentElement.dataset.arrived = "1";
   }
 
   ["wheel", "touchstart", "keydown", "mousedown"].forEach(function (type) {
