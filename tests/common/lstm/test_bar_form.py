@@ -14,7 +14,8 @@ from common.lstm.network import load_registered
 from common.lstm.sampler import Sampler
 from common.lstm.sampling import TuneRequest, generate
 from common.params import SamplingParams
-from tests.common.lstm.test_bar_tracker import CHARS, HEADER, adversarial_pick, bars_right
+from tests.common.lstm.test_bar_tracker import CHARS, HEADER, bars_right
+from tests.common.lstm.walks import walk
 from tests.model_fixtures import TinyEnv
 
 BAR = "ABcd efga|"
@@ -81,42 +82,12 @@ def test_random_walks_with_form_never_dead_end_and_write_two_parts(
     """Adversarial random picks among the allowed chars (favouring digits, notes, barlines or
     the end in turn): the mask is never empty, and every tune that ends is two-part, with every
     bar of the meter's length, by the independent count."""
-    rng = np.random.default_rng(seed)
-    rows = 24
     headers = ["X:1\nM:4/4\nL:1/8\nK:D\n", "X:1\nM:6/8\nK:G\n", "X:1\nM:3/4\nL:1/16\nK:A\n"]
-    texts = [headers[r % 3] for r in range(rows)]
-    state = form.initial_state(rows)
-    fresh = np.ones(rows, bool)
-    mask = np.ones((rows, len(CHARS)), bool)
-    pos = np.zeros(rows, int)
     favour = [set("0123456789/"), set("ABCDEFGabcdefg"), set("|:[]"), set('(<>{}"!-'), set("|\n")]
     form.dead_ends = 0
     assert form.form is not None
     form.form.yielded = 0
-    current = ["" for _ in range(rows)]
-    done: list[str] = []
-    untracked = np.zeros(rows, bool)
-    for step in range(2500):
-        choice = np.empty(rows, int)
-        for r in range(rows):
-            if pos[r] < len(texts[r]):
-                choice[r] = CHARS.index(texts[r][pos[r]])
-            else:
-                choice[r] = adversarial_pick(mask[r], rng, favour, step, r)
-        state, mask = form.step(state, choice, fresh)
-        fresh[:] = False
-        for r in range(rows):
-            current[r] += CHARS[choice[r]]
-            pos[r] += 1
-            ended = current[r].endswith("\n\n") or (pos[r] > 2 and current[r].endswith("\nX"))
-            untracked[r] |= not ended and form.mode_name(state[r]) == "FREE"
-            if ended or len(current[r]) > 1200:
-                if ended and not untracked[r]:
-                    done.append(current[r].rstrip("X").rstrip("\n"))
-                current[r], pos[r], untracked[r] = "", 0, False
-                texts[r] = headers[rng.integers(3)]
-                fresh[r] = True
-        assert mask.any(axis=1).all()
+    done = walk(form, seed, headers, favour, rows=24, steps=2500)
     assert form.dead_ends == 0 and form.form is not None and form.form.yielded == 0
     assert len(done) >= 3
     for tune in done:
