@@ -85,10 +85,12 @@ from common.lstm.bar_tables import Tables
 
 class BarCounts:
     """The counter updates over all slots, for one vocabulary's tables; `free` is mode FREE
-    (a meter or unit whose bar cannot be filled turns the row's tracking off)."""
+    (a meter or unit whose bar cannot be filled turns the row's tracking off); `soft_open` the
+    mode after ``:|`` whose ``:`` makes it ``:|:`` (OPENREP 2: open for the tune's form and its
+    end, but not for abc2midi's ``::`` and ``|1``, which it counts as after a ``:|``)."""
 
-    def __init__(self, t: Tables, free: int) -> None:
-        self.t, self.free = t, free
+    def __init__(self, t: Tables, free: int, soft_open: int) -> None:
+        self.t, self.free, self.soft_open = t, free, soft_open
         self._values = np.asarray(VALUES, np.int64)
         self.tup_num = np.zeros(5, np.int64)
         self.tup_den = np.ones(5, np.int64)
@@ -153,7 +155,9 @@ class BarCounts:
         rows: npt.NDArray[np.intp],
         code: int,
         c: npt.NDArray[np.int64],
+        mode: npt.NDArray[np.int64],
     ) -> None:
+        """Apply action `code` to `rows`, which wrote chars `c` in modes `mode`."""
         if code in (A_CLOSE, A_CLOSE_COLON):
             pos = s[rows, POS]
             epos = pos + s[rows, CARRY]  # the bar as abc2midi counts it: the carry included
@@ -165,9 +169,12 @@ class BarCounts:
                 s[rows, NEED] = short & ~pickok
                 s[rows, ENDST] = np.where(has & (s[rows, ENDST] == 3), 0, s[rows, ENDST])
             else:
-                # 2: this :| closed an open repeat (explicit, or the tune's start), so :: may follow
-                was_open = (s[rows, OPENREP] > 0) | (s[rows, CLOSED] == 0)
-                s[rows, CLOSED] = np.where(was_open, 2, 1)
+                # 2: this :| closed a repeat abc2midi counts as open (|:, ::, or the tune's
+                # start), so :: may follow; 3: one opened by :|:, which abc2midi counts as a
+                # plain :| (it reports "found :: before |:" after it), so only :|: may follow
+                openrep = s[rows, OPENREP]
+                hard = (openrep == 1) | ((openrep == 0) & (s[rows, CLOSED] == 0))
+                s[rows, CLOSED] = np.where(hard, 2, np.where(openrep == 2, 3, 1))
                 s[rows, OPENREP] = 0
                 s[rows, NEED] = 0
                 s[rows, ENDST] = np.where(s[rows, ENDST] == 1, 3, s[rows, ENDST])
@@ -185,7 +192,7 @@ class BarCounts:
             s[rows, FULLS] = 0
             s[rows, ENDST] = {A_SECTION: 0, A_REPOPEN: 0, A_END1: 1, A_END2: 2}[code]
             if code == A_REPOPEN:
-                s[rows, OPENREP] = 1
+                s[rows, OPENREP] = np.where(mode == self.soft_open, 2, 1)
                 s[rows, CLOSED] = 0
             else:
                 # an ending starts where the bar before it ended: on a bar line, nothing carried

@@ -63,8 +63,9 @@ def unit_value(g: Grammar, p: str, end: str, done: Rule) -> None:
 
 
 def text_value(g: Grammar, p: str, end: str, done: Rule) -> None:
-    """Free text up to `end`, not starting with ':' (nor, in a header, empty)."""
-    g.add(p + "0", lambda ch: done if ch == end else (None if ch in "\n:" else Rule(p + "1")))
+    """Free text up to `end`, not starting with ':' or '|' (abc2midi reads a body's ``T::`` and
+    ``T:|`` as a trill and a barline), nor, in a header, empty."""
+    g.add(p + "0", lambda ch: done if ch == end else (None if ch in "\n:|" else Rule(p + "1")))
     g.add(p + "1", lambda ch: done if ch == end else (None if ch == "\n" else Rule(p + "1")))
 
 

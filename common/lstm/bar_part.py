@@ -30,9 +30,11 @@ from common.lstm.music_rules import MusicRules
 # the note being written (accidental code, letter index or -1 for a rest or chord, octave
 # marks); DEC: it is decorated; TIE, TIEK: the spelling a tie waits for (-1: none) and how much
 # of it is written; ENDST: 0, in a 1st ending (1), in a 2nd (2), a 1st just closed by :| (3);
-# CLOSED: a :| came since the last |: (an ending then needs a new |:), 2 if it closed an open
-# repeat (:: may follow). CARRY: ticks a section's short closing bar left for the next
-# section's pickup to complete; SHORT: this bar must close its section short by the pickup.
+# OPENREP: a repeat is open, 1 by |: or ::, 2 by :|: (which abc2midi counts as a :|);
+# CLOSED: a :| came since the last |: (an ending then needs a new |:), 2 if it closed a repeat
+# opened by |:, :: or the tune's start (:: may follow), 3 one opened by :|: (only :|: may).
+# CARRY: ticks a section's short closing bar left for the next section's pickup to complete;
+# SHORT: this bar must close its section short by the pickup.
 (MODE, POS, BARLEN, Q, PICKUP, PICKOK, NEED, OPENREP, BARS, TUPR, TUPLEFT, TARGET, BRK,
  LASTQ, LASTV, LASTPLAIN, MNUM, MDEN, UDEN, ACCN, ACCD, FULLS, NACC, NLET, NOCT, DEC, TIE,
  TIEK, ENDST, CLOSED, CARRY, SHORT) = range(32)  # fmt: skip

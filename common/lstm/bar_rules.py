@@ -12,7 +12,8 @@ A char without a rule is never written. The subset is what abc2midi reads withou
 * a tie ``-`` only after an undecorated note (not a rest or chord; abc2midi finds no note
   before ``.A-``); the next note is checked by the tracker;
 * broken rhythm ``>``/``<`` only between undecorated notes (abc2midi cannot apply it otherwise);
-* after a decoration a note (no slur, grace or chord: abc2midi reads ``~(`` as a bad note);
+* after a decoration a note (no slur, grace or chord: abc2midi reads ``~(`` as a bad note), and
+  no ``!name!`` after a one-char decoration (``~!f!A`` is a bad note too);
 * at most `MAX_GRACE` grace notes in a group, and a note (not another group) after it;
 * repeats and endings in the shape abc2midi pairs (``|1`` inside a repeat, closed by ``:|``,
   ``|2`` right after it, ``::`` only where a repeat is open): the tracker checks them.
@@ -303,8 +304,13 @@ class Grammar:
 
         self.add("B_LSC", continued)
         self.add("PRE", self.pre)
-        # After a decoration: a note, or another decoration.
-        self.add("PRED", lambda ch: self.note_start(ch) or self.decoration(ch))
+        # After a one-char decoration: a note, or another one-char decoration (abc2midi reads
+        # ``~!f!A`` as a malformed note); after a ``!name!`` one: a note, or any decoration.
+        self.add(
+            "PRED",
+            lambda ch: self.note_start(ch) or (self.decoration(ch) if ch != "!" else None),
+        )
+        self.add("PREDN", lambda ch: self.note_start(ch) or self.decoration(ch))
         # After > or <: an undecorated note, maybe with grace notes, guitar chord or slur.
         self.add("PREB", lambda ch: None if ch in DECORATIONS or ch == "!" else self.pre(ch))
         # After grace notes: a note or chord (a slur could lead to another group).
@@ -409,7 +415,7 @@ class Grammar:
             self.add(f"GRACE{k}U", after_grace(k, ",/"))
             self.add(f"GRACE{k}L", after_grace(k, "'/"))
             self.add(f"GRACEO{k}", after_grace(k, ""))
-        self.words("DECO0", DECORATION_NAMES, "!", Rule("PRED"))
+        self.words("DECO0", DECORATION_NAMES, "!", Rule("PREDN"))
         # A guitar chord is a name from CHORD_NAMES, an annotation starts with ^ _ < > @.
         self.words("Q0", CHORD_NAMES, '"', Rule("PRE"))
         gchord = self.rules["Q0"]
@@ -434,7 +440,7 @@ class Grammar:
             if ch in "|]":
                 return Rule("B_SEP", bit(Cond.SECTION), A_SECTION)
             if ch == ":":
-                return Rule("B_SEP", bit(Cond.REPOPEN), A_REPOPEN)
+                return Rule("B_SEPC", bit(Cond.REPOPEN), A_REPOPEN)
             if ch == "1":
                 return Rule("B_SEP", bit(Cond.NOTNEED, Cond.END1), A_END1)
             if ch == "2":
@@ -446,16 +452,20 @@ class Grammar:
 
         self.add("BAR1", bar1)
         self.add("COLON1", lambda ch: Rule("COLONBAR") if ch == "|" else
-                 (Rule("B_SEP", bit(Cond.REOPEN), A_REPOPEN) if ch == ":" else None))  # fmt: skip
+                 (Rule("B_SEPC", bit(Cond.REOPEN), A_REPOPEN) if ch == ":" else None))  # fmt: skip
 
         def colon_bar(ch: str) -> Rule | None:
             """After ':|': ':|:', ':||', ':|]', ':|2' or the next bar."""
             if ch == ":":
-                return Rule("B_SEP", bit(Cond.REOPEN), A_REPOPEN)
+                return Rule("B_SEPC", bit(Cond.REOPEN), A_REPOPEN)
             if ch in "|]":
-                return Rule("B_SEP", 0, A_SECTION)
+                return Rule("B_SEPC", 0, A_SECTION)
             if ch == "2":
                 return Rule("B_SEP", bit(Cond.END2), A_END2)
             return None if ch in "|:1" else self.sep(ch)
 
         self.add("COLONBAR", colon_bar)
+        # Right after ':||', ':|]' or a repeat's opening ('|:', '::', ':|:'), no barline: abc2midi
+        # splits runs like ':|||:' or '|:::' its own way, then reports "found :: before |:" or
+        # "found another |: after a |:" (a space or a note may come first).
+        self.add("B_SEPC", lambda ch: None if ch in "|:" else self.sep(ch))

@@ -70,7 +70,9 @@ class Tables:
 
 
 #: Where a tied note's continuation must not go before it is written: another note or rest,
-#: a chord, grace notes, a field (a key change), the tune's end.
+#: a chord, grace notes, a field (a key change), the tune's end; and no roll or trill (``~``,
+#: ``T``, nor any ``!name!``): abc2midi plays those as several notes and then finds none to tie
+#: to (``c-|~c`` always, ``{^c}E c-|Tc`` after a grace note's accidental).
 _TIE_BANNED = {"PNU", "PNL", "LBRACK", "CHORD0", "CHORD1U", "CHORD1L", "GRACE0", "LST"}
 
 
@@ -82,6 +84,8 @@ def _tie_banned(mode: str, ch: str, nxt: str, cond: int) -> bool:
         or nxt.startswith(("ACC", "CACC", "BFF", "IFF"))
         or (ch in RESTS and nxt == "P:")
         or (ch in ",'" and mode.startswith("PN"))
+        or (ch in "~T" and nxt == "PRED")
+        or nxt == "DECO0"
         or bool(cond & bit(Cond.END))
     )
 
@@ -96,6 +100,24 @@ def _spellings(chars: Sequence[str]) -> npt.NDArray[np.int64]:
                 ids = [index.get(ch, -1) for ch in text]
                 out[(a * len(NOTE_LETTERS) + li) * 3 + octave, : len(ids)] = ids
     return out
+
+
+def _prune_dead_ends(nxt: npt.NDArray[np.int16]) -> None:
+    """Remove, in place, every move into a mode that the model's chars cannot leave.
+
+    The rules are written over all of printable ASCII, but a model knows only its corpus's
+    chars: one trained without ``j`` can start ``K:AMa`` on the way to ``Maj`` and then find no
+    char the key allows. Its mask would come out empty, the slot would go untracked and the
+    tune end as abc2midi's "Unknown mode 'Ma'". Taking out the moves into such modes, until
+    none is left, means a prefix is offered only if the model can finish it. (A dead end that
+    depends on the counters, not on the chars, is the tracker's to avoid at run time.)
+    """
+    while True:
+        dead: npt.NDArray[np.bool_] = ~np.any(nxt >= 0, axis=1)
+        into = (nxt >= 0) & dead[np.maximum(nxt, 0)]
+        if not into.any():
+            return
+        nxt[into] = -1
 
 
 def build_grammar() -> Grammar:
@@ -163,6 +185,7 @@ def compile_tables(chars: Sequence[str]) -> tuple[Tables, list[str]]:
         for suffix, val in SUFFIXES.items():
             if suffix.startswith(s):
                 comp[i] |= 1 << value_bit[val]
+    _prune_dead_ends(nxt)
     digit = np.asarray([int(ch) if ch in DIGITS else 0 for ch in chars], np.int64)
     letter = np.asarray([max(NOTE_LETTERS.find(ch), 0) for ch in chars], np.int32)
     acc = np.asarray([ACC_CODE.get(ch, 0) for ch in chars], np.int32)

@@ -27,8 +27,9 @@ broken-rhythm, repeat and tie state, the spelling of the note being written). An
 that subset is masked, so what the model writes is always something the tracker can count. The
 tables (`common.lstm.bar_tables`) are built once per vocabulary; a step is a handful of NumPy
 operations over all B slots at once. The counting is `common.lstm.bar_counts`'; the rules on top
-(ties, closing, form, music, register, repeats) are `PARTS`, each a `common.lstm.bar_part.
-TrackerPart` with its own columns, so that a new rule touches one new module and this list.
+(ties, broken rhythm, closing, form, music, register, repeats) are `PARTS`, each a
+`common.lstm.bar_part.TrackerPart` with its own columns, so that a new rule touches one new
+module and this list.
 
 Why it never dead-ends: every duration it allows is a multiple of a quarter of the unit length
 ``L`` (lengths down to ``/4``; a tuplet's notes share one length, so ``(3`` three of length m last
@@ -38,7 +39,8 @@ is full always accepts ``|`` (or ``:|`` where a section must close). A waiting t
 barline, and its note fits wherever a note may start. A primer that leaves the known subset, or a
 meter/unit whose bar is not a whole number of such quarters, turns the tracker off for that tune
 (mode FREE); a row whose mask would be empty (a vocabulary that lacks ``/`` or ``|``) does too,
-and is counted.
+and is counted. Prefixes the vocabulary cannot finish (``K:AMa`` without a ``j``) are never
+offered: the tables drop every move into a mode its chars cannot leave.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ from typing import TypeVar
 import numpy as np
 import numpy.typing as npt
 
+from common.lstm.bar_broken import BarBroken
 from common.lstm.bar_closing import BarClosing, closing_phases
 from common.lstm.bar_counts import BarCounts
 from common.lstm.bar_form import BarForm
@@ -101,6 +104,7 @@ PARTS: tuple[type[TrackerPart], ...] = (
     BarRegister,
     BarMusic,
     BarTies,
+    BarBroken,
     BarClosing,
     BarRepeats,
 )
@@ -160,7 +164,8 @@ class BarTracker:
         self.form = self._part(BarForm)
         self.music = self._part(BarMusic)
         self.repeats = self._part(BarRepeats)
-        self._counts = BarCounts(self.t, self.free)
+        self._counts = BarCounts(self.t, self.free, self.mode_id["COLONBAR"])
+        self._colon1 = self.mode_id["COLON1"]  # after a ':' that may become '::
         self._is_pending = self.t.node >= 0
         self._values = np.asarray(VALUES, np.int64)
         self._pow = np.int64(1) << np.arange(len(VALUES), dtype=np.int64)
@@ -232,7 +237,7 @@ class BarTracker:
         present = np.bincount(act.astype(np.intp), minlength=N_ACTIONS)
         for code in np.flatnonzero(present[1:]) + 1:
             rows = np.flatnonzero(act == code)
-            self._counts.act(s, rows, int(code), c)
+            self._counts.act(s, rows, int(code), c, mode[rows])
             if code == A_BODY_START:
                 for part in self._hooks["body_start"]:
                     part.body_start(s, rows)
@@ -430,10 +435,14 @@ class BarTracker:
         ok[Cond.METER] = col[MDEN] > 0
         ok[Cond.TIE] = (col[NLET] >= 0) & (col[DEC] == 0)  # a plain note
         ok[Cond.REPOPEN] = repopen_ok
-        ok[Cond.END1] = (endst == 0) & (openrep | (col[CLOSED] == 0)) & ~phase.closing
+        # As abc2midi counts repeats: open after |:, :: or at the tune's start, not after :|:
+        # (it reads that as a :|, then "found [1 or like before |:" or "found :: before |:").
+        hard_open = (col[OPENREP] == 1) | ((col[OPENREP] == 0) & (col[CLOSED] == 0))
+        ok[Cond.END1] = (endst == 0) & hard_open & ~phase.closing
         ok[Cond.END2] = endst == 3
         ok[Cond.SECTION] = section_ok
-        ok[Cond.REOPEN] = (col[CLOSED] == 2) & ~phase.closing & opens_ok
+        reopens = np.where(mode == self._colon1, col[CLOSED] == 2, col[CLOSED] >= 2)
+        ok[Cond.REOPEN] = reopens & ~phase.closing & opens_ok
         ok[Cond.NOMETER] = col[MDEN] == 0
         ok[Cond.NOUNIT] = col[UDEN] == 0
         view = View(s, mode, mode != self.free, pos, epos, pending, fits_next, phase, last)

@@ -50,7 +50,7 @@ def test_a_part_is_built_and_called_only_where_its_options_want_it() -> None:
             calls.append("feed")
 
     plain = BarTracker(CHARS)
-    assert {type(p).__name__ for p in plain.parts} == {"BarTies", "BarClosing"}
+    assert {type(p).__name__ for p in plain.parts} == {"BarTies", "BarBroken", "BarClosing"}
     music = BarTracker(CHARS, form=True, music=DEFAULT_RULES)
     assert music.form is not None and music.music is not None and music.repeats is None
     plain._hooks["feed"].append(Probe.__new__(Probe))

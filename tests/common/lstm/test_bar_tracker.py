@@ -243,6 +243,11 @@ def test_a_tie_is_followed_by_its_own_note_spelled_again(tracker: BarTracker) ->
     assert_refused(tracker, HEADER + "A2 .c2-", len(HEADER + "A2 .c2"))
     assert_refused(tracker, HEADER + "A2 c2-{d}c2", len(HEADER + "A2 c2-"))
     assert_refused(tracker, HEADER + "A2 c2-[K:G]c2", len(HEADER + "A2 c2-"))
+    # No roll or trill before the tied note: abc2midi plays them as several notes, then finds
+    # none to tie to ("c-|~c" always, "{^c}E c-|Tc" after a grace note's accidental).
+    for deco in "~T!":
+        assert_refused(tracker, HEADER + "A2 c2-" + deco, len(HEADER + "A2 c2-"))
+    assert_accepted(tracker, HEADER + "A2 c2- .c2 B2|uc8|]\n\n")
     # A tie before the tune's end: the end waits for the note.
     assert "\n" not in allowed_after(tracker, HEADER + "A8|B8-|\n")
     assert "\n" in allowed_after(tracker, HEADER + "A8|B8-|B8|\n")
@@ -261,6 +266,15 @@ def test_repeats_and_endings_pair_as_abc2midi_expects(tracker: BarTracker) -> No
     assert_refused(tracker, HEADER + "|:A8|1 B8|2", len(HEADER + "|:A8|1 B8|"))
     assert_refused(tracker, HEADER + "|:A8|1 B8:|c8|2", len(HEADER + "|:A8|1 B8:|c8|"))
     assert "\n" not in allowed_after(tracker, HEADER + "|:A8|1 B8|\n")
+    # abc2midi counts :|: as a :| ("found :: before |:", "found [1 or like before |:" after
+    # it): only :| or :|: follow it; and it splits runs of barline chars its own way.
+    assert_accepted(tracker, HEADER + "A8:|:B8:|:c8:|\n\n")
+    assert_refused(tracker, HEADER + "A8:|:B8::", len(HEADER + "A8:|:B8:"))
+    assert_refused(tracker, HEADER + "A8:|:B8|1", len(HEADER + "A8:|:B8|"))
+    assert_accepted(tracker, HEADER + "A8::B8|1 c8:|2 d8|]\n\n")
+    assert_refused(tracker, HEADER + "A8:|||", len(HEADER + "A8:||"))  # as in ":|||:"
+    assert_refused(tracker, HEADER + "|::", len(HEADER + "|:"))
+    assert_accepted(tracker, HEADER + "A8:|| |:B8:|\n\n")
 
 
 def test_header_values_are_ones_abc2midi_reads(tracker: BarTracker) -> None:
@@ -274,13 +288,38 @@ def test_header_values_are_ones_abc2midi_reads(tracker: BarTracker) -> None:
     assert_refused(tracker, "X:1\nM:4/4\nK:Dmid", len("X:1\nM:4/4\nK:Dmi"))
     assert_refused(tracker, "X:1\nM:4/4\nK:D A", len("X:1\nM:4/4\nK:D"))  # no free text
     assert_refused(tracker, HEADER + "A8|\nT::x", len(HEADER + "A8|\nT:"))  # reads as :|
+    assert_refused(tracker, HEADER + "A8|\nT:|x", len(HEADER + "A8|\nT:"))  # a bad note
     assert_refused(tracker, HEADER + "A8|\nR:", len(HEADER + "A8|\n"))  # not in a body
+
+
+def test_a_prefix_the_vocabulary_cannot_finish_is_never_offered() -> None:
+    """A model whose corpus has no ``j`` could write ``K:AMa`` on its way to ``Maj`` and then
+    find no char the key allows: its row would go untracked and the tune end as abc2midi's
+    "Unknown mode 'Ma'" (a CI run's tiny model did). Without ``j``, ``M`` is a whole mode and
+    nothing starts ``Ma``."""
+    chars = tuple(ch for ch in CHARS if ch != "j")
+    small = BarTracker(chars)
+    state = small.initial_state(1)
+    mask = None
+    for i, ch in enumerate("X:1\nM:4/4\nK:AM"):
+        state, mask = small.step(state, np.asarray([chars.index(ch)]), np.asarray([i == 0]))
+    assert mask is not None
+    assert {chars[i] for i in np.flatnonzero(mask[0])} == {"\n", "i"}  # AM, AMin, AMix
+    assert "a" in allowed_after(BarTracker(CHARS), "X:1\nM:4/4\nK:AM")  # with j: AMaj
 
 
 def test_decorations_grace_notes_and_chords_abc2midi_refuses(tracker: BarTracker) -> None:
     assert_refused(tracker, HEADER + ".g>", len(HEADER + ".g"))  # broken rhythm: plain notes
     assert_refused(tracker, HEADER + "g>.f", len(HEADER + "g>"))
     assert_refused(tracker, HEADER + "~(", len(HEADER + "~"))  # a decoration then a note
+    assert_refused(tracker, HEADER + "~!f!", len(HEADER + "~"))  # "~!f!A": a bad note too
+    assert_accepted(tracker, HEADER + "!f!~A2 .TB2 !p!!trill!c4|A8|]\n\n")
+    # The second note of a broken pair is plain, whatever comes between ("Cannot apply broken
+    # rhythm" otherwise).
+    assert_refused(tracker, HEADER + "G>(.a", len(HEADER + "G>("))
+    assert_refused(tracker, HEADER + 'G>"G".a', len(HEADER + 'G>"G"'))
+    assert_refused(tracker, HEADER + "G>(3abc", len(HEADER + "G>("))
+    assert_accepted(tracker, HEADER + 'G>(a) "G"B>{c}c d2|A8|]\n\n')
     assert_refused(tracker, HEADER + "{abcde}", len(HEADER + "{abcd"))  # at most 4 grace notes
     assert_refused(tracker, HEADER + "{g}{a}", len(HEADER + "{g}"))
     assert_refused(tracker, HEADER + '"Gx', len(HEADER + '"G'))  # a chord name abc2midi knows
