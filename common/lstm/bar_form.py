@@ -18,10 +18,10 @@ With form on, the sampler writes a dance tune's two parts, each of 8 bars, and t
 Why it never dead-ends on top of the tracker: a bar that is not full still takes a note, so a
 barline this module bans there only delays it; a part lands on exactly 8 bars (whole bars
 without a pickup; with one, its last bar is cut short by it); at a full bar the tracker allows
-``:`` (``:|``) and ``|`` outside an open repeat, and this module keeps the one the rule needs; the
-last bar's last note is never tied (its note would have to come after the end). Should the rule
-still leave a row no char, the row keeps the tracker's mask for that step, and `yielded` counts
-it (the random-walk tests expect none).
+``:`` (``:|``) and ``|`` outside an open repeat, and this module keeps the one the rule needs; a
+part's last note is never tied (in the last part its note would have to come after the end).
+Should the rule still leave a row no char, the row keeps the tracker's mask for that step, and
+`yielded` counts it (the random-walk tests expect none).
 
 With a pickup, each part's last bar is short by it (the tracker's limit, asked of `last_bar`),
 and the next part starts with the pickup that completes it: abc2midi plays ``A|...|d2:|`` as
@@ -183,8 +183,11 @@ class BarForm(TrackerPart):
         keep &= ~(at_bar1[:, None] & boundary & ~bnd_ok[:, None])
         keep &= ~((at_bar1 & (acc == eight))[:, None] & ~boundary)
         keep &= ~(self.ends[m] & (sec < PARTS)[:, None])
-        # The tune's last note is not tied: its note would have to follow the end.
-        keep &= ~(self.ties[m] & ((sec == PARTS - 1) & (close >= eight))[:, None])
+        # A part's last note is not tied: in the last part its note would have to follow the
+        # end; in the first, it would cross the part's repeat barline, where abc2midi finds no
+        # note to tie to once an accidental carried in the bar ("^b b-::b", "[^D] D-::D"), and
+        # which O'Neill's never ties across.
+        keep &= ~(self.ties[m] & (close >= eight)[:, None])
         # The last part ends with '||', '|]' or ':|': after '|:' the tune could not end.
         keep &= ~(self.repopen[m] & (sec == PARTS - 1)[:, None] & (acc == eight)[:, None])
         sub = allowed[rows] & keep

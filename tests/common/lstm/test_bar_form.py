@@ -67,6 +67,7 @@ def test_two_part_tunes_are_written_and_counted_two_part(form: BarTracker, body:
         (PART + PART.rstrip("\n") + ":", ":"),  # not even '::'
         ("|:" + BAR * 6 + "ABcd efga|1", "1"),  # no endings
         (PART + "|:" + BAR * 7 + "ABcd efga-", "-"),  # the last note is not tied
+        ("|:" + BAR * 7 + "ABcd efga-", "-"),  # nor the first part's (abc2midi: "^b b-::b")
     ],
 )
 def test_the_form_rule_refuses(form: BarTracker, body: str, bad: str) -> None:
