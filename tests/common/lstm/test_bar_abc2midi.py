@@ -51,7 +51,7 @@ def abc2midi_errors(tune: str, workdir: Path) -> list[str]:
     source.write_text(tune + "\n")
     out = subprocess.run(
         ["abc2midi", str(source), "-o", str(workdir / "tune.mid")],
-        capture_output=True, text=True, timeout=30, check=False,
+        capture_output=True, text=True, errors="replace", timeout=30, check=False,
     ).stdout  # fmt: skip
     return [
         re.sub(r"line-char \d+-\d+ : ", "", line)
