@@ -467,5 +467,5 @@ class Grammar:
         self.add("COLONBAR", colon_bar)
         # Right after ':||', ':|]' or a repeat's opening ('|:', '::', ':|:'), no barline: abc2midi
         # splits runs like ':|||:' or '|:::' its own way, then reports "found :: before |:" or
-        # "found another |: after a |:" (a space or a note may come first).
+        # "found another |: after a |:" (a note or a line break may come first).
         self.add("B_SEPC", lambda ch: None if ch in "|:" else self.sep(ch))

@@ -159,6 +159,11 @@ def test_barlines_pickups_and_closing_bars(tracker: BarTracker) -> None:
     assert_accepted(tracker, tune + "G4||\n\n")
     assert_accepted(tracker, tune + "G4|]\n\n")
     assert_refused(tracker, tune + "G4|G", len(tune + "G4|"))
+    # An empty bar only across a line break: "| | |" within a line is a stray barline (a barely
+    # trained model filled whole tunes with them until --max-chars cut every one).
+    assert_refused(tracker, HEADER + "A8| |", len(HEADER + "A8| "))
+    assert_refused(tracker, HEADER + "|:A8| :|", len(HEADER + "|:A8| "))
+    assert_accepted(tracker, HEADER + "A8|\n|B8|\n|:c8:|]\n\n")
 
 
 def test_pickups_pair_as_abc2midi_plays_them(tracker: BarTracker) -> None:
@@ -274,7 +279,7 @@ def test_repeats_and_endings_pair_as_abc2midi_expects(tracker: BarTracker) -> No
     assert_accepted(tracker, HEADER + "A8::B8|1 c8:|2 d8|]\n\n")
     assert_refused(tracker, HEADER + "A8:|||", len(HEADER + "A8:||"))  # as in ":|||:"
     assert_refused(tracker, HEADER + "|::", len(HEADER + "|:"))
-    assert_accepted(tracker, HEADER + "A8:|| |:B8:|\n\n")
+    assert_accepted(tracker, HEADER + "A8:||\n|:B8:|\n\n")
 
 
 def test_header_values_are_ones_abc2midi_reads(tracker: BarTracker) -> None:
