@@ -562,7 +562,7 @@ def test_print_shows_every_chosen_tune_and_no_controls(
     page.emulate_media(media="print")
     page.wait_for_selector("html[data-print-ready='3']")
     pdf = page.pdf(format="A4")
-    assert pdf_pages(pdf) == 1
+    assert pdf_pages(pdf) <= math.ceil(len(favourites) / 2) < pages  # the three, two a page
     assert page.locator("#list article.tune .score svg").count() == 3
     watch.assert_clean()
     page.context.close()
