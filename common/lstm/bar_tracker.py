@@ -165,7 +165,7 @@ class BarTracker:
         self.music = self._part(BarMusic)
         self.repeats = self._part(BarRepeats)
         self._counts = BarCounts(self.t, self.free, self.mode_id["COLONBAR"])
-        self._colon1 = self.mode_id["COLON1"]  # after a ':' that may become '::
+        self._colon1 = self.mode_id["COLON1"]  # after a ':' that may become '::'
         self._sep = self.mode_id["B_SEP"]  # within a line, after a barline, note or space
         self._is_pending = self.t.node >= 0
         self._values = np.asarray(VALUES, np.int64)
@@ -393,7 +393,8 @@ class BarTracker:
         # An empty bar only across a line break ("|\n|"): within a line, "| | | |" is a stray
         # barline that takes no time (O'Neill's has 4 in 1,289 tunes; a barely trained model at
         # a low temperature filled whole tunes with them until --max-chars cut them).
-        empty_bar_ok = ((carry == 0) | repopen_ok) & (mode != self._sep)
+        in_line = mode == self._sep
+        empty_bar_ok = ((carry == 0) | repopen_ok) & ~in_line
         # Near the length limit a row opens no repeat or ending, and closes open ones with :|
         # (with a pickup, a full bar first takes | and the next bar closes short).
         must_colon = phase.ending & (openrep | (endst == 1)) & ~((pickup > 0) & (rem == 0))
@@ -408,7 +409,7 @@ class BarTracker:
                 | (short & ((col[PICKOK] > 0) | (closing & section_ok)))
             ),
             Cond.COLON: ((rem == 0) & no_pickup)
-            | (at_start & no_pickup & (mode != self._sep))
+            | (at_start & no_pickup & ~in_line)
             | (short & closing),
             Cond.NOTNEED: col[NEED] == 0,
             Cond.END: at_start & (col[BARS] >= 2) & ~openrep & (col[NEED] == 0) & (endst != 1),
